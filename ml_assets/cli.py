@@ -1,0 +1,65 @@
+"""``ml-assets``: the platform's command line.
+
+- ``ml-assets publish --start 2013-01-01 --end 2013-01-31 [--fault KIND]`` lands daily exports;
+- ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults.
+"""
+
+import argparse
+import os
+import sys
+from datetime import date
+
+from ml_assets.home import PROJECT_ROOT, dagster_home, ml_assets_home
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from ml_assets.pipelines.flights.publish import publish
+    from resources.landing_zone import default_landing_zone
+
+    landing = default_landing_zone()
+    written = publish(landing, args.start, args.end, fault=args.fault)
+    print(f"landed {len(written)} files in {landing.url}")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("ML_ASSETS_HOME", str(ml_assets_home()))
+    command = [
+        "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "--host", args.host, "--port", str(args.port),
+    ]  # fmt: skip
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})", flush=True)
+    os.execvp(command[0], command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ml_assets.pipelines.flights.publish import FAULTS
+
+    parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    publish = commands.add_parser(
+        "publish", help="land NYC flights 2013 exports (one flights and one weather file per day)"
+    )
+    publish.add_argument("--start", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    publish.add_argument("--end", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    publish.add_argument(
+        "--fault", choices=sorted(FAULTS), help="land damaged files, for testing bad input"
+    )
+    publish.set_defaults(run=_publish)
+
+    dev = commands.add_parser("dev", help="start the Dagster UI and daemon on embedded defaults")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(run=_dev)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Shared fixtures: every test gets its own ``$ML_ASSETS_HOME`` and Dagster instance."""
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, WAREHOUSE_ENV_VAR, warehouse_url
+from ml_assets.pipelines.flights.publish import publish
+from resources.landing_zone import LandingZone, default_landing_zone
+from resources.parquet_io_manager import ParquetIOManager
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty platform home for this test."""
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
+    monkeypatch.delenv(LANDING_ENV_VAR, raising=False)
+    monkeypatch.delenv(WAREHOUSE_ENV_VAR, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    return tmp_path
+
+
+@pytest.fixture
+def landing_zone(home: Path) -> LandingZone:
+    return default_landing_zone()
+
+
+@pytest.fixture
+def resources(home: Path, landing_zone: LandingZone) -> dict:
+    """The platform's resources, pointed at the test's home."""
+    return {"io_manager": ParquetIOManager(base_url=warehouse_url()), "landing_zone": landing_zone}
+
+
+@pytest.fixture
+def instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def published_week(landing_zone: LandingZone) -> LandingZone:
+    """The reference tables and 2013-01-01 … 2013-01-08 landed, undamaged."""
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 8))
+    return landing_zone

@@ -1,0 +1,44 @@
+"""One partition end to end, through Dagster, on a temporary ``$ML_ASSETS_HOME``."""
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.definitions import defs
+from ml_assets.pipelines.flights.assets import data_assets, key
+
+
+def test_one_partition_end_to_end(published_week, resources, instance, home):
+    reference = dg.materialize(
+        data_assets,
+        selection=[key("planes"), key("airports"), key("airlines")],
+        resources=resources,
+        instance=instance,
+    )
+    assert reference.success
+    history = dg.materialize(
+        data_assets,
+        selection=dg.AssetSelection.groups("ingest", "clean")
+        - dg.AssetSelection.assets(key("planes"), key("airports"), key("airlines")),
+        tags={
+            "dagster/asset_partition_range_start": "2013-01-01",
+            "dagster/asset_partition_range_end": "2013-01-07",
+        },
+        resources=resources,
+        instance=instance,
+    )
+    assert history.success
+    day = dg.materialize(
+        data_assets,
+        selection=dg.AssetSelection.groups("ingest", "clean", "features")
+        - dg.AssetSelection.assets(key("planes"), key("airports"), key("airlines")),
+        partition_key="2013-01-08",
+        resources=resources,
+        instance=instance,
+    )
+    assert day.success
+    features = pd.read_parquet(
+        home / "warehouse" / "flights" / "flight_features" / "2013-01-08.parquet"
+    )
+    assert len(features) > 800
+    assert features["route_flights_7d"].gt(0).mean() > 0.9
+    assert defs.resolve_job_def("flights_daily_data") is not None
