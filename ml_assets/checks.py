@@ -7,12 +7,15 @@ single-run backfill shows which days failed, and a failed blocking check stops d
 """
 
 from collections.abc import Iterator, Mapping
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from pandera.errors import SchemaErrors
 
 SAMPLE_ROWS = 5
@@ -82,7 +85,12 @@ def report_per_partition(
     check_name: str,
     outcomes: Mapping[str, CheckOutcome],
 ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
-    """Yield one check evaluation per partition key, each recorded against its own partition."""
+    """Yield one check evaluation per partition key, each recorded against its own partition.
+
+    Each evaluation names the partition's materialization it checked (yield the asset's output
+    first). Without that target, Dagster treats the result as stale, so automation conditions
+    such as ``all_deps_blocking_checks_passed`` would never see the check pass.
+    """
     check_key = dg.AssetCheckKey(asset_key, check_name)
     if check_key not in context.selected_asset_check_keys:
         return
@@ -100,7 +108,24 @@ def report_per_partition(
             severity=outcome.severity,
             blocking=spec.blocking,
             partition=partition_key,
+            target_materialization_data=_latest_materialization(context, asset_key, partition_key),
         )
+
+
+def _latest_materialization(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_key: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The partition's latest materialization, as ``AssetCheckResult`` records it for a step."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id,
+        run_id=records[0].run_id,
+        timestamp=records[0].timestamp,
+    )
 
 
 def _sample_markdown(sample: pd.DataFrame) -> str:

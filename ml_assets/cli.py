@@ -1,13 +1,14 @@
 """``ml-assets``: the platform's command line.
 
 - ``ml-assets publish --start 2013-01-01 --end 2013-01-31 [--fault KIND]`` lands daily exports;
-- ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults.
+- ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing a first
+  week of data when the landing zone is empty).
 """
 
 import argparse
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 
 from ml_assets.home import PROJECT_ROOT, dagster_home, ml_assets_home
 
@@ -22,14 +23,29 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_landing_zone(days: int) -> None:
+    """Land the first ``days`` days of 2013 when nothing has landed yet, so the sensor has work."""
+    from ml_assets.pipelines.flights import config
+    from ml_assets.pipelines.flights.publish import publish
+    from resources.landing_zone import default_landing_zone
+
+    landing = default_landing_zone()
+    if days <= 0 or landing.list_files(config.FLIGHTS_SOURCE):
+        return
+    first = date.fromisoformat(config.DAILY.get_first_partition_key())
+    publish(landing, first, first + timedelta(days=days - 1))
+    print(f"landed the first {days} days of data in {landing.url}", flush=True)
+
+
 def _dev(args: argparse.Namespace) -> int:
+    _seed_landing_zone(args.seed_days)
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").touch()
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("ML_ASSETS_HOME", str(ml_assets_home()))
     command = [
-        "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
         "--host", args.host, "--port", str(args.port),
     ]  # fmt: skip
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})", flush=True)
@@ -55,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument(
+        "--seed-days",
+        type=int,
+        default=7,
+        help="if nothing has landed yet, land this many days first (0 to start empty)",
+    )
     dev.set_defaults(run=_dev)
 
     args = parser.parse_args(argv)

@@ -66,6 +66,15 @@ def clean_flights(raw: pd.DataFrame, day: date) -> Cleaned:
     return Cleaned(kept, triage.rejected(), len(kept), notes)
 
 
+def _fill_short_gaps(values: pd.Series) -> pd.Series:
+    """Interpolate runs of at most ``WEATHER_MAX_GAP_HOURS`` missing values; longer runs stay
+    missing as a whole (``interpolate(limit=...)`` would fill part of a long gap)."""
+    missing = values.isna()
+    run_length = missing.groupby((missing != missing.shift()).cumsum()).transform("sum")
+    filled = values.interpolate(limit_direction="both")
+    return filled.mask(missing & (run_length > config.WEATHER_MAX_GAP_HOURS))
+
+
 def clean_weather(raw: pd.DataFrame, day: date) -> Cleaned:
     """Split one day's raw hourly weather into clean and rejected rows.
 
@@ -82,11 +91,12 @@ def clean_weather(raw: pd.DataFrame, day: date) -> Cleaned:
     triage.reject(~triage.values["origin"].isin(config.ORIGINS), "unknown_origin")
     blanked = triage.ranges(config.WEATHER_RANGES)
     triage.reject(~_is_on(triage, day), "wrong_partition")
+    hours = pd.date_range(pd.Timestamp(day), periods=25, freq="h", tz=config.TIMEZONE)
+    hours = hours[hours.date == day].tz_convert("UTC")  # 23, 24 or 25 hours across DST
+    triage.reject(~triage.parsed["time_hour"].isin(hours), "off_grid:time_hour")
     triage.duplicates(config.WEATHER_KEY)
     readings = triage.kept()
 
-    hours = pd.date_range(pd.Timestamp(day), periods=25, freq="h", tz=config.TIMEZONE)
-    hours = hours[hours.date == day].tz_convert("UTC")  # 23, 24 or 25 hours across DST
     grid = pd.MultiIndex.from_product([config.ORIGINS, hours], names=["origin", "time_hour"])
     measured = readings.set_index(["origin", "time_hour"])[list(config.WEATHER_MEASURES)]
     clean = measured.reindex(grid).reset_index()
@@ -94,9 +104,7 @@ def clean_weather(raw: pd.DataFrame, day: date) -> Cleaned:
 
     missing_before = int(clean[list(config.WEATHER_INTERPOLATED)].isna().sum().sum())
     filled = clean.groupby("origin", group_keys=False)[list(config.WEATHER_INTERPOLATED)].apply(
-        lambda station: station.interpolate(
-            limit=config.WEATHER_MAX_GAP_HOURS, limit_direction="both"
-        )
+        lambda station: station.apply(_fill_short_gaps)
     )
     clean[list(config.WEATHER_INTERPOLATED)] = filled
     clean["wind_gust"] = clean["wind_gust"].fillna(clean["wind_speed"])

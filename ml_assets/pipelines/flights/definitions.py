@@ -9,9 +9,9 @@ from sensors.landing_zone import LandedSource, build_landing_zone_sensor
 landing_zone_sensor = build_landing_zone_sensor(
     "flights_landing_zone_sensor",
     [
+        *(LandedSource(name, key(name)) for name in config.REFERENCE_TABLES),
         LandedSource(config.FLIGHTS_SOURCE, key("raw_flights"), config.DAILY),
         LandedSource(config.WEATHER_SOURCE, key("raw_weather"), config.DAILY),
-        *(LandedSource(name, key(name)) for name in config.REFERENCE_TABLES),
     ],
 )
 

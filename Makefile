@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine: `make run` (Dagster UI + daemon) and `make test`.
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(HOME)/.local/bin/uv
+endif
+
+.PHONY: run test lint install
+
+$(UV):
+	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
+
+install: $(UV)
+	$(UV) sync --locked
+
+run: install
+	$(UV) run ml-assets dev
+
+test: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run pytest
+
+lint: install
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .

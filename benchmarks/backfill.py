@@ -1,0 +1,430 @@
+"""Full-year backfill of the flights data layers: through Dagster vs. the same work in a loop.
+
+Run as ``.venv/bin/python benchmarks/backfill.py`` from the project root. On a temporary
+``$ML_ASSETS_HOME`` it lands 2013 with the publisher, then:
+
+- **Dagster**: ``dagster job execute -j flights_reference_tables`` and then the
+  ``flights_daily_data`` job over the whole range as one single-run backfill (the
+  ``dagster/asset_partition_range_*`` tags a UI backfill sets), each a real run on a SQLite
+  instance in a temporary ``$DAGSTER_HOME`` with the default multiprocess executor;
+- **direct**: one plain Python process doing the assets' work day by day (parse, clean, trailing
+  stats over the previous days, features, the same Pandera checks, one Parquet file per
+  partition and asset), with no Dagster.
+
+Both sides are timed from process start to exit and their peak memory is the largest sum of
+RSS over their process tree (sampled from ``/proc``). The flight features of both sides must
+agree (row counts of every partition, whole frames for sampled days), else the exit code is 1.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START, END = date(2013, 1, 1), date(2013, 12, 31)
+RATIO_TARGET = 3.0
+DAGSTER_WALL_TARGET_S = 60.0
+ALWAYS_SAMPLED = ("2013-01-01", "2013-03-10", "2013-11-03", "2013-12-31")
+"""Days worth comparing whatever the seed: no history, the two DST switches, no weather."""
+
+
+@dataclass
+class Measured:
+    """One timed process tree: wall and CPU seconds, peak summed RSS, largest process's peak."""
+
+    started_at: float
+    """Unix time the process was started, to line it up with Dagster's event timestamps."""
+    wall_s: float
+    cpu_s: float
+    peak_tree_mb: float
+    peak_process_mb: float
+    stdout: str
+
+
+def _days(start: date, end: date) -> list[str]:
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """Current and peak (high-water mark) resident memory of ``pid``, in KiB."""
+    found = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    found[line[:5]] = int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return found.get("VmRSS", 0), found.get("VmHWM", 0)
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for tid in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{tid}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measured:
+    """Run ``command`` to completion; time it and sample its process tree's memory.
+
+    The tree's peak is the largest sum of current RSS seen (sampled every 0.1 s); the largest
+    process's peak is exact, from each process's high-water mark (``VmHWM``).
+    """
+    peak_tree_kb = peak_process_kb = 0
+    cpu_before = _children_cpu_s()
+    started_at, started = time.time(), time.perf_counter()
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_tree_kb, peak_process_kb
+            while not done.wait(0.1):
+                memory = [_memory_kb(pid) for pid in _tree(process.pid)]
+                peak_tree_kb = max(peak_tree_kb, sum(rss for rss, _ in memory))
+                peak_process_kb = max(peak_process_kb, *(hwm for _, hwm in memory), 0)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        stdout, _ = process.communicate()
+        done.set()
+        sampler.join()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} … failed ({process.returncode}); see {log}")
+    cpu = _children_cpu_s() - cpu_before
+    return Measured(started_at, wall, cpu, peak_tree_kb / 1024, peak_process_kb / 1024, stdout)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL")
+    }
+    env.update(
+        ML_ASSETS_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        PYTHONPATH=str(PROJECT_ROOT),
+        DAGSTER_DISABLE_TELEMETRY="1",
+    )
+    return env
+
+
+def _dagster_job(job: str, tags: dict[str, str] | None = None) -> list[str]:
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "job", "execute",
+        "-m", "ml_assets.definitions", "-a", "defs",
+        "-j", job,
+    ]  # fmt: skip
+    return [*command, "--tags", json.dumps(tags)] if tags else command
+
+
+def run_dagster(home: Path, env: dict[str, str], start: str, end: str) -> tuple[Measured, Measured]:
+    """The reference tables, then the daily data job over [start, end] as one run."""
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    reference = run_measured(
+        _dagster_job("flights_reference_tables"), env, home / "dagster_reference.log"
+    )
+    data = run_measured(
+        _dagster_job(
+            "flights_daily_data",
+            {
+                "dagster/asset_partition_range_start": start,
+                "dagster/asset_partition_range_end": end,
+            },
+        ),
+        env,
+        home / "dagster_daily_data.log",
+    )
+    return reference, data
+
+
+def dagster_breakdown(job: str, measured: Measured) -> list[tuple[str, float, str]]:
+    """Where the wall time of the latest run of ``job`` went, from its event log.
+
+    Consecutive events of one type in one step (365 materializations, 730 check evaluations)
+    are written one by one; the gaps inside such a burst are the cost of recording events.
+    The gap before a burst's first event is the work that produced it (parse, clean, checks,
+    Parquet writes).
+    """
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1)[0]
+        created = instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp()
+        events = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
+    first = {}
+    for event in events:
+        first.setdefault(event.dagster_event_type, event.timestamp)
+    planned = [e for e in events if "PLANNED" in e.dagster_event_type.value]
+    run_start = first[dg.DagsterEventType.RUN_START]
+    rows = [
+        ("start CLI, load code, build plan", created - measured.started_at, ""),
+        (
+            "record planned events",
+            (planned[-1].timestamp - created) if planned else 0.0,
+            f"{len(planned)} events",
+        ),
+        ("to RUN_START", run_start - (planned[-1].timestamp if planned else created), ""),
+    ]
+    by_step: dict[str, list] = {}
+    for event in events:
+        if event.step_key:
+            by_step.setdefault(event.step_key, []).append(event)
+    for step, step_events in by_step.items():
+        worker = [e for e in step_events if e.dagster_event_type.value == "STEP_WORKER_STARTING"]
+        began = next(e for e in step_events if e.dagster_event_type.value == "STEP_START")
+        spawn = began.timestamp - worker[0].timestamp if worker else 0.0
+        logging_s, logged, work_s = 0.0, 0, 0.0
+        body = [e for e in step_events if e.timestamp >= began.timestamp]
+        for previous, event in itertools.pairwise(body):
+            gap = event.timestamp - previous.timestamp
+            if event.dagster_event_type == previous.dagster_event_type:
+                logging_s, logged = logging_s + gap, logged + 1
+            else:
+                work_s += gap
+        rows += [
+            (f"{step}: start step process", spawn, ""),
+            (f"{step}: work", work_s, "compute, checks, Parquet"),
+            (f"{step}: record events", logging_s, f"{logged} events in bursts"),
+        ]
+    end = measured.started_at + measured.wall_s
+    last = max(e.timestamp for e in events)
+    rows.append(("last event to process exit", end - last, f"{len(events)} events in the run"))
+    return rows
+
+
+def direct_worker(start: date, end: date, checks: bool) -> None:
+    """The assets' work for every day in one process, no Dagster; prints phase timings as JSON.
+
+    Reads the landing zone and writes ``<home>/direct/flights/<asset>/<day>.parquet`` with the
+    IO manager's encoding, keeping only the previous days' clean flights in memory.
+    """
+    import io
+
+    import pandas as pd
+
+    from ml_assets.checks import row_conservation_outcome, schema_outcome
+    from ml_assets.cleaning import PARSE_ERROR, parse_landed_csv
+    from ml_assets.home import ml_assets_home
+    from ml_assets.pipelines.flights import config, schemas
+    from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
+    from ml_assets.pipelines.flights.features import (
+        CARRIER,
+        ROUTE,
+        build_features,
+        trailing_stats,
+    )
+    from resources.landing_zone import default_landing_zone
+    from resources.paths import to_upath, write_bytes_atomically
+
+    phases = dict.fromkeys(("parse", "clean", "features", "checks", "write"), 0.0)
+    landing = default_landing_zone()
+    warehouse = to_upath(str(ml_assets_home() / "direct" / config.KEY_PREFIX))
+
+    def timed(phase: str, function, *args):
+        began = time.perf_counter()
+        result = function(*args)
+        phases[phase] += time.perf_counter() - began
+        return result
+
+    def write(asset: str, day: str, frame: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        write_bytes_atomically(warehouse / asset / f"{day}.parquet", buffer.getvalue())
+
+    def check(schema, frame: pd.DataFrame) -> None:
+        if checks and not schema_outcome(schema, frame).passed:
+            raise RuntimeError(f"{schema.name} failed on the direct side")
+
+    planes = pd.read_csv(io.BytesIO(landing.read_bytes("planes", "planes")))
+    history: deque[pd.DataFrame] = deque(maxlen=config.TRAILING_DAYS)
+    for day in _days(start, end):
+        raws = {
+            source: timed("parse", parse_landed_csv, landing.read_bytes(source, day))
+            for source in (config.FLIGHTS_SOURCE, config.WEATHER_SOURCE)
+        }
+        for source, schema in (("flights", schemas.RAW_FLIGHTS), ("weather", schemas.RAW_WEATHER)):
+            timed("checks", check, schema, raws[source])
+            timed("checks", lambda f: int(f[PARSE_ERROR].notna().sum()), raws[source])
+            timed("write", write, f"raw_{source}", day, raws[source])
+        flights = timed("clean", clean_flights, raws["flights"], date.fromisoformat(day))
+        weather = timed("clean", clean_weather, raws["weather"], date.fromisoformat(day))
+        for source, cleaned, schema in (
+            ("flights", flights, schemas.FLIGHTS_CLEAN),
+            ("weather", weather, schemas.WEATHER_CLEAN),
+        ):
+            timed("checks", check, schema, cleaned.clean)
+            timed(
+                "checks",
+                row_conservation_outcome,
+                len(raws[source]),
+                cleaned.kept_raw_rows,
+                len(cleaned.rejected),
+            )
+            timed("write", write, f"{source}_clean", day, cleaned.clean)
+            timed("write", write, f"{source}_rejected", day, cleaned.rejected)
+
+        began = time.perf_counter()
+        past = pd.concat(history, ignore_index=True) if history else flights.clean.iloc[:0]
+        features = build_features(
+            flights.clean,
+            weather.clean,
+            planes,
+            trailing_stats(past, ROUTE, "route"),
+            trailing_stats(past, CARRIER, "carrier"),
+        )
+        phases["features"] += time.perf_counter() - began
+        timed("checks", check, schemas.FLIGHT_FEATURES, features)
+        timed("write", write, "flight_features", day, features)
+        history.append(flights.clean)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"phases": phases, "ru_maxrss_mb": peak_mb}))
+
+
+def _compare(home: Path, days: list[str], samples: int, seed: int) -> list[str]:
+    """Differences between the two sides' ``flight_features``; empty when they agree."""
+    import pandas as pd
+
+    dagster_dir = home / "warehouse" / "flights" / "flight_features"
+    direct_dir = home / "direct" / "flights" / "flight_features"
+    problems = []
+    for day in days:
+        counts = [
+            pd.read_parquet(d / f"{day}.parquet", columns=["flight_id"]).shape[0]
+            if (d / f"{day}.parquet").exists()
+            else None
+            for d in (dagster_dir, direct_dir)
+        ]
+        if counts[0] is None or counts[0] != counts[1]:
+            problems.append(f"{day}: {counts[0]} rows through Dagster, {counts[1]} direct")
+    chosen = sorted(
+        {*(d for d in ALWAYS_SAMPLED if d in days), *random.Random(seed).sample(days, samples)}
+        if samples < len(days)
+        else days
+    )
+    for day in chosen:
+        try:
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(dagster_dir / f"{day}.parquet"),
+                pd.read_parquet(direct_dir / f"{day}.parquet"),
+            )
+        except (AssertionError, FileNotFoundError) as error:
+            problems.append(f"{day}: frames differ: {str(error).splitlines()[0]}")
+    print(f"compared row counts of {len(days)} partitions and whole frames of {len(chosen)}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--start", type=date.fromisoformat, default=START)
+    parser.add_argument("--end", type=date.fromisoformat, default=END)
+    parser.add_argument("--samples", type=int, default=6, help="random days to compare in full")
+    parser.add_argument("--seed", type=int, default=2013)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument(
+        "--no-checks", action="store_true", help="direct side skips the Pandera checks"
+    )
+    parser.add_argument("--direct-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.direct_worker:
+        direct_worker(args.start, args.end, checks=not args.no_checks)
+        return 0
+
+    home = Path(tempfile.mkdtemp(prefix="ml_assets_backfill_"))
+    env = _environment(home)
+    os.environ.update({k: env[k] for k in ("ML_ASSETS_HOME", "DAGSTER_HOME")})
+    for variable in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL"):
+        os.environ.pop(variable, None)
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from ml_assets.pipelines.flights.publish import publish
+    from resources.landing_zone import default_landing_zone
+
+    days = _days(args.start, args.end)
+    try:
+        began = time.perf_counter()
+        publish(default_landing_zone(), args.start, args.end)
+        print(f"home {home}; published {len(days)} days in {time.perf_counter() - began:.1f} s")
+
+        reference, data = run_dagster(home, env, days[0], days[-1])
+        print(f"dagster: reference tables {reference.wall_s:.1f} s, daily data {data.wall_s:.1f} s")
+        worker = [sys.executable, __file__, "--direct-worker"]
+        worker += ["--start", days[0], "--end", days[-1]]
+        direct = run_measured(
+            worker + (["--no-checks"] if args.no_checks else []), env, home / "direct.log"
+        )
+        report = json.loads(direct.stdout.strip().splitlines()[-1])
+        print(
+            "direct phases: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["phases"].items())
+            + f" (loop {sum(report['phases'].values()):.1f} s, "
+            f"ru_maxrss {report['ru_maxrss_mb']:.0f} MB)"
+        )
+
+        print("\nwhere the daily data run's wall time went (event log timestamps):")
+        for name, seconds, note in dagster_breakdown("flights_daily_data", data):
+            print(f"  {name:<44} {seconds:7.1f} s  {note}")
+        print()
+        problems = _compare(home, days, min(args.samples, len(days)), args.seed)
+        ratio = data.wall_s / direct.wall_s
+        met = ratio <= RATIO_TARGET and data.wall_s < DAGSTER_WALL_TARGET_S
+        rows = [
+            ("dagster wall s (daily data job)", f"{data.wall_s:.1f}"),
+            ("dagster wall s (+ reference tables)", f"{data.wall_s + reference.wall_s:.1f}"),
+            ("direct wall s", f"{direct.wall_s:.1f}"),
+            ("dagster / direct CPU s (all processes)", f"{data.cpu_s:.1f} / {direct.cpu_s:.1f}"),
+            ("ratio dagster / direct", f"{ratio:.2f} (target ≤ {RATIO_TARGET:g})"),
+            ("dagster peak MB (tree / largest process)",
+             f"{data.peak_tree_mb:.0f} / {data.peak_process_mb:.0f}"),
+            ("direct peak MB (tree / largest process)",
+             f"{direct.peak_tree_mb:.0f} / {direct.peak_process_mb:.0f}"),
+            ("targets met (ratio ≤ 3, dagster < 60 s)", "yes" if met else "no"),
+            ("flight_features identical", "yes" if not problems else "NO"),
+        ]  # fmt: skip
+        width = max(len(name) for name, _ in rows)
+        print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+        for problem in problems:
+            print(f"MISMATCH {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    finally:
+        if args.keep:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

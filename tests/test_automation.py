@@ -1,0 +1,280 @@
+"""Automation of the clean and feature layers, evaluated tick by tick against real runs.
+
+Each test materializes the way the platform does (the sensor's raw runs, the runs automation
+would launch) and asks ``evaluate_automation_conditions`` what the next tick would request.
+"""
+
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from ml_assets.pipelines.flights import config
+from ml_assets.pipelines.flights.assets import (
+    CLEAN_SCHEMA,
+    LANDED_FILE_SCHEMA,
+    data_assets,
+    key,
+)
+from ml_assets.pipelines.flights.publish import publish
+from resources.landing_zone import LandingZone
+
+REFERENCE = dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES))
+RAW = dg.AssetSelection.assets(key("raw_flights"), key("raw_weather"))
+DAILY_INGEST_AND_CLEAN = dg.AssetSelection.groups("ingest", "clean") - REFERENCE
+FLIGHTS_CLEAN = dg.AssetSelection.assets(key("flights_clean"), key("flights_rejected"))
+CLEAN = ("flights_clean", "flights_rejected", "weather_clean", "weather_rejected")
+ALL_KEYS = [asset_key for assets_def in data_assets for asset_key in assets_def.keys]
+
+
+@pytest.fixture
+def fast_instance() -> Iterator[dg.DagsterInstance]:
+    """An in-memory instance: same storage schema as SQLite on disk, without an fsync per event."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+class Automation:
+    """Ticks the automation conditions of the data assets, threading the cursor."""
+
+    def __init__(self, resources: dict, instance: dg.DagsterInstance) -> None:
+        self.defs = dg.Definitions(assets=data_assets, resources=resources)
+        self.resources = resources
+        self.instance = instance
+        self.cursor = None
+
+    def tick(self) -> dict[str, set[str]]:
+        """One evaluation; returns the requested partitions per asset (assets with any)."""
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.cursor
+        )
+        self.cursor = result.cursor
+        requested = {
+            asset_key.path[-1]: set(result.get_requested_partitions(asset_key))
+            for asset_key in ALL_KEYS
+            if result.get_num_requested(asset_key)
+        }
+        assert result.total_requested == sum(len(p) for p in requested.values())
+        return requested
+
+    def materialize(
+        self,
+        selection: dg.AssetSelection,
+        days: Sequence[str] = (),
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
+        """Materialize ``selection`` for ``days`` (a single run, as a backfill would)."""
+        tags = (
+            {
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            }
+            if len(days) > 1
+            else {}
+        )
+        return dg.materialize(
+            data_assets,
+            selection=selection,
+            partition_key=days[0] if len(days) == 1 else None,
+            tags=tags,
+            resources=self.resources,
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+        )
+
+    def run_requested(self, requested: dict[str, set[str]]) -> None:
+        """Materialize what a tick requested, as the runs the daemon launches would."""
+        by_days: dict[tuple[str, ...], list[dg.AssetKey]] = {}
+        for name, days in requested.items():
+            by_days.setdefault(tuple(sorted(days)), []).append(key(name))
+        for days, keys in by_days.items():
+            window = dg.PartitionKeyRange(days[0], days[-1])
+            assert list(days) == config.DAILY.get_partition_keys_in_range(window), days
+            self.materialize(dg.AssetSelection.assets(*keys), days)
+
+
+def clean_requested(*days: str) -> dict[str, set[str]]:
+    return {name: set(days) for name in CLEAN}
+
+
+@pytest.fixture
+def automation(resources: dict, fast_instance: dg.DagsterInstance) -> Automation:
+    return Automation(resources, fast_instance)
+
+
+def test_clean_and_features_follow_the_data_that_lands(
+    landing_zone: LandingZone, automation: Automation
+):
+    """Requests go to exactly the partitions whose inputs exist, once each."""
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 3))
+
+    # (a) nothing materialized: nothing to do
+    assert automation.tick() == {}
+
+    # (b) the sensor's runs ingest one day: its clean partitions, and only those, are requested.
+    # Its features are not: they also read the previous days' clean flights, and 2013-01-01
+    # has not been ingested.
+    automation.materialize(REFERENCE)
+    automation.materialize(RAW, ["2013-01-02"])
+    requested = automation.tick()
+    assert requested == clean_requested("2013-01-02")
+
+    # (d) lazy: once the requested runs are done, and with no new data, nothing is requested
+    automation.run_requested(requested)
+    assert automation.tick() == {}
+    assert automation.tick() == {}
+
+    # (c) the history day is ingested and cleaned in one run: the features of both days are
+    # requested, and the day just cleaned is not requested again
+    automation.materialize(DAILY_INGEST_AND_CLEAN, ["2013-01-01"])
+    requested = automation.tick()
+    assert requested == {"flight_features": {"2013-01-01", "2013-01-02"}}
+    automation.run_requested(requested)
+    assert automation.tick() == {}
+
+    # flights of the third day, but no weather yet: its features wait
+    automation.materialize(
+        dg.AssetSelection.assets(key("raw_flights")) | FLIGHTS_CLEAN, ["2013-01-03"]
+    )
+    assert automation.tick() == {}
+
+    # the weather lands: its cleaning and the day's features go in one tick, because an
+    # upstream requested in the same tick counts as present
+    automation.materialize(dg.AssetSelection.assets(key("raw_weather")), ["2013-01-03"])
+    requested = automation.tick()
+    assert requested == {
+        "weather_clean": {"2013-01-03"},
+        "weather_rejected": {"2013-01-03"},
+        "flight_features": {"2013-01-03"},
+    }
+    automation.run_requested(requested)
+    assert automation.tick() == {}
+
+
+def test_failed_landed_file_check_blocks_only_that_day(
+    landing_zone: LandingZone, automation: Automation
+):
+    """(e) A day whose raw file fails its blocking check is not cleaned until it is fixed."""
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1))
+    publish(landing_zone, date(2013, 1, 2), date(2013, 1, 2), fault="empty-file")
+    assert automation.tick() == {}
+
+    automation.materialize(REFERENCE)
+    ingest = automation.materialize(RAW, ["2013-01-01", "2013-01-02"], raise_on_error=False)
+    assert not ingest.success  # one single-run backfill, one failed day
+    landed_checks = {
+        (evaluation.asset_key.path[-1], evaluation.partition, evaluation.passed)
+        for evaluation in ingest.get_asset_check_evaluations()
+        if evaluation.check_name == LANDED_FILE_SCHEMA
+    }
+    assert landed_checks == {
+        ("raw_flights", "2013-01-01", True),
+        ("raw_flights", "2013-01-02", False),
+        ("raw_weather", "2013-01-01", True),
+        ("raw_weather", "2013-01-02", False),
+    }
+
+    # 2013-01-01 has no history to wait for, so its features go with its clean partitions
+    requested = automation.tick()
+    assert requested == {**clean_requested("2013-01-01"), "flight_features": {"2013-01-01"}}
+    automation.run_requested(requested)
+    assert automation.tick() == {}
+
+    # the corrected export lands and is ingested: the day is unblocked
+    publish(landing_zone, date(2013, 1, 2), date(2013, 1, 2))
+    automation.materialize(RAW, ["2013-01-02"])
+    assert automation.tick() == {
+        **clean_requested("2013-01-02"),
+        "flight_features": {"2013-01-02"},
+    }
+
+
+def fail_check(instance: dg.DagsterInstance, asset: str, check_name: str, day: str) -> None:
+    """Record a failed blocking check on a partition's latest materialization."""
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key(asset), asset_partitions=[day]), limit=1
+    ).records[0]
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=key(asset),
+            check_name=check_name,
+            passed=False,
+            partition=day,
+            blocking=True,
+            description="recorded by the test",
+            target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+                storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+            ),
+        )
+    )
+
+
+def test_failed_clean_check_blocks_every_feature_day_that_reads_it(
+    landing_zone: LandingZone, automation: Automation
+):
+    """Features read a day and its trailing history: a failed day blocks both readers."""
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 3))
+    assert automation.tick() == {}
+    automation.materialize(REFERENCE)
+    automation.materialize(DAILY_INGEST_AND_CLEAN, ["2013-01-01", "2013-01-02", "2013-01-03"])
+    fail_check(automation.instance, "flights_clean", CLEAN_SCHEMA, "2013-01-02")
+
+    # 2013-01-02 reads the failed day as its own, 2013-01-03 as history
+    requested = automation.tick()
+    assert requested == {"flight_features": {"2013-01-01"}}
+    automation.run_requested(requested)
+    assert automation.tick() == {}
+
+    # re-running the day with passing checks unblocks the day and the one that reads it
+    automation.materialize(FLIGHTS_CLEAN, ["2013-01-02"])
+    assert automation.tick() == {"flight_features": {"2013-01-02", "2013-01-03"}}
+
+
+def test_data_ingested_before_automation_starts_is_still_cleaned(
+    landing_zone: LandingZone, automation: Automation
+):
+    """Days ingested before the first tick (a backfill, a new deployment) are not stranded."""
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 2))
+    automation.materialize(REFERENCE)
+    automation.materialize(RAW, ["2013-01-01", "2013-01-02"])
+
+    requested = automation.tick()
+
+    assert requested == {
+        **clean_requested("2013-01-01", "2013-01-02"),
+        "flight_features": {"2013-01-01", "2013-01-02"},
+    }
+
+
+def test_failed_run_is_not_retried_every_tick(
+    landing_zone: LandingZone, automation: Automation, home: Path
+):
+    """A partition whose run failed waits for new upstream data instead of retrying each tick."""
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1))
+    assert automation.tick() == {}
+    automation.materialize(REFERENCE)
+    automation.materialize(RAW, ["2013-01-01"])
+    requested = automation.tick()
+    assert requested == {**clean_requested("2013-01-01"), "flight_features": {"2013-01-01"}}
+
+    # the stored raw flights of the day are damaged: the clean flights run fails
+    (home / "warehouse" / "flights" / "raw_flights" / "2013-01-01.parquet").write_bytes(b"junk")
+    failed = automation.materialize(FLIGHTS_CLEAN, ["2013-01-01"], raise_on_error=False)
+    assert not failed.success
+    automation.materialize(
+        dg.AssetSelection.assets(key("weather_clean"), key("weather_rejected")), ["2013-01-01"]
+    )
+    assert automation.tick() == {}
+    assert automation.tick() == {}
+
+    # the day is ingested again: the failed partitions are requested again
+    automation.materialize(RAW, ["2013-01-01"])
+    assert automation.tick() == {
+        **clean_requested("2013-01-01"),
+        "flight_features": {"2013-01-01"},
+    }

@@ -1,0 +1,344 @@
+"""The landing-zone sensor: one run per new or changed file, nothing run twice, nothing lost."""
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.sensor_definition import SensorExecutionData
+from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData, TickStatus
+from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+from dagster._core.workspace.load_target import ModuleTarget
+from dagster._daemon.sensor import execute_sensor_iteration
+from dagster._time import get_current_datetime
+
+from ml_assets.home import PROJECT_ROOT
+from ml_assets.pipelines.flights import config
+from ml_assets.pipelines.flights.assets import data_assets, key
+from ml_assets.pipelines.flights.definitions import landing_zone_sensor
+from ml_assets.pipelines.flights.publish import publish
+from resources.landing_zone import LandingZone
+from sensors.landing_zone import LandedSource, build_landing_zone_sensor
+
+WEEK = [(date(2013, 1, 1) + timedelta(days=n)).isoformat() for n in range(8)]
+EXPECTED_WEEK = (
+    {(key("raw_flights"), day) for day in WEEK}
+    | {(key("raw_weather"), day) for day in WEEK}
+    | {(key(name), None) for name in config.REFERENCE_TABLES}
+)
+"""(asset, partition) of every run a freshly published week asks for: one per landed file."""
+
+
+class Ticker:
+    """Evaluates a sensor tick after tick the way the daemon does, threading the cursor."""
+
+    def __init__(
+        self,
+        sensor: dg.SensorDefinition,
+        landing_zone: LandingZone,
+        instance: dg.DagsterInstance,
+    ) -> None:
+        self.sensor = sensor
+        self.landing_zone = landing_zone
+        self.instance = instance
+        self.definitions = dg.Definitions(
+            assets=data_assets, sensors=[sensor], resources={"landing_zone": landing_zone}
+        )
+        self.cursor: str | None = None
+        self.run_keys: list[str] = []
+        """Every run key requested so far, in order, across all ticks."""
+
+    def tick(self, cursor: str | None = None) -> list[dg.RunRequest]:
+        """One evaluation from ``cursor`` (default: the last tick's); returns its run requests."""
+        context = dg.build_sensor_context(
+            cursor=cursor if cursor is not None else self.cursor,
+            resources={"landing_zone": self.landing_zone},
+            instance=self.instance,
+            definitions=self.definitions,
+        )
+        result: SensorExecutionData = self.sensor.evaluate_tick(context)
+        self.cursor = result.cursor
+        requests = list(result.run_requests or [])
+        self.run_keys.extend(r.run_key for r in requests)
+        return requests
+
+
+def targets(requests: list[dg.RunRequest]) -> set[tuple[dg.AssetKey, str | None]]:
+    """(asset, partition) of each request; each request targets exactly one asset."""
+    assert all(len(r.asset_selection or []) == 1 for r in requests)
+    return {(r.asset_selection[0], r.partition_key) for r in requests}
+
+
+def flights_sources() -> list[LandedSource]:
+    """The flights pipeline's landed sources, as its sensor declares them."""
+    return [
+        LandedSource(config.FLIGHTS_SOURCE, key("raw_flights"), config.DAILY),
+        LandedSource(config.WEATHER_SOURCE, key("raw_weather"), config.DAILY),
+        *(LandedSource(name, key(name)) for name in config.REFERENCE_TABLES),
+    ]
+
+
+def touch_forward(path: str, seconds: float = 10.0) -> None:
+    """Move a file's mtime forward so the listing signature changes however coarse the clock."""
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + int(seconds * 1e9)))
+
+
+@pytest.fixture
+def ticker(landing_zone: LandingZone, instance: dg.DagsterInstance) -> Ticker:
+    return Ticker(landing_zone_sensor, landing_zone, instance)
+
+
+def test_new_files_request_one_run_per_file(published_week: LandingZone, ticker: Ticker):
+    """Each landed daily file is one partition run of its raw asset; each table one run."""
+    requests = ticker.tick()
+
+    assert len(requests) == len(EXPECTED_WEEK) == 19
+    assert targets(requests) == EXPECTED_WEEK
+    assert len(set(ticker.run_keys)) == len(requests)
+    flights_jan_3 = next(
+        r for r in requests if r.partition_key == "2013-01-03" and r.run_key.startswith("flights/")
+    )
+    assert flights_jan_3.tags["landing_zone/file"] == published_week.uri("flights", "2013-01-03")
+    assert flights_jan_3.run_key.startswith("flights/2013-01-03@1:")
+
+
+def test_unchanged_files_request_nothing_and_are_not_reread(
+    published_week: LandingZone, ticker: Ticker, monkeypatch: pytest.MonkeyPatch
+):
+    """A second tick over the same files asks for nothing and hashes no file again."""
+    ticker.tick()
+    first_cursor = ticker.cursor
+    hashed: list[tuple[str, str]] = []
+    original = LandingZone.content_hash
+
+    def counting_hash(self: LandingZone, source: str, name: str) -> str:
+        hashed.append((source, name))
+        return original(self, source, name)
+
+    monkeypatch.setattr(LandingZone, "content_hash", counting_hash)
+
+    assert ticker.tick() == []
+    assert hashed == []
+    assert ticker.cursor == first_cursor
+
+
+def test_changed_file_requests_exactly_one_new_run_per_file(
+    published_week: LandingZone, ticker: Ticker
+):
+    """A corrected re-export runs again, under a new run key; untouched files do not."""
+    first = {r.run_key for r in ticker.tick()}
+
+    # Republishing a day rewrites its flights and weather files with duplicated rows, and the
+    # reference tables with the very same bytes.
+    publish(published_week, date(2013, 1, 3), date(2013, 1, 3), fault="duplicate-rows")
+    requests = ticker.tick()
+
+    assert targets(requests) == {
+        (key("raw_flights"), "2013-01-03"),
+        (key("raw_weather"), "2013-01-03"),
+    }
+    assert all(r.run_key not in first for r in requests)
+    assert {r.run_key.split(":")[0] for r in requests} == {
+        "flights/2013-01-03@2",
+        "weather/2013-01-03@2",
+    }
+    assert ticker.tick() == []
+
+
+def test_one_changed_file_is_one_run(published_week: LandingZone, ticker: Ticker):
+    """Changing one file's bytes requests that file's partition and nothing else."""
+    ticker.tick()
+    original = published_week.read_bytes("flights", "2013-01-05")
+    published_week.write_bytes("flights", "2013-01-05", original + original.split(b"\n", 2)[1])
+
+    requests = ticker.tick()
+
+    assert targets(requests) == {(key("raw_flights"), "2013-01-05")}
+    assert len(set(ticker.run_keys)) == len(ticker.run_keys) == 20
+
+
+def test_touched_file_without_new_content_requests_nothing(
+    published_week: LandingZone, ticker: Ticker
+):
+    """Rewriting the same bytes changes the listing signature but not what landed."""
+    ticker.tick()
+    before = {f.name: f.stat_signature for f in published_week.list_files("weather")}
+    path = published_week.write_bytes(
+        "weather", "2013-01-04", published_week.read_bytes("weather", "2013-01-04")
+    )
+    touch_forward(path)
+    after = {f.name: f.stat_signature for f in published_week.list_files("weather")}
+    assert after["2013-01-04"] != before["2013-01-04"]
+
+    assert ticker.tick() == []
+    # The new signature is remembered, so the next tick does not hash the file again.
+    assert json.loads(ticker.cursor)["weather/2013-01-04"]["signature"] == after["2013-01-04"]
+    assert ticker.tick() == []
+
+
+def test_restart_from_stored_cursor_requests_nothing(
+    published_week: LandingZone, landing_zone: LandingZone, instance: dg.DagsterInstance
+):
+    """A new process (new sensor object, new context) resumes from the stored cursor string."""
+    first = Ticker(landing_zone_sensor, landing_zone, instance)
+    first.tick()
+    stored: str = first.cursor
+
+    restarted = Ticker(
+        build_landing_zone_sensor("flights_landing_zone_sensor", flights_sources()),
+        landing_zone,
+        instance,
+    )
+    assert restarted.tick(cursor=stored) == []
+
+    # and it still notices what changes after the restart
+    publish(published_week, date(2013, 1, 8), date(2013, 1, 8), fault="duplicate-rows")
+    assert len(restarted.tick()) == 2
+
+
+def test_reverted_content_runs_each_time_with_distinct_run_keys(
+    published_week: LandingZone, ticker: Ticker
+):
+    """A -> B -> A is three contents over time: three runs, three run keys (A is not skipped)."""
+    content_a = published_week.read_bytes("flights", "2013-01-02")
+    content_b = content_a + content_a.split(b"\n", 2)[1]
+    keys_for_day: list[str] = []
+
+    for content in (None, content_b, content_a):
+        if content is not None:
+            path = published_week.write_bytes("flights", "2013-01-02", content)
+            touch_forward(path)
+        requests = [r for r in ticker.tick() if r.run_key.startswith("flights/2013-01-02@")]
+        assert len(requests) == 1
+        keys_for_day.append(requests[0].run_key)
+
+    assert len(set(keys_for_day)) == 3
+    assert [k.split(":")[0] for k in keys_for_day] == [
+        "flights/2013-01-02@1",
+        "flights/2013-01-02@2",
+        "flights/2013-01-02@3",
+    ]
+    assert keys_for_day[0].split(":")[1] == keys_for_day[2].split(":")[1]  # same content hash
+
+
+STRAY_FILES = [
+    ("flights", "notes"),
+    ("flights", "2014-05-01"),  # after the last partition
+    ("weather", "2012-12-31"),  # before the first partition
+    ("weather", "2013-1-5"),  # not in the partition key format
+]
+
+
+def test_files_that_name_no_partition_are_ignored(published_week: LandingZone, ticker: Ticker):
+    """Stray files in a partitioned folder are skipped (and remembered), not a crash."""
+    for source, name in STRAY_FILES:
+        published_week.write_bytes(source, name, b"a,b\n1,2\n")
+
+    requests = ticker.tick()
+
+    assert targets(requests) == EXPECTED_WEEK
+    cursor = json.loads(ticker.cursor)
+    for source, name in STRAY_FILES:
+        assert all(f"{source}/{name}@" not in r.run_key for r in requests)
+        assert f"{source}/{name}" in cursor
+    assert ticker.tick() == []
+
+
+def test_more_files_than_max_runs_per_tick_arrive_over_several_ticks(
+    published_week: LandingZone, landing_zone: LandingZone, instance: dg.DagsterInstance
+):
+    """With a cap of 3, 19 files arrive 3 per tick: every one exactly once, none lost."""
+    published_week.write_bytes("flights", "notes", b"not a partition\n")
+    capped = Ticker(
+        build_landing_zone_sensor("capped", flights_sources(), max_runs_per_tick=3),
+        landing_zone,
+        instance,
+    )
+
+    sizes: list[int] = []
+    seen: list[tuple[dg.AssetKey, str | None]] = []
+    while requests := capped.tick():
+        sizes.append(len(requests))
+        seen.extend(targets(requests))
+        # A file landed mid-way is picked up too, once.
+        if len(sizes) == 2:
+            publish(landing_zone, date(2013, 1, 9), date(2013, 1, 9))
+        assert len(sizes) < 20, "the sensor never drained the landing zone"
+
+    assert sizes == [3, 3, 3, 3, 3, 3, 3]
+    expected = EXPECTED_WEEK | {
+        (key("raw_flights"), "2013-01-09"),
+        (key("raw_weather"), "2013-01-09"),
+    }
+    assert len(seen) == len(set(seen)) == len(expected)
+    assert set(seen) == expected
+    assert len(set(capped.run_keys)) == len(capped.run_keys)
+
+
+@pytest.fixture
+def queued_instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    """An instance that queues launched runs instead of executing them."""
+    overrides = {
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+        }
+    }
+    with dg.instance_for_test(overrides=overrides) as instance:
+        yield instance
+
+
+def test_daemon_skips_run_keys_it_has_already_launched(
+    published_week: LandingZone, queued_instance: dg.DagsterInstance
+):
+    """If the cursor is lost, the sensor daemon still launches no run key twice.
+
+    Runs the real code location in a code server and the sensor daemon's own tick function.
+    """
+    logger = logging.getLogger("test_sensor_daemon")
+    target = ModuleTarget(
+        module_name="ml_assets.definitions",
+        attribute=None,
+        working_directory=str(PROJECT_ROOT),
+        location_name="ml_assets",
+    )
+    now = get_current_datetime()
+    with create_test_daemon_workspace_context(target, queued_instance) as workspace:
+        with freeze_time(now):
+            list(execute_sensor_iteration(workspace, logger, None, None))
+        first_runs = queued_instance.get_runs()
+        assert len(first_runs) == len(EXPECTED_WEEK)
+        assert len({r.tags["dagster/run_key"] for r in first_runs}) == len(first_runs)
+
+        # Lose the cursor, as if the sensor were reset, then tick again past the interval.
+        state = next(
+            s
+            for s in queued_instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+            if s.name == landing_zone_sensor.name
+        )
+        data = state.instigator_data
+        assert isinstance(data, SensorInstigatorData) and data.cursor
+        queued_instance.update_instigator_state(
+            state.with_data(
+                SensorInstigatorData(
+                    last_tick_timestamp=data.last_tick_timestamp,
+                    last_run_key=None,
+                    min_interval=data.min_interval,
+                    cursor=None,
+                    last_sensor_start_timestamp=data.last_sensor_start_timestamp,
+                    sensor_type=data.sensor_type,
+                )
+            )
+        )
+        with freeze_time(now + timedelta(seconds=landing_zone_sensor.minimum_interval_seconds + 1)):
+            list(execute_sensor_iteration(workspace, logger, None, None))
+
+    assert len(queued_instance.get_runs()) == len(first_runs)
+    ticks = queued_instance.get_ticks(state.instigator_origin_id, state.selector_id)
+    assert [t.status for t in ticks] == [TickStatus.SKIPPED, TickStatus.SUCCESS]
+    assert set(ticks[0].run_keys) == {r.tags["dagster/run_key"] for r in first_runs}
