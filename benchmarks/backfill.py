@@ -125,7 +125,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _environment(home: Path) -> dict[str, str]:
+def _environment(home: Path, executor: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -136,6 +136,7 @@ def _environment(home: Path) -> dict[str, str]:
         DAGSTER_HOME=str(home / "dagster"),
         PYTHONPATH=str(PROJECT_ROOT),
         DAGSTER_DISABLE_TELEMETRY="1",
+        ML_ASSETS_EXECUTOR=executor,
     )
     return env
 
@@ -144,17 +145,20 @@ def _dagster_job(job: str, tags: dict[str, str] | None = None) -> list[str]:
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "job", "execute",
-        "-m", "ml_assets.definitions", "-a", "defs",
+        "-m", "ml_assets.definitions",
         "-j", job,
     ]  # fmt: skip
     return [*command, "--tags", json.dumps(tags)] if tags else command
 
 
-def run_dagster(home: Path, env: dict[str, str], start: str, end: str) -> tuple[Measured, Measured]:
+def run_dagster(
+    home: Path, env: dict[str, str], start: str, end: str, instance_yaml: Path | None
+) -> tuple[Measured, Measured]:
     """The reference tables, then the daily data job over [start, end] as one run."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    settings = instance_yaml.read_text() if instance_yaml else "telemetry:\n  enabled: false\n"
+    (dagster_home / "dagster.yaml").write_text(settings.replace("$DAGSTER_HOME", str(dagster_home)))
     reference = run_measured(
         _dagster_job("flights_reference_tables"), env, home / "dagster_reference.log"
     )
@@ -358,6 +362,17 @@ def main() -> int:
     parser.add_argument(
         "--no-checks", action="store_true", help="direct side skips the Pandera checks"
     )
+    parser.add_argument(
+        "--executor",
+        choices=("multiprocess", "in_process"),
+        default="multiprocess",
+        help="the run's executor, through $ML_ASSETS_EXECUTOR",
+    )
+    parser.add_argument(
+        "--instance-yaml",
+        type=Path,
+        help="dagster.yaml for the temporary instance ($DAGSTER_HOME in it is substituted)",
+    )
     parser.add_argument("--direct-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct_worker:
@@ -365,7 +380,7 @@ def main() -> int:
         return 0
 
     home = Path(tempfile.mkdtemp(prefix="ml_assets_backfill_"))
-    env = _environment(home)
+    env = _environment(home, args.executor)
     os.environ.update({k: env[k] for k in ("ML_ASSETS_HOME", "DAGSTER_HOME")})
     for variable in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL"):
         os.environ.pop(variable, None)
@@ -378,9 +393,13 @@ def main() -> int:
         began = time.perf_counter()
         publish(default_landing_zone(), args.start, args.end)
         print(f"home {home}; published {len(days)} days in {time.perf_counter() - began:.1f} s")
+        print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
-        reference, data = run_dagster(home, env, days[0], days[-1])
-        print(f"dagster: reference tables {reference.wall_s:.1f} s, daily data {data.wall_s:.1f} s")
+        reference, data = run_dagster(home, env, days[0], days[-1], args.instance_yaml)
+        print(
+            f"dagster ({args.executor} executor): reference tables {reference.wall_s:.1f} s, "
+            f"daily data {data.wall_s:.1f} s"
+        )
         worker = [sys.executable, __file__, "--direct-worker"]
         worker += ["--start", days[0], "--end", days[-1]]
         direct = run_measured(
@@ -414,6 +433,8 @@ def main() -> int:
             ("targets met (ratio ≤ 3, dagster < 60 s)", "yes" if met else "no"),
             ("flight_features identical", "yes" if not problems else "NO"),
         ]  # fmt: skip
+        load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+        rows.append(("load average after (1/5/15 min)", load))
         width = max(len(name) for name, _ in rows)
         print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
         for problem in problems:

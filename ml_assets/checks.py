@@ -37,8 +37,11 @@ def schema_outcome(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> CheckOutc
         schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
         cases = errors.failure_cases
+        # A missing or undeclared column is reported against the schema: name the column.
+        about_columns = cases["check"].isin(["column_in_dataframe", "column_in_schema"])
+        column = cases["column"].where(~about_columns, cases["failure_case"])
         rules = (
-            cases.assign(column=cases["column"].fillna("<frame>").astype(str))
+            cases.assign(column=column.fillna("<frame>").astype(str))
             .groupby(["column", "check"], dropna=False)
             .size()
             .rename("failures")

@@ -23,7 +23,7 @@ def ml_assets_home() -> Path:
 
 
 def landing_zone_url() -> str:
-    """Where upstream systems land their exports: ``$ML_ASSETS_LANDING_URL`` or ``<home>/landing``."""
+    """Where upstream systems land exports: ``$ML_ASSETS_LANDING_URL`` or ``<home>/landing``."""
     return os.environ.get(LANDING_ENV_VAR) or str(ml_assets_home() / "landing")
 
 

@@ -13,6 +13,7 @@ import pytest
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import (
@@ -46,7 +47,7 @@ class Automation:
         self.defs = dg.Definitions(assets=data_assets, resources=resources)
         self.resources = resources
         self.instance = instance
-        self.cursor = None
+        self.cursor: AssetDaemonCursor | None = None
 
     def tick(self) -> dict[str, set[str]]:
         """One evaluation; returns the requested partitions per asset (assets with any)."""

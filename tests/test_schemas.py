@@ -232,8 +232,19 @@ def test_schema_outcome_for_a_missing_column_has_no_rows_to_sample() -> None:
 
     assert not outcome.passed
     assert outcome.metadata["failure_count"] == len(config.FLIGHT_COLUMNS)
-    assert "column_in_dataframe" in outcome.metadata["failing_rules"].value
+    rules = outcome.metadata["failing_rules"].value
+    assert rules.count("column_in_dataframe") == len(config.FLIGHT_COLUMNS)
+    named = {line.split("|")[1].strip() for line in rules.splitlines()[2:]}
+    assert named == set(config.FLIGHT_COLUMNS)  # the missing columns, not the schema's name
     assert outcome.metadata["sample_failing_rows"].value == "(no rows)"
+
+
+def test_schema_outcome_names_an_undeclared_column() -> None:
+    clean = clean_weather(raw("weather"), DAY).clean.assign(surprise=1.0)
+    outcome = schema_outcome(schemas.WEATHER_CLEAN, clean)
+
+    assert not outcome.passed
+    assert "| surprise | column_in_schema" in outcome.metadata["failing_rules"].value
 
 
 def test_schema_outcome_sample_hides_internal_columns() -> None:

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -10,13 +11,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData, TickStatus
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
-from dagster._core.workspace.load_target import ModuleTarget
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
-from ml_assets.home import PROJECT_ROOT
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.definitions import landing_zone_sensor
@@ -86,6 +88,28 @@ def touch_forward(path: str, seconds: float = 10.0) -> None:
     """Move a file's mtime forward so the listing signature changes however coarse the clock."""
     stat = os.stat(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + int(seconds * 1e9)))
+
+
+@pytest.fixture(scope="session")
+def week_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference tables and 2013-01-01 … 2013-01-08, published once for the session."""
+    template = tmp_path_factory.mktemp("landing_template")
+    publish(LandingZone(url=str(template)), date(2013, 1, 1), date(2013, 1, 8))
+    return template
+
+
+@pytest.fixture
+def published_week(landing_zone: LandingZone, week_template: Path) -> LandingZone:
+    """Overrides conftest's fixture with a copy of the same files (publishing costs ~1 s)."""
+    shutil.copytree(week_template, landing_zone.url, dirs_exist_ok=True)
+    return landing_zone
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """Overrides conftest's: sensor ticks store nothing, so an in-memory instance will do."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -293,26 +317,45 @@ def queued_instance(home: Path) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+CODE_LOCATION = """
+import dagster as dg
+
+from ml_assets.pipelines.flights.assets import data_assets
+from ml_assets.pipelines.flights.definitions import landing_zone_sensor
+from resources.landing_zone import default_landing_zone
+
+defs = dg.Definitions(
+    assets=data_assets,
+    sensors=[landing_zone_sensor],
+    resources={"landing_zone": default_landing_zone()},
+)
+"""
+"""The flights sensor in a code location loaded in process, reading the test's landing zone."""
+
+
 def test_daemon_skips_run_keys_it_has_already_launched(
-    published_week: LandingZone, queued_instance: dg.DagsterInstance
+    landing_zone: LandingZone, queued_instance: dg.DagsterInstance, tmp_path: Path
 ):
     """If the cursor is lost, the sensor daemon still launches no run key twice.
 
-    Runs the real code location in a code server and the sensor daemon's own tick function.
+    Runs the sensor daemon's own tick function against an in-process code location.
     """
+    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1))  # five files: five runs
     logger = logging.getLogger("test_sensor_daemon")
-    target = ModuleTarget(
-        module_name="ml_assets.definitions",
-        attribute=None,
-        working_directory=str(PROJECT_ROOT),
-        location_name="ml_assets",
+    location_file = tmp_path / "location.py"
+    location_file.write_text(CODE_LOCATION)
+    target = InProcessWorkspaceLoadTarget(
+        InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(python_file=str(location_file), attribute="defs"),
+            location_name="flights_test",
+        )
     )
     now = get_current_datetime()
     with create_test_daemon_workspace_context(target, queued_instance) as workspace:
         with freeze_time(now):
             list(execute_sensor_iteration(workspace, logger, None, None))
         first_runs = queued_instance.get_runs()
-        assert len(first_runs) == len(EXPECTED_WEEK)
+        assert len(first_runs) == 5
         assert len({r.tags["dagster/run_key"] for r in first_runs}) == len(first_runs)
 
         # Lose the cursor, as if the sensor were reset, then tick again past the interval.

@@ -70,7 +70,9 @@ def _lines_outcome(frame: pd.DataFrame) -> CheckOutcome:
     )
 
 
-def raw_daily_asset(source: str, schema: pa.DataFrameSchema, description: str) -> dg.AssetsDefinition:
+def raw_daily_asset(
+    source: str, schema: pa.DataFrameSchema, description: str
+) -> dg.AssetsDefinition:
     """A daily export as landed: every line of the file, every value as text."""
     name = f"raw_{source}"
 
@@ -319,7 +321,9 @@ def flight_features(
 ) -> Iterator:
     features = {}
     for day in context.partition_keys:
-        history = [flights_clean[d] for d in previous_days(day, config.TRAILING_DAYS) if d in flights_clean]
+        history = [
+            flights_clean[d] for d in previous_days(day, config.TRAILING_DAYS) if d in flights_clean
+        ]
         past = pd.concat(history, ignore_index=True) if history else flights_clean[day].iloc[:0]
         features[day] = build_features(
             flights_clean[day],

@@ -30,7 +30,7 @@ class Range:
     low: float
     high: float
     action: str
-    """``reject`` sends the row to the rejected rows; ``null`` blanks the value (then gap-filled)."""
+    """``reject`` sends the row to the rejected rows; ``null`` blanks the value (gap-filled)."""
 
 
 FLIGHT_COLUMNS = (

@@ -17,8 +17,9 @@ landing_zone_sensor = build_landing_zone_sensor(
 
 daily_data_job = dg.define_asset_job(
     "flights_daily_data",
-    selection=dg.AssetSelection.groups("ingest", "clean", "features")
-    .required_multi_asset_neighbors()
+    selection=dg.AssetSelection.groups(
+        "ingest", "clean", "features"
+    ).required_multi_asset_neighbors()
     - dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES)),
     description="Raw, clean and feature partitions of the flights pipeline for a day or a range.",
 )

@@ -39,7 +39,10 @@ def trailing_stats(history: pd.DataFrame, keys: Sequence[str], prefix: str) -> p
     """Delay statistics per ``keys`` over ``history`` (the previous days' clean flights)."""
     columns = [f"{prefix}_{s}" for s in STAT_NAMES]
     if history.empty:
-        return pd.DataFrame(columns=[*keys, *columns])
+        return pd.DataFrame(
+            {**{k: pd.Series(dtype="string") for k in keys},
+             **{c: pd.Series(dtype="float64") for c in columns}}
+        )  # fmt: skip
     frame = history.assign(
         _delayed=(history[TARGET] > config.DELAYED_MINUTES).astype(float),
         _cancelled=history["cancelled"].astype(float),

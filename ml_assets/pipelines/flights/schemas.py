@@ -167,7 +167,7 @@ WEATHER_REJECTED = rejected_schema("weather_rejected", WEATHER_DESCRIPTIONS)
 _STAT_TEXT = {
     "flights_7d": "Number of {} flights in the {} days before the flight's day.",
     "arr_delay_mean_7d": "Mean arrival delay (minutes) of {} flights in the {} previous days.",
-    "delayed_share_7d": "Share of {} flights in the {} previous days arriving more than 15 min late.",
+    "delayed_share_7d": "Share of {} flights in the {} previous days arriving >15 min late.",
     "cancelled_share_7d": "Share of {} flights in the {} previous days that were cancelled.",
 }
 FEATURE_DESCRIPTIONS = {
@@ -193,10 +193,10 @@ FEATURE_DESCRIPTIONS = {
     "plane_seats": "Seats on the plane; empty if the plane is unknown.",
     "plane_engines": "Engines on the plane; empty if the plane is unknown.",
     **{
-        m: f"Origin weather at the departure hour: {WEATHER_DESCRIPTIONS[m][0].lower()}{WEATHER_DESCRIPTIONS[m][1:]}"
-        for m in config.WEATHER_MEASURES
+        measure: f"At the origin at the departure hour: {WEATHER_DESCRIPTIONS[measure]}"
+        for measure in config.WEATHER_MEASURES
     },
-    "weather_imputed": "1 if the origin weather at that hour was filled by the gap rule; empty if there is none.",
+    "weather_imputed": "1 if that hour's origin weather was filled by the gap rule; empty if none.",
     **{f"route_{s}": t.format("same-route", config.TRAILING_DAYS) for s, t in _STAT_TEXT.items()},
     **{
         f"carrier_{s}": t.format("same-carrier", config.TRAILING_DAYS)

