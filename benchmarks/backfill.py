@@ -6,7 +6,8 @@ Run as ``.venv/bin/python benchmarks/backfill.py`` from the project root. On a t
 - **Dagster**: ``dagster job execute -j flights_reference_tables`` and then the
   ``flights_daily_data`` job over the whole range as one single-run backfill (the
   ``dagster/asset_partition_range_*`` tags a UI backfill sets), each a real run on a SQLite
-  instance in a temporary ``$DAGSTER_HOME`` with the default multiprocess executor;
+  instance in a temporary ``$DAGSTER_HOME``, with the multiprocess executor unless
+  ``--executor in_process`` (``--instance-yaml`` swaps the instance, e.g. for PostgreSQL);
 - **direct**: one plain Python process doing the assets' work day by day (parse, clean, trailing
   stats over the previous days, features, the same Pandera checks, one Parquet file per
   partition and asset), with no Dagster.
@@ -14,6 +15,8 @@ Run as ``.venv/bin/python benchmarks/backfill.py`` from the project root. On a t
 Both sides are timed from process start to exit and their peak memory is the largest sum of
 RSS over their process tree (sampled from ``/proc``). The flight features of both sides must
 agree (row counts of every partition, whole frames for sampled days), else the exit code is 1.
+Missing a speed target is reported, not an error. The Dagster run's event log then tells where
+its time went: starting processes, recording events, and the work itself.
 """
 
 import argparse
@@ -90,7 +93,9 @@ def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measured
     """Run ``command`` to completion; time it and sample its process tree's memory.
 
     The tree's peak is the largest sum of current RSS seen (sampled every 0.1 s); the largest
-    process's peak is exact, from each process's high-water mark (``VmHWM``).
+    process's peak is exact, from each process's high-water mark (``VmHWM``). ``ru_maxrss`` is
+    not used: Linux carries it across ``exec`` from the forked parent, so a child of this
+    (large) process would report this process's size.
     """
     peak_tree_kb = peak_process_kb = 0
     cpu_before = _children_cpu_s()
@@ -135,7 +140,6 @@ def _environment(home: Path, executor: str) -> dict[str, str]:
         ML_ASSETS_HOME=str(home),
         DAGSTER_HOME=str(home / "dagster"),
         PYTHONPATH=str(PROJECT_ROOT),
-        DAGSTER_DISABLE_TELEMETRY="1",
         ML_ASSETS_EXECUTOR=executor,
     )
     return env
@@ -195,12 +199,13 @@ def dagster_breakdown(job: str, measured: Measured) -> list[tuple[str, float, st
         first.setdefault(event.dagster_event_type, event.timestamp)
     planned = [e for e in events if "PLANNED" in e.dagster_event_type.value]
     run_start = first[dg.DagsterEventType.RUN_START]
+    planned_s = (planned[-1].timestamp - created) if planned else 0.0
     rows = [
         ("start CLI, load code, build plan", created - measured.started_at, ""),
         (
             "record planned events",
-            (planned[-1].timestamp - created) if planned else 0.0,
-            f"{len(planned)} events",
+            planned_s,
+            f"{len(planned)} events, {1000 * planned_s / max(len(planned), 1):.0f} ms each",
         ),
         ("to RUN_START", run_start - (planned[-1].timestamp if planned else created), ""),
     ]
@@ -220,10 +225,15 @@ def dagster_breakdown(job: str, measured: Measured) -> list[tuple[str, float, st
                 logging_s, logged = logging_s + gap, logged + 1
             else:
                 work_s += gap
+        if worker:
+            rows.append((f"{step}: start step process", spawn, "spawn, import code location"))
         rows += [
-            (f"{step}: start step process", spawn, ""),
             (f"{step}: work", work_s, "compute, checks, Parquet"),
-            (f"{step}: record events", logging_s, f"{logged} events in bursts"),
+            (
+                f"{step}: record events",
+                logging_s,
+                f"{logged} events in bursts, {1000 * logging_s / max(logged, 1):.0f} ms each",
+            ),
         ]
     end = measured.started_at + measured.wall_s
     last = max(e.timestamp for e in events)
@@ -315,8 +325,7 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
         timed("checks", check, schemas.FLIGHT_FEATURES, features)
         timed("write", write, "flight_features", day, features)
         history.append(flights.clean)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"phases": phases, "ru_maxrss_mb": peak_mb}))
+    print(json.dumps({"phases": phases}))
 
 
 def _compare(home: Path, days: list[str], samples: int, seed: int) -> list[str]:
@@ -409,8 +418,7 @@ def main() -> int:
         print(
             "direct phases: "
             + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["phases"].items())
-            + f" (loop {sum(report['phases'].values()):.1f} s, "
-            f"ru_maxrss {report['ru_maxrss_mb']:.0f} MB)"
+            + f" (sum {sum(report['phases'].values()):.1f} s)"
         )
 
         print("\nwhere the daily data run's wall time went (event log timestamps):")

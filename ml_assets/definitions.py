@@ -16,6 +16,7 @@ for message in (
 
 from ml_assets.home import warehouse_url  # noqa: E402
 from ml_assets.pipelines.flights import definitions as flights  # noqa: E402
+from resources.json_io_manager import JsonIOManager  # noqa: E402
 from resources.landing_zone import default_landing_zone  # noqa: E402
 from resources.parquet_io_manager import ParquetIOManager  # noqa: E402
 
@@ -41,6 +42,7 @@ def _platform() -> dg.Definitions:
         executor=_executor(),
         resources={
             "io_manager": ParquetIOManager(base_url=warehouse_url()),
+            "json_io_manager": JsonIOManager(base_url=warehouse_url()),
             "landing_zone": default_landing_zone(),
         },
         sensors=[

@@ -2,8 +2,11 @@
 
 import dagster as dg
 
+from ml_assets.modeling.assets import build_model_assets
+from ml_assets.modeling.tracking import mlflow_tracking
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
+from ml_assets.pipelines.flights.model import FLIGHTS_MODEL
 from sensors.landing_zone import LandedSource, build_landing_zone_sensor
 
 landing_zone_sensor = build_landing_zone_sensor(
@@ -29,8 +32,21 @@ reference_job = dg.define_asset_job(
     description="Reload the planes, airports and airlines reference tables.",
 )
 
+model_assets = build_model_assets(FLIGHTS_MODEL)
+
+model_job = dg.define_asset_job(
+    "flights_model",
+    selection=dg.AssetSelection.groups("models"),
+    description="Tune, train, evaluate and register the flights model on the current features.",
+)
+
 defs = dg.Definitions(
-    assets=data_assets,
+    assets=[*data_assets, *model_assets],
+    resources={
+        "mlflow": mlflow_tracking.configured(
+            {"experiment_name": FLIGHTS_MODEL.settings["experiment_name"]}
+        )
+    },
     sensors=[landing_zone_sensor],
-    jobs=[daily_data_job, reference_job],
+    jobs=[daily_data_job, reference_job, model_job],
 )

@@ -1,0 +1,1 @@
+"""Generic model layer: search spaces, Optuna studies, MLflow tracking and model assets."""

@@ -1,0 +1,137 @@
+"""What the model assets record in MLflow: studies with trial child runs, models, versions."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
+from ml_assets.modeling.plots import markdown_image, save_figure
+from ml_assets.modeling.study import best_configuration
+
+
+@dataclass
+class LoggedStudy:
+    run_id: str
+    completed: int
+    pruned: int
+    plots: dict[str, dg.MetadataValue] = field(default_factory=dict)
+
+
+def _trial_status(state) -> str:
+    import optuna
+
+    return {
+        optuna.trial.TrialState.COMPLETE: "FINISHED",
+        optuna.trial.TrialState.PRUNED: "KILLED",
+    }.get(state, "FAILED")
+
+
+def log_study(mlflow, study, numbers: list[int], scratch: Path) -> LoggedStudy:
+    """A nested study run with the best parameters and Optuna plots, one child run per trial."""
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    with mlflow.start_run(run_name="hyperparameter_study", nested=True) as run:
+        mlflow.set_tags({"optuna.study": study.study_name})
+        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metric("best_validation_mae", study.best_value)
+        client = mlflow.tracking.MlflowClient()
+        trials = [t for t in study.trials if t.number in set(numbers)]
+        for trial in trials:
+            child = client.create_run(
+                run.info.experiment_id,
+                start_time=int(trial.datetime_start.timestamp() * 1000),
+                tags={
+                    "mlflow.parentRunId": run.info.run_id,
+                    "mlflow.runName": f"trial-{trial.number}",
+                    "optuna.trial": str(trial.number),
+                    "optuna.state": trial.state.name,
+                },
+            )
+            metrics = [
+                mlflow.entities.Metric("validation_mae", value, 0, step)
+                for step, value in sorted(trial.intermediate_values.items())
+            ]
+            if trial.value is not None:
+                metrics.append(mlflow.entities.Metric("objective", trial.value, 0, 0))
+            client.log_batch(
+                child.info.run_id,
+                metrics=metrics,
+                params=[mlflow.entities.Param(k, str(v)) for k, v in trial.params.items()],
+            )
+            end = trial.datetime_complete or trial.datetime_start
+            client.set_terminated(
+                child.info.run_id, _trial_status(trial.state), int(end.timestamp() * 1000)
+            )
+        plots = {}
+        for title, draw in (
+            ("optimization_history", optuna_plots.plot_optimization_history),
+            ("param_importances", optuna_plots.plot_param_importances),
+        ):
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError) as error:  # e.g. too few completed trials
+                plots[f"plot/{title}"] = dg.MetadataValue.text(f"not available: {error}")
+                continue
+            path = save_figure(axes.figure, scratch / f"{run.info.run_id}-{title}.png")
+            mlflow.log_artifact(str(path), "plots")
+            plots[f"plot/{title}"] = markdown_image(path, title)
+            path.unlink()
+    states = [t.state for t in trials]
+    return LoggedStudy(
+        run_id=run.info.run_id,
+        completed=states.count(optuna.trial.TrialState.COMPLETE),
+        pruned=states.count(optuna.trial.TrialState.PRUNED),
+        plots=plots,
+    )
+
+
+def log_fitted_model(spec, best_params: Mapping[str, Any], rows: pd.DataFrame, mlflow) -> dict:
+    """Refit the best configuration on ``rows`` and log it (skops, signature, input example)."""
+    import skops.io
+    from mlflow.models import infer_signature
+
+    family, params = best_configuration(best_params)
+    pipeline = build_pipeline(family, params, spec.features)
+    X, y = rows[spec.columns], rows[spec.target]
+    pipeline.fit(X, y)
+    needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    unreviewed = set(needed) - set(SKOPS_TRUSTED_TYPES[family])
+    if unreviewed:
+        raise dg.Failure(
+            f"The fitted {family} pipeline contains types nobody reviewed for skops loading: "
+            f"{sorted(unreviewed)}. Review them and add them to SKOPS_TRUSTED_TYPES."
+        )
+    example = X.head(5)
+    with mlflow.start_run(run_name="trained_model", nested=True) as run:
+        mlflow.log_params({"family": family, **params})
+        mlflow.log_metric("trained_rows", len(rows))
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict(example)),
+            input_example=example,
+            serialization_format="skops",
+            skops_trusted_types=needed,
+        )
+    return {
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "family": family,
+        "params": params,
+        "trained_rows": len(rows),
+        "skops_trusted_types": needed,
+    }
+
+
+def register(name: str, model_uri: str, tags: Mapping[str, str], alias: str) -> str:
+    """Register ``model_uri`` as a new version of ``name`` with ``tags``; point ``alias`` at it."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name, tags=dict(tags))
+    mlflow.tracking.MlflowClient().set_registered_model_alias(name, alias, version.version)
+    return str(version.version)

@@ -1,0 +1,286 @@
+"""The model layer through Dagster: study, training, evaluation, registry, MLflow hygiene."""
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets.home import warehouse_url
+from ml_assets.modeling.assets import MODEL_ASSET_NAMES
+from ml_assets.pipelines.flights.assets import data_assets, key
+from ml_assets.pipelines.flights.definitions import defs as flights_defs
+from ml_assets.pipelines.flights.definitions import model_assets
+from ml_assets.pipelines.flights.publish import publish
+from resources.json_io_manager import JsonIOManager
+from resources.landing_zone import default_landing_zone
+from resources.parquet_io_manager import ParquetIOManager
+
+FIRST, LAST = "2013-01-01", "2013-02-14"
+REFERENCE = [key("planes"), key("airports"), key("airlines")]
+
+
+def _op(name: str) -> str:
+    return f"flights__{name}"
+
+
+TINY = {
+    "ops": {
+        _op("training_set"): {
+            "config": {
+                "window_start": "2013-01-08",
+                "window_end": LAST,
+                "validation_days": 7,
+                "test_days": 7,
+            }
+        },
+        _op("hyperparameter_study"): {
+            "config": {"n_trials": 4, "workers": 2, "timeout_seconds": 120}
+        },
+    }
+}
+
+
+TRAINING = {"ops": {_op("training_set"): TINY["ops"][_op("training_set")]}}
+JUDGED = {"ops": {}}
+"""Run config of runs that start at trained_model: nothing to configure upstream."""
+
+
+@pytest.fixture(scope="module")
+def model_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.DagsterInstance]:
+    """A home and instance with features for six weeks, shared by the module (slow to build)."""
+    home = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ML_ASSETS_HOME", str(home))
+        for var in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL", "MLFLOW_TRACKING_URI"):
+            patch.delenv(var, raising=False)
+        publish(default_landing_zone(), date.fromisoformat(FIRST), date.fromisoformat(LAST))
+        with dg.instance_for_test() as instance:
+            resources = _resources()
+            assert dg.materialize(data_assets, selection=REFERENCE, resources=resources,
+                                  instance=instance).success  # fmt: skip
+            assert dg.materialize(
+                data_assets,
+                selection=dg.AssetSelection.groups("ingest", "clean", "features")
+                - dg.AssetSelection.assets(*REFERENCE),
+                tags={"dagster/asset_partition_range_start": FIRST,
+                      "dagster/asset_partition_range_end": LAST},
+                resources=resources, instance=instance,
+            ).success  # fmt: skip
+            yield instance
+
+
+@pytest.fixture
+def model_home(model_instance: dg.DagsterInstance) -> Path:
+    from ml_assets.home import ml_assets_home
+
+    return ml_assets_home()
+
+
+def _resources() -> dict:
+    return {
+        "io_manager": ParquetIOManager(base_url=warehouse_url()),
+        "json_io_manager": JsonIOManager(base_url=warehouse_url()),
+        "landing_zone": default_landing_zone(),
+        "mlflow": flights_defs.resources["mlflow"],
+    }
+
+
+def _materialize_models(instance, run_config=TINY, selection=None, assets=None):
+    return dg.materialize(
+        [*data_assets, *(assets or model_assets)],
+        selection=selection or [key(n) for n in MODEL_ASSET_NAMES],
+        run_config=run_config,
+        resources=_resources(),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def _mlflow_runs(home: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    return mlflow.search_runs(search_all_experiments=True)
+
+
+def test_model_chain_registers_a_challenger(
+    model_home: Path, model_instance: dg.DagsterInstance
+) -> None:
+    import mlflow
+
+    result = _materialize_models(model_instance)
+    assert result.success
+    handle = result.output_for_node(_op("registered_model"))
+    client = mlflow.tracking.MlflowClient()
+    version = client.get_model_version_by_alias("flights-arrival-delay", "challenger")
+    assert str(version.version) == handle["version"]
+    assert version.tags["dagster_run_id"] == result.run_id
+    assert version.tags["feature_partitions"] == f"2013-01-08…{LAST}"
+    assert version.tags["code_version/flights/flight_features"] == "1"
+    runs = _mlflow_runs(model_home)
+    assert not (runs["status"] == "RUNNING").any(), runs[["run_id", "status"]]
+    trials = runs[runs["tags.optuna.trial"].notna()]
+    assert len(trials) == 4
+
+
+def _study_handle(model_instance, **tuning) -> dict:
+    config = {"ops": {**TINY["ops"], _op("hyperparameter_study"): {"config": tuning}}}
+    result = _materialize_models(
+        model_instance, config, selection=[key("training_set"), key("hyperparameter_study")]
+    )
+    assert result.success
+    return result.output_for_node(_op("hyperparameter_study"))
+
+
+def _trials(handle: dict) -> list:
+    import optuna
+
+    from ml_assets.modeling.study import open_storage
+
+    study = optuna.load_study(
+        study_name=handle["study_name"], storage=open_storage(handle["storage"])
+    )
+    return study.trials
+
+
+def test_study_continues_or_restarts_as_configured(
+    model_home: Path, model_instance: dg.DagsterInstance
+) -> None:
+    first = _study_handle(model_instance, n_trials=2, workers=1, resume=True)
+    before = len(_trials(first))
+    again = _study_handle(model_instance, n_trials=2, workers=1, resume=True)
+    assert again["study_name"] == first["study_name"]
+    assert len(_trials(again)) == before + 2
+    fresh = _study_handle(model_instance, n_trials=2, workers=1, resume=False)
+    other = _study_handle(model_instance, n_trials=2, workers=1, resume=False)
+    assert fresh["study_name"] != first["study_name"] != other["study_name"]
+    assert len(_trials(fresh)) == 2
+    # seeded TPE: a restarted study proposes the same trials
+    assert [t.params for t in _trials(fresh)] == [t.params for t in _trials(other)]
+
+
+def _bad_trained_model(constant: float) -> dg.AssetsDefinition:
+    """A deliberately bad model under the trained_model key: always predicts ``constant``."""
+
+    @dg.asset(
+        key=key("trained_model"),
+        group_name="models",
+        ins={"training_set": dg.AssetIn(key("training_set"))},
+        io_manager_key="json_io_manager",
+        required_resource_keys={"mlflow"},
+    )
+    def trained_model(context: dg.AssetExecutionContext, training_set) -> dict:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.dummy import DummyRegressor
+        from sklearn.pipeline import make_pipeline
+
+        mlflow = context.resources.mlflow
+        rows = training_set[training_set["split"] != "test"]
+        model = make_pipeline(
+            ColumnTransformer([("distance", "passthrough", ["distance"])]),
+            DummyRegressor(strategy="constant", constant=constant),
+        ).fit(rows, rows["arr_delay"])
+        with mlflow.start_run(run_name="bad_model", nested=True) as run:
+            info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops")
+        return {"run_id": run.info.run_id, "model_uri": info.model_uri, "family": "constant",
+                "params": {}, "trained_rows": len(rows), "skops_trusted_types": [],
+                "feature_partitions": "test"}  # fmt: skip
+
+    return trained_model
+
+
+def _with_bad_model(constant: float) -> list:
+    return [a for a in model_assets if key("trained_model") not in a.keys] + [
+        _bad_trained_model(constant)
+    ]
+
+
+def _versions() -> int:
+    import mlflow
+
+    return len(mlflow.tracking.MlflowClient().search_model_versions("name='flights-arrival-delay'"))
+
+
+def _check(result, name: str):
+    return next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == name
+    )
+
+
+def test_a_model_worse_than_the_baseline_is_not_registered(
+    model_home: Path, model_instance: dg.DagsterInstance
+) -> None:
+    assert _materialize_models(model_instance, TRAINING, [key("training_set")]).success
+    before = _versions()
+    result = _materialize_models(
+        model_instance,
+        JUDGED,
+        selection=[key("trained_model"), key("model_evaluation"), key("registered_model")],
+        assets=_with_bad_model(300.0),
+    )
+    assert not result.success
+    assert not _check(result, "beats_baseline").passed
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert key("registered_model") not in materialized
+    assert _versions() == before
+    runs = _mlflow_runs(model_home)
+    assert not (runs["status"] == "RUNNING").any()
+    assert (runs[runs["tags.dagster_run_id"] == result.run_id]["status"] == "FAILED").any()
+
+
+def test_a_model_worse_than_the_champion_is_not_registered(
+    model_home: Path, model_instance: dg.DagsterInstance
+) -> None:
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient()
+    assert _materialize_models(model_instance).success  # a real model, then crowned champion
+    challenger = client.get_model_version_by_alias("flights-arrival-delay", "challenger")
+    client.set_registered_model_alias("flights-arrival-delay", "champion", challenger.version)
+    before = _versions()
+    lenient = {
+        "ops": {_op("model_evaluation"): {"config": {"min_improvement_over_baseline": -100.0}}}
+    }
+    result = _materialize_models(
+        model_instance,
+        lenient,
+        selection=[key("trained_model"), key("model_evaluation"), key("registered_model")],
+        assets=_with_bad_model(30.0),
+    )
+    assert not result.success
+    assert _check(result, "beats_baseline").passed
+    champion_check = _check(result, "not_worse_than_champion")
+    assert not champion_check.passed
+    assert champion_check.metadata["champion_version"].value == str(challenger.version)
+    assert _versions() == before
+
+
+def test_no_mlflow_run_left_running_by_the_model_job_from_the_cli(
+    model_home: Path, model_instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """``dagster job execute`` of the model job, every step in its own process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(TINY))
+    (tmp_path / "dagster").mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "ml_assets.definitions",
+         "-j", "flights_model", "-c", str(config)],
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"),
+             "ML_ASSETS_EXECUTOR": "multiprocess"},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    runs = _mlflow_runs(model_home)
+    assert not (runs["status"] == "RUNNING").any()
+    job_runs = runs[runs["tags.mlflow.runName"] == "flights_model"]
+    assert len(job_runs) == 1 and (job_runs["status"] == "FINISHED").all()
