@@ -130,7 +130,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _environment(home: Path, executor: str) -> dict[str, str]:
+def _environment(home: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -140,23 +140,28 @@ def _environment(home: Path, executor: str) -> dict[str, str]:
         ML_ASSETS_HOME=str(home),
         DAGSTER_HOME=str(home / "dagster"),
         PYTHONPATH=str(PROJECT_ROOT),
-        ML_ASSETS_EXECUTOR=executor,
     )
     return env
 
 
-def _dagster_job(job: str, tags: dict[str, str] | None = None) -> list[str]:
+def _dagster_job(job: str, executor: str, tags: dict[str, str] | None = None) -> list[str]:
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "job", "execute",
         "-m", "ml_assets.definitions",
         "-j", job,
+        "--config-json", json.dumps({"execution": {"config": {executor: {}}}}),
     ]  # fmt: skip
     return [*command, "--tags", json.dumps(tags)] if tags else command
 
 
 def run_dagster(
-    home: Path, env: dict[str, str], start: str, end: str, instance_yaml: Path | None
+    home: Path,
+    env: dict[str, str],
+    start: str,
+    end: str,
+    instance_yaml: Path | None,
+    executor: str,
 ) -> tuple[Measured, Measured]:
     """The reference tables, then the daily data job over [start, end] as one run."""
     dagster_home = home / "dagster"
@@ -164,11 +169,12 @@ def run_dagster(
     settings = instance_yaml.read_text() if instance_yaml else "telemetry:\n  enabled: false\n"
     (dagster_home / "dagster.yaml").write_text(settings.replace("$DAGSTER_HOME", str(dagster_home)))
     reference = run_measured(
-        _dagster_job("flights_reference_tables"), env, home / "dagster_reference.log"
+        _dagster_job("flights_reference_tables", executor), env, home / "dagster_reference.log"
     )
     data = run_measured(
         _dagster_job(
             "flights_daily_data",
+            executor,
             {
                 "dagster/asset_partition_range_start": start,
                 "dagster/asset_partition_range_end": end,
@@ -375,7 +381,7 @@ def main() -> int:
         "--executor",
         choices=("multiprocess", "in_process"),
         default="multiprocess",
-        help="the run's executor, through $ML_ASSETS_EXECUTOR",
+        help="the run's executor, chosen through run config",
     )
     parser.add_argument(
         "--instance-yaml",
@@ -389,7 +395,7 @@ def main() -> int:
         return 0
 
     home = Path(tempfile.mkdtemp(prefix="ml_assets_backfill_"))
-    env = _environment(home, args.executor)
+    env = _environment(home)
     os.environ.update({k: env[k] for k in ("ML_ASSETS_HOME", "DAGSTER_HOME")})
     for variable in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL"):
         os.environ.pop(variable, None)
@@ -404,7 +410,9 @@ def main() -> int:
         print(f"home {home}; published {len(days)} days in {time.perf_counter() - began:.1f} s")
         print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
-        reference, data = run_dagster(home, env, days[0], days[-1], args.instance_yaml)
+        reference, data = run_dagster(
+            home, env, days[0], days[-1], args.instance_yaml, args.executor
+        )
         print(
             f"dagster ({args.executor} executor): reference tables {reference.wall_s:.1f} s, "
             f"daily data {data.wall_s:.1f} s"

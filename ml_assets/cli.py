@@ -2,7 +2,8 @@
 
 - ``ml-assets publish --start 2013-01-01 --end 2013-01-31 [--fault KIND]`` lands daily exports;
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing a first
-  week of data when the landing zone is empty).
+  week of data when the landing zone is empty);
+- ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store.
 """
 
 import argparse
@@ -68,6 +69,18 @@ def _dev(args: argparse.Namespace) -> int:
     os.execvp(command[0], command)
 
 
+def _mlflow_ui(args: argparse.Namespace) -> int:
+    from ml_assets.modeling.tracking import mlflow_dir, tracking_uri
+
+    uri = tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]  # fmt: skip
+    if uri.startswith("sqlite"):
+        command += ["--default-artifact-root", (mlflow_dir() / "artifacts").as_uri()]
+    print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
+    os.execvp(command[0], command)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ml_assets.pipelines.flights.publish import FAULTS
 
@@ -94,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         help="if nothing has landed yet, land this many days first (0 to start empty)",
     )
     dev.set_defaults(run=_dev)
+
+    mlflow_ui = commands.add_parser("mlflow-ui", help="the MLflow UI on the platform's store")
+    mlflow_ui.add_argument("--host", default="127.0.0.1")
+    mlflow_ui.add_argument("--port", type=int, default=5000)
+    mlflow_ui.set_defaults(run=_mlflow_ui)
 
     args = parser.parse_args(argv)
     return args.run(args)

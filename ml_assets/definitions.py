@@ -1,6 +1,5 @@
 """The code location: every pipeline's definitions plus the platform's shared resources."""
 
-import os
 import warnings
 
 import dagster as dg
@@ -20,26 +19,14 @@ from resources.json_io_manager import JsonIOManager  # noqa: E402
 from resources.landing_zone import default_landing_zone  # noqa: E402
 from resources.parquet_io_manager import ParquetIOManager  # noqa: E402
 
-EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
-
-
-def _executor() -> dg.ExecutorDefinition:
-    """How a run executes its steps, from ``$ML_ASSETS_EXECUTOR`` (default ``in_process``).
-
-    A separate process per step re-imports the code location (about 1.5 s here), which is most
-    of the cost of a one-partition run, so locally steps run inside the run's process;
-    ``multiprocess`` runs independent steps in parallel processes.
-    """
-    name = os.environ.get("ML_ASSETS_EXECUTOR", "in_process")
-    if name not in EXECUTORS:
-        raise ValueError(f"ML_ASSETS_EXECUTOR={name!r}: choose one of {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]
-
 
 def _platform() -> dg.Definitions:
     """Resources, executor and sensors every pipeline shares."""
     return dg.Definitions(
-        executor=_executor(),
+        # Steps in parallel processes by default (a year-long backfill runs its two clean steps
+        # side by side); a run may choose in_process, as the landing-zone sensor's one-step
+        # runs do, to save the ~1.5 s a step process spends importing the code location.
+        executor=dg.multi_or_in_process_executor,
         resources={
             "io_manager": ParquetIOManager(base_url=warehouse_url()),
             "json_io_manager": JsonIOManager(base_url=warehouse_url()),

@@ -8,8 +8,9 @@ re-read on every tick.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -31,8 +32,13 @@ def build_landing_zone_sensor(
     sources: Sequence[LandedSource],
     max_runs_per_tick: int = 50,
     minimum_interval_seconds: int = 30,
+    run_config: Mapping[str, Any] | None = None,
 ) -> dg.SensorDefinition:
-    """A sensor requesting one run per new or changed file in ``sources``' folders."""
+    """A sensor requesting one run per new or changed file in ``sources``' folders.
+
+    ``run_config`` is given to every run it requests (e.g. an in-process executor for these
+    one-step runs).
+    """
 
     @dg.sensor(
         name=name,
@@ -72,6 +78,7 @@ def build_landing_zone_sensor(
                             asset_selection=[source.asset_key],
                             partition_key=landed.name if partition_keys is not None else None,
                             tags={"landing_zone/file": landed.path},
+                            run_config=dict(run_config or {}),
                         )
                     )
                 seen[file_id] = {

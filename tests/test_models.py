@@ -275,8 +275,7 @@ def test_no_mlflow_run_left_running_by_the_model_job_from_the_cli(
     completed = subprocess.run(
         [sys.executable, "-m", "dagster", "job", "execute", "-m", "ml_assets.definitions",
          "-j", "flights_model", "-c", str(config)],
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"),
-             "ML_ASSETS_EXECUTOR": "multiprocess"},
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]

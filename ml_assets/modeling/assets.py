@@ -39,6 +39,8 @@ class ModelSpec:
     settings: Mapping[str, Any]
     """The pipeline's declared model configuration (``model.yaml``)."""
     owners: list[str] = field(default_factory=list)
+    features_schema: dg.TableSchema | None = None
+    """Column schema of the feature asset, shown on the training set with its extra columns."""
 
     def key(self, name: str) -> dg.AssetKey:
         return dg.AssetKey([self.key_prefix, name])
@@ -155,6 +157,7 @@ def build_model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             )
         },
         automation_condition=retrain_on_schedule(spec.settings["retrain_cron"]),
+        metadata=_training_set_schema(spec.features_schema),
         **common,
     )
     def training_set(
@@ -417,6 +420,16 @@ def build_model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         )
 
     return [training_set, hyperparameter_study, trained_model, model_evaluation, registered_model]
+
+
+def _training_set_schema(features: dg.TableSchema | None) -> dict[str, dg.TableSchema]:
+    if features is None:
+        return {}
+    extra = [
+        dg.TableColumn(PARTITION_COLUMN, "string", "The feature partition (day) of the row."),
+        dg.TableColumn(SPLIT_COLUMN, "string", "train, validation or test, by day."),
+    ]
+    return {"dagster/column_schema": dg.TableSchema(columns=[*features.columns, *extra])}
 
 
 def _materialized_code_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str:

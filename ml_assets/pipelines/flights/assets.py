@@ -19,6 +19,7 @@ from ml_assets.checks import (
     report_per_partition,
     row_conservation_outcome,
     schema_outcome,
+    schema_outcomes,
 )
 from ml_assets.cleaning import PARSE_ERROR, parse_landed_csv
 from ml_assets.metadata import table_definition_metadata
@@ -117,7 +118,7 @@ def raw_daily_asset(
             context,
             key(name),
             LANDED_FILE_SCHEMA,
-            {k: schema_outcome(schema, f) for k, f in frames.items()},
+            schema_outcomes(schema, frames),
         )
         yield from report_per_partition(
             context, key(name), LINES_PARSE, {k: _lines_outcome(f) for k, f in frames.items()}
@@ -248,7 +249,7 @@ def clean_daily_assets(
             context,
             clean_key,
             CLEAN_SCHEMA,
-            {k: schema_outcome(clean_schema, r.clean) for k, r in results.items()},
+            schema_outcomes(clean_schema, {k: r.clean for k, r in results.items()}),
         )
         yield from report_per_partition(
             context,
@@ -337,7 +338,7 @@ def flight_features(
         context,
         context.asset_key,
         FEATURE_SCHEMA,
-        {k: schema_outcome(schemas.FLIGHT_FEATURES, f) for k, f in features.items()},
+        schema_outcomes(schemas.FLIGHT_FEATURES, features),
     )
 
 

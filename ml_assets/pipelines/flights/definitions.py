@@ -16,6 +16,7 @@ landing_zone_sensor = build_landing_zone_sensor(
         LandedSource(config.FLIGHTS_SOURCE, key("raw_flights"), config.DAILY),
         LandedSource(config.WEATHER_SOURCE, key("raw_weather"), config.DAILY),
     ],
+    run_config={"execution": {"config": {"in_process": {}}}},
 )
 
 daily_data_job = dg.define_asset_job(

@@ -4,11 +4,13 @@ from pathlib import Path
 
 import yaml
 
+from ml_assets.metadata import column_schema
 from ml_assets.modeling.assets import ModelSpec
 from ml_assets.modeling.estimators import Features
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import key
 from ml_assets.pipelines.flights.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
+from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
 
 SETTINGS = yaml.safe_load((Path(__file__).with_name("model.yaml")).read_text())
 
@@ -21,4 +23,5 @@ FLIGHTS_MODEL = ModelSpec(
     error_by="dep_hour",
     settings=SETTINGS,
     owners=config.OWNERS,
+    features_schema=column_schema(FLIGHT_FEATURES),
 )

@@ -1,0 +1,34 @@
+"""Retraining is lazy: the weekly cron tick starts the whole model chain, once per tick."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from ml_assets.definitions import defs
+from ml_assets.modeling.assets import MODEL_ASSET_NAMES
+from ml_assets.pipelines.flights.assets import key
+
+MODEL_KEYS = [key(name) for name in MODEL_ASSET_NAMES]
+
+
+def _requested(result) -> set[dg.AssetKey]:
+    return {k for k in MODEL_KEYS if result.get_num_requested(k)}
+
+
+def test_model_chain_runs_on_the_weekly_tick_only(instance: dg.DagsterInstance) -> None:
+    selection = dg.AssetSelection.assets(*MODEL_KEYS)
+
+    def tick(when: datetime, cursor=None):
+        return dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection,
+            evaluation_time=when, cursor=cursor,
+        )  # fmt: skip
+
+    first = tick(datetime(2026, 11, 20, 12, tzinfo=UTC))  # a Friday
+    assert _requested(first) == set()
+    weekend = tick(datetime(2026, 11, 22, 12, tzinfo=UTC), first.cursor)  # Sunday: no tick yet
+    assert _requested(weekend) == set()
+    monday = tick(datetime(2026, 11, 23, 5, tzinfo=UTC), weekend.cursor)  # after Monday 04:00
+    assert _requested(monday) == set(MODEL_KEYS)  # the whole chain, in one run
+    again = tick(datetime(2026, 11, 23, 6, tzinfo=UTC), monday.cursor)  # handled: not twice
+    assert key("training_set") not in _requested(again)
