@@ -116,6 +116,27 @@ mutation($params: LaunchBackfillParams!) {
 }"""
 
 
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+TINY_MODEL = {
+    "ops": {
+        "flights__training_set": {
+            "config": {"window_start": DAYS[0], "validation_days": 1, "test_days": 1}
+        },
+        "flights__hyperparameter_study": {"config": {"n_trials": 2, "workers": 1}},
+        "flights__model_evaluation": {"config": {"min_improvement_over_baseline": -100.0}},
+    }
+}
+"""Three days of data: train on one, tune on the next, test on the last; any model passes."""
+
+
 def _tag(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["tags"] if t["key"] == key), None)
 
@@ -179,3 +200,33 @@ def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path]) -> None:
         180,
         "automation to refresh the features whose inputs the backfill rewrote",
     )
+
+    launched = _graphql(
+        port,
+        LAUNCH_RUN,
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "ml_assets",
+                    "repositoryName": "__repository__",
+                    "jobName": "flights_model",
+                },
+                "runConfigData": TINY_MODEL,
+            }
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def model_run_done() -> bool:
+        status = next(r["status"] for r in _runs(port) if r["runId"] == run_id)
+        assert status not in ("FAILURE", "CANCELED"), status
+        return status == "SUCCESS"
+
+    _wait_for(model_run_done, 300, "the model job launched from the UI")
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) > 0 and not (runs["status"] == "RUNNING").any(), runs[["status"]]
+    assert (runs["tags.dagster_run_id"] == run_id).any()

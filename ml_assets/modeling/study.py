@@ -7,6 +7,7 @@ sharing one study through its storage: a journal file locally, any Optuna storag
 PostgreSQL) in production.
 """
 
+import contextlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -116,6 +117,22 @@ def objective(trial, space: SearchSpace, features: Features, data: pd.DataFrame,
     return score
 
 
+def worker_thread_limit(workers: int):
+    """A context limiting each of ``workers`` processes' native thread pools (OpenMP in
+    HistGradientBoosting, BLAS) to its share of the cores; no limit for a single worker.
+
+    Without it every worker's pools size themselves to all cores, so two workers on two cores
+    run four busy threads and the spinning OpenMP threads slow each other down severely.
+    """
+    if workers <= 1:
+        return contextlib.nullcontext()
+    import sklearn.ensemble  # noqa: F401  threadpoolctl limits only the runtimes already loaded
+    from threadpoolctl import threadpool_limits
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return threadpool_limits(limits=max(1, (cores or 1) // workers))
+
+
 def _work(
     settings: StudySettings,
     worker: int,
@@ -130,12 +147,13 @@ def _work(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = pd.read_parquet(data_path)
     study = load_or_create(settings, worker)
-    study.optimize(
-        lambda trial: objective(trial, space, features, data, target),
-        timeout=settings.timeout_seconds,
-        callbacks=[optuna.study.MaxTrialsCallback(total_trials, states=None)],
-        catch=(ValueError,),
-    )
+    with worker_thread_limit(settings.workers):
+        study.optimize(
+            lambda trial: objective(trial, space, features, data, target),
+            timeout=settings.timeout_seconds,
+            callbacks=[optuna.study.MaxTrialsCallback(total_trials, states=None)],
+            catch=(ValueError,),
+        )
 
 
 def run_study(
