@@ -71,6 +71,20 @@ def _lines_outcome(frame: pd.DataFrame) -> CheckOutcome:
     )
 
 
+def _landed(name: str, schema: pa.DataFrameSchema, description: str) -> dict:
+    """What every asset reading the landing zone declares."""
+    return {
+        "name": name,
+        "key_prefix": config.KEY_PREFIX,
+        "group_name": INGEST,
+        "code_version": "1",
+        "kinds": {"csv", "parquet"},
+        "owners": config.OWNERS,
+        "description": description,
+        "metadata": table_definition_metadata(schema),
+    }
+
+
 def raw_daily_asset(
     source: str, schema: pa.DataFrameSchema, description: str
 ) -> dg.AssetsDefinition:
@@ -78,14 +92,7 @@ def raw_daily_asset(
     name = f"raw_{source}"
 
     @dg.asset(
-        name=name,
-        key_prefix=config.KEY_PREFIX,
-        group_name=INGEST,
-        code_version="1",
-        kinds={"csv", "parquet"},
-        owners=config.OWNERS,
-        description=description,
-        metadata=table_definition_metadata(schema),
+        **_landed(name, schema, description),
         check_specs=[
             _partition_check(
                 name, LANDED_FILE_SCHEMA, "The file has a header with every declared column."
@@ -143,14 +150,7 @@ def reference_asset(name: str, schema: pa.DataFrameSchema, description: str) -> 
     """A reference table landed whole: read, typed by pandas, checked against ``schema``."""
 
     @dg.asset(
-        name=name,
-        key_prefix=config.KEY_PREFIX,
-        group_name=INGEST,
-        code_version="1",
-        kinds={"csv", "parquet"},
-        owners=config.OWNERS,
-        description=description,
-        metadata=table_definition_metadata(schema),
+        **_landed(name, schema, description),
         check_specs=[
             dg.AssetCheckSpec(
                 LANDED_FILE_SCHEMA, asset=key(name), blocking=True, description=schema.name
