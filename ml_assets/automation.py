@@ -7,7 +7,7 @@ def refresh_stale_partitions() -> dg.AutomationCondition:
     """Materialize each partition that is missing or whose upstream or code changed, once it can.
 
     ``AutomationCondition.eager()`` only looks at the latest time partition and only at data
-    that arrives after it is switched on; historical data (a year of flights) lands into every
+    that arrives after it is switched on; historical data (a year of history) lands into every
     partition, at any time, so this condition looks at all of them:
 
     - a missing partition is requested once its inputs exist, unless its last run failed (a

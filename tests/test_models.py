@@ -270,7 +270,13 @@ def test_no_mlflow_run_left_running_by_the_model_job_from_the_cli(
     import sys
 
     config = tmp_path / "run.json"
-    config.write_text(json.dumps(TINY))
+    # any model passes the checks: this test is about MLflow, not about a champion left by others
+    lenient = {
+        _op("model_evaluation"): {
+            "config": {"min_improvement_over_baseline": -100.0, "max_regression_vs_champion": 100.0}
+        }
+    }
+    config.write_text(json.dumps({"ops": {**TINY["ops"], **lenient}}))
     (tmp_path / "dagster").mkdir()
     completed = subprocess.run(
         [sys.executable, "-m", "dagster", "job", "execute", "-m", "ml_assets.definitions",

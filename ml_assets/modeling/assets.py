@@ -215,7 +215,7 @@ def build_model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         resume = _pick(config.resume, tuning["resume"])
         base_name = f"{spec.key_prefix}-{model_name}"
         settings = StudySettings(
-            study_name=base_name if resume else f"{base_name}-{context.run_id[:8]}",
+            study_name=base_name if resume else f"{base_name}-{context.run.run_id[:8]}",
             storage=_pick(config.storage, tuning.get("storage"))
             or str(ml_assets_home() / "optuna" / f"{base_name}.journal"),
             n_trials=_pick(config.n_trials, tuning["n_trials"]),
@@ -407,7 +407,7 @@ def build_model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         }
         code_versions[context.asset_key.to_user_string()] = CODE_VERSION
         tags = {
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "feature_partitions": trained_model["feature_partitions"],
             "model_family": trained_model["family"],
             "test_mae": f"{model_evaluation['metrics']['model']['mae']:.4f}",

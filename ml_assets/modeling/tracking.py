@@ -77,9 +77,9 @@ def mlflow_tracking(init_context: dg.InitResourceContext):
 
 
 def _run_failed(context: dg.InitResourceContext) -> bool:
-    if context.instance is None or context.run_id is None:
+    if context.instance is None or context.run is None:
         return False
     failures = context.instance.get_records_for_run(
-        context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+        context.run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
     )
     return bool(failures.records)
