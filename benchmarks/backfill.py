@@ -144,13 +144,13 @@ def _environment(home: Path) -> dict[str, str]:
     return env
 
 
-def _dagster_job(job: str, executor: str, tags: dict[str, str] | None = None) -> list[str]:
+def _dagster_job(job: str, config: Path, tags: dict[str, str] | None = None) -> list[str]:
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "job", "execute",
         "-m", "ml_assets.definitions",
         "-j", job,
-        "--config-json", json.dumps({"execution": {"config": {executor: {}}}}),
+        "-c", str(config),
     ]  # fmt: skip
     return [*command, "--tags", json.dumps(tags)] if tags else command
 
@@ -168,13 +168,15 @@ def run_dagster(
     dagster_home.mkdir(parents=True, exist_ok=True)
     settings = instance_yaml.read_text() if instance_yaml else "telemetry:\n  enabled: false\n"
     (dagster_home / "dagster.yaml").write_text(settings.replace("$DAGSTER_HOME", str(dagster_home)))
+    run_config = home / "run_config.json"  # JSON is YAML: the executor chosen for the runs
+    run_config.write_text(json.dumps({"execution": {"config": {executor: {}}}}))
     reference = run_measured(
-        _dagster_job("flights_reference_tables", executor), env, home / "dagster_reference.log"
+        _dagster_job("flights_reference_tables", run_config), env, home / "dagster_reference.log"
     )
     data = run_measured(
         _dagster_job(
             "flights_daily_data",
-            executor,
+            run_config,
             {
                 "dagster/asset_partition_range_start": start,
                 "dagster/asset_partition_range_end": end,
