@@ -3,7 +3,6 @@
 import dagster as dg
 import pandas as pd
 
-from ml_assets.definitions import defs
 from ml_assets.pipelines.flights.assets import data_assets, key
 
 
@@ -41,4 +40,3 @@ def test_one_partition_end_to_end(published_week, resources, instance, home):
     )
     assert len(features) > 800
     assert features["route_flights_7d"].gt(0).mean() > 0.9
-    assert defs.resolve_job_def("flights_daily_data") is not None

@@ -98,16 +98,6 @@ def split_by_day(frame: pd.DataFrame, validation_days: int, test_days: int) -> p
     return labels
 
 
-def regression_metrics(actual: pd.Series, predicted: Any) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    return {
-        "mae": float(mean_absolute_error(actual, predicted)),
-        "rmse": float(mean_squared_error(actual, predicted) ** 0.5),
-        "r2": float(r2_score(actual, predicted)),
-    }
-
-
 def retrain_on_schedule(cron: str) -> dg.AutomationCondition:
     """Retrain when the cron ticks or the code changes, never while features are being written."""
     condition = dg.AutomationCondition

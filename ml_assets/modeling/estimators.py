@@ -66,7 +66,7 @@ def build_pipeline(family: str, params: dict[str, Any], features: Features):
         model = Ridge(**params)
     else:
         raise ValueError(f"unknown model family {family!r}")
-    return Pipeline([("prep", prep), ("model", model)]).set_output(transform="default")
+    return Pipeline([("prep", prep), ("model", model)])
 
 
 def staged_fits(family: str, pipeline, X, y) -> Iterator[int]:

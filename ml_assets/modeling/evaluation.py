@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +18,16 @@ class Evaluation:
     table: str
     champion_version: str | None = None
     plots: dict[str, dg.MetadataValue] = field(default_factory=dict)
+
+
+def regression_metrics(actual: pd.Series, predicted: Any) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "mae": float(mean_absolute_error(actual, predicted)),
+        "rmse": float(mean_squared_error(actual, predicted) ** 0.5),
+        "r2": float(r2_score(actual, predicted)),
+    }
 
 
 def load_champion(model_name: str):
@@ -37,8 +48,6 @@ def evaluate(spec, trained_model: dict, test: pd.DataFrame, fallback: float, mod
     """Metrics and plots of the trained model on ``test``; logged to the model's MLflow run."""
     import mlflow
     from sklearn.inspection import permutation_importance
-
-    from ml_assets.modeling.assets import regression_metrics
 
     X, y = test[spec.columns], test[spec.target]
     model = mlflow.sklearn.load_model(trained_model["model_uri"])
