@@ -18,6 +18,7 @@ from ml_assets.pipelines.flights.features import (
     CARRIER,
     ROUTE,
     TARGET,
+    _local_to_utc_ns,
     build_features,
     trailing_stats,
 )
@@ -350,3 +351,12 @@ def test_feature_asset_ignores_the_days_own_clean_flights(
     past = pd.concat(pd.read_parquet(stored.with_name(f"2013-01-0{d}.parquet")) for d in (1, 2))
     per_carrier = before["carrier"].map(past["carrier"].value_counts()).fillna(0)
     assert (before["carrier_flights_7d"] == per_carrier).all()
+
+
+@pytest.mark.parametrize("day", ["2013-03-10", "2013-11-03", "2013-07-04"])
+def test_local_departure_times_convert_to_utc_as_pandas_does(day: str) -> None:
+    """Every minute of a DST-change day: skipped times move forward, repeated ones are missing."""
+    walls = pd.date_range(day, periods=24 * 60, freq="min")
+    expected = walls.tz_localize(config.TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
+    converted = [_local_to_utc_ns(w.year, w.month, w.day, w.hour, w.minute) for w in walls]
+    assert converted == expected.tz_convert("UTC").asi8.tolist()
