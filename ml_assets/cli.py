@@ -3,7 +3,8 @@
 - ``ml-assets publish --start 2013-01-01 --end 2013-01-31 [--fault KIND]`` lands daily exports;
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing a first
   week of data when the landing zone is empty);
-- ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store.
+- ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store;
+- ``ml-assets serve`` starts the prediction service for the flights model's champion.
 """
 
 import argparse
@@ -81,8 +82,32 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     os.execvp(command[0], command)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import mlflow
+    import uvicorn
+
+    from ml_assets.home import online_store_url
+    from ml_assets.modeling.tracking import tracking_uri
+    from ml_assets.pipelines.flights.serving import served_model
+    from resources.table_snapshots import TableSnapshots
+    from serving.app import create_app
+    from serving.settings import admin_token
+
+    mlflow.set_tracking_uri(tracking_uri())
+    app = create_app(
+        served_model(args.max_batch), TableSnapshots(online_store_url()), admin_token()
+    )
+    print(f"prediction service on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(
+        app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+        access_log=False, log_level=args.log_level,
+    )  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from ml_assets.pipelines.flights.publish import FAULTS
+    from serving.settings import DEFAULT_HOST, DEFAULT_PORT
 
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     mlflow_ui.add_argument("--host", default="127.0.0.1")
     mlflow_ui.add_argument("--port", type=int, default=5000)
     mlflow_ui.set_defaults(run=_mlflow_ui)
+
+    serve = commands.add_parser("serve", help="the prediction service for the flights champion")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--max-batch", type=int, default=1000, help="most flights per request")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
 
     args = parser.parse_args(argv)
     return args.run(args)

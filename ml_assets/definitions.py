@@ -13,11 +13,12 @@ for message in (
 ):
     warnings.filterwarnings("ignore", message=message)
 
-from ml_assets.home import warehouse_url  # noqa: E402
+from ml_assets.home import online_store_url, warehouse_url  # noqa: E402
 from ml_assets.pipelines.flights import definitions as flights  # noqa: E402
 from resources.json_io_manager import JsonIOManager  # noqa: E402
 from resources.landing_zone import default_landing_zone  # noqa: E402
 from resources.parquet_io_manager import ParquetIOManager  # noqa: E402
+from resources.table_snapshots import TableSnapshotStore  # noqa: E402
 
 
 def _platform() -> dg.Definitions:
@@ -31,6 +32,7 @@ def _platform() -> dg.Definitions:
             "io_manager": ParquetIOManager(base_url=warehouse_url()),
             "json_io_manager": JsonIOManager(base_url=warehouse_url()),
             "landing_zone": default_landing_zone(),
+            "online_store": TableSnapshotStore(base_url=online_store_url()),
         },
         sensors=[
             dg.AutomationConditionSensorDefinition(

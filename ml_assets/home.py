@@ -12,6 +12,7 @@ from pathlib import Path
 HOME_ENV_VAR = "ML_ASSETS_HOME"
 LANDING_ENV_VAR = "ML_ASSETS_LANDING_URL"
 WAREHOUSE_ENV_VAR = "ML_ASSETS_WAREHOUSE_URL"
+ONLINE_STORE_ENV_VAR = "ML_ASSETS_ONLINE_STORE_URL"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,12 @@ def landing_zone_url() -> str:
 def warehouse_url() -> str:
     """Where assets are stored: ``$ML_ASSETS_WAREHOUSE_URL`` or ``<home>/warehouse``."""
     return os.environ.get(WAREHOUSE_ENV_VAR) or str(ml_assets_home() / "warehouse")
+
+
+def online_store_url() -> str:
+    """Where online feature snapshots live: ``$ML_ASSETS_ONLINE_STORE_URL`` or
+    ``<warehouse>/online``."""
+    return os.environ.get(ONLINE_STORE_ENV_VAR) or f"{warehouse_url().rstrip('/')}/online"
 
 
 def dagster_home() -> Path:

@@ -28,6 +28,14 @@ class _PartitionedParquetIOManager(dg.UPathIOManager):
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(path.read_bytes()))
 
+    def load_input(self, context: dg.InputContext) -> Any:
+        # A mapping may select no upstream partition at all (the days before the first one):
+        # that is an empty dict, which is what a partitioned input always is, not None.
+        partitioned = context.has_asset_key and context.has_asset_partitions
+        if partitioned and not context.asset_partition_keys:
+            return {}
+        return super().load_input(context)
+
     def load_partitions(self, context: dg.InputContext) -> dict[str, pd.DataFrame]:
         paths = self._get_paths_for_partitions(context)
         allow_missing = (context.definition_metadata or {}).get("allow_missing_partitions", False)

@@ -7,10 +7,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, WAREHOUSE_ENV_VAR, warehouse_url
+from ml_assets.home import (
+    HOME_ENV_VAR,
+    LANDING_ENV_VAR,
+    ONLINE_STORE_ENV_VAR,
+    WAREHOUSE_ENV_VAR,
+    online_store_url,
+    warehouse_url,
+)
 from ml_assets.pipelines.flights.publish import publish
 from resources.landing_zone import LandingZone, default_landing_zone
 from resources.parquet_io_manager import ParquetIOManager
+from resources.table_snapshots import TableSnapshotStore
 
 
 @pytest.fixture
@@ -19,6 +27,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
     monkeypatch.delenv(LANDING_ENV_VAR, raising=False)
     monkeypatch.delenv(WAREHOUSE_ENV_VAR, raising=False)
+    monkeypatch.delenv(ONLINE_STORE_ENV_VAR, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     return tmp_path
 
@@ -31,7 +40,11 @@ def landing_zone(home: Path) -> LandingZone:
 @pytest.fixture
 def resources(home: Path, landing_zone: LandingZone) -> dict:
     """The platform's resources, pointed at the test's home."""
-    return {"io_manager": ParquetIOManager(base_url=warehouse_url()), "landing_zone": landing_zone}
+    return {
+        "io_manager": ParquetIOManager(base_url=warehouse_url()),
+        "landing_zone": landing_zone,
+        "online_store": TableSnapshotStore(base_url=online_store_url()),
+    }
 
 
 @pytest.fixture

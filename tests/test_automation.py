@@ -103,6 +103,11 @@ def clean_requested(*days: str) -> dict[str, set[str]]:
     return {name: set(days) for name in CLEAN}
 
 
+def features_requested(*days: str) -> dict[str, set[str]]:
+    """The feature layer of ``days``: training features and online snapshots."""
+    return {"flight_features": set(days), "online_features": set(days)}
+
+
 @pytest.fixture
 def automation(resources: dict, fast_instance: dg.DagsterInstance) -> Automation:
     return Automation(resources, fast_instance)
@@ -134,7 +139,7 @@ def test_clean_and_features_follow_the_data_that_lands(
     # requested, and the day just cleaned is not requested again
     automation.materialize(DAILY_INGEST_AND_CLEAN, ["2013-01-01"])
     requested = automation.tick()
-    assert requested == {"flight_features": {"2013-01-01", "2013-01-02"}}
+    assert requested == features_requested("2013-01-01", "2013-01-02")
     automation.run_requested(requested)
     assert automation.tick() == {}
 
@@ -151,7 +156,7 @@ def test_clean_and_features_follow_the_data_that_lands(
     assert requested == {
         "weather_clean": {"2013-01-03"},
         "weather_rejected": {"2013-01-03"},
-        "flight_features": {"2013-01-03"},
+        **features_requested("2013-01-03"),
     }
     automation.run_requested(requested)
     assert automation.tick() == {}
@@ -182,7 +187,7 @@ def test_failed_landed_file_check_blocks_only_that_day(
 
     # 2013-01-01 has no history to wait for, so its features go with its clean partitions
     requested = automation.tick()
-    assert requested == {**clean_requested("2013-01-01"), "flight_features": {"2013-01-01"}}
+    assert requested == {**clean_requested("2013-01-01"), **features_requested("2013-01-01")}
     automation.run_requested(requested)
     assert automation.tick() == {}
 
@@ -191,7 +196,7 @@ def test_failed_landed_file_check_blocks_only_that_day(
     automation.materialize(RAW, ["2013-01-02"])
     assert automation.tick() == {
         **clean_requested("2013-01-02"),
-        "flight_features": {"2013-01-02"},
+        **features_requested("2013-01-02"),
     }
 
 
@@ -225,15 +230,22 @@ def test_failed_clean_check_blocks_every_feature_day_that_reads_it(
     automation.materialize(DAILY_INGEST_AND_CLEAN, ["2013-01-01", "2013-01-02", "2013-01-03"])
     fail_check(automation.instance, "flights_clean", CLEAN_SCHEMA, "2013-01-02")
 
-    # 2013-01-02 reads the failed day as its own, 2013-01-03 as history
+    # 2013-01-02 reads the failed day as its own, 2013-01-03 as history; the online snapshot
+    # of a day reads only the days before it
     requested = automation.tick()
-    assert requested == {"flight_features": {"2013-01-01"}}
+    assert requested == {
+        "flight_features": {"2013-01-01"},
+        "online_features": {"2013-01-01", "2013-01-02"},
+    }
     automation.run_requested(requested)
     assert automation.tick() == {}
 
     # re-running the day with passing checks unblocks the day and the one that reads it
     automation.materialize(FLIGHTS_CLEAN, ["2013-01-02"])
-    assert automation.tick() == {"flight_features": {"2013-01-02", "2013-01-03"}}
+    assert automation.tick() == {
+        "flight_features": {"2013-01-02", "2013-01-03"},
+        "online_features": {"2013-01-03"},
+    }
 
 
 def test_data_ingested_before_automation_starts_is_still_cleaned(
@@ -248,7 +260,7 @@ def test_data_ingested_before_automation_starts_is_still_cleaned(
 
     assert requested == {
         **clean_requested("2013-01-01", "2013-01-02"),
-        "flight_features": {"2013-01-01", "2013-01-02"},
+        **features_requested("2013-01-01", "2013-01-02"),
     }
 
 
@@ -261,7 +273,7 @@ def test_failed_run_is_not_retried_every_tick(
     automation.materialize(REFERENCE)
     automation.materialize(RAW, ["2013-01-01"])
     requested = automation.tick()
-    assert requested == {**clean_requested("2013-01-01"), "flight_features": {"2013-01-01"}}
+    assert requested == {**clean_requested("2013-01-01"), **features_requested("2013-01-01")}
 
     # the stored raw flights of the day are damaged: the clean flights run fails
     (home / "warehouse" / "flights" / "raw_flights" / "2013-01-01.parquet").write_bytes(b"junk")
@@ -270,6 +282,9 @@ def test_failed_run_is_not_retried_every_tick(
     automation.materialize(
         dg.AssetSelection.assets(key("weather_clean"), key("weather_rejected")), ["2013-01-01"]
     )
+    # (the day's online snapshot reads only earlier days, so it does not wait for them)
+    assert automation.tick() == {"online_features": {"2013-01-01"}}
+    automation.materialize(dg.AssetSelection.assets(key("online_features")), ["2013-01-01"])
     assert automation.tick() == {}
     assert automation.tick() == {}
 
@@ -277,5 +292,5 @@ def test_failed_run_is_not_retried_every_tick(
     automation.materialize(RAW, ["2013-01-01"])
     assert automation.tick() == {
         **clean_requested("2013-01-01"),
-        "flight_features": {"2013-01-01"},
+        **features_requested("2013-01-01"),
     }

@@ -12,10 +12,13 @@ import pytest
 from ml_assets.definitions import defs
 from ml_assets.home import PROJECT_ROOT
 
-GROUPS = {"ingest", "clean", "features", "models"}
+GROUPS = {"ingest", "clean", "features", "models", "deploy"}
+NOT_TABLES = {"online_features", "hyperparameter_study", "trained_model", "model_evaluation",
+              "registered_model", "deployed_endpoint"}  # fmt: skip
+"""JSON handles to MLflow, Optuna and the service, and the multi-table online snapshot."""
 TABLES = [s for s in sorted(defs.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string())
-          if s.group_name != "models" or s.key.path[-1] == "training_set"]  # fmt: skip
-"""Assets stored as tables; the other model assets are JSON handles to MLflow and Optuna."""
+          if s.key.path[-1] not in NOT_TABLES]  # fmt: skip
+"""Assets stored as one table per partition, which must declare their columns."""
 HEAVY_MODULES = ("mlflow", "optuna", "sklearn")
 """Imported inside the functions that need them: step processes re-import the code location."""
 

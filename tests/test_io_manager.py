@@ -17,6 +17,7 @@ from ml_assets.pipelines.flights.publish import publish
 from resources.landing_zone import LandingZone
 from resources.parquet_io_manager import ParquetIOManager
 from resources.paths import to_upath, write_bytes_atomically
+from resources.table_snapshots import TableSnapshots, TableSnapshotStore
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 RANGE = {
@@ -269,6 +270,7 @@ def test_raw_and_clean_flights_on_s3(
         resources={
             "io_manager": ParquetIOManager(base_url=f"s3://{s3_bucket}/warehouse"),
             "landing_zone": landing,
+            "online_store": TableSnapshotStore(base_url=f"s3://{s3_bucket}/online"),
         },
         instance=instance,
     )
@@ -293,3 +295,22 @@ def test_raw_and_clean_flights_on_s3(
     assert all(checks.values()), checks
     assert not (home / "warehouse").exists()
     assert not (home / "landing").exists()
+
+
+def test_table_snapshots_on_s3_are_complete_or_absent(s3_bucket: str) -> None:
+    """A snapshot is listed only once its manifest is written; rewriting replaces it."""
+    snapshots = TableSnapshots(f"s3://{s3_bucket}/online")
+    path = ("flights", "online_features")
+    tables = {"a": pd.DataFrame({"x": [1, 2]}), "b": pd.DataFrame({"y": ["u"]})}
+    snapshots.write(path, "2013-01-02", tables)
+    snapshots.write(path, "2013-01-01", {"a": tables["a"]})
+    # a snapshot whose writer died before the manifest: tables but no manifest
+    folder = snapshots.base.joinpath(*path, "2013-01-03")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.parquet").write_bytes(b"partial")
+
+    assert snapshots.partitions(path) == ["2013-01-01", "2013-01-02"]
+    read = snapshots.read(path, "2013-01-02")
+    assert set(read) == {"a", "b"}
+    pd.testing.assert_frame_equal(read["b"], tables["b"])
+    assert list(snapshots.read(path, "2013-01-01")) == ["a"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.home import warehouse_url
+from ml_assets.home import online_store_url, warehouse_url
 from ml_assets.modeling.assets import MODEL_ASSET_NAMES
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.definitions import defs as flights_defs
@@ -16,6 +16,7 @@ from ml_assets.pipelines.flights.publish import publish
 from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
 from resources.parquet_io_manager import ParquetIOManager
+from resources.table_snapshots import TableSnapshotStore
 
 FIRST, LAST = "2013-01-01", "2013-02-14"
 REFERENCE = [key("planes"), key("airports"), key("airlines")]
@@ -83,6 +84,7 @@ def _resources() -> dict:
         "io_manager": ParquetIOManager(base_url=warehouse_url()),
         "json_io_manager": JsonIOManager(base_url=warehouse_url()),
         "landing_zone": default_landing_zone(),
+        "online_store": TableSnapshotStore(base_url=online_store_url()),
         "mlflow": flights_defs.resources["mlflow"],
     }
 

@@ -285,6 +285,7 @@ def build_model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "model_uri": handle["model_uri"],
                 "trained_rows": handle["trained_rows"],
                 "skops_trusted_types": handle["skops_trusted_types"],
+                "onnx": handle["onnx"],
             },
         )
 

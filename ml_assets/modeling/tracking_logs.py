@@ -1,5 +1,6 @@
 """What the model assets record in MLflow: studies with trial child runs, models, versions."""
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,14 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
+from ml_assets.modeling.onnx_export import export_onnx
 from ml_assets.modeling.plots import markdown_image, save_figure
 from ml_assets.modeling.study import best_configuration
+
+ONNX_DIR, ONNX_FILE = "onnx", "model.onnx"
+ONNX_ARTIFACT = f"{ONNX_DIR}/{ONNX_FILE}"
+"""Where the trained model's run keeps its ONNX export, when there is one."""
+ONNX_TAG = "onnx_export"
 
 
 @dataclass
@@ -107,9 +114,17 @@ def log_fitted_model(spec, best_params: Mapping[str, Any], rows: pd.DataFrame, m
             f"{sorted(unreviewed)}. Review them and add them to SKOPS_TRUSTED_TYPES."
         )
     example = X.head(5)
+    exported = export_onnx(pipeline, spec.features, X.sample(n=min(len(X), 2000), random_state=0))
     with mlflow.start_run(run_name="trained_model", nested=True) as run:
         mlflow.log_params({"family": family, **params})
         mlflow.log_metric("trained_rows", len(rows))
+        mlflow.set_tag(ONNX_TAG, exported.reason)
+        if exported.model is not None:
+            mlflow.log_metric("onnx_max_abs_error", exported.max_abs_error)
+            with tempfile.TemporaryDirectory() as scratch:
+                path = Path(scratch) / ONNX_FILE
+                path.write_bytes(exported.model)
+                mlflow.log_artifact(str(path), ONNX_DIR)
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -125,6 +140,7 @@ def log_fitted_model(spec, best_params: Mapping[str, Any], rows: pd.DataFrame, m
         "params": params,
         "trained_rows": len(rows),
         "skops_trusted_types": needed,
+        "onnx": exported.reason if exported.model is not None else f"none: {exported.reason}",
     }
 
 

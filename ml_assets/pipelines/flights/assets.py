@@ -6,7 +6,7 @@ single-run backfill) and exchange ``dict[partition_key, DataFrame]`` with the IO
 
 import io
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, timedelta
 
 import dagster as dg
@@ -25,8 +25,9 @@ from ml_assets.cleaning import PARSE_ERROR, parse_landed_csv
 from ml_assets.metadata import table_definition_metadata
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import Cleaned, clean_flights, clean_weather
-from ml_assets.pipelines.flights.features import CARRIER, ROUTE, build_features, trailing_stats
+from ml_assets.pipelines.flights.features import FeatureLookups, lookup_tables
 from resources.landing_zone import LandingZone
+from resources.table_snapshots import TableSnapshotStore
 
 INGEST, CLEAN, FEATURES = "ingest", "clean", "features"
 
@@ -284,6 +285,10 @@ HISTORY = dg.TimeWindowPartitionMapping(
     start_offset=-config.TRAILING_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
 )
 """A feature partition reads its own day and the ``TRAILING_DAYS`` days before it."""
+PREVIOUS_DAYS = dg.TimeWindowPartitionMapping(
+    start_offset=-config.TRAILING_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
+)
+"""An online snapshot reads only the ``TRAILING_DAYS`` days before its own."""
 
 
 def previous_days(partition_key: str, days: int) -> list[str]:
@@ -320,25 +325,70 @@ def flight_features(
     weather_clean: dict[str, pd.DataFrame],
     planes: pd.DataFrame,
 ) -> Iterator:
-    features = {}
-    for day in context.partition_keys:
-        history = [
-            flights_clean[d] for d in previous_days(day, config.TRAILING_DAYS) if d in flights_clean
-        ]
-        past = pd.concat(history, ignore_index=True) if history else flights_clean[day].iloc[:0]
-        features[day] = build_features(
-            flights_clean[day],
-            weather_clean[day],
-            planes,
-            trailing_stats(past, ROUTE, "route"),
-            trailing_stats(past, CARRIER, "carrier"),
-        )
+    features = {
+        day: FeatureLookups(
+            **lookup_tables(_history(flights_clean, day), weather_clean[day], planes)
+        ).frame(flights_clean[day])
+        for day in context.partition_keys
+    }
     yield dg.Output(features)
     yield from report_per_partition(
         context,
         context.asset_key,
         FEATURE_SCHEMA,
         schema_outcomes(schemas.FLIGHT_FEATURES, features),
+    )
+
+
+def _history(flights_clean: Mapping[str, pd.DataFrame], day: str) -> pd.DataFrame:
+    """The clean flights of the ``TRAILING_DAYS`` before ``day`` that were loaded."""
+    frames = [
+        flights_clean[d] for d in previous_days(day, config.TRAILING_DAYS) if d in flights_clean
+    ]
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return next(iter(flights_clean.values())).iloc[:0] if flights_clean else pd.DataFrame()
+
+
+@dg.asset(
+    key_prefix=config.KEY_PREFIX,
+    group_name=FEATURES,
+    code_version="1",
+    kinds={"pandas", "parquet"},
+    owners=config.OWNERS,
+    description=(
+        "What the serving app looks a flight up in to compute its features online: the day's "
+        "origin weather, the plane table and the recent route and carrier delay statistics "
+        f"(previous {config.TRAILING_DAYS} days), as one snapshot per day. The app loads the "
+        "latest complete snapshot at each (re)load. The day's observed weather stands in for "
+        "the forecast a live system would use."
+    ),
+    ins={
+        "flights_clean": dg.AssetIn(key("flights_clean"), partition_mapping=PREVIOUS_DAYS),
+        "weather_clean": dg.AssetIn(key("weather_clean")),
+        "planes": dg.AssetIn(key("planes")),
+    },
+    automation_condition=refresh_stale_partitions(),
+    **PARTITIONED,
+)
+def online_features(
+    context: dg.AssetExecutionContext,
+    online_store: TableSnapshotStore,
+    flights_clean: dict[str, pd.DataFrame],
+    weather_clean: dict[str, pd.DataFrame],
+    planes: pd.DataFrame,
+) -> dg.MaterializeResult:
+    snapshots = online_store.snapshots()
+    rows = {}
+    for day in context.partition_keys:
+        tables = lookup_tables(_history(flights_clean, day), weather_clean[day], planes)
+        snapshots.write(context.asset_key.path, day, tables)
+        rows = {name: len(frame) for name, frame in tables.items()}
+    return dg.MaterializeResult(
+        metadata={
+            "location": snapshots.base.joinpath(*context.asset_key.path).as_posix(),
+            **{f"rows/{name}": n for name, n in rows.items()},
+        }
     )
 
 
@@ -351,4 +401,5 @@ data_assets = [
     clean_flights_assets,
     clean_weather_assets,
     flight_features,
+    online_features,
 ]

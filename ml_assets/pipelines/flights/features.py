@@ -257,6 +257,19 @@ class FeatureLookups:
         return frame.astype({c: "string" for c in ("tailnum", *CATEGORICAL_FEATURES)})
 
 
+def lookup_tables(
+    history: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """What ``FeatureLookups`` indexes for a day: that day's weather, the plane table, and the
+    recent-delay statistics of ``history`` (the clean flights of the days before)."""
+    return {
+        "weather": weather.loc[:, ["origin", "time_hour", *WEATHER_FEATURES, "imputed"]],
+        "planes": planes.loc[:, ["tailnum", "year", "seats", "engines"]],
+        "route_stats": trailing_stats(history, ROUTE, "route"),
+        "carrier_stats": trailing_stats(history, CARRIER, "carrier"),
+    }
+
+
 def build_features(
     flights: pd.DataFrame,
     weather: pd.DataFrame,

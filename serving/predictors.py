@@ -1,0 +1,132 @@
+"""Models loaded from the MLflow registry, ready to score feature columns.
+
+A version's ONNX export (logged beside it by ``trained_model`` when it predicts the same) runs
+on ONNX Runtime; without one, the scikit-learn pipeline is loaded from its skops file with
+only the reviewed types trusted (never the list the model's own files declare), so a model
+that needs anything else is refused, not unpickled.
+"""
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, Features
+
+REVIEWED_TYPES = sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in types})
+
+
+class Predictor(Protocol):
+    kind: str
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass
+class OnnxPredictor:
+    session: object
+    features: Features
+    kind: str = "onnx"
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        from ml_assets.modeling.onnx_export import onnx_inputs
+
+        output = self.session.run(None, onnx_inputs(columns, self.features))[0]
+        return np.asarray(output, dtype="float64").ravel()
+
+
+@dataclass
+class SklearnPredictor:
+    pipeline: object
+    features: Features
+    kind: str = "sklearn"
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        import pandas as pd
+
+        names = [*self.features.categorical, *self.features.numeric]
+        frame = pd.DataFrame({name: columns[name] for name in names})
+        return np.asarray(self.pipeline.predict(frame), dtype="float64")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    run_id: str
+    trained_on: str | None
+    predictor: Predictor
+    tags: Mapping[str, str] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.time)
+
+
+class NoChampion(LookupError):
+    """The registered model has no version under the alias."""
+
+
+def resolve_alias(name: str, alias: str) -> str:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException as error:
+        raise NoChampion(f"{name} has no version aliased {alias!r}") from error
+
+
+def load_version(name: str, version: str, features: Features, prefer_onnx: bool = True):
+    """Version ``version`` of ``name``, on ONNX Runtime when it has a verified export."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.modeling.tracking_logs import ONNX_ARTIFACT
+
+    client = MlflowClient()
+    registered = client.get_model_version(name, version)
+    predictor = None
+    if prefer_onnx and ONNX_ARTIFACT in _run_artifacts(client, registered.run_id):
+        predictor = _onnx(client, registered.run_id, features)
+    if predictor is None:
+        predictor = SklearnPredictor(_skops_pipeline(name, version), features)
+    return LoadedModel(
+        name=name,
+        version=str(version),
+        run_id=registered.run_id,
+        trained_on=registered.tags.get("feature_partitions"),
+        predictor=predictor,
+        tags=dict(registered.tags),
+    )
+
+
+def _run_artifacts(client, run_id: str) -> set[str]:
+    from ml_assets.modeling.tracking_logs import ONNX_DIR
+
+    return {info.path for info in client.list_artifacts(run_id, ONNX_DIR)}
+
+
+def _onnx(client, run_id: str, features: Features) -> OnnxPredictor:
+    import onnxruntime
+
+    from ml_assets.modeling.tracking_logs import ONNX_ARTIFACT
+
+    path = client.download_artifacts(run_id, ONNX_ARTIFACT)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # one row at a time: threads cost more than they give
+    session = onnxruntime.InferenceSession(
+        path, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return OnnxPredictor(session, features)
+
+
+def _skops_pipeline(name: str, version: str):
+    import mlflow
+    import skops.io
+    import yaml
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["sklearn"]
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError(f"{name} v{version} is not saved with skops; refusing to unpickle it")
+    return skops.io.load(local / flavor["pickled_model"], trusted=REVIEWED_TYPES)
