@@ -79,6 +79,12 @@ def _frame_metadata(frames: list[pd.DataFrame]) -> dict[str, Any]:
     return {"rows_all_partitions": rows}
 
 
+def read_partition(base_url: str, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:
+    """One stored partition, for code outside a run's inputs (e.g. a smoke test's rows)."""
+    path = to_upath(base_url).joinpath(*asset_key.path, f"{partition_key}.parquet")
+    return pd.read_parquet(io.BytesIO(path.read_bytes()))
+
+
 class ParquetIOManager(dg.ConfigurableIOManagerFactory):
     """Stores data frames as Parquet under ``base_url``: a local directory or ``s3://...``."""
 

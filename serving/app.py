@@ -31,6 +31,8 @@ from serving.spec import ServedModel
 CHAMPION = "champion"
 BYTES_PER_ITEM = 1024
 """Request bodies above ``max_batch`` items of this size are refused before parsing (413)."""
+INLINE_ITEMS = 32
+"""Larger batches are scored on a worker thread, so single requests are not held up."""
 log = logging.getLogger("serving")
 
 
@@ -52,7 +54,8 @@ class Service:
         self.served, self.snapshots, self.token = served, snapshots, token
         self.live: Live | None = None
         self.reloading = asyncio.Lock()
-        self.items = TypeAdapter(served.request | list[served.request])  # type: ignore[name-defined]
+        self.one = TypeAdapter(served.request)
+        self.many = TypeAdapter(list[served.request])  # type: ignore[name-defined]
 
     def prepare(self, version: str | None) -> Live | None:
         """Load ``version`` (default: the champion) and the latest snapshot; None: no champion."""
@@ -96,6 +99,11 @@ class Service:
         }
 
 
+def _score(live: Live, served: ServedModel, items: list) -> tuple[Any, np.ndarray]:
+    columns = served.columns(live.lookups, items)
+    return columns, live.model.predictor.predict(columns) if items else np.zeros(0)
+
+
 def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -118,22 +126,30 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        limit = served.max_batch * BYTES_PER_ITEM
+        if int(request.headers.get("content-length") or 0) > limit:
+            return _error(413, f"request body over {limit} bytes")
         body = await request.body()
-        if len(body) > served.max_batch * BYTES_PER_ITEM:
-            return _error(413, f"request body over {served.max_batch * BYTES_PER_ITEM} bytes")
+        if len(body) > limit:  # a chunked body has no content-length
+            return _error(413, f"request body over {limit} bytes")
         live = service.live
         if live is None:
             return _error(503, "no model is live")
         request.scope[VERSION_KEY] = live.model.version
+        is_list = body.lstrip()[:1] == b"["
         try:
-            parsed = service.items.validate_json(body)
+            parsed = (service.many if is_list else service.one).validate_json(body)
         except ValidationError as error:
-            return _error(422, error.errors(include_url=False, include_context=False))
-        items = parsed if isinstance(parsed, list) else [parsed]
+            return _error(
+                422, error.errors(include_url=False, include_context=False, include_input=False)
+            )
+        items = parsed if is_list else [parsed]
         if len(items) > served.max_batch:
             return _error(413, f"{len(items)} items; at most {served.max_batch} per request")
-        columns = served.columns(live.lookups, items)
-        scores = live.model.predictor.predict(columns) if items else np.zeros(0)
+        if len(items) > INLINE_ITEMS:  # keep the event loop free for other requests
+            columns, scores = await run_in_threadpool(_score, live, served, items)
+        else:
+            columns, scores = _score(live, served, items)
         metrics.predictions.labels(live.model.version).inc(len(items))
         ids = columns[served.id_column] if items else []
         payload = {

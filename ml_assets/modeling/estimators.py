@@ -12,18 +12,13 @@ STAGES = 4
 """A staged family is fitted in this many growing steps, each reported to the pruner."""
 
 SKOPS_TRUSTED_TYPES = {
-    "hist_gradient_boosting": [
-        "functools.partial",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.utils.validation.check_array",
-    ],
-    "random_forest": ["sklearn.tree._tree.Tree"],
+    "hist_gradient_boosting": ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
     "ridge": ["numpy.dtype"],
 }
 """Types outside skops' default allow-list that each family's saved pipeline contains, as
-reviewed: scikit-learn's fitted tree structures, numpy dtypes, and the ``partial`` of
-``check_array`` that HistGradientBoosting keeps as its input validator. A saved model needing
-anything else is refused, never unpickled."""
+reviewed: scikit-learn's fitted tree structures and numpy dtypes (of the imputers and
+scalers). A saved model needing anything else is refused, never unpickled."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,10 @@ def build_pipeline(family: str, params: dict[str, Any], features: Features):
             **params, categorical_features=None, early_stopping=False, random_state=0
         )
     elif family == "random_forest":
-        prep = ColumnTransformer([("cat", ordinal, categorical)], remainder="passthrough")
+        # Missing values imputed, not routed by the trees: ONNX cannot express that routing.
+        prep = ColumnTransformer(
+            [("cat", ordinal, categorical), ("num", SimpleImputer(strategy="median"), numeric)]
+        )
         model = RandomForestRegressor(**params, n_jobs=1, random_state=0)
     elif family == "ridge":
         prep = ColumnTransformer(

@@ -299,7 +299,7 @@ def previous_days(partition_key: str, days: int) -> list[str]:
 @dg.asset(
     key_prefix=config.KEY_PREFIX,
     group_name=FEATURES,
-    code_version="1",
+    code_version="2",
     kinds={"pandas", "parquet"},
     owners=config.OWNERS,
     description=(

@@ -241,7 +241,9 @@ class FeatureLookups:
             flights_7d = out[f"{prefix}_flights_7d"]
             out[f"{prefix}_flights_7d"] = np.where(np.isnan(flights_7d), 0.0, flights_7d)
         for column in NUMERIC_FEATURES:
-            out[column] = np.asarray(out[column], dtype="float64")
+            # Rounded to float32 precision (kept as float64): tree models and their ONNX
+            # exports then compare exactly the same numbers, so both predict the same.
+            out[column] = np.asarray(out[column], dtype="float32").astype("float64")
         target = flights[TARGET] if TARGET in flights else np.full(n, np.nan)
         out[TARGET] = np.asarray(target, dtype="float64")
         return {column: out[column] for column in FEATURE_COLUMNS}

@@ -70,6 +70,22 @@ def schedule_columns(items: Sequence[FlightRequest]) -> dict[str, list]:
     }
 
 
+def request_items(flights: pd.DataFrame) -> list[dict]:
+    """What a caller would send for each of ``flights`` (clean flights), in order."""
+    columns = ["sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum", "origin",
+               "dest", "distance"]  # fmt: skip
+    frame = flights.loc[:, columns].astype(object).where(flights[columns].notna(), None)
+    dates = pd.to_datetime(flights[["year", "month", "day"]]).dt.strftime("%Y-%m-%d")
+    return [
+        {"date": day, **{k: _plain(v) for k, v in row.items()}}
+        for day, row in zip(dates, frame.to_dict("records"), strict=True)
+    ]
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def lookups(tables: Mapping[str, pd.DataFrame]) -> FeatureLookups:
     return FeatureLookups(**tables)
 
@@ -105,4 +121,45 @@ def served_model(max_batch: int = 1000):
         prediction="arr_delay",
         warm_up=WARM_UP,
         max_batch=max_batch,
+    )
+
+
+def deploy_spec():
+    """The flights model's deploy layer: endpoint, smoke test rows, batch predictions."""
+    import dagster as dg
+
+    from ml_assets.deployment.assets import DeploySpec
+    from ml_assets.pipelines.flights.assets import key
+    from ml_assets.pipelines.flights.model import FLIGHTS_MODEL
+    from ml_assets.pipelines.flights.schemas import FEATURE_DESCRIPTIONS
+
+    batch_columns = ("flight_id", "scheduled_departure", "carrier", "origin", "dest")
+    return DeploySpec(
+        key_prefix=config.KEY_PREFIX,
+        model_name=FLIGHTS_MODEL.settings["registered_model_name"],
+        features=FLIGHTS_MODEL.features,
+        registered_model=key("registered_model"),
+        features_asset=key("flight_features"),
+        requests_asset=key("flights_clean"),
+        request_items=request_items,
+        id_column="flight_id",
+        prediction="arr_delay",
+        partitions_def=config.DAILY,
+        batch_columns=batch_columns,
+        batch_schema=dg.TableSchema(
+            columns=[
+                *(dg.TableColumn(c, description=FEATURE_DESCRIPTIONS[c]) for c in batch_columns),
+                dg.TableColumn(
+                    "predicted_arr_delay",
+                    "float64",
+                    "The champion's predicted arrival delay, minutes.",
+                ),
+                dg.TableColumn(
+                    "model_version",
+                    "string",
+                    "Registry version of the champion that made the prediction.",
+                ),
+            ]
+        ),
+        owners=config.OWNERS,
     )

@@ -1,0 +1,1 @@
+"""The deploy layer: the live endpoint as an asset, rollback, and batch predictions."""

@@ -1,0 +1,71 @@
+"""Registry aliases of a deployment: ``champion`` is live, ``previous_champion`` the fallback."""
+
+import time
+from dataclasses import dataclass
+
+CHAMPION, PREVIOUS = "champion", "previous_champion"
+
+
+def _client():
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Aliases:
+    """Which versions the deployment aliases point at (None: the alias is not set)."""
+
+    champion: str | None
+    previous: str | None
+
+
+def aliases(name: str) -> Aliases:
+    return Aliases(alias_version(name, CHAMPION), alias_version(name, PREVIOUS))
+
+
+def _point(name: str, alias: str, version: str | None) -> None:
+    if version is None:
+        if alias_version(name, alias) is not None:
+            _client().delete_registered_model_alias(name, alias)
+    else:
+        _client().set_registered_model_alias(name, alias, version)
+
+
+def promote(name: str, version: str) -> Aliases:
+    """Make ``version`` the champion, remembering the one it replaces; returns the aliases as
+    they were, for ``restore``."""
+    before = aliases(name)
+    _point(name, CHAMPION, version)
+    if before.champion is not None and before.champion != version:
+        _point(name, PREVIOUS, before.champion)
+    return before
+
+
+def restore(name: str, before: Aliases, failed: str, reason: str) -> None:
+    """Undo ``promote``: both aliases point where they did, and ``failed`` says why."""
+    _point(name, CHAMPION, before.champion)
+    _point(name, PREVIOUS, before.previous)
+    _client().set_model_version_tag(name, failed, "deployment_failed", reason[:4000])
+
+
+def roll_back(name: str) -> tuple[str, str]:
+    """Point ``champion`` back at ``previous_champion``; returns (from, to) versions."""
+    client = _client()
+    current, previous = alias_version(name, CHAMPION), alias_version(name, PREVIOUS)
+    if previous is None:
+        raise LookupError(f"{name} has no {PREVIOUS!r} version to roll back to")
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    if current is not None:
+        client.set_model_version_tag(name, current, "rolled_back_at", str(int(time.time())))
+    return str(current), previous
