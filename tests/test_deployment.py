@@ -150,9 +150,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             try:
                 yield world
             finally:
-                pid_file = home / "serving" / "service.pid"
-                if pid_file.exists():
-                    os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+                _stop_service(world)
 
 
 def _flights_of(day: str) -> pd.DataFrame:
@@ -165,6 +163,7 @@ def _features_of(day: str) -> pd.DataFrame:
 
 def _deployed(world: World, version: str) -> None:
     """Make ``version`` the live champion (the state a test starts from)."""
+    world.endpoint.ensure_running(dg.get_dagster_logger())
     registry.promote(MODEL, version)
     assert world.endpoint.reload()["version"] == version
 
@@ -217,7 +216,20 @@ def _registered_stub(version: str) -> dg.AssetsDefinition:
 # deploying
 
 
+def _stop_service(world: World) -> None:
+    pid_file = world.home / "serving" / "service.pid"
+    if pid_file.exists():
+        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink()
+    deadline = time.monotonic() + 30
+    while world.endpoint.is_up() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_deploying_starts_the_service_and_serves_the_champion(world: World) -> None:
+    _stop_service(world)
+    assert not world.endpoint.is_up()
+
     result = world.deploy()
 
     assert result.success, result.get_step_failure_events()

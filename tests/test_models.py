@@ -120,7 +120,7 @@ def test_model_chain_registers_a_challenger(
     assert str(version.version) == handle["version"]
     assert version.tags["dagster_run_id"] == result.run_id
     assert version.tags["feature_partitions"] == f"2013-01-08…{LAST}"
-    assert version.tags["code_version/flights/flight_features"] == "1"
+    assert version.tags["code_version/flights/flight_features"] == "2"
     runs = _mlflow_runs(model_home)
     assert not (runs["status"] == "RUNNING").any(), runs[["run_id", "status"]]
     trials = runs[runs["tags.optuna.trial"].notna()]

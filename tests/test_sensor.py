@@ -19,11 +19,13 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
+from ml_assets.home import online_store_url
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.definitions import landing_zone_sensor
 from ml_assets.pipelines.flights.publish import publish
 from resources.landing_zone import LandingZone
+from resources.table_snapshots import TableSnapshotStore
 from sensors.landing_zone import LandedSource, build_landing_zone_sensor
 
 WEEK = [(date(2013, 1, 1) + timedelta(days=n)).isoformat() for n in range(8)]
@@ -48,7 +50,12 @@ class Ticker:
         self.landing_zone = landing_zone
         self.instance = instance
         self.definitions = dg.Definitions(
-            assets=data_assets, sensors=[sensor], resources={"landing_zone": landing_zone}
+            assets=data_assets,
+            sensors=[sensor],
+            resources={
+                "landing_zone": landing_zone,
+                "online_store": TableSnapshotStore(base_url=online_store_url()),
+            },
         )
         self.cursor: str | None = None
         self.run_keys: list[str] = []
@@ -322,12 +329,17 @@ import dagster as dg
 
 from ml_assets.pipelines.flights.assets import data_assets
 from ml_assets.pipelines.flights.definitions import landing_zone_sensor
+from ml_assets.home import online_store_url
 from resources.landing_zone import default_landing_zone
+from resources.table_snapshots import TableSnapshotStore
 
 defs = dg.Definitions(
     assets=data_assets,
     sensors=[landing_zone_sensor],
-    resources={"landing_zone": default_landing_zone()},
+    resources={
+        "landing_zone": default_landing_zone(),
+        "online_store": TableSnapshotStore(base_url=online_store_url()),
+    },
 )
 """
 """The flights sensor in a code location loaded in process, reading the test's landing zone."""
