@@ -4,6 +4,7 @@ import dagster as dg
 
 from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import ServingEndpoint
+from ml_assets.modeling.tracking import use_platform_store
 
 
 def build_rollback_job(model_name: str, endpoint_asset: dg.AssetKey) -> dg.JobDefinition:
@@ -14,6 +15,7 @@ def build_rollback_job(model_name: str, endpoint_asset: dg.AssetKey) -> dg.JobDe
         description=f"Make {model_name}'s previous champion the champion and reload the service.",
     )
     def restore_previous_champion(context: dg.OpExecutionContext, endpoint: ServingEndpoint):
+        use_platform_store()
         rolled_from, rolled_to = registry.roll_back(model_name)
         endpoint.ensure_running(context.log)
         served = endpoint.reload()

@@ -2,12 +2,14 @@
 
 import os
 import secrets
+from urllib.parse import urlsplit
 
 from ml_assets.home import ml_assets_home
 
 URL_ENV_VAR = "ML_ASSETS_SERVING_URL"
 TOKEN_ENV_VAR = "ML_ASSETS_SERVING_TOKEN"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8700
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def serving_url() -> str:
@@ -16,8 +18,9 @@ def serving_url() -> str:
 
 
 def is_local_service() -> bool:
-    """True on embedded defaults, where the platform may start the service itself."""
-    return not os.environ.get(URL_ENV_VAR)
+    """True when the service belongs on this machine (the default URL, or a loopback one):
+    the platform may then start it. A service elsewhere (production) is never started."""
+    return urlsplit(serving_url()).hostname in LOOPBACK
 
 
 def admin_token() -> str:

@@ -25,6 +25,7 @@ from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import ServingEndpoint
 from ml_assets.home import online_store_url, warehouse_url
 from ml_assets.modeling.assets import MODEL_ASSET_NAMES
+from ml_assets.modeling.tracking import use_platform_store
 from ml_assets.modeling.tracking_logs import ONNX_ARTIFACT
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.definitions import (
@@ -46,7 +47,7 @@ from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
 from resources.parquet_io_manager import ParquetIOManager, read_partition
 from resources.table_snapshots import TableSnapshots, TableSnapshotStore
-from serving.settings import admin_token
+from serving.settings import URL_ENV_VAR, admin_token, is_local_service
 
 FIRST, LAST = "2013-01-01", "2013-01-28"
 REFERENCE = [key("planes"), key("airports"), key("airlines")]
@@ -201,6 +202,15 @@ def _register_broken(world: World, onnx: bytes) -> str:
         scratch.write_bytes(onnx)
         mlflow.log_artifact(str(scratch), ONNX_ARTIFACT.rsplit("/", 1)[0])
     return str(mlflow.register_model(info.model_uri, MODEL).version)
+
+
+def _forget_tracking_store(world: World) -> None:
+    """As in a fresh step process: MLflow points at its own default store, not the platform's
+    (``set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI``, which a fresh process lacks)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{world.home / 'elsewhere.db'}")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def _registered_stub(version: str) -> dg.AssetsDefinition:
@@ -440,6 +450,7 @@ def test_rollback_job_restores_the_previous_champion(world: World) -> None:
     _deployed(world, world.first_version)
     _deployed(world, second)
 
+    _forget_tracking_store(world)
     result = rollback_job.execute_in_process(
         resources={"endpoint": world.endpoint}, instance=world.instance
     )
@@ -454,6 +465,21 @@ def test_rollback_job_restores_the_previous_champion(world: World) -> None:
     )
     assert not again.success  # nothing left to roll back to: says so, changes nothing
     assert registry.alias_version(MODEL, "champion") == world.first_version
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [(None, True), ("http://127.0.0.1:9999", True), ("http://localhost:8700", True),
+     ("https://predict.internal.example:443", False)],
+)  # fmt: skip
+def test_only_a_service_on_this_machine_may_be_started(
+    monkeypatch: pytest.MonkeyPatch, url: str | None, local: bool
+) -> None:
+    if url is None:
+        monkeypatch.delenv(URL_ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(URL_ENV_VAR, url)
+    assert is_local_service() is local
 
 
 def test_production_profile_does_not_start_the_service(world: World) -> None:
@@ -477,9 +503,11 @@ def test_production_profile_does_not_start_the_service(world: World) -> None:
 
 
 def test_batch_predictions_score_every_flight_with_the_champion(world: World) -> None:
+
     from serving.predictors import load_version
 
     _deployed(world, world.first_version)
+    _forget_tracking_store(world)
     days = ("2013-01-27", LAST)
     result = dg.materialize(
         [*data_assets, *model_assets, *deployment_assets],
@@ -490,6 +518,7 @@ def test_batch_predictions_score_every_flight_with_the_champion(world: World) ->
     )  # fmt: skip
 
     assert result.success
+    use_platform_store()
     model = load_version(MODEL, world.first_version, served_model().features, prefer_onnx=False)
     for day in days:
         scored = read_partition(warehouse_url(), key("batch_predictions"), day)

@@ -63,11 +63,12 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+def platform(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
     port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "ML_ASSETS_"))},
         "ML_ASSETS_HOME": str(tmp_path),
+        "ML_ASSETS_SERVING_URL": f"http://127.0.0.1:{_free_port()}",
     }
     log = (tmp_path / "dev.log").open("w")
     process = subprocess.Popen(
@@ -80,14 +81,25 @@ def platform(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     )
     try:
         _wait_for(lambda: _serving(port), 90, "the Dagster webserver")
-        yield port, tmp_path
+        yield port, tmp_path, env["ML_ASSETS_SERVING_URL"]
     finally:
+        service = tmp_path / "serving" / "service.pid"  # started by deployed_endpoint
+        if service.exists():
+            os.killpg(int(service.read_text()), signal.SIGTERM)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+def _served_version(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{url}/model", timeout=2) as response:
+            return json.load(response).get("version")
+    except OSError:
+        return None
 
 
 def _serving(port: int) -> bool:
@@ -150,8 +162,8 @@ def _runs(port: int) -> list[dict]:
     return data["runsOrError"]["results"]
 
 
-def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path]) -> None:
-    port, home = platform
+def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path, str]) -> None:
+    port, home, serving_url = platform
     _wait_for(
         lambda: _partitions(home, "flight_features") >= set(DAYS),
         420,
@@ -230,3 +242,13 @@ def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path]) -> None:
     runs = mlflow.search_runs(search_all_experiments=True)
     assert len(runs) > 0 and not (runs["status"] == "RUNNING").any(), runs[["status"]]
     assert (runs["tags.dagster_run_id"] == run_id).any()
+
+    # automation deploys the new version: the service starts and serves it as champion
+    registered = mlflow.tracking.MlflowClient().get_model_version_by_alias(
+        "flights-arrival-delay", "challenger"
+    )
+    _wait_for(
+        lambda: _served_version(serving_url) == str(registered.version),
+        240,
+        "automation to deploy the registered model to the prediction service",
+    )

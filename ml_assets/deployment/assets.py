@@ -20,6 +20,7 @@ from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import ServingEndpoint
 from ml_assets.home import warehouse_url
 from ml_assets.modeling.estimators import Features
+from ml_assets.modeling.tracking import use_platform_store
 from resources.parquet_io_manager import read_partition
 
 DEPLOY = "deploy"
@@ -89,6 +90,7 @@ def build_deployment_assets(spec: DeploySpec) -> list[dg.AssetsDefinition]:
         endpoint: ServingEndpoint,
         registered_model: dict,
     ) -> dg.Output[dict]:
+        use_platform_store()
         version = str(registered_model["version"])
         endpoint.ensure_running(context.log)
         before = registry.promote(spec.model_name, version)
@@ -151,6 +153,7 @@ def build_deployment_assets(spec: DeploySpec) -> list[dg.AssetsDefinition]:
     ) -> dg.Output[dict[str, pd.DataFrame]]:
         from serving.predictors import load_version, resolve_alias
 
+        use_platform_store()
         version = resolve_alias(spec.model_name, registry.CHAMPION)
         model = load_version(spec.model_name, version, spec.features)
         scored = {}

@@ -26,6 +26,15 @@ def tracking_uri() -> str:
     return os.environ.get(TRACKING_URI_ENV_VAR) or f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
 
 
+def use_platform_store() -> None:
+    """Point this process's MLflow client at the platform's tracking store and registry (a
+    step process that did not start an MLflow run through the resource would use MLflow's
+    own default store)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create ``name`` with its artifacts under ``$ML_ASSETS_HOME`` (local stores) if missing."""
     import mlflow
