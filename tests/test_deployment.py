@@ -152,6 +152,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 yield world
             finally:
                 _stop_service(world)
+                # mlflow.set_tracking_uri also sets this; later modules must not inherit it
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def _flights_of(day: str) -> pd.DataFrame:
@@ -527,3 +529,34 @@ def test_batch_predictions_score_every_flight_with_the_champion(world: World) ->
         assert set(scored["model_version"]) == {world.first_version}
         expected = model.predictor.predict({c: features[c].to_numpy() for c in features.columns})
         np.testing.assert_allclose(scored["predicted_arr_delay"], expected, atol=0.01)
+
+
+def test_a_model_needing_unreviewed_types_is_refused_not_unpickled(world: World) -> None:
+    """The service trusts the reviewed types only, whatever the model's files declare."""
+    import operator
+
+    import mlflow
+    import skops.io
+    from sklearn.dummy import DummyRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from ml_assets.pipelines.flights.model import FLIGHTS_MODEL
+    from serving.predictors import load_version
+
+    use_platform_store()
+    features = _features_of(LAST)
+    X = features[list(FLIGHTS_MODEL.features.numeric)].fillna(0)
+    pipeline = make_pipeline(FunctionTransformer(operator.neg), DummyRegressor()).fit(
+        X, features["arr_delay"].fillna(0)
+    )
+    declared = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    assert declared == ["_operator.neg"]  # declared by the model itself, reviewed by nobody
+    with mlflow.start_run(run_name="unreviewed-types"):
+        info = mlflow.sklearn.log_model(
+            pipeline, name="model", serialization_format="skops", skops_trusted_types=declared
+        )
+    version = str(mlflow.register_model(info.model_uri, MODEL).version)
+
+    with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException):
+        load_version(MODEL, version, FLIGHTS_MODEL.features)

@@ -66,7 +66,11 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 def platform(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
     port = _free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "ML_ASSETS_"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DAGSTER_", "ML_ASSETS_", "MLFLOW_"))
+        },
         "ML_ASSETS_HOME": str(tmp_path),
         "ML_ASSETS_SERVING_URL": f"http://127.0.0.1:{_free_port()}",
     }

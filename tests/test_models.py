@@ -1,5 +1,6 @@
 """The model layer through Dagster: study, training, evaluation, registry, MLflow hygiene."""
 
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -69,7 +70,11 @@ def model_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.Dags
                       "dagster/asset_partition_range_end": LAST},
                 resources=resources, instance=instance,
             ).success  # fmt: skip
-            yield instance
+            try:
+                yield instance
+            finally:
+                # mlflow.set_tracking_uri also sets this; later modules must not inherit it
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture
