@@ -122,7 +122,7 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
     app = FastAPI(title=f"{served.registered_model} predictions", lifespan=lifespan)
     app.state.service = service
     routes = {"/predict", "/health", "/ready", "/model", "/metrics", "/admin/reload"}
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: routes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:

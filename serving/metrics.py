@@ -1,7 +1,6 @@
 """Prometheus metrics of the service: requests, errors and latency by route and model version."""
 
 import time
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -35,7 +34,7 @@ class ServiceMetrics:
 class MetricsMiddleware:
     """Pure ASGI middleware (no per-request task) recording every HTTP request."""
 
-    def __init__(self, app, metrics: ServiceMetrics, routes: Callable[[], set[str]]) -> None:
+    def __init__(self, app, metrics: ServiceMetrics, routes: set[str]) -> None:
         self.app, self.metrics, self.routes = app, metrics, routes
 
     async def __call__(self, scope, receive, send) -> None:
@@ -53,7 +52,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = scope["path"] if scope["path"] in self.routes() else "other"
+            route = scope["path"] if scope["path"] in self.routes else "other"
             version = scope.get(VERSION_KEY) or "none"
             self.metrics.requests.labels(route, version, str(status)).inc()
             if status >= 400:
