@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from ml_assets.home import PROJECT_ROOT
+from resources.table_snapshots import MANIFEST
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
 DATA_ASSETS = [
@@ -166,12 +167,27 @@ def _runs(port: int) -> list[dict]:
     return data["runsOrError"]["results"]
 
 
+def _snapshots(home: Path) -> set[str]:
+    """Days with a complete online feature snapshot."""
+    root = home / "warehouse" / "online" / "flights" / "online_features"
+    return {manifest.parent.name for manifest in root.glob(f"*/{MANIFEST}")}
+
+
+def _settled(port: int) -> bool:
+    """No run is queued or in progress."""
+    return all(run["status"] in ("SUCCESS", "FAILURE", "CANCELED") for run in _runs(port))
+
+
 def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path, str]) -> None:
     port, home, serving_url = platform
     _wait_for(
-        lambda: _partitions(home, "flight_features") >= set(DAYS),
+        lambda: (
+            _partitions(home, "flight_features") >= set(DAYS)
+            and _snapshots(home) >= set(DAYS)
+            and _settled(port)
+        ),
         420,
-        "sensor runs then automation to materialize flight_features for the seeded days",
+        "sensor runs then automation to materialize the feature layer for the seeded days",
     )
     for asset in DATA_ASSETS:
         assert _partitions(home, asset) == set(DAYS), asset
