@@ -140,7 +140,7 @@ def _work(
     features: Features,
     data_path: str,
     target: str,
-    total_trials: int,
+    trials: int,
 ) -> None:
     import optuna
 
@@ -150,8 +150,8 @@ def _work(
     with worker_thread_limit(settings.workers):
         study.optimize(
             lambda trial: objective(trial, space, features, data, target),
+            n_trials=trials,
             timeout=settings.timeout_seconds,
-            callbacks=[optuna.study.MaxTrialsCallback(total_trials, states=None)],
             catch=(ValueError,),
         )
 
@@ -171,19 +171,27 @@ def run_study(
     """
     study = load_or_create(settings)
     before = len(study.trials)
-    total = before + settings.n_trials
+    # Each worker runs its own share: a shared stop condition is only checked after a trial
+    # ends, so a worker that starts late would run one trial past the budget.
+    shares = [
+        settings.n_trials // settings.workers + (w < settings.n_trials % settings.workers)
+        for w in range(max(settings.workers, 1))
+    ]
     scratch.mkdir(parents=True, exist_ok=True)
     data_path = scratch / f"{settings.study_name}-{os.getpid()}.parquet"
     data.to_parquet(data_path)
     try:
         if settings.workers <= 1:
-            _work(settings, 0, space, features, str(data_path), target, total)
+            _work(settings, 0, space, features, str(data_path), target, settings.n_trials)
         else:
             # spawn: a clean interpreter per worker, never a fork of a threaded step process
             with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn")) as pool:
                 futures = [
-                    pool.submit(_work, settings, w, space, features, str(data_path), target, total)
+                    pool.submit(
+                        _work, settings, w, space, features, str(data_path), target, shares[w]
+                    )
                     for w in range(settings.workers)
+                    if shares[w]
                 ]
                 for future in futures:
                     future.result()
