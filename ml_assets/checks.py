@@ -127,6 +127,7 @@ def report_per_partition(
     yield dg.Output(
         None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
     )
+    targets = _latest_materializations(context, asset_key, list(outcomes))
     for partition_key, outcome in sorted(outcomes.items()):
         yield dg.AssetCheckEvaluation(
             asset_key=asset_key,
@@ -137,24 +138,39 @@ def report_per_partition(
             severity=outcome.severity,
             blocking=spec.blocking,
             partition=partition_key,
-            target_materialization_data=_latest_materialization(context, asset_key, partition_key),
+            target_materialization_data=targets.get(partition_key),
         )
 
 
-def _latest_materialization(
-    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_key: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The partition's latest materialization, as ``AssetCheckResult`` records it for a step."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
-    ).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id,
-        run_id=records[0].run_id,
-        timestamp=records[0].timestamp,
-    )
+def _latest_materializations(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_keys: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each partition's latest materialization, as ``AssetCheckResult`` records it for a step.
+
+    One query for all partitions of the run, not one per partition as ``AssetCheckResult`` does
+    (6 ms each, 20 s of a year's backfill): the step has just materialized every partition, so
+    the newest ``len(partition_keys)`` records cover them all unless another run materialized
+    one of them meanwhile; only such a partition is looked up on its own.
+    """
+    targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+
+    def add_newest(keys: list[str]) -> None:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys), limit=len(keys)
+        ).records
+        for record in records:  # newest first
+            targets.setdefault(
+                str(record.partition_key),
+                AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+                ),
+            )
+
+    add_newest(partition_keys)
+    for key in partition_keys:
+        if key not in targets:
+            add_newest([key])
+    return targets
 
 
 def _sample_markdown(sample: pd.DataFrame) -> str:

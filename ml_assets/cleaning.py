@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -70,16 +71,19 @@ class Triage:
     def __init__(self, raw: pd.DataFrame, columns: Sequence[str]) -> None:
         self.raw = raw.reset_index(drop=True)
         self.values = self.raw.reindex(columns=list(columns)).astype("string")
-        self.reason = pd.Series(pd.NA, index=self.raw.index, dtype="string")
         self.parsed: dict[str, pd.Series] = {}
+        self._reason = np.full(len(self.raw), None, dtype=object)
+        self._alive = np.ones(len(self.raw), dtype=bool)
 
     @property
     def alive(self) -> pd.Series:
         """Rows not rejected so far."""
-        return self.reason.isna()
+        return pd.Series(self._alive.copy(), index=self.raw.index)
 
     def reject(self, mask: pd.Series, rule: str) -> None:
-        self.reason = self.reason.mask(mask.fillna(False).astype(bool) & self.alive, rule)
+        hit = mask.to_numpy(dtype=bool, na_value=False) & self._alive
+        self._reason[hit] = rule
+        self._alive &= ~hit
 
     def corrupt_lines(self) -> None:
         if PARSE_ERROR in self.raw:
@@ -134,12 +138,14 @@ class Triage:
 
     def rejected(self) -> pd.DataFrame:
         """The rejected rows as landed, with the rule that rejected each."""
-        rows = self.values.assign(**{RAW_TEXT: self.raw.get(RAW_TEXT)})[~self.alive]
-        return rows.assign(**{REJECTION_RULE: self.reason[~self.alive]}).reset_index(drop=True)
+        dead = ~self._alive
+        rows = self.values.assign(**{RAW_TEXT: self.raw.get(RAW_TEXT)})[dead]
+        rules = pd.array(self._reason[dead], dtype="string")
+        return rows.assign(**{REJECTION_RULE: rules}).reset_index(drop=True)
 
     def kept(self) -> pd.DataFrame:
         """Parsed values of the rows that passed every rule (string columns stay strings)."""
         frame = self.values.copy()
         for column, value in self.parsed.items():
             frame[column] = value
-        return frame[self.alive].reset_index(drop=True)
+        return frame[self._alive].reset_index(drop=True)

@@ -13,6 +13,7 @@ for message in (
 ):
     warnings.filterwarnings("ignore", message=message)
 
+from ml_assets.executor import forkserver_or_in_process_executor  # noqa: E402
 from ml_assets.home import online_store_url, warehouse_url  # noqa: E402
 from ml_assets.pipelines.flights import definitions as flights  # noqa: E402
 from resources.json_io_manager import JsonIOManager  # noqa: E402
@@ -24,10 +25,10 @@ from resources.table_snapshots import TableSnapshotStore  # noqa: E402
 def _platform() -> dg.Definitions:
     """Resources, executor and sensors every pipeline shares."""
     return dg.Definitions(
-        # Steps in parallel processes by default (a year-long backfill runs its two clean steps
-        # side by side); a run may choose in_process, as the landing-zone sensor's one-step
-        # runs do, to save the ~1.5 s a step process spends importing the code location.
-        executor=dg.multi_or_in_process_executor,
+        # Steps in parallel processes forked from one per-run forkserver by default (a year-long
+        # backfill runs its two clean steps side by side); a run may choose in_process, as the
+        # landing-zone sensor's one-step runs do.
+        executor=forkserver_or_in_process_executor,
         resources={
             "io_manager": ParquetIOManager(base_url=warehouse_url()),
             "json_io_manager": JsonIOManager(base_url=warehouse_url()),

@@ -26,6 +26,16 @@ def test_one_partition_end_to_end(published_week, resources, instance, home):
         instance=instance,
     )
     assert history.success
+    evaluations = history.get_asset_check_evaluations()
+    assert len({(e.asset_check_key, e.partition) for e in evaluations}) == 7 * 8
+    for evaluation in evaluations:  # each names its own partition's materialization
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=evaluation.asset_key, asset_partitions=[evaluation.partition]
+            ),
+            limit=1,
+        ).records[0]
+        assert evaluation.target_materialization_data.storage_id == latest.storage_id
     day = dg.materialize(
         data_assets,
         selection=dg.AssetSelection.groups("ingest", "clean", "features")

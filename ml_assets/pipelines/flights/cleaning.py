@@ -6,6 +6,7 @@ Plain functions of data frames (no Dagster), applying the rules declared in ``co
 from datetime import date
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from ml_assets.cleaning import Triage
@@ -66,13 +67,25 @@ def clean_flights(raw: pd.DataFrame, day: date) -> Cleaned:
     return Cleaned(kept, triage.rejected(), len(kept), notes)
 
 
-def _fill_short_gaps(values: pd.Series) -> pd.Series:
-    """Interpolate runs of at most ``WEATHER_MAX_GAP_HOURS`` missing values; longer runs stay
-    missing as a whole (``interpolate(limit=...)`` would fill part of a long gap)."""
-    missing = values.isna()
-    run_length = missing.groupby((missing != missing.shift()).cumsum()).transform("sum")
-    filled = values.interpolate(limit_direction="both")
-    return filled.mask(missing & (run_length > config.WEATHER_MAX_GAP_HOURS))
+def _missing_run_lengths(missing: np.ndarray) -> np.ndarray:
+    """For each position, the length of the run of equal ``missing`` flags it is in (0 where
+    the value is present)."""
+    run = np.cumsum(np.r_[True, missing[1:] != missing[:-1]])
+    return np.bincount(run, weights=missing)[run]
+
+
+def _fill_short_gaps(station: pd.DataFrame) -> pd.DataFrame:
+    """Linearly interpolate each column's runs of at most ``WEATHER_MAX_GAP_HOURS`` missing
+    hours (edges take the nearest reading); longer runs stay missing as a whole
+    (``interpolate(limit=...)`` would fill part of a long gap)."""
+    values = station.to_numpy(dtype="float64", copy=True)
+    hours = np.arange(len(values))
+    for column in values.T:  # views: filling them fills ``values``
+        missing = np.isnan(column)
+        if missing.any() and not missing.all():
+            short = missing & (_missing_run_lengths(missing) <= config.WEATHER_MAX_GAP_HOURS)
+            column[short] = np.interp(hours[short], hours[~missing], column[~missing])
+    return pd.DataFrame(values, index=station.index, columns=station.columns)
 
 
 def clean_weather(raw: pd.DataFrame, day: date) -> Cleaned:
@@ -104,7 +117,7 @@ def clean_weather(raw: pd.DataFrame, day: date) -> Cleaned:
 
     missing_before = int(clean[list(config.WEATHER_INTERPOLATED)].isna().sum().sum())
     filled = clean.groupby("origin", group_keys=False)[list(config.WEATHER_INTERPOLATED)].apply(
-        lambda station: station.apply(_fill_short_gaps)
+        _fill_short_gaps
     )
     clean[list(config.WEATHER_INTERPOLATED)] = filled
     clean["wind_gust"] = clean["wind_gust"].fillna(clean["wind_speed"])
