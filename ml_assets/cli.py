@@ -39,27 +39,14 @@ def _seed_landing_zone(days: int) -> None:
     print(f"landed the first {days} days of data in {landing.url}", flush=True)
 
 
-POSTGRES_ENV_VAR = "DAGSTER_POSTGRES_URL"
-POSTGRES_INSTANCE = f"""# Production profile: ${POSTGRES_ENV_VAR} is set, so runs, events and
-# schedules live in PostgreSQL. Unset it for the embedded SQLite instance.
-storage:
-  postgres:
-    postgres_url:
-      env: {POSTGRES_ENV_VAR}
-"""
-
-
-def instance_yaml() -> str:
-    """The Dagster instance config: SQLite under DAGSTER_HOME, or PostgreSQL when configured."""
-    return POSTGRES_INSTANCE if os.environ.get(POSTGRES_ENV_VAR) else ""
-
-
 def _dev(args: argparse.Namespace) -> int:
+    from ml_assets.instance import instance_yaml
+
     _seed_landing_zone(args.seed_days)
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     if "DAGSTER_HOME" not in os.environ:  # a DAGSTER_HOME of the user's keeps its own config
-        (home / "dagster.yaml").write_text(instance_yaml())
+        (home / "dagster.yaml").write_text(instance_yaml(home))
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault("ML_ASSETS_HOME", str(ml_assets_home()))
     command = [
