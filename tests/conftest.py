@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own ``$ML_ASSETS_HOME`` and Dagster instance."""
 
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -58,3 +59,23 @@ def published_week(landing_zone: LandingZone) -> LandingZone:
     """The reference tables and 2013-01-01 … 2013-01-08 landed, undamaged."""
     publish(landing_zone, date(2013, 1, 1), date(2013, 1, 8))
     return landing_zone
+
+
+POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+"""The machine's PostgreSQL, for the production profile (trust auth). A test that needs it
+fails when it is down; ``.ci/run`` starts it."""
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    yield f"{POSTGRES}/{name}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()

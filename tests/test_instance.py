@@ -1,4 +1,8 @@
-"""The embedded instance: Dagster's SQLite storage with an event log that keeps connections open."""
+"""The instance profiles: Dagster's storages with event logs that keep their connections open.
+
+Every behaviour is checked on both profiles, the embedded SQLite one and the production one on
+the machine's PostgreSQL.
+"""
 
 import multiprocessing
 import os
@@ -6,33 +10,36 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy
 import yaml
 
-from ml_assets.instance import POSTGRES_ENV_VAR, KeptOpenSqliteEventLogStorage, instance_yaml
+from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+from ml_assets.instance.postgres import PooledPostgresEventLogStorage
+from ml_assets.instance.sqlite import KeptOpenSqliteEventLogStorage
+
+STORAGE = {"sqlite": KeptOpenSqliteEventLogStorage, "postgres": PooledPostgresEventLogStorage}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def profile(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture
-def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv(POSTGRES_ENV_VAR, raising=False)
+def dagster_home(
+    profile: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Path:
+    """A ``$DAGSTER_HOME`` holding the profile's ``dagster.yaml`` (on a fresh database)."""
+    if profile == "postgres":
+        monkeypatch.setenv(POSTGRES_ENV_VAR, request.getfixturevalue("postgres_url"))
+    else:
+        monkeypatch.delenv(POSTGRES_ENV_VAR, raising=False)
     (tmp_path / "dagster.yaml").write_text(instance_yaml(tmp_path))
     return tmp_path
 
 
 def _instance(dagster_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home))
-
-
-def _open_databases(directory: Path) -> set[str]:
-    """The SQLite files under ``directory`` that this process holds open."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(directory)) and target.endswith(".db"):
-            found.add(Path(target).name)
-    return found
 
 
 @dg.asset(partitions_def=dg.StaticPartitionsDefinition([f"p{n}" for n in range(20)]))
@@ -46,32 +53,51 @@ def _materialize(instance: dg.DagsterInstance, partition: str) -> str:
     return result.run_id
 
 
-def test_the_embedded_profile_uses_it_in_dagsters_layout(dagster_home: Path):
+def _held_open(dagster_home: Path) -> int:
+    """Database files (SQLite) or server connections (PostgreSQL) the storage holds now."""
+    url = os.environ.get(POSTGRES_ENV_VAR)
+    if url:
+        admin = sqlalchemy.create_engine(url.rsplit("/", 1)[0] + "/postgres")
+        with admin.connect() as connection:
+            count = connection.execute(
+                sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": url.rsplit("/", 1)[1]},
+            ).scalar_one()
+        admin.dispose()
+        return count
+    files = set()  # SQLite may hold a second descriptor of a file whose lock it keeps
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            files.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sum(f.startswith(str(dagster_home)) and f.endswith(".db") for f in files)
+
+
+def test_instance_yaml_selects_the_profile(dagster_home: Path, profile: str):
     config = yaml.safe_load(instance_yaml(dagster_home))
-    assert config["event_log_storage"]["class"] == KeptOpenSqliteEventLogStorage.__name__
+    assert config["event_log_storage"]["class"] == STORAGE[profile].__name__
     with _instance(dagster_home) as instance:
-        assert isinstance(instance.event_log_storage, KeptOpenSqliteEventLogStorage)
+        assert isinstance(instance.event_log_storage, STORAGE[profile])
         _materialize(instance, "p0")
-    assert (dagster_home / "history" / "runs.db").exists()
-    assert (dagster_home / "history" / "runs" / "index.db").exists()
+    if profile == "sqlite":  # Dagster's default layout, so existing homes keep their history
+        assert (dagster_home / "history" / "runs.db").exists()
+        assert (dagster_home / "history" / "runs" / "index.db").exists()
 
 
-def test_production_profile_is_postgres(dagster_home: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(POSTGRES_ENV_VAR, "postgresql+psycopg2://postgres@127.0.0.1/test")
-    assert "postgres" in yaml.safe_load(instance_yaml(dagster_home))["storage"]
-
-
-def test_events_are_visible_to_another_instance_and_few_files_stay_open(dagster_home: Path):
+def test_events_are_seen_by_another_instance_and_few_connections_stay_open(
+    dagster_home: Path, profile: str
+):
     with _instance(dagster_home) as writer:
         run_ids = [_materialize(writer, f"p{n}") for n in range(12)]
-        open_now = _open_databases(dagster_home)
-        assert len(open_now) <= KeptOpenSqliteEventLogStorage.OPEN_RUN_SHARDS + 1
+        limit = KeptOpenSqliteEventLogStorage.OPEN_RUN_SHARDS + 1 if profile == "sqlite" else 1
+        assert 1 <= _held_open(dagster_home) <= limit
         with _instance(dagster_home) as reader:
             for run_id in run_ids:
                 assert reader.get_run_by_id(run_id).is_success
                 assert any(e.is_dagster_event for e in reader.all_logs(run_id))
             assert reader.get_materialized_partitions(numbers.key) == {f"p{n}" for n in range(12)}
-    assert _open_databases(dagster_home) == set()  # disposed with the instance
+    assert _held_open(dagster_home) == 0  # closed with the instances
 
 
 def _materialize_in_child(dagster_home: str, partition: str) -> None:
@@ -79,27 +105,37 @@ def _materialize_in_child(dagster_home: str, partition: str) -> None:
         _materialize(instance, partition)
 
 
-def test_concurrent_processes_and_a_forked_child_write_safely(dagster_home: Path):
+def test_concurrent_processes_and_forked_children_write_safely(dagster_home: Path):
     with _instance(dagster_home) as instance:
-        _materialize(instance, "p0")  # this process now holds the index open
+        _materialize(instance, "p0")  # this process now holds its connections open
         fork = multiprocessing.get_context("fork")
         children = [
             fork.Process(target=_materialize_in_child, args=(str(dagster_home), f"p{n}"))
             for n in range(1, 5)
         ]
-        # a child forked while this process holds connections uses its storage object too
-        inherited = fork.Process(target=_materialize, args=(instance, "p5"))
-        for child in [*children, inherited]:
+        # forked children that use this process's storage object (and its open connections)
+        inherited = [fork.Process(target=_materialize, args=(instance, f"p{n}")) for n in (5, 6)]
+        for child in [*children, *inherited]:
             child.start()
-        _materialize(instance, "p6")
-        for child in [*children, inherited]:
+        _materialize(instance, "p7")
+        for child in [*children, *inherited]:
             child.join(60)
             assert child.exitcode == 0
-        _materialize(instance, "p7")
-        materialized = instance.get_materialized_partitions(numbers.key)
-    assert materialized == {f"p{n}" for n in range(8)}
+        _materialize(instance, "p8")
+        assert instance.get_materialized_partitions(numbers.key) == {f"p{n}" for n in range(9)}
 
 
+def test_threads_write_at_once_and_one_connection_stays(dagster_home: Path, profile: str):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _instance(dagster_home) as instance, ThreadPoolExecutor(8) as threads:
+        list(threads.map(lambda n: _materialize(instance, f"p{n}"), range(16)))
+        assert instance.get_materialized_partitions(numbers.key) == {f"p{n}" for n in range(16)}
+        if profile == "postgres":  # connections opened beyond the pool's one were closed
+            assert _held_open(dagster_home) == 1
+
+
+@pytest.mark.parametrize("profile", ["sqlite"], indirect=True)
 def test_wipe_closes_before_deleting(dagster_home: Path):
     with _instance(dagster_home) as instance:
         run_id = _materialize(instance, "p0")

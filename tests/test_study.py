@@ -6,14 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.study import StudySettings, best_configuration, run_study
 from ml_assets.pipelines.flights.model import SETTINGS
 
 FEATURES = Features(categorical=["carrier"], numeric=["distance", "dep_hour"])
-POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
 def _data(rows: int = 600) -> pd.DataFrame:
@@ -55,21 +53,6 @@ def test_parallel_workers_share_one_journal_study(tmp_path: Path) -> None:
     # two processes really worked: trials overlapped in time
     spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """A fresh database on the local PostgreSQL (the production profile's Optuna storage)."""
-    import sqlalchemy
-
-    name = f"optuna_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    yield f"{POSTGRES}/{name}"
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 def test_study_in_postgresql_continues_across_runs(postgres_url: str, tmp_path: Path) -> None:

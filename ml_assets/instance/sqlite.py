@@ -1,14 +1,9 @@
-"""The Dagster instance the platform runs on: embedded SQLite by default, PostgreSQL when set.
-
-The embedded profile is Dagster's SQLite storage laid out as Dagster lays it out, with one
-change: its event log keeps database connections open (``KeptOpenSqliteEventLogStorage``).
-"""
+"""Dagster's SQLite event log storage, keeping its connections open between events."""
 
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
@@ -19,8 +14,6 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
-
-POSTGRES_ENV_VAR = "DAGSTER_POSTGRES_URL"
 
 
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
@@ -89,37 +82,3 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
-
-
-POSTGRES_INSTANCE = f"""# Production profile: ${POSTGRES_ENV_VAR} is set, so runs, events and
-# schedules live in PostgreSQL. Unset it for the embedded SQLite instance.
-storage:
-  postgres:
-    postgres_url:
-      env: {POSTGRES_ENV_VAR}
-"""
-
-SQLITE_INSTANCE = """# Embedded profile: SQLite files under DAGSTER_HOME, laid out as Dagster does.
-run_storage:
-  module: dagster._core.storage.runs
-  class: SqliteRunStorage
-  config:
-    base_dir: {home}/history
-event_log_storage:
-  module: ml_assets.instance
-  class: KeptOpenSqliteEventLogStorage
-  config:
-    base_dir: {home}/history/runs
-schedule_storage:
-  module: dagster._core.storage.schedules
-  class: SqliteScheduleStorage
-  config:
-    base_dir: {home}/schedules
-"""
-
-
-def instance_yaml(dagster_home: Path) -> str:
-    """``dagster.yaml`` for ``dagster_home``: PostgreSQL if configured, else embedded SQLite."""
-    if os.environ.get(POSTGRES_ENV_VAR):
-        return POSTGRES_INSTANCE
-    return SQLITE_INSTANCE.format(home=dagster_home.as_posix())
