@@ -505,7 +505,6 @@ def test_production_profile_does_not_start_the_service(world: World) -> None:
 
 
 def test_batch_predictions_score_every_flight_with_the_champion(world: World) -> None:
-
     from serving.predictors import load_version
 
     _deployed(world, world.first_version)

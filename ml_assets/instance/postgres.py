@@ -1,7 +1,5 @@
 """dagster-postgres's event log storage, keeping one connection per process open."""
 
-import os
-import weakref
 from typing import Any
 
 from dagster._serdes import ConfigurableClassData
@@ -11,28 +9,14 @@ from dagster_postgres.utils import (
     get_token_provider_from_config,
     pg_url_from_config,
 )
-from sqlalchemy.engine import Engine
+
+from ml_assets.instance.forking import fork_safe
 
 UNLIMITED_OVERFLOW = -1
 """Beyond the kept connection, open (and close after use) as many as threads need at once,
 as the stock class does: a bounded pool deadlocks when every thread holds one connection and
 waits for a second (Dagster nests them, e.g. storing an event)."""
 POOL_RECYCLE_S = 3600
-_POOLED: "weakref.WeakSet[Engine]" = weakref.WeakSet()
-_INHERITED: list[Any] = []
-"""A forked child's copies of its parent's pools, kept referenced: closing their connections
-would send the server a goodbye on the parent's sockets and end the parent's sessions."""
-
-
-def _fresh_pools_in_child() -> None:
-    """Right after ``fork``, before anything can use (or pre-ping) an inherited connection, give
-    each engine a new pool; the child then opens its own connections."""
-    for engine in list(_POOLED):
-        _INHERITED.append(engine.pool)
-        engine.dispose(close=False)
-
-
-os.register_at_fork(after_in_child=_fresh_pools_in_child)
 
 
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
@@ -54,16 +38,17 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
     ) -> None:
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         self._engine.dispose()
-        self._engine = create_pg_engine(
-            postgres_url,
-            token_provider,
-            isolation_level="AUTOCOMMIT",
-            pool_size=1,
-            max_overflow=UNLIMITED_OVERFLOW,
-            pool_recycle=POOL_RECYCLE_S,
-            pool_pre_ping=True,
+        self._engine = fork_safe(
+            create_pg_engine(
+                postgres_url,
+                token_provider,
+                isolation_level="AUTOCOMMIT",
+                pool_size=1,
+                max_overflow=UNLIMITED_OVERFLOW,
+                pool_recycle=POOL_RECYCLE_S,
+                pool_pre_ping=True,
+            )
         )
-        _POOLED.add(self._engine)
 
     def dispose(self) -> None:
         super().dispose()

@@ -1,6 +1,5 @@
 """Dagster's SQLite event log storage, keeping its connections open between events."""
 
-import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from ml_assets.instance.forking import fork_safe
+
 
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log storage, keeping one connection per database file open.
@@ -26,15 +27,13 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     index database and the ``OPEN_RUN_SHARDS`` most recently used run databases open, used
     one thread at a time under the storage's lock as before. Processes still write
     concurrently through SQLite's own locking (WAL mode, busy timeout). A forked child opens
-    its own connections and leaves its parent's alone.
+    its own connections and leaves its parent's alone (``forking``).
     """
 
     OPEN_RUN_SHARDS = 8
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
-        self._owner_pid = os.getpid()
-        self._inherited: list[Engine] = []
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -54,15 +53,12 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 yield connection
 
     def _engine(self, shard: str) -> Engine:
-        if self._owner_pid != os.getpid():
-            # Keep the parent's connections referenced but unused: closing them here could
-            # release the parent's SQLite locks.
-            self._inherited.extend(self._engines.values())
-            self._engines, self._owner_pid = OrderedDict(), os.getpid()
-        engine = self._engines.pop(shard, None) or create_engine(
-            self.conn_string_for_shard(shard),
-            poolclass=StaticPool,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        engine = self._engines.pop(shard, None) or fork_safe(
+            create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=StaticPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            )
         )
         self._engines[shard] = engine  # most recently used last
         run_shards = [name for name in self._engines if name != INDEX_SHARD_NAME]
