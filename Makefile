@@ -11,7 +11,7 @@ $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
 
 install: $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 run: install
 	$(UV) run ml-assets dev

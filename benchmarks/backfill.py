@@ -1,7 +1,7 @@
 """Full-year backfill of the flights data layers: through Dagster vs. the same work in a loop.
 
-Run as ``.venv/bin/python benchmarks/backfill.py`` from the project root. On a temporary
-``$ML_ASSETS_HOME`` it lands 2013 with the publisher, then:
+Run as ``.venv/bin/python benchmarks/backfill.py [--quick]`` from the project root. On a
+temporary ``$ML_ASSETS_HOME`` it lands 2013 with the publisher, then:
 
 - **Dagster**: the README's two commands, ``dagster asset materialize`` of the reference tables
   and then of the data layers (raw, clean and rejected, ``flight_features``) over the whole
@@ -17,8 +17,10 @@ Run as ``.venv/bin/python benchmarks/backfill.py`` from the project root. On a t
 Both sides are timed from process start to exit and their peak memory is the largest sum of
 RSS over their process tree (sampled from ``/proc``). The flight features of both sides must
 agree (row counts of every partition, whole frames for sampled days), else the exit code is 1.
-Missing a speed target is reported, not an error. The Dagster run's event log then tells where
-its time went: starting processes, recording events, and the work itself.
+A run that fails is an error too. Missing a speed target is reported, not an error. The Dagster
+run's event log then tells where its time went: starting processes, recording events, and the
+work itself. ``--quick`` backfills ten days and compares them all: the same code, for the test
+suite (the targets are the full year's, so there they are reported only).
 """
 
 import argparse
@@ -26,19 +28,33 @@ import itertools
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from _common import (
+    BIN,
+    PROJECT_ROOT,
+    Checks,
+    benchmark_home,
+    bytecode_note,
+    declaration,
+    enter_home,
+    load_average,
+    partition_keys,
+)
+
+PIPELINE = "flights"
+"""The direct side repeats the flights assets' work, so this benchmark is the flights one."""
 START, END = date(2013, 1, 1), date(2013, 12, 31)
+QUICK_END = date(2013, 1, 10)
 RATIO_TARGET = 3.0
 DAGSTER_WALL_TARGET_S = 60.0
 ALWAYS_SAMPLED = ("2013-01-01", "2013-03-10", "2013-11-03", "2013-12-31")
@@ -59,7 +75,7 @@ class Measured:
 
 
 def _days(start: date, end: date) -> list[str]:
-    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+    return partition_keys(PIPELINE, start.isoformat(), end.isoformat())
 
 
 def _memory_kb(pid: int) -> tuple[int, int]:
@@ -140,27 +156,26 @@ def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measured
     return Measured(started_at, wall, cpu, peak_tree_kb / 1024, peak_process_kb / 1024, stdout)
 
 
-def _environment(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL")
-    }
-    env.update(
-        ML_ASSETS_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        PYTHONPATH=str(PROJECT_ROOT),
+def selections() -> tuple[str, str]:
+    """``dagster asset materialize`` selections of the reference tables and of the data layers
+    (raw, clean and rejected, features; not the online snapshot, which the direct side does not
+    write either), from the declaration."""
+    from ml_assets.data.assets import CLEAN, group
+
+    declared = declaration(PIPELINE)
+    prefix = declared.prefix
+    reference = " or ".join(
+        f'key:"{prefix}/{s.name}"' for s in declared.sources if not s.partitioned
     )
-    return env
-
-
-REFERENCE_TABLES = 'group:ingest and not key:"flights/raw_*"'
-DATA_LAYERS = 'key:"flights/raw_*" or group:clean or key:"flights/flight_features"'
+    raw = " or ".join(f'key:"{prefix}/raw_{s.name}"' for s in declared.sources if s.partitioned)
+    features = f'key:"{prefix}/{declared.model.features_asset}"'
+    layers = f"{raw} or group:{group(declared, CLEAN)} or {features}"
+    return reference, layers
 
 
 def _materialize(selection: str, config: Path, partition_range: str | None = None) -> list[str]:
     command = [
-        str(Path(sys.executable).parent / "dagster"),
+        str(BIN / "dagster"),
         "asset", "materialize",
         "-m", "ml_assets.definitions",
         "--select", selection,
@@ -189,11 +204,12 @@ def run_dagster(
     (dagster_home / "dagster.yaml").write_text(settings + "telemetry:\n  enabled: false\n")
     run_config = home / "run_config.json"  # JSON is YAML: the executor chosen for the runs
     run_config.write_text(json.dumps({"execution": {"config": {executor: {}}}}))
+    reference_tables, data_layers = selections()
     reference = run_measured(
-        _materialize(REFERENCE_TABLES, run_config), env, home / "dagster_reference.log"
+        _materialize(reference_tables, run_config), env, home / "dagster_reference.log"
     )
     data = run_measured(
-        _materialize(DATA_LAYERS, run_config, f"{start}...{end}"),
+        _materialize(data_layers, run_config, f"{start}...{end}"),
         env,
         home / "dagster_data_layers.log",
     )
@@ -271,17 +287,12 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
 
     import pandas as pd
 
-    from ml_assets.checks import row_conservation_outcome, schema_outcome
-    from ml_assets.cleaning import PARSE_ERROR, parse_landed_csv
+    from ml_assets.data.checks import row_conservation_outcome, schema_outcome
+    from ml_assets.data.cleaning import PARSE_ERROR, parse_landed_csv
     from ml_assets.home import ml_assets_home
     from ml_assets.pipelines.flights import config, schemas
     from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
-    from ml_assets.pipelines.flights.features import (
-        CARRIER,
-        ROUTE,
-        build_features,
-        trailing_stats,
-    )
+    from ml_assets.pipelines.flights.features import FeatureLookups, lookup_tables
     from resources.landing_zone import default_landing_zone
     from resources.paths import to_upath, write_bytes_atomically
 
@@ -289,7 +300,7 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
     landing = default_landing_zone()
     warehouse = to_upath(str(ml_assets_home() / "direct" / config.KEY_PREFIX))
 
-    def timed(phase: str, function, *args):
+    def timed(phase: str, function: Callable[..., Any], *args: Any) -> Any:
         began = time.perf_counter()
         result = function(*args)
         phases[phase] += time.perf_counter() - began
@@ -300,7 +311,7 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
         frame.to_parquet(buffer, index=False)
         write_bytes_atomically(warehouse / asset / f"{day}.parquet", buffer.getvalue())
 
-    def check(schema, frame: pd.DataFrame) -> None:
+    def check(schema: Any, frame: pd.DataFrame) -> None:
         if checks and not schema_outcome(schema, frame).passed:
             raise RuntimeError(f"{schema.name} failed on the direct side")
 
@@ -334,13 +345,8 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
 
         began = time.perf_counter()
         past = pd.concat(history, ignore_index=True) if history else flights.clean.iloc[:0]
-        features = build_features(
-            flights.clean,
-            weather.clean,
-            planes,
-            trailing_stats(past, ROUTE, "route"),
-            trailing_stats(past, CARRIER, "carrier"),
-        )
+        # as the flight_features asset: the lookups of the day, then its flights' rows
+        features = FeatureLookups(**lookup_tables(past, weather.clean, planes)).frame(flights.clean)
         phases["features"] += time.perf_counter() - began
         timed("checks", check, schemas.FLIGHT_FEATURES, features)
         timed("write", write, "flight_features", day, features)
@@ -383,8 +389,9 @@ def _compare(home: Path, days: list[str], samples: int, seed: int) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="ten days, all compared (tests)")
     parser.add_argument("--start", type=date.fromisoformat, default=START)
-    parser.add_argument("--end", type=date.fromisoformat, default=END)
+    parser.add_argument("--end", type=date.fromisoformat, help="default: 2013-12-31 (quick: 01-10)")
     parser.add_argument("--samples", type=int, default=6, help="random days to compare in full")
     parser.add_argument("--seed", type=int, default=2013)
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
@@ -404,77 +411,72 @@ def main() -> int:
     )
     parser.add_argument("--direct-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    end = args.end or (QUICK_END if args.quick else END)
     if args.direct_worker:
-        direct_worker(args.start, args.end, checks=not args.no_checks)
+        direct_worker(args.start, end, checks=not args.no_checks)
         return 0
+    with benchmark_home("ml_assets_backfill_", args.keep) as home:
+        return benchmark(home, args, end)
 
-    home = Path(tempfile.mkdtemp(prefix="ml_assets_backfill_"))
-    env = _environment(home)
-    os.environ.update({k: env[k] for k in ("ML_ASSETS_HOME", "DAGSTER_HOME")})
-    for variable in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL"):
-        os.environ.pop(variable, None)
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from ml_assets.pipelines.flights.publish import publish
+
+def benchmark(home: Path, args: argparse.Namespace, end: date) -> int:
+    from ml_assets import pipelines
     from resources.landing_zone import default_landing_zone
 
-    days = _days(args.start, args.end)
-    try:
-        began = time.perf_counter()
-        publish(default_landing_zone(), args.start, args.end)
-        print(f"home {home}; published {len(days)} days in {time.perf_counter() - began:.1f} s")
-        print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    env = enter_home(home)
+    days = _days(args.start, end)
+    began = time.perf_counter()
+    pipelines.load(PIPELINE).publish(default_landing_zone(), days)
+    print(f"home {home}; published {len(days)} days in {time.perf_counter() - began:.1f} s")
+    print(f"load average before: {load_average()}")
+    if note := bytecode_note():
+        print(note)
 
-        reference, data = run_dagster(
-            home, env, days[0], days[-1], args.instance_yaml, args.executor
-        )
-        print(
-            f"dagster ({args.executor} executor): reference tables {reference.wall_s:.1f} s, "
-            f"data layers {data.wall_s:.1f} s"
-        )
-        worker = [sys.executable, __file__, "--direct-worker"]
-        worker += ["--start", days[0], "--end", days[-1]]
-        direct = run_measured(
-            worker + (["--no-checks"] if args.no_checks else []), env, home / "direct.log"
-        )
-        report = json.loads(direct.stdout.strip().splitlines()[-1])
-        print(
-            "direct phases: "
-            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["phases"].items())
-            + f" (sum {sum(report['phases'].values()):.1f} s)"
-        )
+    reference, data = run_dagster(home, env, days[0], days[-1], args.instance_yaml, args.executor)
+    print(
+        f"dagster ({args.executor} executor): reference tables {reference.wall_s:.1f} s, "
+        f"data layers {data.wall_s:.1f} s"
+    )
+    worker = [sys.executable, __file__, "--direct-worker", "--start", days[0], "--end", days[-1]]
+    direct = run_measured(
+        worker + (["--no-checks"] if args.no_checks else []), env, home / "direct.log"
+    )
+    report = json.loads(direct.stdout.strip().splitlines()[-1])
+    print(
+        "direct phases: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["phases"].items())
+        + f" (sum {sum(report['phases'].values()):.1f} s)"
+    )
 
-        print("\nwhere the data layers run's wall time went (event log timestamps):")
-        for name, seconds, note in dagster_breakdown(data):
-            print(f"  {name:<44} {seconds:7.1f} s  {note}")
-        print()
-        problems = _compare(home, days, min(args.samples, len(days)), args.seed)
-        ratio = data.wall_s / direct.wall_s
-        met = ratio <= RATIO_TARGET and data.wall_s < DAGSTER_WALL_TARGET_S
-        rows = [
-            ("dagster wall s (data layers run)", f"{data.wall_s:.1f}"),
-            ("dagster wall s (+ reference tables)", f"{data.wall_s + reference.wall_s:.1f}"),
-            ("direct wall s", f"{direct.wall_s:.1f}"),
-            ("dagster / direct CPU s (all processes)", f"{data.cpu_s:.1f} / {direct.cpu_s:.1f}"),
-            ("ratio dagster / direct", f"{ratio:.2f} (target ≤ {RATIO_TARGET:g})"),
-            ("dagster peak MB (tree / largest process)",
-             f"{data.peak_tree_mb:.0f} / {data.peak_process_mb:.0f}"),
-            ("direct peak MB (tree / largest process)",
-             f"{direct.peak_tree_mb:.0f} / {direct.peak_process_mb:.0f}"),
-            ("targets met (ratio ≤ 3, dagster < 60 s)", "yes" if met else "no"),
-            ("flight_features identical", "yes" if not problems else "NO"),
-        ]  # fmt: skip
-        load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-        rows.append(("load average after (1/5/15 min)", load))
-        width = max(len(name) for name, _ in rows)
-        print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
-        for problem in problems:
-            print(f"MISMATCH {problem}", file=sys.stderr)
-        return 1 if problems else 0
-    finally:
-        if args.keep:
-            print(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+    print("\nwhere the data layers run's wall time went (event log timestamps):")
+    for name, seconds, note in dagster_breakdown(data):
+        print(f"  {name:<44} {seconds:7.1f} s  {note}")
+    print()
+    samples = len(days) if args.quick else min(args.samples, len(days))
+    problems = _compare(home, days, samples, args.seed)
+    ratio = data.wall_s / direct.wall_s
+    met = ratio <= RATIO_TARGET and data.wall_s < DAGSTER_WALL_TARGET_S
+    verdict = ("yes" if met else "no") + (" (quick: the year's targets)" if args.quick else "")
+    rows = [
+        ("dagster wall s (data layers run)", f"{data.wall_s:.1f}"),
+        ("dagster wall s (+ reference tables)", f"{data.wall_s + reference.wall_s:.1f}"),
+        ("direct wall s", f"{direct.wall_s:.1f}"),
+        ("dagster / direct CPU s (all processes)", f"{data.cpu_s:.1f} / {direct.cpu_s:.1f}"),
+        ("ratio dagster / direct", f"{ratio:.2f} (target ≤ {RATIO_TARGET:g})"),
+        ("dagster peak MB (tree / largest process)",
+         f"{data.peak_tree_mb:.0f} / {data.peak_process_mb:.0f}"),
+        ("direct peak MB (tree / largest process)",
+         f"{direct.peak_tree_mb:.0f} / {direct.peak_process_mb:.0f}"),
+        ("targets met (ratio ≤ 3, dagster < 60 s)", verdict),
+        ("flight_features identical", "yes" if not problems else "NO"),
+        ("load average after (1/5/15 min)", load_average()),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    checks = Checks()
+    for problem in problems:
+        checks.require(False, f"mismatch: {problem}")
+    return checks.report()
 
 
 if __name__ == "__main__":

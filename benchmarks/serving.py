@@ -1,181 +1,236 @@
 """The prediction service vs. ``mlflow models serve``: the same registered model, one row at a time.
 
-Run as ``.venv/bin/python benchmarks/serving.py`` from the project root (``--home DIR`` reuses a
-home an earlier run kept with ``--keep``, skipping the build). On a temporary
-``$ML_ASSETS_HOME`` it lands 2013-01-01…2013-02-14 with the publisher and materializes, through
-Dagster, the reference tables, the data layers and online feature snapshots for that range, then
-the model chain (a short Optuna study); the registered version is then aliased ``champion``.
-Then, one server after the other, each in its own process with one worker:
+Run as ``.venv/bin/python benchmarks/serving.py [--pipeline flights|taxi] [--quick]`` from the
+project root (``--home DIR`` reuses a home an earlier run kept with ``--keep``, skipping the
+build). On a temporary ``$ML_ASSETS_HOME`` a child process lands the pipeline's data with its
+publisher and materializes it through the code location's jobs (``<prefix>_reference_tables``,
+``<prefix>_data`` over the range as one run, online snapshots included when the pipeline
+declares one, then ``<prefix>_model`` with a short Optuna study); the registered version is
+then aliased ``champion``. The acceptance bar is relaxed for this run (a model up to 100% worse
+than the baseline is registered): the benchmark measures serving, not the model. Then, one
+server after the other, each in its own process with one worker:
 
-- **ours**: ``ml-assets serve`` (FastAPI on uvicorn; ONNX Runtime when the version has a verified
-  export, else scikit-learn), ``POST /predict`` with one flight's *raw* fields: the service
-  looks the flight up in the latest online snapshot and computes its features itself;
-- **MLflow**: ``mlflow models serve -m models:/flights-arrival-delay@champion --env-manager
-  local`` (the scikit-learn pipeline as a pyfunc), ``POST /invocations`` with the same flight's
-  *precomputed* features (``dataframe_split``), read from ``flight_features``. MLflow does less
-  work per request than ours: no validation of raw fields and no feature lookups.
+- **ours**: ``ml-assets serve PIPELINE`` (FastAPI on uvicorn; ONNX Runtime when the version has
+  a verified export, else scikit-learn), ``POST /predict`` with one row's *request* fields
+  (the pipeline's ``request_items`` of its ``requests_asset``): the service validates them,
+  looks them up in the latest online snapshot if the pipeline has one, and computes the
+  features itself;
+- **MLflow**: ``mlflow models serve --env-manager local`` on the same version (the scikit-learn
+  pipeline as a pyfunc), ``POST /invocations`` with the same row's *precomputed* features
+  (``dataframe_split``) from the features asset. MLflow does less work per request than ours.
 
-The payloads are about 200 real flights of the last day the online snapshot covers. Every
-payload is first sent to both servers: the predictions must agree within 0.01 minutes (ONNX
-float32 vs. scikit-learn float64), else the exit code is 1. Then each server gets the same load
-from the same lean client (raw sockets, pre-encoded requests, keep-alive): sequential requests
-on one connection, then 8 connections at once for a fixed time; latency percentiles and
-throughput are printed with the ratios against the targets (ours at most a third of MLflow's
-median latency, at least 3 times its throughput at concurrency 8). Missing a target is
+A classifier's pyfunc returns labels (``predict``) by default. For a binary classifier the
+benchmark therefore logs a copy of the registered version: the same fitted pipeline, loaded
+from its skops file with the reviewed types only, logged with
+``mlflow.sklearn.log_model(..., pyfunc_predict_fn="predict_proba")`` (same input signature,
+same skops trusted types) and registered as ``<model>-predict-proba``; MLflow serves that copy
+and answers ``[p(0), p(1)]``; ours answers ``<prediction>_probability``.
+
+The payloads are real rows of the partition the service serves (its snapshot's, or the last
+one built). Every payload is first sent to both servers: their predictions (probabilities of
+the positive class) must agree within the pipeline's declared ``deploy.tolerance`` (0.01 min
+for flights, 1e-4 for taxi), each answer must name the row asked for and the version built,
+and no measured request may fail; otherwise the exit code is 1. Then each server gets the same
+load from the same lean client (raw sockets, pre-encoded requests, keep-alive): sequential
+requests on one connection, then 8 connections at once for a fixed time; latency percentiles
+and throughput are printed with the ratios against the targets (ours at most a third of
+MLflow's median latency, at least 3 times its throughput at 8 connections). Missing a target is
 reported, not an error. Both servers run without an access log. The client's own CPU use
 (share of one core) is printed beside each figure: on two cores, client and server share the
-machine.
+machine. ``--quick`` builds less data, runs a 2-trial study and a short load: the same code,
+for the test suite.
 """
 
 import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-FIRST, LAST = "2013-01-01", "2013-02-14"
-MODEL_NAME = "flights-arrival-delay"
-PARITY_TOLERANCE = 0.01
+from _common import (
+    BIN,
+    DEFAULT_PIPELINE,
+    PROJECT_ROOT,
+    Checks,
+    Window,
+    benchmark_home,
+    build_data,
+    bytecode_note,
+    declaration,
+    enter_home,
+    load_average,
+    op,
+    pipeline_names,
+    run_job,
+    table,
+    target,
+    window,
+)
+
+if TYPE_CHECKING:
+    from resources.mlflow_tracking import MlflowTracking
+
 LATENCY_TARGET = 1 / 3
 THROUGHPUT_TARGET = 3.0
-CLEARED_VARIABLES = (
-    "ML_ASSETS_LANDING_URL",
-    "ML_ASSETS_WAREHOUSE_URL",
-    "ML_ASSETS_ONLINE_STORE_URL",
-    "MLFLOW_TRACKING_URI",
-    "ML_ASSETS_SERVING_URL",
-)
-REQUEST_FIELDS = (
-    "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum", "origin", "dest",
-    "distance",
-)  # fmt: skip
-
-
-def _op(name: str) -> str:
-    return f"flights__{name}"
-
-
-TINY = {
-    "ops": {
-        _op("training_set"): {
-            "config": {
-                "window_start": "2013-01-08",
-                "window_end": LAST,
-                "validation_days": 7,
-                "test_days": 7,
-            }
-        },
-        _op("hyperparameter_study"): {
-            "config": {"n_trials": 4, "workers": 2, "timeout_seconds": 120}
-        },
-    },
-    "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+PREPARED_FILE = "serving_benchmark.json"
+PROBA_SUFFIX = "-predict-proba"
+WINDOWS = {
+    "flights": {
+        False: Window("2013-01-01", "2013-02-14", "2013-01-08", 7, 7),
+        True: Window("2013-01-01", "2013-01-10", "2013-01-01", 2, 2, min_train_partitions=6),
+    }
 }
-"""The model chain's run config: a short study on six weeks (as ``tests/test_models.py``)."""
+"""Per pipeline, full and quick; a pipeline not listed builds its declared training window."""
+STUDY = {False: {"n_trials": 4, "workers": 2}, True: {"n_trials": 2, "workers": 1}}
+"""The short study of the model job, full and quick."""
 
 
-def environment(home: Path) -> dict[str, str]:
-    """This process's environment on ``home``, every store at its default under it."""
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_VARIABLES}
-    env.update(
-        ML_ASSETS_HOME=str(home),
-        PYTHONPATH=str(PROJECT_ROOT),
-        # the venv's scripts first: ``mlflow models serve`` runs ``uvicorn`` from the PATH
-        PATH=os.pathsep.join((str(BIN), env.get("PATH", os.defpath))),
-    )
-    env.pop("DAGSTER_HOME", None)
-    return env
+@dataclass(frozen=True)
+class Prepared:
+    """What the build left for the measuring process (``serving_benchmark.json``)."""
+
+    pipeline: str
+    version: str
+    """The registered version aliased champion: the one both servers must serve."""
+    partition: str
+    """The last partition built: the payloads' when the service has no snapshot."""
+    mlflow_model: str
+    """The model URI ``mlflow models serve`` serves."""
+    positive_column: int | None
+    """Column of the positive class in MLflow's ``predict_proba`` answers (classifiers)."""
+    family: str
+    test_metric: str
+
+    def save(self, home: Path) -> None:
+        (home / PREPARED_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, home: Path) -> "Prepared":
+        return cls(**json.loads((home / PREPARED_FILE).read_text()))
 
 
 # --- building the registered model (run in a child process: --prepare HOME) ------------------
 
 
-def prepare(home: Path) -> None:
-    """Land six weeks, materialize data, snapshots and the model chain; crown the challenger."""
-    os.environ.update(environment(home))
-    for variable in CLEARED_VARIABLES:
-        os.environ.pop(variable, None)
-    import dagster as dg
-    import mlflow
-
-    from ml_assets.home import online_store_url, warehouse_url
-    from ml_assets.modeling.assets import MODEL_ASSET_NAMES
-    from ml_assets.modeling.tracking import tracking_uri
-    from ml_assets.pipelines.flights.assets import data_assets, key
-    from ml_assets.pipelines.flights.definitions import defs as flights_defs
-    from ml_assets.pipelines.flights.definitions import model_assets
-    from ml_assets.pipelines.flights.publish import publish
-    from resources.json_io_manager import JsonIOManager
-    from resources.landing_zone import default_landing_zone
-    from resources.parquet_io_manager import ParquetIOManager
-    from resources.table_snapshots import TableSnapshotStore
-
-    publish(default_landing_zone(), date.fromisoformat(FIRST), date.fromisoformat(LAST))
-    resources = {
-        "io_manager": ParquetIOManager(base_url=warehouse_url()),
-        "json_io_manager": JsonIOManager(base_url=warehouse_url()),
-        "landing_zone": default_landing_zone(),
-        "online_store": TableSnapshotStore(base_url=online_store_url()),
-        "mlflow": flights_defs.resources["mlflow"],
+def model_run_config(pipeline: str, quick: bool) -> dict[str, Any]:
+    """The ``<prefix>_model`` job's run config: a short study on the benchmark's window, and a
+    bar any model clears (up to 100% worse than the baseline), so a version is registered."""
+    declared = declaration(pipeline)
+    return {
+        "ops": {
+            op(declared, "training_set"): {
+                "config": window(pipeline, quick, WINDOWS).training_config()
+            },
+            op(declared, "hyperparameter_study"): {
+                "config": {**STUDY[quick], "timeout_seconds": 300}
+            },
+            op(declared, "model_evaluation"): {"config": {"min_improvement_over_baseline": -1.0}},
+        }
     }
-    reference = [key("planes"), key("airports"), key("airlines")]
-    quiet = {"loggers": TINY["loggers"]}
-    with dg.instance_for_test() as instance:
-        steps = [
-            {"assets": data_assets, "selection": reference, "run_config": quiet},
-            {
-                "assets": data_assets,
-                "selection": dg.AssetSelection.groups("ingest", "clean", "features")
-                - dg.AssetSelection.assets(*reference),
-                "tags": {
-                    "dagster/asset_partition_range_start": FIRST,
-                    "dagster/asset_partition_range_end": LAST,
-                },
-                "run_config": quiet,
-            },
-            {
-                "assets": [*data_assets, *model_assets],
-                "selection": [key(n) for n in MODEL_ASSET_NAMES],
-                "run_config": TINY,
-            },
-        ]
-        for step in steps:
-            began = time.perf_counter()
-            result = dg.materialize(resources=resources, instance=instance, **step)
-            if not result.success:
-                raise RuntimeError(f"materializing {step['selection']} failed")
-            print(f"  materialized in {time.perf_counter() - began:.1f} s", flush=True)
-    mlflow.set_tracking_uri(tracking_uri())
-    client = mlflow.tracking.MlflowClient()
-    version = client.get_model_version_by_alias(MODEL_NAME, "challenger").version
-    client.set_registered_model_alias(MODEL_NAME, "champion", version)
-    print(f"  {MODEL_NAME} v{version} is the champion", flush=True)
 
 
-def build_home(home: Path) -> None:
+def register_predict_proba_copy(
+    pipeline: str, version: str, tracking: "MlflowTracking"
+) -> tuple[str, int]:
+    """Log version ``version`` of the pipeline's binary classifier again with its pyfunc
+    answering ``predict_proba``, register it as ``<model>-predict-proba``; its URI and the
+    positive class's column."""
+    import mlflow
+    from mlflow.models import Model, ModelSignature, infer_signature
+
+    from ml_assets.modeling.estimators import Features
+    from serving.predictors import load_version
+
+    model = declaration(pipeline).model
+    name = model.registered_model_name
+    source = f"models:/{name}/{version}"
+    loaded = load_version(
+        name, version, Features(model.categorical, model.numeric), model.task, prefer_onnx=False
+    )
+    fitted = loaded.predictor.pipeline  # from the skops file, only the reviewed types trusted
+    local = mlflow.artifacts.download_artifacts(source)
+    logged_model = Model.load(local)
+    example = logged_model.load_input_example(local)
+    signature = ModelSignature(
+        inputs=logged_model.signature.inputs,
+        outputs=infer_signature(example, fitted.predict_proba(example)).outputs,
+    )
+    experiment = tracking.experiment_id(f"{model.experiment}-serving-benchmark")
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{name} v{version} predict_proba"):
+        logged = mlflow.sklearn.log_model(
+            fitted,
+            name="model",
+            signature=signature,
+            input_example=example,
+            serialization_format="skops",
+            skops_trusted_types=logged_model.flavors["sklearn"]["skops_trusted_types"],
+            pyfunc_predict_fn="predict_proba",
+            # the original's pinned requirements, rather than inferring them again (~10 s)
+            pip_requirements=str(Path(local) / "requirements.txt"),
+        )
+    copy = mlflow.register_model(logged.model_uri, f"{name}{PROBA_SUFFIX}", tags={"source": source})
+    return f"models:/{copy.name}/{copy.version}", list(fitted.classes_).index(1)
+
+
+def prepare(home: Path, pipeline: str, quick: bool) -> None:
+    """Land and materialize the data, run the model job, crown the challenger; for a
+    classifier, register the ``predict_proba`` copy MLflow serves."""
+    enter_home(home)
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    from resources.mlflow_tracking import MlflowTracking, tracking_uri
+
+    declared = declaration(pipeline)
+    keys = window(pipeline, quick, WINDOWS).keys(pipeline)
+    with dg.DagsterInstance.ephemeral() as instance:
+        build_data(pipeline, keys, instance)
+        run_job(f"{declared.prefix}_model", instance, model_run_config(pipeline, quick))
+    tracking = MlflowTracking(tracking_uri=tracking_uri())
+    tracking.use()
+    client = MlflowClient()
+    name = declared.model.registered_model_name
+    registered = client.get_model_version_by_alias(name, "challenger")
+    client.set_registered_model_alias(name, "champion", registered.version)
+    if declared.model.task == "binary_classification":
+        mlflow_model, column = register_predict_proba_copy(pipeline, registered.version, tracking)
+    else:
+        mlflow_model, column = f"models:/{name}/{registered.version}", None
+    metric = declared.model.gate_metric
+    Prepared(
+        pipeline=pipeline,
+        version=str(registered.version),
+        partition=keys[-1],
+        mlflow_model=mlflow_model,
+        positive_column=column,
+        family=registered.tags.get("model_family", "?"),
+        test_metric=f"{metric} {registered.tags.get(f'test_{metric}', '?')}",
+    ).save(home)
+    print(f"  {name} v{registered.version} is the champion; MLflow serves {mlflow_model}")
+
+
+def build_home(home: Path, env: Mapping[str, str], pipeline: str, quick: bool) -> None:
     """``prepare`` in a child process, so this (measuring) process stays small and idle."""
     began = time.perf_counter()
-    print(f"building the registered model in {home} …", flush=True)
+    print(f"building the registered {pipeline} model in {home} …", flush=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--prepare", str(home)]
     subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--prepare", str(home)],
-        env={**environment(home), "PYTHONWARNINGS": "ignore"},  # Dagster's beta notes
+        [*command, "--pipeline", pipeline, *(["--quick"] if quick else [])],
+        # one thread per fit: on a busy machine OpenMP's spinning threads make a lone study
+        # worker's HistGradientBoosting fits several times slower (the build is not measured)
+        env={**env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"},
         cwd=PROJECT_ROOT,
         check=True,
     )
@@ -257,12 +312,13 @@ def get_json(port: int, path: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Payloads:
-    day: str
+    partition: str
     ours: list[bytes]
-    """``POST /predict`` bodies: one flight's raw fields each."""
+    """``POST /predict`` bodies: one row's request fields each."""
     mlflow: list[bytes]
-    """``POST /invocations`` bodies: the same flights' model inputs, in the same order."""
-    flight_ids: list[str]
+    """``POST /invocations`` bodies: the same rows' model inputs, in the same order."""
+    ids: list[str]
+    """The rows' ids (the model's ``id_column``), in the same order."""
 
 
 def _plain(value: Any) -> Any:
@@ -278,45 +334,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _flight_id(row: Any) -> str:
-    """The id ``flight_features`` gives a flight (``date/carrier+number/origin/HHMM``)."""
-    return (
-        f"{row.year:04d}-{row.month:02d}-{row.day:02d}/{row.carrier}{row.flight}/{row.origin}/"
-        f"{row.sched_dep_time:04d}"
-    )
+def build_payloads(pipeline: str, partition: str, count: int, seed: int = 0) -> Payloads:
+    """``count`` rows of ``partition`` (seeded sample): request fields for ours, the features
+    for MLflow.
 
-
-def build_payloads(home: Path, day: str, count: int, seed: int = 0) -> Payloads:
-    """``count`` flights of ``day`` (seeded sample): raw fields for ours, features for MLflow.
-
-    ``flight_features`` has one row per ``flights_clean`` row, in the same order; the rows are
-    paired by position and each pair's flight id must agree.
+    The features asset has one row per row of the requests asset, in the same order (the
+    deploy smoke test pairs them the same way); ours names the row it answers for, and that
+    id must be the feature row's.
     """
-    import pandas as pd
+    from ml_assets import pipelines
+    from ml_assets.home import warehouse_url
+    from resources.parquet_io_manager import read_partition
 
-    from ml_assets.pipelines.flights.model import FLIGHTS_MODEL
-
-    tables = home / "warehouse" / "flights"
-    clean = pd.read_parquet(tables / "flights_clean" / f"{day}.parquet")
-    features = pd.read_parquet(tables / "flight_features" / f"{day}.parquet")
-    if len(clean) != len(features):
-        raise RuntimeError(f"{day}: {len(clean)} clean flights but {len(features)} feature rows")
-    chosen = clean.sample(n=min(count, len(clean)), random_state=seed).sort_index()
-    columns = list(FLIGHTS_MODEL.columns)
+    declared = declaration(pipeline)
+    model = declared.model
+    requests = read_partition(
+        warehouse_url(), declared.key(declared.serving.requests_asset), partition
+    )
+    features = read_partition(
+        warehouse_url(), declared.key(model.features_asset), partition
+    ).reset_index(drop=True)
+    items = pipelines.serving_hooks(pipeline).request_items(requests)
+    if len(items) != len(features):
+        raise RuntimeError(f"{partition}: {len(items)} requests but {len(features)} feature rows")
+    chosen = features.sample(n=min(count, len(features)), random_state=seed).sort_index()
+    columns = model.features
     ours, mlflow, ids = [], [], []
-    for position, row in zip(chosen.index, chosen.itertuples(index=False), strict=True):
-        inputs = features.iloc[position]
-        if inputs["flight_id"] != _flight_id(row):
-            raise RuntimeError(f"row {position}: {inputs['flight_id']} != {_flight_id(row)}")
-        item = {"date": f"{row.year:04d}-{row.month:02d}-{row.day:02d}"}
-        item.update({field: _plain(getattr(row, field)) for field in REQUEST_FIELDS})
-        ours.append(json.dumps(item).encode())
+    for position in chosen.index:
+        row = features.loc[position]
+        ours.append(json.dumps(items[position], default=_plain).encode())
         body = {
-            "dataframe_split": {"columns": columns, "data": [[_plain(inputs[c]) for c in columns]]}
+            "dataframe_split": {"columns": columns, "data": [[_plain(row[c]) for c in columns]]}
         }
         mlflow.append(json.dumps(body, allow_nan=False).encode())
-        ids.append(inputs["flight_id"])
-    return Payloads(day, ours, mlflow, ids)
+        ids.append(str(row[model.id_column]))
+    return Payloads(partition, ours, mlflow, ids)
 
 
 # --- the client ----------------------------------------------------------------------------
@@ -477,25 +529,47 @@ def answers(port: int, path: str, bodies: Sequence[bytes]) -> list[dict[str, Any
         connection.close()
 
 
-def _mlflow_prediction(answer: dict[str, Any]) -> float:
+def mlflow_score(answer: dict[str, Any], positive_column: int | None) -> float:
+    """MLflow's number for one row: the prediction, or the positive class's probability."""
     value = answer["predictions"][0]
-    return float(next(iter(value.values())) if isinstance(value, dict) else value)
+    if isinstance(value, dict):  # a named output column
+        value = next(iter(value.values()))
+    if positive_column is not None:
+        value = value[positive_column]
+    return float(value)
 
 
 def parity(
-    ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]], flight_ids: Sequence[str]
-) -> tuple[float, list[str]]:
-    """The largest difference between the two servers' predictions, and what else disagrees."""
-    problems, worst = [], 0.0
-    for answer, their, flight_id in zip(ours, theirs, flight_ids, strict=True):
+    pipeline: str,
+    prepared: Prepared,
+    ours: Sequence[dict[str, Any]],
+    theirs: Sequence[dict[str, Any]],
+    ids: Sequence[str],
+    checks: Checks,
+) -> float:
+    """The largest difference between the two servers' scores; what disagrees is a failure."""
+    from serving.spec import score_field
+
+    declared = declaration(pipeline)
+    model = declared.model
+    field = score_field(model.task, declared.serving.prediction)
+    worst, wrong_rows, versions = 0.0, [], set()
+    for answer, their, expected in zip(ours, theirs, ids, strict=True):
         (predicted,) = answer["predictions"]
-        if predicted["flight_id"] != flight_id:
-            problems.append(f"ours answered for {predicted['flight_id']}, asked {flight_id}")
-        difference = abs(float(predicted["arr_delay"]) - _mlflow_prediction(their))
+        versions.add(answer["model_version"])
+        if str(predicted[model.id_column]) != expected:
+            wrong_rows.append(f"{predicted[model.id_column]} for {expected}")
+        difference = abs(float(predicted[field]) - mlflow_score(their, prepared.positive_column))
         worst = max(worst, difference if math.isfinite(difference) else math.inf)
-    if worst > PARITY_TOLERANCE:
-        problems.append(f"predictions differ by up to {worst:.4g} minutes")
-    return worst, problems
+    checks.require(not wrong_rows, f"ours answered for other rows: {wrong_rows[:5]}")
+    checks.require(
+        versions == {prepared.version}, f"ours answered from {versions}, not v{prepared.version}"
+    )
+    checks.require(
+        worst <= declared.deploy.tolerance,
+        f"{field} differs by up to {worst:.4g} (tolerance {declared.deploy.tolerance:g})",
+    )
+    return worst
 
 
 @dataclass
@@ -503,6 +577,15 @@ class Measured:
     name: str
     sequential: Load
     concurrent: Load
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    payloads: int
+    warm_up: int
+    requests: int
+    clients: int
+    seconds: float
 
 
 def serve(
@@ -521,161 +604,170 @@ def serve(
 
 
 def exercise(
-    name: str, server: Server, path: str, bodies: Sequence[bytes], args: argparse.Namespace
+    name: str, server: Server, path: str, bodies: Sequence[bytes], load: LoadSettings
 ) -> tuple[list[dict[str, Any]], Measured]:
     """Every payload once (for parity), then the sequential and the concurrent load; stops it."""
     try:
         answered = answers(server.port, path, bodies)
-        print(f"  {name}: {args.requests} sequential requests …", flush=True)
-        alone = sequential(server.port, path, bodies, args.warm_up, args.requests)
-        print(f"  {name}: {args.clients} connections for {args.seconds:g} s …", flush=True)
-        together = concurrent(server.port, path, bodies, args.clients, args.seconds)
+        print(f"  {name}: {load.requests} sequential requests …", flush=True)
+        alone = sequential(server.port, path, bodies, load.warm_up, load.requests)
+        print(f"  {name}: {load.clients} connections for {load.seconds:g} s …", flush=True)
+        together = concurrent(server.port, path, bodies, load.clients, load.seconds)
         return answered, Measured(name, alone, together)
     finally:
         stop_server(server)
 
 
 def report(ours: Measured, theirs: Measured, clients: int) -> tuple[str, list[str]]:
-    from tabulate import tabulate
-
-    rows = []
-    for m in (ours, theirs):
-        for mode, load in (("sequential, 1 connection", m.sequential),
-                           (f"{clients} connections", m.concurrent)):  # fmt: skip
-            rows.append(
-                (
-                    m.name,
-                    mode,
-                    len(load.latencies),
-                    load.errors,
-                    load.percentile_ms(50),
-                    load.percentile_ms(99),
-                    load.throughput,
-                    load.client_cpu_s / load.wall_s,
-                )
-            )
-    table = tabulate(
+    rows = [
+        (
+            m.name,
+            mode,
+            len(load.latencies),
+            load.errors,
+            load.percentile_ms(50),
+            load.percentile_ms(99),
+            load.throughput,
+            load.client_cpu_s / load.wall_s,
+        )
+        for m in (ours, theirs)
+        for mode, load in (
+            ("sequential, 1 connection", m.sequential),
+            (f"{clients} connections", m.concurrent),
+        )
+    ]
+    rendered = table(
+        ("server", "load", "requests", "errors", "p50 ms", "p99 ms", "req/s", "client CPU"),
         rows,
-        headers=("server", "load", "requests", "errors", "p50 ms", "p99 ms", "req/s", "client CPU"),
         floatfmt=(None, None, None, None, ".3f", ".3f", ".0f", ".0%"),
     )
     latency = ours.sequential.percentile_ms(50) / theirs.sequential.percentile_ms(50)
     throughput = ours.concurrent.throughput / theirs.concurrent.throughput
     lines = [
-        f"p50 latency, ours / MLflow (sequential): {latency:.3f} "
-        f"(target ≤ 1/3: {'met' if latency <= LATENCY_TARGET else 'NOT met'})",
-        f"throughput at {clients} connections, ours / MLflow: "
-        f"{throughput:.2f} (target ≥ {THROUGHPUT_TARGET:g}: "
-        f"{'met' if throughput >= THROUGHPUT_TARGET else 'NOT met'})",
+        target("p50 latency, ours / MLflow (sequential)", latency, LATENCY_TARGET, True, "1/3"),
+        target(
+            f"throughput at {clients} connections, ours / MLflow",
+            throughput,
+            THROUGHPUT_TARGET,
+            False,
+            f"{THROUGHPUT_TARGET:g}",
+        ),
     ]
-    return table, lines
+    return rendered, lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", choices=pipeline_names(), default=DEFAULT_PIPELINE)
+    parser.add_argument("--quick", action="store_true", help="small data, short load (tests)")
     parser.add_argument("--home", type=Path, help="reuse this prepared $ML_ASSETS_HOME")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
-    parser.add_argument("--flights", type=int, default=200, help="distinct payloads")
-    parser.add_argument("--warm-up", type=int, default=200, help="requests before measuring")
-    parser.add_argument("--requests", type=int, default=2000, help="sequential requests")
+    parser.add_argument("--payloads", type=int, help="distinct rows (default 200; quick 50)")
+    parser.add_argument("--warm-up", type=int, help="requests before measuring (200; 20)")
+    parser.add_argument("--requests", type=int, help="sequential requests (2000; 200)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
-    parser.add_argument("--seconds", type=float, default=10.0, help="concurrent load duration")
+    parser.add_argument("--seconds", type=float, help="concurrent load duration (10; 2)")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
-        sys.path.insert(0, str(PROJECT_ROOT))
-        prepare(args.prepare)
+        prepare(args.prepare, args.pipeline, args.quick)
         return 0
-    return benchmark(args)
+    defaults = (50, 20, 200, 2.0) if args.quick else (200, 200, 2000, 10.0)
+    given = (args.payloads, args.warm_up, args.requests, args.seconds)
+    payloads, warm_up, requests, seconds = (
+        default if value is None else value for value, default in zip(given, defaults, strict=True)
+    )
+    load = LoadSettings(payloads, warm_up, requests, args.clients, seconds)
+    with benchmark_home("ml_assets_serving_", args.keep, args.home) as home:
+        return benchmark(home, args.pipeline, args.quick, load, reuse=args.home is not None)
 
 
-def _champion_version(uri: str) -> str:
-    from mlflow.tracking import MlflowClient
-
-    return str(MlflowClient(uri).get_model_version_by_alias(MODEL_NAME, "champion").version)
-
-
-def benchmark(args: argparse.Namespace) -> int:
+def benchmark(home: Path, pipeline: str, quick: bool, load: LoadSettings, reuse: bool) -> int:
     began = time.perf_counter()
-    home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="ml_assets_serving_"))
-    os.environ.update(environment(home))
-    for variable in CLEARED_VARIABLES:
-        os.environ.pop(variable, None)
-    sys.path.insert(0, str(PROJECT_ROOT))
-    warnings.simplefilter("ignore")  # Dagster's beta/preview notes on importing the pipeline
-    env = environment(home)
+    env = enter_home(home)
+    warnings.simplefilter("ignore")  # Dagster's beta/preview notes on importing the platform
     servers: list[Server] = []
+    checks = Checks()
     try:
-        if not args.home:
-            build_home(home)
-        from ml_assets.modeling.tracking import tracking_uri
+        if not reuse:
+            build_home(home, env, pipeline, quick)
+        from resources.mlflow_tracking import tracking_uri
 
-        uri = tracking_uri()
-        print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}", flush=True)
+        prepared = Prepared.load(home)
+        print(f"{os.cpu_count()} CPUs; load average {load_average()}", flush=True)
+        if note := bytecode_note():
+            print(note)
         ours, ours_ready = serve(
             "ml-assets serve",
-            [str(BIN / "ml-assets"), "serve", "--port", "{port}", "--log-level", "warning"],
+            [str(BIN / "ml-assets"), "serve", pipeline, "--port", "{port}",
+             "--log-level", "warning"],
             env,
             home / "serve_ours.log",
             ["/ready"],
             servers,
-        )
+        )  # fmt: skip
         described = get_json(ours.port, "/model")
-        payloads = build_payloads(home, described["snapshot"], args.flights)
+        payloads = build_payloads(
+            pipeline, described.get("snapshot") or prepared.partition, load.payloads
+        )
         print(
             f"ours: ready in {ours_ready:.1f} s; {described['name']} v{described['version']} on "
             f"{described['predictor']}, snapshot {described['snapshot']}; "
-            f"{len(payloads.ours)} flights of {payloads.day} as payloads",
+            f"{len(payloads.ours)} rows of {payloads.partition} as payloads",
             flush=True,
         )
-        ours_answers, ours_measured = exercise("ours", ours, "/predict", payloads.ours, args)
+        checks.require(
+            described["version"] == prepared.version,
+            f"ours serves v{described['version']}, the champion is v{prepared.version}",
+        )
+        ours_answers, ours_measured = exercise("ours", ours, "/predict", payloads.ours, load)
 
         theirs, theirs_ready = serve(
             "mlflow models serve",
-            [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion",
+            [str(BIN / "mlflow"), "models", "serve", "-m", prepared.mlflow_model,
              "--env-manager", "local", "-p", "{port}", "-h", "127.0.0.1", "--workers", "1"],
             # no access log, as ours (uvicorn reads UVICORN_* options from the environment)
-            {**env, "MLFLOW_TRACKING_URI": uri, "UVICORN_ACCESS_LOG": "false"},
+            {**env, "MLFLOW_TRACKING_URI": tracking_uri(), "UVICORN_ACCESS_LOG": "false"},
             home / "serve_mlflow.log",
             ["/ping", "/health"],
             servers,
         )  # fmt: skip
-        theirs_version = _champion_version(uri)
-        print(f"MLflow: ready in {theirs_ready:.1f} s; champion v{theirs_version}", flush=True)
+        print(f"MLflow: ready in {theirs_ready:.1f} s; {prepared.mlflow_model}", flush=True)
         theirs_answers, theirs_measured = exercise(
-            "MLflow", theirs, "/invocations", payloads.mlflow, args
+            "MLflow", theirs, "/invocations", payloads.mlflow, load
         )
 
-        worst, problems = parity(ours_answers, theirs_answers, payloads.flight_ids)
-        if theirs_version != described["version"]:
-            problems.append(f"ours served v{described['version']}, MLflow v{theirs_version}")
-        table, ratios = report(ours_measured, theirs_measured, args.clients)
-        print(
-            f"\nmodel: {MODEL_NAME} v{described['version']}; ours on {described['predictor']}, "
-            "MLflow on the scikit-learn pipeline (pyfunc)\n"
-            "payloads: ours gets raw flight fields (validated, looked up in the online snapshot, "
-            "features computed per request);\n          MLflow gets the precomputed model "
-            "inputs, so it does less work per request\n"
-            f"parity on {len(ours_answers)} flights: max |ours - MLflow| = {worst:.2e} min "
-            f"(tolerance {PARITY_TOLERANCE}): {'ok' if not problems else 'FAILED'}"
-        )
-        for problem in problems:
-            print(f"  {problem}")
+        worst = parity(pipeline, prepared, ours_answers, theirs_answers, payloads.ids, checks)
         for m in (ours_measured, theirs_measured):
             failed = m.sequential.errors + m.concurrent.errors
-            if failed:
-                print(f"  note: {m.name} answered {failed} measured requests with an error")
-        print(f"\n{table}\n")
+            checks.require(not failed, f"{m.name} answered {failed} measured requests with errors")
+        rendered, ratios = report(ours_measured, theirs_measured, load.clients)
+        declared = declaration(pipeline)
+        copy = (
+            f" (a copy logged with pyfunc_predict_fn='predict_proba', positive class in column "
+            f"{prepared.positive_column})"
+            if prepared.positive_column is not None
+            else ""
+        )
+        print(
+            f"\nmodel: {declared.model.registered_model_name} v{prepared.version} "
+            f"({prepared.family}, test {prepared.test_metric}); ours on {described['predictor']}, "
+            f"MLflow on the scikit-learn pipeline (pyfunc{copy})\n"
+            "payloads: ours gets request fields (validated, features computed per request"
+            f"{', looked up in the online snapshot' if described['snapshot'] else ''}); "
+            "MLflow gets the precomputed model inputs\n"
+            f"parity on {len(ours_answers)} rows: max |ours - MLflow| = {worst:.2e} "
+            f"(tolerance {declared.deploy.tolerance:g})"
+        )
+        print(f"\n{rendered}\n")
         print("\n".join(ratios))
+        if quick:
+            print("(quick mode: targets are reported, never a failure)")
         print(f"\nwall time {time.perf_counter() - began:.0f} s")
-        return 1 if problems else 0
+        return checks.report()
     finally:
         for server in servers:
             stop_server(server)
-        if args.keep or args.home:
-            print(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Automation conditions shared by the partitioned layers."""
+"""The platform's automation conditions, in one place: data layers, model layer, deploys."""
 
 import dagster as dg
+from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 
 
 def refresh_stale_partitions() -> dg.AutomationCondition:
@@ -47,3 +48,73 @@ def all_read_partitions_passed_blocking_checks() -> dg.AutomationCondition:
     return (~dg.AutomationCondition.any_deps_match(~passed)).with_label(
         "all_read_partitions_passed_blocking_checks"
     )
+
+
+class PartitionsMaterialized(dg.AutomationCondition):
+    """True when ``upstream`` has at least ``minimum`` materialized partitions in
+    [``first``, ``last``].
+
+    No built-in condition counts an upstream's partitions; this one reads them from the
+    instance, so the automation sensor evaluates it in the code server
+    (``use_user_code_server=True``).
+    """
+
+    def __init__(self, upstream: dg.AssetKey, minimum: int, first: str, last: str) -> None:
+        self.upstream, self.minimum, self.first, self.last = upstream, minimum, first, last
+
+    @property
+    def name(self) -> str:
+        return f"partitions_materialized({self.upstream.to_user_string()} >= {self.minimum})"
+
+    @property
+    def description(self) -> str:
+        return (
+            f"{self.upstream.to_user_string()} has {self.minimum} materialized partitions in "
+            f"{self.first}…{self.last}"
+        )
+
+    def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
+        instance = context.asset_graph_view.instance
+        materialized = instance.get_materialized_partitions(self.upstream)
+        count = sum(self.first <= key <= self.last for key in materialized)
+        enough = count >= self.minimum
+        return dg.AutomationResult(
+            context, context.candidate_subset if enough else context.get_empty_subset()
+        )
+
+
+def retrain_on_schedule(
+    cron: str, features: dg.AssetKey, minimum: int, window: tuple[str, str]
+) -> dg.AutomationCondition:
+    """Train once the training ``window`` first holds ``minimum`` feature partitions (a
+    newcomer's first model, without waiting for the cron); then retrain when the cron ticks or
+    the code changes; never while the features are being written."""
+    condition = dg.AutomationCondition
+    first = (
+        condition.missing()
+        & ~condition.execution_failed()
+        & PartitionsMaterialized(features, minimum, *window)
+    ).with_label(f"first_training(>= {minimum} feature partitions)")
+    scheduled = (
+        condition.cron_tick_passed(cron) | condition.code_version_changed()
+    ).since_last_handled()
+    return (
+        (first | scheduled) & ~condition.in_progress() & ~condition.any_deps_in_progress()
+    ).with_label(f"retrain_on_schedule({cron})")
+
+
+def follow_upstream() -> dg.AutomationCondition:
+    """Run after an upstream model asset updates, once its blocking checks pass."""
+    condition = dg.AutomationCondition
+    return (
+        (condition.any_deps_updated() | condition.code_version_changed()).since_last_handled()
+        & ~condition.any_deps_missing()
+        & ~condition.any_deps_in_progress()
+        & ~condition.in_progress()
+        & condition.all_deps_blocking_checks_passed()
+    ).with_label("follow_upstream")
+
+
+def deploy_new_registrations() -> dg.AutomationCondition:
+    """Deploy each newly registered model version once."""
+    return dg.AutomationCondition.eager()

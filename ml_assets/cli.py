@@ -1,48 +1,104 @@
 """``ml-assets``: the platform's command line.
 
-- ``ml-assets publish --start 2013-01-01 --end 2013-01-31 [--fault KIND]`` lands daily exports;
-- ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing a first
-  week of data when the landing zone is empty);
+- ``ml-assets pipelines`` lists the registered pipelines;
+- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND]`` lands a pipeline's
+  exports for the partitions in [start, end] (all of them by default);
+- ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
+  partitions of every pipeline whose landing zone is empty);
 - ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store;
-- ``ml-assets serve`` starts the prediction service for the flights model's champion.
+- ``ml-assets serve PIPELINE`` starts the prediction service for the pipeline's champion;
+- ``ml-assets new-pipeline NAME`` writes a runnable skeleton of a new pipeline.
 """
 
 import argparse
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date
 
 from ml_assets.home import PROJECT_ROOT, dagster_home, ml_assets_home
 
 
+def _partition_keys(name: str, start: date | None, end: date | None) -> list[str]:
+    """The pipeline's partition keys whose period starts in [start, end]."""
+    from ml_assets import pipelines
+
+    keys = pipelines.declaration(name).partitions.definition().get_partition_keys()
+    return [
+        key
+        for key in keys
+        if (start is None or date.fromisoformat(key) >= start)
+        and (end is None or date.fromisoformat(key) <= end)
+    ]
+
+
 def _publish(args: argparse.Namespace) -> int:
-    from ml_assets.pipelines.flights.publish import publish
+    from ml_assets import pipelines
     from resources.landing_zone import default_landing_zone
 
+    pipeline = pipelines.load(args.pipeline)
+    if args.fault is not None and args.fault not in pipeline.faults:
+        print(
+            f"unknown fault {args.fault!r}; {args.pipeline} can land {', '.join(pipeline.faults)}",
+            file=sys.stderr,
+        )
+        return 2
+    keys = _partition_keys(args.pipeline, args.start, args.end)
+    if not keys:
+        print(f"no {args.pipeline} partition starts in {args.start}…{args.end}", file=sys.stderr)
+        return 2
     landing = default_landing_zone()
-    written = publish(landing, args.start, args.end, fault=args.fault)
-    print(f"landed {len(written)} files in {landing.url}")
+    written = pipeline.publish(landing, keys, fault=args.fault)
+    print(f"landed {len(written)} files of {args.pipeline} ({keys[0]}…{keys[-1]}) in {landing.url}")
     return 0
 
 
-def _seed_landing_zone(days: int) -> None:
-    """Land the first ``days`` days of 2013 when nothing has landed yet, so the sensor has work."""
-    from ml_assets.pipelines.flights import config
-    from ml_assets.pipelines.flights.publish import publish
+def first_model_partitions(name: str) -> int:
+    """How many first partitions of pipeline ``name`` its first model needs: up to the start of
+    the training window, then enough to train, validate and test."""
+    from ml_assets import pipelines
+
+    declared = pipelines.declaration(name)
+    keys = declared.partitions.definition().get_partition_keys()
+    before_window = sum(key < declared.model.training.window_start for key in keys)
+    return before_window + declared.model.first_training_partitions
+
+
+def _seed_landing_zone(partitions: int | None) -> None:
+    """Land the first partitions of every pipeline that has nothing landed yet, so its sensor
+    has work: ``partitions`` of them, or (None) what its first model needs."""
+    from ml_assets import pipelines
     from resources.landing_zone import default_landing_zone
 
     landing = default_landing_zone()
-    if days <= 0 or landing.list_files(config.FLIGHTS_SOURCE):
-        return
-    first = date.fromisoformat(config.DAILY.get_first_partition_key())
-    publish(landing, first, first + timedelta(days=days - 1))
-    print(f"landed the first {days} days of data in {landing.url}", flush=True)
+    for name in pipelines.names():
+        declaration = pipelines.declaration(name)
+        source = next(s for s in declaration.sources if s.partitioned)
+        count = first_model_partitions(name) if partitions is None else partitions
+        if count <= 0 or landing.list_files(source.name, source.extension):
+            continue
+        keys = declaration.partitions.definition().get_partition_keys()[:count]
+        pipelines.load(name).publish(landing, keys)
+        print(f"landed {name} {keys[0]}…{keys[-1]} in {landing.url}", flush=True)
+
+
+def _pipelines(args: argparse.Namespace) -> int:
+    from ml_assets import pipelines
+
+    for name in pipelines.names():
+        declared = pipelines.declaration(name)
+        keys = declared.partitions.definition().get_partition_keys()
+        print(
+            f"{name:<12} {declared.model.task:<22} {declared.partitions.kind} "
+            f"{keys[0]}…{keys[-1]} ({len(keys)})  key prefix {declared.prefix}/  "
+            f"model {declared.model.registered_model_name}  port {declared.serving.port}"
+        )
+    return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
     from ml_assets.instance import instance_yaml
 
-    _seed_landing_zone(args.seed_days)
+    _seed_landing_zone(args.seed_partitions)
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     if "DAGSTER_HOME" not in os.environ:  # a DAGSTER_HOME of the user's keeps its own config
@@ -58,65 +114,81 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _mlflow_ui(args: argparse.Namespace) -> int:
-    from ml_assets.modeling.tracking import mlflow_dir, tracking_uri
+    from resources.mlflow_tracking import local_store, tracking_uri
 
     uri = tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]  # fmt: skip
     if uri.startswith("sqlite"):
-        command += ["--default-artifact-root", (mlflow_dir() / "artifacts").as_uri()]
+        command += ["--default-artifact-root", (local_store() / "artifacts").as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
     os.execvp(command[0], command)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import mlflow
     import uvicorn
 
+    from ml_assets import pipelines
     from ml_assets.home import online_store_url
-    from ml_assets.modeling.tracking import tracking_uri
-    from ml_assets.pipelines.flights.serving import served_model
+    from resources.mlflow_tracking import MlflowTracking, tracking_uri
     from resources.table_snapshots import TableSnapshots
     from serving.app import create_app
     from serving.settings import admin_token
+    from serving.spec import served_model
 
-    mlflow.set_tracking_uri(tracking_uri())
-    app = create_app(
-        served_model(args.max_batch), TableSnapshots(online_store_url()), admin_token()
-    )
-    print(f"prediction service on http://{args.host}:{args.port}", flush=True)
+    MlflowTracking(tracking_uri=tracking_uri()).use()
+    declared = pipelines.declaration(args.pipeline)
+    served = served_model(declared, pipelines.serving_hooks(args.pipeline), args.max_batch)
+    app = create_app(served, TableSnapshots(online_store_url()), admin_token())
+    port = args.port or declared.serving.port
+    print(f"{args.pipeline} prediction service on http://{args.host}:{port}", flush=True)
     uvicorn.run(
-        app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+        app, host=args.host, port=port, loop="uvloop", http="httptools",
         access_log=False, log_level=args.log_level,
     )  # fmt: skip
     return 0
 
 
+def _new_pipeline(args: argparse.Namespace) -> int:
+    from ml_assets.scaffold import write_pipeline
+
+    try:
+        written = write_pipeline(args.name, force=args.force)
+    except (ValueError, FileExistsError) as error:
+        print(f"ml-assets new-pipeline: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote pipeline {args.name!r}:")
+    for path in written:
+        print(f"  {path.relative_to(PROJECT_ROOT)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    from ml_assets.pipelines.flights.publish import FAULTS
-    from serving.settings import DEFAULT_HOST, DEFAULT_PORT
+    from ml_assets import pipelines
+    from serving.settings import DEFAULT_HOST
 
+    registered = pipelines.names()
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(metavar="COMMAND", required=True)
 
-    publish = commands.add_parser(
-        "publish", help="land NYC flights 2013 exports (one flights and one weather file per day)"
-    )
-    publish.add_argument("--start", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
-    publish.add_argument("--end", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
-    publish.add_argument(
-        "--fault", choices=sorted(FAULTS), help="land damaged files, for testing bad input"
-    )
+    listing = commands.add_parser("pipelines", help="list the registered pipelines")
+    listing.set_defaults(run=_pipelines)
+
+    publish = commands.add_parser("publish", help="land a pipeline's exports in the landing zone")
+    publish.add_argument("pipeline", choices=registered)
+    publish.add_argument("--start", type=date.fromisoformat, help="YYYY-MM-DD (default: first)")
+    publish.add_argument("--end", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
+    publish.add_argument("--fault", help="land damaged files, for testing bad input")
     publish.set_defaults(run=_publish)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument(
-        "--seed-days",
+        "--seed-partitions",
         type=int,
-        default=7,
-        help="if nothing has landed yet, land this many days first (0 to start empty)",
+        help="land this many first partitions of each pipeline with nothing landed (0: none; "
+        "default: what its first model needs)",
     )
     dev.set_defaults(run=_dev)
 
@@ -125,12 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     mlflow_ui.add_argument("--port", type=int, default=5000)
     mlflow_ui.set_defaults(run=_mlflow_ui)
 
-    serve = commands.add_parser("serve", help="the prediction service for the flights champion")
+    serve = commands.add_parser("serve", help="the prediction service of a pipeline's champion")
+    serve.add_argument("pipeline", choices=registered)
     serve.add_argument("--host", default=DEFAULT_HOST)
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--max-batch", type=int, default=1000, help="most flights per request")
+    serve.add_argument("--port", type=int, help="default: the pipeline's declared port")
+    serve.add_argument("--max-batch", type=int, help="most items per request")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
+
+    new = commands.add_parser("new-pipeline", help="write a runnable skeleton of a new pipeline")
+    new.add_argument("name", help="the pipeline's name: lower case letters, digits, _")
+    new.add_argument("--force", action="store_true", help="overwrite an existing skeleton")
+    new.set_defaults(run=_new_pipeline)
 
     args = parser.parse_args(argv)
     return args.run(args)

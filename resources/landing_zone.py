@@ -1,7 +1,8 @@
 """The landing zone: where upstream systems drop their exports, one file per source and day.
 
-Layout: ``<url>/<source>/<partition_key>.<ext>`` for partitioned sources (one file per daily
-partition) and ``<url>/<source>/<name>.<ext>`` for reference tables. The URL is a local
+Layout: ``<url>/<source>/<partition_key>.<ext>`` for partitioned sources (one file per
+partition) and ``<url>/<source>/<name>.<ext>`` for reference tables; ``ext`` is the source's
+declared format (``.csv`` unless told otherwise). The URL is a local
 directory by default and may be any fsspec URL (``s3://bucket/landing``) in production.
 """
 
@@ -12,6 +13,8 @@ import dagster as dg
 
 from ml_assets.home import landing_zone_url
 from resources.paths import to_upath, write_bytes_atomically
+
+CSV = ".csv"
 
 
 @dataclass(frozen=True)
@@ -30,27 +33,26 @@ class LandingZone(dg.ConfigurableResource):
     """Read and write access to the landing zone at ``url`` (local path or fsspec URL)."""
 
     url: str
-    extension: str = ".csv"
 
-    def _file(self, source: str, name: str):
-        return to_upath(self.url) / source / f"{name}{self.extension}"
+    def _file(self, source: str, name: str, ext: str):
+        return to_upath(self.url) / source / f"{name}{ext}"
 
-    def uri(self, source: str, name: str) -> str:
-        return str(self._file(source, name))
+    def uri(self, source: str, name: str, ext: str = CSV) -> str:
+        return str(self._file(source, name, ext))
 
-    def exists(self, source: str, name: str) -> bool:
-        return self._file(source, name).exists()
+    def exists(self, source: str, name: str, ext: str = CSV) -> bool:
+        return self._file(source, name, ext).exists()
 
-    def read_bytes(self, source: str, name: str) -> bytes:
-        return self._file(source, name).read_bytes()
+    def read_bytes(self, source: str, name: str, ext: str = CSV) -> bytes:
+        return self._file(source, name, ext).read_bytes()
 
-    def write_bytes(self, source: str, name: str, data: bytes) -> str:
-        """Land ``data`` atomically as ``<source>/<name>``; returns the file's URI."""
-        path = self._file(source, name)
+    def write_bytes(self, source: str, name: str, data: bytes, ext: str = CSV) -> str:
+        """Land ``data`` atomically as ``<source>/<name><ext>``; returns the file's URI."""
+        path = self._file(source, name, ext)
         write_bytes_atomically(path, data)
         return str(path)
 
-    def list_files(self, source: str) -> list[LandedFile]:
+    def list_files(self, source: str, ext: str = CSV) -> list[LandedFile]:
         """Every landed file of ``source``, sorted by name; temporary files are ignored."""
         directory = to_upath(self.url) / source
         if not directory.exists():
@@ -58,25 +60,21 @@ class LandingZone(dg.ConfigurableResource):
         files = []
         for entry in directory.fs.ls(directory.path, detail=True):
             name = entry["name"].rsplit("/", 1)[-1]
-            if (
-                entry.get("type") != "file"
-                or name.startswith(".")
-                or not name.endswith(self.extension)
-            ):
+            if entry.get("type") != "file" or name.startswith(".") or not name.endswith(ext):
                 continue
             files.append(
                 LandedFile(
                     source=source,
-                    name=name.removesuffix(self.extension),
+                    name=name.removesuffix(ext),
                     path=str(directory / name),
                     stat_signature=_stat_signature(entry),
                 )
             )
         return sorted(files, key=lambda f: f.name)
 
-    def content_hash(self, source: str, name: str) -> str:
+    def content_hash(self, source: str, name: str, ext: str = CSV) -> str:
         """A digest of the file's bytes: the identity of what was landed."""
-        return hashlib.sha256(self.read_bytes(source, name)).hexdigest()[:16]
+        return hashlib.sha256(self.read_bytes(source, name, ext)).hexdigest()[:16]
 
 
 def default_landing_zone() -> LandingZone:

@@ -1,8 +1,8 @@
 """The prediction service (FastAPI on uvicorn).
 
 - ``POST /predict``: one item or a list; 422 names the bad field, 413 for oversize batches.
-- ``GET /health`` (the process answers), ``GET /ready`` (a model is live), ``GET /model``
-  (version, run, trained-on partitions), ``GET /metrics`` (Prometheus text).
+- ``GET /health`` (the process answers, and for which pipeline), ``GET /ready`` (a model is
+  live), ``GET /model`` (version, run, trained-on partitions), ``GET /metrics`` (Prometheus).
 - ``POST /admin/reload`` (bearer token): load the champion (or a given version) and the latest
   online feature snapshot beside the live model, score the warm-up items, then swap the two
   in one assignment, so every response comes wholly from the old model or the new one and no
@@ -42,7 +42,7 @@ class Live:
 
     model: LoadedModel
     lookups: Any
-    snapshot: str
+    snapshot: str | None
 
 
 class ReloadRejected(Exception):
@@ -65,13 +65,8 @@ class Service:
         except NoChampion:
             return None
         try:
-            model = load_version(name, version, self.served.features)
-            partitions = self.snapshots.partitions(self.served.snapshot_asset)
-            if not partitions:
-                raise ReloadRejected("no online feature snapshot has been materialized")
-            lookups = self.served.lookups(
-                self.snapshots.read(self.served.snapshot_asset, partitions[-1])
-            )
+            model = load_version(name, version, self.served.features, self.served.task)
+            lookups, snapshot = self._lookups()
             warm_up = [self.served.request.model_validate(i) for i in self.served.warm_up]
             scores = model.predictor.predict(self.served.columns(lookups, warm_up))
         except ReloadRejected:
@@ -80,7 +75,17 @@ class Service:
             raise ReloadRejected(f"{name} v{version}: {type(error).__name__}: {error}") from error
         if len(scores) != len(warm_up) or not np.all(np.isfinite(scores)):
             raise ReloadRejected(f"{name} v{version} gave non-finite warm-up predictions")
-        return Live(model, lookups, partitions[-1])
+        return Live(model, lookups, snapshot)
+
+    def _lookups(self) -> tuple[Any, str | None]:
+        """The latest complete snapshot's lookups and its partition (None, None without one)."""
+        asset, index = self.served.snapshot_asset, self.served.lookups
+        if asset is None or index is None:
+            return None, None
+        partitions = self.snapshots.partitions(asset)
+        if not partitions:
+            raise ReloadRejected("no online feature snapshot has been materialized")
+        return index(self.snapshots.read(asset, partitions[-1])), partitions[-1]
 
     def describe(self) -> dict[str, Any]:
         live = self.live
@@ -93,6 +98,8 @@ class Service:
             "run_id": model.run_id,
             "trained_on": model.trained_on,
             "predictor": model.predictor.kind,
+            "task": self.served.task,
+            **({"decision_threshold": model.threshold} if self.served.task != "regression" else {}),
             "snapshot": live.snapshot,
             "loaded_at": model.loaded_at,
             "ready": True,
@@ -102,6 +109,21 @@ class Service:
 def _score(live: Live, served: ServedModel, items: list) -> tuple[Any, np.ndarray]:
     columns = served.columns(live.lookups, items)
     return columns, live.model.predictor.predict(columns) if items else np.zeros(0)
+
+
+def _answers(served: ServedModel, model: LoadedModel, ids, scores: np.ndarray) -> list[dict]:
+    """One answer per item: its id and the prediction (classifiers: probability and label)."""
+    if served.task == "binary_classification":
+        threshold = model.threshold
+        return [
+            {served.id_column: str(i), served.score_field: float(s),
+             served.prediction: bool(s >= threshold)}
+            for i, s in zip(ids, scores, strict=True)
+        ]  # fmt: skip
+    return [
+        {served.id_column: str(i), served.prediction: float(s)}
+        for i, s in zip(ids, scores, strict=True)
+    ]
 
 
 def _error(status: int, detail: Any) -> JSONResponse:
@@ -154,16 +176,13 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
         ids = columns[served.id_column] if items else []
         payload = {
             "model_version": live.model.version,
-            "predictions": [
-                {served.id_column: str(i), served.prediction: float(s)}
-                for i, s in zip(ids, scores, strict=True)
-            ],
+            "predictions": _answers(served, live.model, ids, scores),
         }
         return Response(json.dumps(payload), media_type="application/json")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "pipeline": served.pipeline}
 
     @app.get("/ready")
     async def ready(request: Request) -> JSONResponse:

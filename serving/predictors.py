@@ -1,4 +1,5 @@
-"""Models loaded from the MLflow registry, ready to score feature columns.
+"""Models loaded from the MLflow registry, ready to score feature columns: a regressor's
+predictions, a binary classifier's probabilities of the positive class 1.
 
 A version's ONNX export (logged beside it by ``trained_model`` when it predicts the same) runs
 on ONNX Runtime; without one, the scikit-learn pipeline is loaded from its skops file with
@@ -14,7 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, Features
+from ml_assets.contract.tasks import Task
+from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR, THRESHOLD_TAG
+from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, Features, scores
 
 REVIEWED_TYPES = sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in types})
 
@@ -22,34 +25,36 @@ REVIEWED_TYPES = sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in ty
 class Predictor(Protocol):
     kind: str
 
-    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray: ...
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The model's scores of the rows: predictions or positive-class probabilities."""
+        ...
 
 
 @dataclass
 class OnnxPredictor:
     session: object
     features: Features
+    task: Task
     kind: str = "onnx"
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        from ml_assets.modeling.onnx_export import onnx_inputs
+        from ml_assets.modeling.onnx_export import onnx_scores
 
-        output = self.session.run(None, onnx_inputs(columns, self.features))[0]
-        return np.asarray(output, dtype="float64").ravel()
+        return onnx_scores(self.session, columns, self.features, self.task)
 
 
 @dataclass
 class SklearnPredictor:
     pipeline: object
     features: Features
+    task: Task
     kind: str = "sklearn"
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         import pandas as pd
 
         names = [*self.features.categorical, *self.features.numeric]
-        frame = pd.DataFrame({name: columns[name] for name in names})
-        return np.asarray(self.pipeline.predict(frame), dtype="float64")
+        return scores(self.pipeline, pd.DataFrame({n: columns[n] for n in names}), self.task)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class LoadedModel:
     predictor: Predictor
     tags: Mapping[str, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def threshold(self) -> float:
+        """A classifier's decision threshold, chosen on validation (0.5 if none was tagged)."""
+        return float(self.tags.get(THRESHOLD_TAG, 0.5))
 
 
 class NoChampion(LookupError):
@@ -77,19 +87,20 @@ def resolve_alias(name: str, alias: str) -> str:
         raise NoChampion(f"{name} has no version aliased {alias!r}") from error
 
 
-def load_version(name: str, version: str, features: Features, prefer_onnx: bool = True):
-    """Version ``version`` of ``name``, on ONNX Runtime when it has a verified export."""
+def load_version(
+    name: str, version: str, features: Features, task: Task, prefer_onnx: bool = True
+) -> LoadedModel:
+    """Version ``version`` of ``name``, a model of ``task``, on ONNX Runtime when it has a
+    verified export."""
     from mlflow.tracking import MlflowClient
-
-    from ml_assets.modeling.tracking_logs import ONNX_ARTIFACT
 
     client = MlflowClient()
     registered = client.get_model_version(name, version)
     predictor = None
     if prefer_onnx and ONNX_ARTIFACT in _run_artifacts(client, registered.run_id):
-        predictor = _onnx(client, registered.run_id, features)
+        predictor = _onnx(client, registered.run_id, features, task)
     if predictor is None:
-        predictor = SklearnPredictor(_skops_pipeline(name, version), features)
+        predictor = SklearnPredictor(_skops_pipeline(name, version), features, task)
     return LoadedModel(
         name=name,
         version=str(version),
@@ -101,15 +112,11 @@ def load_version(name: str, version: str, features: Features, prefer_onnx: bool 
 
 
 def _run_artifacts(client, run_id: str) -> set[str]:
-    from ml_assets.modeling.tracking_logs import ONNX_DIR
-
     return {info.path for info in client.list_artifacts(run_id, ONNX_DIR)}
 
 
-def _onnx(client, run_id: str, features: Features) -> OnnxPredictor:
+def _onnx(client, run_id: str, features: Features, task: Task) -> OnnxPredictor:
     import onnxruntime
-
-    from ml_assets.modeling.tracking_logs import ONNX_ARTIFACT
 
     path = client.download_artifacts(run_id, ONNX_ARTIFACT)
     options = onnxruntime.SessionOptions()
@@ -117,7 +124,7 @@ def _onnx(client, run_id: str, features: Features) -> OnnxPredictor:
     session = onnxruntime.InferenceSession(
         path, sess_options=options, providers=["CPUExecutionProvider"]
     )
-    return OnnxPredictor(session, features)
+    return OnnxPredictor(session, features, task)
 
 
 def _skops_pipeline(name: str, version: str):

@@ -1,26 +1,34 @@
 """Where the service listens and the admin token, from the environment or ``$ML_ASSETS_HOME``."""
 
+import contextlib
 import os
 import secrets
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ml_assets.home import ml_assets_home
 
-URL_ENV_VAR = "ML_ASSETS_SERVING_URL"
 TOKEN_ENV_VAR = "ML_ASSETS_SERVING_TOKEN"
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8700
+DEFAULT_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def serving_url() -> str:
-    """``$ML_ASSETS_SERVING_URL`` (a service someone else runs) or the local default."""
-    return os.environ.get(URL_ENV_VAR) or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+def url_env_var(pipeline: str) -> str:
+    """The variable that points the platform at ``pipeline``'s service elsewhere."""
+    return f"ML_ASSETS_{pipeline.upper()}_SERVING_URL"
 
 
-def is_local_service() -> bool:
-    """True when the service belongs on this machine (the default URL, or a loopback one):
-    the platform may then start it. A service elsewhere (production) is never started."""
-    return urlsplit(serving_url()).hostname in LOOPBACK
+def serving_url(pipeline: str, port: int) -> str:
+    """``$ML_ASSETS_<PIPELINE>_SERVING_URL`` (a service someone else runs), or the local
+    default on the pipeline's declared port."""
+    return os.environ.get(url_env_var(pipeline)) or f"http://{DEFAULT_HOST}:{port}"
+
+
+def is_local(url: str) -> bool:
+    """True when the service belongs on this machine (a loopback URL): the platform may then
+    start it. A service elsewhere (production) is never started."""
+    return urlsplit(url).hostname in LOOPBACK
 
 
 def admin_token() -> str:
@@ -30,8 +38,20 @@ def admin_token() -> str:
         return configured
     path = ml_assets_home() / "serving" / "admin-token"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _create_token(path)
+    return path.read_text().strip()
+
+
+def _create_token(path: Path) -> None:
+    """Write a new token to ``path`` unless another process is first (the platform's steps and
+    the services it starts all ask at once on a fresh home): the file appears whole, linked
+    from a private temporary file, so no one reads it empty and every process gets one token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 600
+    try:
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+        with contextlib.suppress(FileExistsError):  # another process's token won: use it
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)

@@ -1,4 +1,5 @@
-"""What the service needs to know about the model it serves."""
+"""What the service needs to know about the model it serves, built from a pipeline's
+declaration and its serving hooks (never from its asset code)."""
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -8,20 +9,31 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.pipeline import ServingHooks
+from ml_assets.contract.requests import request_model
 from ml_assets.modeling.estimators import Features
+
+
+def score_field(task: str, prediction: str) -> str:
+    """The response field holding the model's number: the prediction itself (regression), or
+    the probability that it is 1 (classification, beside the decided label ``prediction``)."""
+    return f"{prediction}_probability" if task == "binary_classification" else prediction
 
 
 @dataclass(frozen=True)
 class ServedModel:
+    pipeline: str
     registered_model: str
     """The MLflow registered model; the service serves its ``champion`` alias."""
+    task: str
     request: type[BaseModel]
-    """One item of ``POST /predict``: the fields a caller knows."""
+    """One item of ``POST /predict``: the declared request fields and their rules."""
     features: Features
     """The model's input columns."""
-    snapshot_asset: Sequence[str]
-    """Asset key path of the online feature snapshot the service looks items up in."""
-    lookups: Callable[[Mapping[str, pd.DataFrame]], Any]
+    snapshot_asset: Sequence[str] | None
+    """Asset key path of the online feature snapshot items are looked up in, if any."""
+    lookups: Callable[[Mapping[str, pd.DataFrame]], Any] | None
     """Index a snapshot's tables for lookup (done once per reload)."""
     columns: Callable[[Any, Sequence[BaseModel]], Mapping[str, np.ndarray]]
     """Feature columns of request items, computed with the pipeline's feature code."""
@@ -30,5 +42,31 @@ class ServedModel:
     prediction: str
     """Name of the predicted quantity in the response."""
     warm_up: Sequence[Mapping[str, Any]]
-    """Request items scored before a model goes live; it must give finite predictions."""
-    max_batch: int = 1000
+    """Request items scored before a model goes live; they must give finite predictions."""
+    max_batch: int
+
+    @property
+    def score_field(self) -> str:
+        return score_field(self.task, self.prediction)
+
+
+def served_model(
+    declaration: PipelineDeclaration, hooks: ServingHooks, max_batch: int | None = None
+) -> ServedModel:
+    """The champion of ``declaration``'s pipeline, as the prediction service serves it."""
+    model, serving = declaration.model, declaration.serving
+    snapshot = declaration.key(serving.snapshot_asset).path if serving.snapshot_asset else None
+    return ServedModel(
+        pipeline=declaration.name,
+        registered_model=model.registered_model_name,
+        task=model.task,
+        request=request_model(declaration),
+        features=Features(categorical=model.categorical, numeric=model.numeric),
+        snapshot_asset=snapshot,
+        lookups=hooks.lookups,
+        columns=hooks.columns,
+        id_column=model.id_column,
+        prediction=serving.prediction,
+        warm_up=serving.warm_up,
+        max_batch=max_batch or serving.max_batch,
+    )

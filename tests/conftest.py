@@ -8,18 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.home import (
-    HOME_ENV_VAR,
-    LANDING_ENV_VAR,
-    ONLINE_STORE_ENV_VAR,
-    WAREHOUSE_ENV_VAR,
-    online_store_url,
-    warehouse_url,
-)
-from ml_assets.pipelines.flights.publish import publish
+from ml_assets import ACKNOWLEDGED_WARNINGS
+from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
+from ml_assets.pipelines import declaration, names
+from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone, default_landing_zone
-from resources.parquet_io_manager import ParquetIOManager
-from resources.table_snapshots import TableSnapshotStore
+from resources.platform import platform_resources
 
 
 @pytest.fixture
@@ -39,13 +33,9 @@ def landing_zone(home: Path) -> LandingZone:
 
 
 @pytest.fixture
-def resources(home: Path, landing_zone: LandingZone) -> dict:
-    """The platform's resources, pointed at the test's home."""
-    return {
-        "io_manager": ParquetIOManager(base_url=warehouse_url()),
-        "landing_zone": landing_zone,
-        "online_store": TableSnapshotStore(base_url=online_store_url()),
-    }
+def resources(home: Path) -> dict:
+    """The platform's resources, as the code location builds them, pointed at the test's home."""
+    return platform_resources([declaration(name) for name in names()])
 
 
 @pytest.fixture
@@ -57,8 +47,14 @@ def instance(home: Path) -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def published_week(landing_zone: LandingZone) -> LandingZone:
     """The reference tables and 2013-01-01 … 2013-01-08 landed, undamaged."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 8))
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 8)))
     return landing_zone
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest resets warning filters per test: acknowledge the platform's own there too."""
+    for message in ACKNOWLEDGED_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}")
 
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"

@@ -15,19 +15,15 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
+from ml_assets.data.assets import CLEAN_SCHEMA, LANDED_FILE_SCHEMA
 from ml_assets.pipelines.flights import config
-from ml_assets.pipelines.flights.assets import (
-    CLEAN_SCHEMA,
-    LANDED_FILE_SCHEMA,
-    data_assets,
-    key,
-)
-from ml_assets.pipelines.flights.publish import publish
+from ml_assets.pipelines.flights.assets import data_assets, key
+from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone
 
 REFERENCE = dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES))
 RAW = dg.AssetSelection.assets(key("raw_flights"), key("raw_weather"))
-DAILY_INGEST_AND_CLEAN = dg.AssetSelection.groups("ingest", "clean") - REFERENCE
+DAILY_INGEST_AND_CLEAN = dg.AssetSelection.groups("flights_ingest", "flights_clean") - REFERENCE
 FLIGHTS_CLEAN = dg.AssetSelection.assets(key("flights_clean"), key("flights_rejected"))
 CLEAN = ("flights_clean", "flights_rejected", "weather_clean", "weather_rejected")
 ALL_KEYS = [asset_key for assets_def in data_assets for asset_key in assets_def.keys]
@@ -117,7 +113,7 @@ def test_clean_and_features_follow_the_data_that_lands(
     landing_zone: LandingZone, automation: Automation
 ):
     """Requests go to exactly the partitions whose inputs exist, once each."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 3))
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 3)))
 
     # (a) nothing materialized: nothing to do
     assert automation.tick() == {}
@@ -166,8 +162,8 @@ def test_failed_landed_file_check_blocks_only_that_day(
     landing_zone: LandingZone, automation: Automation
 ):
     """(e) A day whose raw file fails its blocking check is not cleaned until it is fixed."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1))
-    publish(landing_zone, date(2013, 1, 2), date(2013, 1, 2), fault="empty-file")
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)))
+    publish(landing_zone, day_keys(date(2013, 1, 2), date(2013, 1, 2)), fault="empty-file")
     assert automation.tick() == {}
 
     automation.materialize(REFERENCE)
@@ -192,7 +188,7 @@ def test_failed_landed_file_check_blocks_only_that_day(
     assert automation.tick() == {}
 
     # the corrected export lands and is ingested: the day is unblocked
-    publish(landing_zone, date(2013, 1, 2), date(2013, 1, 2))
+    publish(landing_zone, day_keys(date(2013, 1, 2), date(2013, 1, 2)))
     automation.materialize(RAW, ["2013-01-02"])
     assert automation.tick() == {
         **clean_requested("2013-01-02"),
@@ -224,7 +220,7 @@ def test_failed_clean_check_blocks_every_feature_day_that_reads_it(
     landing_zone: LandingZone, automation: Automation
 ):
     """Features read a day and its trailing history: a failed day blocks both readers."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 3))
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 3)))
     assert automation.tick() == {}
     automation.materialize(REFERENCE)
     automation.materialize(DAILY_INGEST_AND_CLEAN, ["2013-01-01", "2013-01-02", "2013-01-03"])
@@ -252,7 +248,7 @@ def test_data_ingested_before_automation_starts_is_still_cleaned(
     landing_zone: LandingZone, automation: Automation
 ):
     """Days ingested before the first tick (a backfill, a new deployment) are not stranded."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 2))
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 2)))
     automation.materialize(REFERENCE)
     automation.materialize(RAW, ["2013-01-01", "2013-01-02"])
 
@@ -268,7 +264,7 @@ def test_failed_run_is_not_retried_every_tick(
     landing_zone: LandingZone, automation: Automation, home: Path
 ):
     """A partition whose run failed waits for new upstream data instead of retrying each tick."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1))
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)))
     assert automation.tick() == {}
     automation.materialize(REFERENCE)
     automation.materialize(RAW, ["2013-01-01"])

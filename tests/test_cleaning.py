@@ -6,7 +6,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from ml_assets.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, parse_landed_csv
+from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, parse_landed_csv
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.cleaning import Cleaned, clean_flights, clean_weather
 from ml_assets.pipelines.flights.publish import source_table

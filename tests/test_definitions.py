@@ -9,10 +9,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ml_assets import pipelines
 from ml_assets.definitions import defs
 from ml_assets.home import PROJECT_ROOT
 
-GROUPS = {"ingest", "clean", "features", "models", "deploy"}
+LAYERS = ("ingest", "clean", "features", "models", "deploy")
+PIPELINES = pipelines.names()
 NOT_TABLES = {"online_features", "hyperparameter_study", "trained_model", "model_evaluation",
               "registered_model", "deployed_endpoint"}  # fmt: skip
 """JSON handles to MLflow, Optuna and the service, and the multi-table online snapshot."""
@@ -43,7 +45,7 @@ def test_asset_is_documented_and_owned(spec: dg.AssetSpec):
     assert spec.owners
     assert spec.kinds
     assert spec.description and len(spec.description) > 20
-    assert spec.group_name in GROUPS
+    assert spec.group_name in {f"{spec.key.path[0]}_{layer}" for layer in LAYERS}
 
 
 @pytest.mark.parametrize("spec", TABLES, ids=spec_id)
@@ -75,12 +77,17 @@ def test_partitioned_checks_share_their_asset_partitions():
 
 def test_every_asset_is_refreshed_by_a_sensor_or_automation():
     """Landed files drive the ingest layer; automation conditions drive everything downstream."""
-    sensor = defs.resolve_sensor_def("flights_landing_zone_sensor")
-    by_sensor = sensor.asset_selection.resolve(GRAPH)
+    by_sensor = set().union(
+        *(
+            defs.resolve_sensor_def(f"{name}_landing_zone_sensor").asset_selection.resolve(GRAPH)
+            for name in PIPELINES
+        )
+    )
     automated = {spec.key for spec in SPECS if spec.automation_condition is not None}
     assert by_sensor | automated == {spec.key for spec in SPECS}
     assert by_sensor.isdisjoint(automated)
-    assert {spec.group_name for spec in SPECS if spec.key in by_sensor} == {"ingest"}
+    ingest = {f"{name}_ingest" for name in PIPELINES}
+    assert {spec.group_name for spec in SPECS if spec.key in by_sensor} == ingest
 
 
 def test_dagster_cli_validates_the_workspace(home: Path):
@@ -114,5 +121,27 @@ def test_code_location_import_stays_light(home: Path):
         text=True,
         timeout=120,
     )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_service_imports_no_asset_code(home: Path):
+    """``serving/`` depends on declarations, feature code and models, never on asset code."""
+    code = (
+        "import json, sys\n"
+        "import serving.app, serving.spec, serving.predictors\n"
+        "from ml_assets import pipelines\n"
+        "from serving.spec import served_model\n"
+        "for name in pipelines.names():\n"
+        "    served_model(pipelines.declaration(name), pipelines.serving_hooks(name))\n"
+        "ours = [m for m in sys.modules if m.split('.')[0] in ('ml_assets', 'resources', 'jobs')]\n"
+        "asset_code = [m for m in ours if m.endswith(('.assets', '.definitions', '.platform'))\n"
+        "              or m.startswith(('ml_assets.modeling.training_set', 'ml_assets.data'))]\n"
+        "print(json.dumps(sorted(asset_code)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -1,19 +1,26 @@
-"""The deploy layer against a real service process: rollout, rollback, bad input, batch scores.
+"""The deploy layer of every pipeline against real service processes: rollout, rollback, bad
+input, batch scores, and two pipelines side by side on one platform.
 
-One module-scoped world: four weeks of flights, a tiny model registered through the model
-assets, and the prediction service that ``deployed_endpoint`` starts (``ml-assets serve`` on a
-free port). Tests that change the champion set the state they need first.
+One module-scoped platform (a home, a Dagster instance, the MLflow store, a free port for each
+pipeline's service) and, built once per pipeline on first use, a world: the pipeline's data
+landed by its publisher, its data layers materialized, a tiny model chain whose run also
+deploys the registered version (``deployed_endpoint`` starts ``ml-assets serve <pipeline>``).
+Generic tests run for every pipeline; tests that change a champion set the state they need
+first.
 """
 
+import functools
+import operator
 import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -21,93 +28,217 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jobs.rollback import build_rollback_job
+from ml_assets import pipelines
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
+from ml_assets.definitions import defs
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import ServingEndpoint
-from ml_assets.home import online_store_url, warehouse_url
-from ml_assets.modeling.assets import MODEL_ASSET_NAMES
-from ml_assets.modeling.tracking import use_platform_store
-from ml_assets.modeling.tracking_logs import ONNX_ARTIFACT
-from ml_assets.pipelines.flights.assets import data_assets, key
-from ml_assets.pipelines.flights.definitions import (
-    defs as flights_defs,
+from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
+from ml_assets.home import (
+    HOME_ENV_VAR,
+    LANDING_ENV_VAR,
+    ONLINE_STORE_ENV_VAR,
+    WAREHOUSE_ENV_VAR,
+    online_store_url,
+    warehouse_url,
 )
-from ml_assets.pipelines.flights.definitions import (
-    deployment_assets,
-    model_assets,
-    rollback_job,
-)
-from ml_assets.pipelines.flights.publish import publish
-from ml_assets.pipelines.flights.serving import (
-    FlightRequest,
-    lookups,
-    request_items,
-    served_model,
-)
-from resources.json_io_manager import JsonIOManager
+from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR
+from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline, scores
+from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
+from ml_assets.modeling.tracking_logs import model_requirements
 from resources.landing_zone import default_landing_zone
-from resources.parquet_io_manager import ParquetIOManager, read_partition
-from resources.table_snapshots import TableSnapshots, TableSnapshotStore
-from serving.settings import URL_ENV_VAR, admin_token, is_local_service
+from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
+from resources.parquet_io_manager import read_partition
+from resources.platform import OPTUNA_STORAGE_ENV_VAR, platform_resources
+from resources.table_snapshots import TableSnapshots
+from serving.predictors import LoadedModel, load_version
+from serving.settings import TOKEN_ENV_VAR, admin_token, is_local, serving_url, url_env_var
+from serving.spec import ServedModel, served_model
 
-FIRST, LAST = "2013-01-01", "2013-01-28"
-REFERENCE = [key("planes"), key("airports"), key("airlines")]
-MODEL = "flights-arrival-delay"
-
-
-def _op(name: str) -> str:
-    return f"flights__{name}"
-
-
-TINY = {
-    "ops": {
-        _op("training_set"): {
-            "config": {
-                "window_start": "2013-01-08",
-                "window_end": LAST,
-                "validation_days": 5,
-                "test_days": 5,
-            }
-        },
-        _op("hyperparameter_study"): {"config": {"n_trials": 3, "workers": 1}},
-    }
-}
+CLASSIFY = "binary_classification"
+ASSETS = list(defs.assets)  # type: ignore[arg-type]
+"""Every asset of the code location: both pipelines, as a user gets them."""
+GRAPH = defs.resolve_asset_graph()
+LINEAR = {"regression": ("ridge", {"alpha": 1.0}), CLASSIFY: ("logistic_regression", {"C": 1.0})}
+"""A family of each task quick to fit: the model a mismatched ONNX export is registered with."""
+ABSENT = "http://192.0.2.1:8700"
+"""A service on another machine (TEST-NET-1, where nothing answers): the production profile."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@dataclass(frozen=True)
+class Setup:
+    """What a pipeline's world is built from."""
+
+    landed: tuple[str, str]
+    """The first and last partition landed and materialized."""
+    training: dict[str, Any]
+    """``training_set`` config of the tiny model."""
+    bad_fields: tuple[tuple[dict[str, Any], str], ...]
+    """A change to a valid request and the one field its 422 must name."""
+
+
+SETUPS = {
+    "flights": Setup(
+        landed=("2013-01-01", "2013-01-28"),
+        training={"window_start": "2013-01-08", "window_end": "2013-01-28",
+                  "validation_partitions": 5, "test_partitions": 5},
+        bad_fields=(
+            ({"sched_dep_time": 1275}, "sched_dep_time"),  # 75 minutes
+            ({"sched_arr_time": 2400}, "sched_arr_time"),
+            ({"carrier": "united"}, "carrier"),
+            ({"distance": -3}, "distance"),
+            ({"date": "2013-02-30"}, "date"),
+            ({"origin": None}, "origin"),
+            ({"arr_delay": 12}, "arr_delay"),  # the target is not an input
+        ),
+    ),
+    "taxi": Setup(
+        landed=("2022-01-01", "2022-04-01"),
+        training={"window_start": "2022-01-01", "window_end": "2022-04-01",
+                  "validation_partitions": 1, "test_partitions": 1},
+        bad_fields=(
+            ({"distance": -0.5}, "distance"),
+            ({"distance": 250}, "distance"),
+            ({"hour": 24}, "hour"),
+            ({"dow": "Funday"}, "dow"),
+            ({"local": "sometimes"}, "local"),
+            ({"company": None}, "company"),
+            ({"trip_id": 17}, "trip_id"),
+            ({"tip": 1}, "tip"),  # the target is not an input
+        ),
+    ),
+}  # fmt: skip
+PIPELINES = tuple(SETUPS)
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports nothing listens on (held open together until all are chosen)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+@dataclass
+class Platform:
+    """The platform every world of this module shares: home, instance, resources."""
+
+    home: Path
+    instance: dg.DagsterInstance
+    resources: dict[str, Any]
+    worlds: dict[str, "World"] = field(default_factory=dict)
+
+    def world(self, name: str) -> "World":
+        if name not in self.worlds:
+            self.worlds[name] = _build_world(self, name)
+        self.resources["mlflow"].use()  # whatever store the previous test left MLflow on
+        return self.worlds[name]
+
+    def with_services(self, **urls: str) -> dict[str, Any]:
+        """The platform's resources with the services of some pipelines elsewhere."""
+        services = self.resources["prediction_services"]
+        moved = PredictionServices(urls={**services.urls, **urls}, timeout_s=5)
+        return {**self.resources, "prediction_services": moved}
 
 
 @dataclass
 class World:
-    home: Path
-    instance: dg.DagsterInstance
-    endpoint: ServingEndpoint
-    first_version: str
+    """One pipeline on the platform, with its tiny model registered and deployed."""
 
-    def resources(self, endpoint: ServingEndpoint | None = None) -> dict:
-        return {
-            "io_manager": ParquetIOManager(base_url=warehouse_url()),
-            "json_io_manager": JsonIOManager(base_url=warehouse_url()),
-            "landing_zone": default_landing_zone(),
-            "online_store": TableSnapshotStore(base_url=online_store_url()),
-            "mlflow": flights_defs.resources["mlflow"],
-            "endpoint": endpoint or self.endpoint,
-        }
+    platform: Platform
+    declaration: PipelineDeclaration
+    first_version: str = ""
+    study: dict = field(default_factory=dict)
+    """The ``hyperparameter_study`` handle of the model chain."""
 
-    def deploy(self, registered: dg.AssetsDefinition | None = None, **smoke):
-        """Materialize ``deployed_endpoint`` (after a stand-in ``registered_model`` if given)."""
-        assets = [*data_assets, *model_assets, *deployment_assets]
-        if registered is not None:
-            assets = [a for a in assets if key("registered_model") not in a.keys] + [registered]
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def setup(self) -> Setup:
+        return SETUPS[self.name]
+
+    @property
+    def model_name(self) -> str:
+        return self.declaration.model.registered_model_name
+
+    @property
+    def task(self) -> str:
+        return self.declaration.model.task
+
+    @functools.cached_property
+    def served(self) -> ServedModel:
+        return served_model(self.declaration, pipelines.serving_hooks(self.name))
+
+    @property
+    def endpoint(self) -> ServingEndpoint:
+        return self.platform.resources["prediction_services"].endpoint(self.name)
+
+    @property
+    def tolerance(self) -> float:
+        return self.declaration.deploy.tolerance
+
+    def key(self, name: str) -> dg.AssetKey:
+        return self.declaration.key(name)
+
+    def op(self, name: str) -> str:
+        return f"{self.declaration.prefix}__{name}"
+
+    def partitions(self) -> list[str]:
+        """The landed partitions, in order."""
+        first, last = self.setup.landed
+        keys = self.declaration.partitions.definition().get_partition_keys()
+        return [k for k in keys if first <= k <= last]
+
+    def materialize(self, selection, assets=None, resources=None, **kwargs):
         return dg.materialize(
-            assets,
-            selection=[key("deployed_endpoint")] + ([registered.key] if registered else []),
-            run_config={"ops": {_op("deployed_endpoint"): {"config": smoke}}},
-            resources=self.resources(),
-            instance=self.instance,
+            assets or ASSETS,
+            selection=selection,
+            resources=resources or self.platform.resources,
+            instance=self.platform.instance,
+            **kwargs,
+        )
+
+    def deploy(self, version: str, resources: dict | None = None, **config):
+        """Materialize ``deployed_endpoint`` as if the model chain had just registered
+        ``version``."""
+        stub = _registered_stub(self, version)
+        assets = [a for a in ASSETS if self.key("registered_model") not in a.keys]
+        return self.materialize(
+            [stub.key, self.key("deployed_endpoint")],
+            assets=[*assets, stub],
+            resources=resources,
+            run_config={"ops": {self.op("deployed_endpoint"): {"config": config}}},
             raise_on_error=False,
+        )
+
+    def roll_back(self, resources: dict | None = None) -> dg.ExecuteInProcessResult:
+        return build_rollback_job(self.declaration).execute_in_process(
+            resources=resources or self.platform.resources,
+            instance=self.platform.instance,
+            raise_on_error=False,
+        )
+
+    def features(self, partition: str | None = None) -> pd.DataFrame:
+        features = self.key(self.declaration.model.features_asset)
+        return read_partition(warehouse_url(), features, partition or self.setup.landed[1])
+
+    def requests(self, partition: str | None = None) -> list[dict[str, Any]]:
+        """What callers would send for the rows of the partition (default: the last)."""
+        rows = read_partition(
+            warehouse_url(),
+            self.key(self.declaration.serving.requests_asset),
+            partition or self.setup.landed[1],
+        )
+        return pipelines.serving_hooks(self.name).request_items(rows)
+
+    def registered(self, version: str) -> LoadedModel:
+        """``version`` as the registry holds it: the scikit-learn pipeline."""
+        return load_version(
+            self.model_name, version, self.served.features, self.task, prefer_onnx=False
         )
 
     def get(self, path: str) -> httpx.Response:
@@ -117,93 +248,127 @@ class World:
         return httpx.post(f"{self.endpoint.url}{path}", timeout=30, **kwargs)
 
 
+def _tiny_model(world: World) -> dict:
+    """Run config of a tiny model chain that any model passes: these tests are about deploys."""
+    return {
+        "ops": {
+            world.op("training_set"): {"config": world.setup.training},
+            world.op("hyperparameter_study"): {"config": {"n_trials": 3, "workers": 1}},
+            world.op("model_evaluation"): {"config": {"min_improvement_over_baseline": -100.0}},
+        }
+    }
+
+
+def _build_world(platform: Platform, name: str) -> World:
+    """Land, materialize the data layers, then one run of the model chain and its deploy."""
+    world = World(platform, pipelines.declaration(name))
+    declared = world.declaration
+    pipelines.load(name).publish(default_landing_zone(), world.partitions())
+    reference = [declared.key(s.name) for s in declared.sources if not s.partitioned]
+    if reference:
+        assert world.materialize(reference).success
+    layers = dg.AssetSelection.groups(
+        *(group(declared, layer) for layer in (INGEST, CLEAN, FEATURES))
+    )
+    first, last = world.setup.landed
+    assert world.materialize(
+        layers - dg.AssetSelection.assets(*reference),
+        tags={"dagster/asset_partition_range_start": first,
+              "dagster/asset_partition_range_end": last},
+    ).success  # fmt: skip
+    chain = world.materialize(
+        [*(world.key(n) for n in MODEL_ASSET_NAMES), world.key("deployed_endpoint")],
+        run_config=_tiny_model(world),
+    )
+    assert chain.success
+    world.first_version = chain.output_for_node(world.op("registered_model"))["version"]
+    world.study = chain.output_for_node(world.op("hyperparameter_study"))
+    return world
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("deploy")
+    names = pipelines.names()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ML_ASSETS_HOME", str(home))
-        for var in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL", "MLFLOW_TRACKING_URI",
-                    "ML_ASSETS_ONLINE_STORE_URL", "ML_ASSETS_SERVING_URL",
-                    "ML_ASSETS_SERVING_TOKEN"):  # fmt: skip
+        patch.setenv(HOME_ENV_VAR, str(home))
+        for var in (LANDING_ENV_VAR, WAREHOUSE_ENV_VAR, ONLINE_STORE_ENV_VAR, TRACKING_URI_ENV_VAR,
+                    OPTUNA_STORAGE_ENV_VAR, TOKEN_ENV_VAR):  # fmt: skip
             patch.delenv(var, raising=False)
-        publish(default_landing_zone(), date.fromisoformat(FIRST), date.fromisoformat(LAST))
-        endpoint = ServingEndpoint(url=f"http://127.0.0.1:{_free_port()}", start_if_down=True)
+        for name, port in zip(names, _free_ports(len(names)), strict=True):
+            patch.setenv(url_env_var(name), f"http://127.0.0.1:{port}")
         with dg.instance_for_test() as instance:
-            world = World(home, instance, endpoint, "")
-            resources = world.resources()
-            assets = [*data_assets, *model_assets]
-            assert dg.materialize(assets, selection=REFERENCE, resources=resources,
-                                  instance=instance).success  # fmt: skip
-            assert dg.materialize(
-                assets,
-                selection=dg.AssetSelection.groups("ingest", "clean", "features")
-                - dg.AssetSelection.assets(*REFERENCE),
-                tags={"dagster/asset_partition_range_start": FIRST,
-                      "dagster/asset_partition_range_end": LAST},
-                resources=resources, instance=instance,
-            ).success  # fmt: skip
-            models = dg.materialize(
-                assets, selection=[key(n) for n in MODEL_ASSET_NAMES], run_config=TINY,
-                resources=resources, instance=instance,
-            )  # fmt: skip
-            assert models.success
-            world.first_version = models.output_for_node(_op("registered_model"))["version"]
+            resources = platform_resources([pipelines.declaration(n) for n in names])
+            platform = Platform(home, instance, resources)
             try:
-                yield world
+                yield platform
             finally:
-                _stop_service(world)
+                for world in platform.worlds.values():
+                    _stop_service(world)
                 # mlflow.set_tracking_uri also sets this; later modules must not inherit it
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
+                os.environ.pop(TRACKING_URI_ENV_VAR, None)
 
 
-def _flights_of(day: str) -> pd.DataFrame:
-    return read_partition(warehouse_url(), key("flights_clean"), day)
+@pytest.fixture(params=PIPELINES)
+def world(request: pytest.FixtureRequest, platform: Platform) -> World:
+    return platform.world(request.param)
 
 
-def _features_of(day: str) -> pd.DataFrame:
-    return read_partition(warehouse_url(), key("flight_features"), day)
+@pytest.fixture
+def flights(platform: Platform) -> World:
+    return platform.world("flights")
 
 
 def _deployed(world: World, version: str) -> None:
     """Make ``version`` the live champion (the state a test starts from)."""
     world.endpoint.ensure_running(dg.get_dagster_logger())
-    registry.promote(MODEL, version)
+    registry.promote(world.model_name, version)
     assert world.endpoint.reload()["version"] == version
 
 
 def _register_copy(world: World, source_version: str) -> str:
-    """A new registry version of the same trained model: a good model to roll out."""
+    """A new registry version of the same trained model (and tags): a good model to roll out."""
     import mlflow
 
-    source = mlflow.tracking.MlflowClient().get_model_version(MODEL, source_version)
-    return str(mlflow.register_model(f"runs:/{source.run_id}/model", MODEL).version)
+    source = mlflow.tracking.MlflowClient().get_model_version(world.model_name, source_version)
+    copy = mlflow.register_model(f"runs:/{source.run_id}/model", world.model_name, tags=source.tags)
+    return str(copy.version)
 
 
-def _register_broken(world: World, onnx: bytes) -> str:
-    """A version whose ONNX export is not the model it was registered with."""
+def _log_model(world: World, pipeline, X: pd.DataFrame, trusted, onnx: bytes | None = None) -> str:
+    """Register ``pipeline`` (fitted on ``X``) as a new version, with ``onnx`` as its run's
+    ONNX export if given; skops trusts ``trusted``, as the model's own files would declare."""
     import mlflow
     from mlflow.models import infer_signature
 
-    from ml_assets.modeling.estimators import build_pipeline
-    from ml_assets.pipelines.flights.model import FLIGHTS_MODEL
-
-    features = pd.concat([_features_of(d) for d in ("2013-01-20", "2013-01-21")])
-    features = features[features["arr_delay"].notna()]
-    X = features[FLIGHTS_MODEL.columns]
-    pipeline = build_pipeline("ridge", {"alpha": 1.0}, FLIGHTS_MODEL.features)
-    pipeline.fit(X, features["arr_delay"])
-    mlflow.set_experiment(FLIGHTS_MODEL.settings["experiment_name"])
-    with mlflow.start_run(run_name="broken-export"):
+    experiment = world.platform.resources["mlflow"].experiment_id(
+        world.declaration.model.experiment
+    )
+    with mlflow.start_run(experiment_id=experiment, run_name="made-by-the-test"):
         info = mlflow.sklearn.log_model(
-            pipeline, name="model", serialization_format="skops",
-            skops_trusted_types=["numpy.dtype"],
-            signature=infer_signature(X.head(), pipeline.predict(X.head())),
+            pipeline, name="model", serialization_format="skops", skops_trusted_types=trusted,
+            signature=infer_signature(X.head(), scores(pipeline, X.head(), world.task)),
+            pip_requirements=model_requirements(),  # not inferred: 10-40 s a model here
         )  # fmt: skip
-        scratch = world.home / "tmp" / "model.onnx"
-        scratch.parent.mkdir(parents=True, exist_ok=True)
-        scratch.write_bytes(onnx)
-        mlflow.log_artifact(str(scratch), ONNX_ARTIFACT.rsplit("/", 1)[0])
-    return str(mlflow.register_model(info.model_uri, MODEL).version)
+        if onnx is not None:
+            scratch = world.platform.home / "tmp" / ONNX_ARTIFACT
+            scratch.parent.mkdir(parents=True, exist_ok=True)
+            scratch.write_bytes(onnx)
+            mlflow.log_artifact(str(scratch), ONNX_DIR)
+    return str(mlflow.register_model(info.model_uri, world.model_name).version)
+
+
+def _register_mismatched(world: World, onnx: bytes) -> str:
+    """A version whose ONNX export is not the model it was registered with: a linear model
+    fitted here, with another model's export (or bytes that are no model at all)."""
+    model = world.declaration.model
+    features = world.features()
+    rows = features[features[model.target].notna()]
+    family, params = LINEAR[world.task]
+    pipeline = build_pipeline(family, params, world.served.features, world.task)
+    pipeline.fit(rows[model.features], rows[model.target])
+    trusted = list(SKOPS_TRUSTED_TYPES[world.task, family])
+    return _log_model(world, pipeline, rows[model.features], trusted, onnx)
 
 
 def _forget_tracking_store(world: World) -> None:
@@ -211,25 +376,26 @@ def _forget_tracking_store(world: World) -> None:
     (``set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI``, which a fresh process lacks)."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{world.home / 'elsewhere.db'}")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    mlflow.set_tracking_uri(f"sqlite:///{world.platform.home / 'elsewhere.db'}")
+    os.environ.pop(TRACKING_URI_ENV_VAR, None)
 
 
-def _registered_stub(version: str) -> dg.AssetsDefinition:
+def _registered_stub(world: World, version: str) -> dg.AssetsDefinition:
     """``registered_model`` as if the model chain had just registered ``version``."""
 
-    @dg.asset(key=key("registered_model"), io_manager_key="json_io_manager", group_name="models")
+    @dg.asset(
+        key=world.key("registered_model"),
+        io_manager_key="json_io_manager",
+        group_name=f"{world.declaration.prefix}_{MODELS}",
+    )
     def registered_model() -> dict:
-        return {"name": MODEL, "version": version}
+        return {"name": world.model_name, "version": version}
 
     return registered_model
 
 
-# deploying
-
-
 def _stop_service(world: World) -> None:
-    pid_file = world.home / "serving" / "service.pid"
+    pid_file = world.platform.home / "serving" / f"{world.name}.pid"
     if pid_file.exists():
         os.killpg(int(pid_file.read_text()), signal.SIGTERM)
         pid_file.unlink()
@@ -238,68 +404,91 @@ def _stop_service(world: World) -> None:
         time.sleep(0.1)
 
 
+def _failure(result) -> str:
+    return str(result.get_step_failure_events()[0])
+
+
+# deploying
+
+
 def test_deploying_starts_the_service_and_serves_the_champion(world: World) -> None:
     _stop_service(world)
     assert not world.endpoint.is_up()
 
-    result = world.deploy()
+    result = world.deploy(world.first_version)
 
     assert result.success, result.get_step_failure_events()
-    handle = result.output_for_node(_op("deployed_endpoint"))
+    handle = result.output_for_node(world.op("deployed_endpoint"))
     assert handle["version"] == world.first_version
     assert handle["predictor"] == "onnx"
-    assert handle["smoke_test"]["max_abs_difference"] <= 0.01
-    assert registry.alias_version(MODEL, "champion") == world.first_version
+    assert handle["smoke_test"]["max_abs_difference"] <= world.tolerance
+    assert registry.alias_version(world.model_name, "champion") == world.first_version
+    last = world.setup.landed[1]
     described = world.get("/model").json()
+    assert described["name"] == world.model_name
     assert described["version"] == world.first_version
-    assert described["trained_on"] == f"2013-01-08…{LAST}"
+    assert described["trained_on"] == f"{world.setup.training['window_start']}…{last}"
     assert described["run_id"]
-    assert described["snapshot"] == LAST
+    assert described["task"] == world.task
+    has_snapshot = world.declaration.serving.snapshot_asset is not None
+    assert described["snapshot"] == (last if has_snapshot else None)
+    if world.task == CLASSIFY:
+        assert described["decision_threshold"] == world.registered(world.first_version).threshold
     assert world.get("/ready").status_code == 200
-    assert world.get("/health").json() == {"status": "ok"}
+    assert world.get("/health").json()["status"] == "ok"
 
 
-def test_service_features_equal_the_feature_asset_rows(world: World) -> None:
+def test_service_features_equal_the_feature_asset_rows(flights: World) -> None:
     """The service's path (request model, snapshot from storage, feature code) gives exactly
-    the ``flight_features`` rows of the snapshot's day."""
-    served = served_model()
-    snapshot = TableSnapshots(online_store_url()).read(served.snapshot_asset, LAST)
-    items = [FlightRequest.model_validate(i) for i in request_items(_flights_of(LAST))]
+    the feature rows of the snapshot's day."""
+    served = flights.served
+    last = flights.setup.landed[1]
+    snapshot = TableSnapshots(online_store_url()).read(served.snapshot_asset, last)
+    items = [served.request.model_validate(i) for i in flights.requests()]
 
-    columns = served.columns(lookups(snapshot), items)
+    columns = served.columns(served.lookups(snapshot), items)
 
-    names = ["flight_id", *served.features.categorical, *served.features.numeric]
+    names = [served.id_column, *served.features.categorical, *served.features.numeric]
     online = pd.DataFrame({name: columns[name] for name in names})
     online = online.astype({c: "string" for c in served.features.categorical})
-    pd.testing.assert_frame_equal(online, _features_of(LAST)[names])
+    pd.testing.assert_frame_equal(online, flights.features()[names])
 
 
 def test_predictions_over_http_equal_the_registered_model(world: World) -> None:
-    from serving.predictors import load_version
-
     _deployed(world, world.first_version)
-    flights = _flights_of(LAST)
-    answer = world.post("/predict", json=request_items(flights)).json()
-    features = _features_of(LAST)
-    model = load_version(MODEL, world.first_version, served_model().features, prefer_onnx=False)
+    items, features = world.requests(), world.features()
+    served = world.served
+    model = world.registered(world.first_version)
     expected = model.predictor.predict({c: features[c].to_numpy() for c in features.columns})
 
-    assert answer["model_version"] == world.first_version
-    assert [p["flight_id"] for p in answer["predictions"]] == features["flight_id"].tolist()
-    live = np.array([p["arr_delay"] for p in answer["predictions"]])
-    np.testing.assert_allclose(live, expected, atol=0.01)
-    one = world.post("/predict", json=request_items(flights)[0]).json()
-    assert one["predictions"][0]["arr_delay"] == pytest.approx(expected[0], abs=0.01)
+    most = world.declaration.serving.max_batch
+    answers = [world.post("/predict", json=items[i : i + most]).json()
+               for i in range(0, len(items), most)]  # fmt: skip
+
+    assert {answer["model_version"] for answer in answers} == {world.first_version}
+    predictions = [p for answer in answers for p in answer["predictions"]]
+    assert [p[served.id_column] for p in predictions] == features[served.id_column].tolist()
+    live = np.array([p[served.score_field] for p in predictions])
+    np.testing.assert_allclose(live, expected, rtol=0, atol=world.tolerance)
+    if world.task == CLASSIFY:  # a probability and the label decided at the model's threshold
+        assert np.all((live >= 0) & (live <= 1))
+        labels = [p[served.prediction] for p in predictions]
+        assert all(isinstance(label, bool) for label in labels)
+        assert labels == (live >= model.threshold).tolist()
+    one = world.post("/predict", json=items[0]).json()
+    assert one["predictions"][0][served.score_field] == pytest.approx(
+        expected[0], abs=world.tolerance
+    )
 
 
-def test_unknown_lookups_get_the_documented_defaults(world: World) -> None:
+def test_unknown_lookups_get_the_documented_defaults(flights: World) -> None:
     """A plane, route and carrier the snapshot has never seen still get a prediction."""
-    _deployed(world, world.first_version)
+    _deployed(flights, flights.first_version)
     item = {
-        **request_items(_flights_of(LAST))[0],
+        **flights.requests()[0],
         **{"carrier": "Q9", "tailnum": "N0NE", "origin": "EWR", "dest": "ZZZ"},
     }
-    response = world.post("/predict", json=item)
+    response = flights.post("/predict", json=item)
     assert response.status_code == 200
     assert np.isfinite(response.json()["predictions"][0]["arr_delay"])
 
@@ -308,37 +497,37 @@ def test_unknown_lookups_get_the_documented_defaults(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("world", "change", "field"),
     [
-        ({"sched_dep_time": 1275}, "sched_dep_time"),  # 75 minutes
-        ({"sched_arr_time": 2400}, "sched_arr_time"),
-        ({"carrier": "united"}, "carrier"),
-        ({"distance": -3}, "distance"),
-        ({"date": "2013-02-30"}, "date"),
-        ({"origin": None}, "origin"),
-        ({"arr_delay": 12}, "arr_delay"),  # the target is not an input
+        pytest.param(name, change, field, id=f"{name}-{field}-{change[field]}")
+        for name, setup in SETUPS.items()
+        for change, field in setup.bad_fields
     ],
+    indirect=["world"],
 )
 def test_bad_fields_get_422_naming_the_field(world: World, change: dict, field: str) -> None:
-    item = {**request_items(_flights_of(LAST))[0], **change}
+    item = {**world.requests()[0], **change}
     response = world.post("/predict", json=[item])
     assert response.status_code == 422
     assert [e["loc"][-1] for e in response.json()["detail"]] == [field]
 
 
-def test_missing_field_and_malformed_json_get_422(world: World) -> None:
-    item = request_items(_flights_of(LAST))[0]
-    del item["dest"]
-    missing = world.post("/predict", json=item)
-    assert missing.status_code == 422
-    assert missing.json()["detail"][0]["loc"] == ["dest"]
+def test_missing_fields_and_malformed_json_get_422(world: World) -> None:
+    required = [f.name for f in world.declaration.serving.request_fields if f.required]
+    for name in required:
+        item = world.requests()[0]
+        del item[name]
+        missing = world.post("/predict", json=item)
+        assert missing.status_code == 422
+        assert [e["loc"] for e in missing.json()["detail"]] == [[name]]
     assert world.post("/predict", content=b"{not json").status_code == 422
 
 
 def test_oversize_batches_get_413(world: World) -> None:
-    item = request_items(_flights_of(LAST))[0]
-    assert world.post("/predict", json=[item] * 1001).status_code == 413
-    assert world.post("/predict", json=[item] * 1000).status_code == 200
+    item = world.requests()[0]
+    most = world.declaration.serving.max_batch
+    assert world.post("/predict", json=[item] * (most + 1)).status_code == 413
+    assert world.post("/predict", json=[item] * most).status_code == 200
 
 
 def test_admin_calls_need_the_token(world: World) -> None:
@@ -351,7 +540,7 @@ def test_admin_calls_need_the_token(world: World) -> None:
 
 def test_metrics_count_requests_errors_and_latency_by_version(world: World) -> None:
     _deployed(world, world.first_version)
-    item = request_items(_flights_of(LAST))[0]
+    item = world.requests()[0]
     for _ in range(3):
         world.post("/predict", json=item)
     world.post("/predict", json={"bad": 1})
@@ -373,7 +562,7 @@ def test_metrics_count_requests_errors_and_latency_by_version(world: World) -> N
 
 
 class Traffic:
-    """Single-flight requests in a loop on each of ``clients`` threads, every answer kept."""
+    """Single-item requests in a loop on each of ``clients`` threads, every answer kept."""
 
     def __init__(self, url: str, item: dict, clients: int = 2) -> None:
         self.url, self.item, self.stop = url, item, threading.Event()
@@ -406,37 +595,38 @@ def _runs_of(versions: list[str | None]) -> list[str | None]:
     return [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
 
 
-def test_rollouts_under_load_lose_no_request(world: World) -> None:
-    """A good version goes live at one instant; a broken one is rolled back automatically;
-    and a version the service cannot load never goes live. No request fails throughout."""
+def _onnx_of(world: World, version: str) -> bytes:
     import mlflow
 
+    run_id = mlflow.tracking.MlflowClient().get_model_version(world.model_name, version).run_id
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ONNX_ARTIFACT)
+    return Path(path).read_bytes()
+
+
+def test_rollouts_under_load_lose_no_request(world: World) -> None:
+    """A good version goes live at one instant; a mismatched one is rolled back automatically;
+    and a version the service cannot load never goes live. No request fails throughout."""
     _deployed(world, world.first_version)
-    first_run = mlflow.tracking.MlflowClient().get_model_version(MODEL, world.first_version)
-    onnx = Path(
-        mlflow.artifacts.download_artifacts(run_id=first_run.run_id, artifact_path=ONNX_ARTIFACT)
-    ).read_bytes()
     good = _register_copy(world, world.first_version)
-    mismatched = _register_broken(world, onnx)
-    unloadable = _register_broken(world, b"not an onnx model")
-    item = request_items(_flights_of(LAST))[0]
+    mismatched = _register_mismatched(world, _onnx_of(world, world.first_version))
+    unloadable = _register_mismatched(world, b"not an onnx model")
+    item = world.requests()[0]
 
     with Traffic(world.endpoint.url, item) as traffic:
         time.sleep(1)
-        rolled_out = world.deploy(_registered_stub(good))
+        rolled_out = world.deploy(good)
         time.sleep(1)
-        wrong = world.deploy(_registered_stub(mismatched))
+        wrong = world.deploy(mismatched)
         time.sleep(1)
-        refused = world.deploy(_registered_stub(unloadable))
+        refused = world.deploy(unloadable)
         time.sleep(1)
 
-    assert rolled_out.success
+    assert rolled_out.success, _failure(rolled_out)
     assert not wrong.success
-    assert "differ from the registered model" in str(wrong.get_step_failure_events()[0])
+    assert "differ from the registered model" in _failure(wrong)
     assert not refused.success
-    assert "reload refused (422)" in str(refused.get_step_failure_events()[0])
-    assert registry.alias_version(MODEL, "champion") == good
-    assert registry.alias_version(MODEL, "previous_champion") == world.first_version
+    assert "reload refused (422)" in _failure(refused)
+    assert registry.aliases(world.model_name) == registry.Aliases(good, world.first_version)
     assert world.get("/model").json()["version"] == good
     answers = [a for client in traffic.answers for a in client]
     assert len(answers) > 100
@@ -453,109 +643,263 @@ def test_rollback_job_restores_the_previous_champion(world: World) -> None:
     _deployed(world, second)
 
     _forget_tracking_store(world)
-    result = rollback_job.execute_in_process(
-        resources={"endpoint": world.endpoint}, instance=world.instance
-    )
+    result = world.roll_back()
 
-    assert result.success
-    assert registry.alias_version(MODEL, "champion") == world.first_version
+    assert result.success, _failure(result)
+    assert registry.alias_version(world.model_name, "champion") == world.first_version
     assert world.get("/model").json()["version"] == world.first_version
-    observation = world.instance.fetch_observations(key("deployed_endpoint"), limit=1).records[0]
-    assert observation.asset_observation.metadata["rolled_back_from"].value == second
-    again = rollback_job.execute_in_process(
-        resources={"endpoint": world.endpoint}, instance=world.instance, raise_on_error=False
+    observations = world.platform.instance.fetch_observations(
+        world.key("deployed_endpoint"), limit=1
     )
+    assert observations.records[0].asset_observation.metadata["rolled_back_from"].value == second
+    again = world.roll_back()
     assert not again.success  # nothing left to roll back to: says so, changes nothing
-    assert registry.alias_version(MODEL, "champion") == world.first_version
+    assert registry.alias_version(world.model_name, "champion") == world.first_version
 
 
+def test_a_rollback_the_service_refuses_changes_nothing(world: World) -> None:
+    """When the previous champion cannot be loaded, the champion and the live model stay."""
+    _deployed(world, world.first_version)
+    unloadable = _register_mismatched(world, b"not an onnx model")
+    registry.promote(world.model_name, unloadable)
+    registry.promote(world.model_name, world.first_version)  # unloadable is previous now
+    before = registry.aliases(world.model_name)
+
+    result = world.roll_back()
+
+    assert not result.success
+    assert "reload refused (422)" in _failure(result)
+    assert registry.aliases(world.model_name) == before
+    assert world.get("/model").json()["version"] == world.first_version
+
+
+@pytest.mark.parametrize("name", pipelines.names())
 @pytest.mark.parametrize(
     ("url", "local"),
     [(None, True), ("http://127.0.0.1:9999", True), ("http://localhost:8700", True),
      ("https://predict.internal.example:443", False)],
 )  # fmt: skip
 def test_only_a_service_on_this_machine_may_be_started(
-    monkeypatch: pytest.MonkeyPatch, url: str | None, local: bool
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str | None, local: bool
 ) -> None:
+    port = pipelines.declaration(name).serving.port
     if url is None:
-        monkeypatch.delenv(URL_ENV_VAR, raising=False)
+        monkeypatch.delenv(url_env_var(name), raising=False)
     else:
-        monkeypatch.setenv(URL_ENV_VAR, url)
-    assert is_local_service() is local
+        monkeypatch.setenv(url_env_var(name), url)
+    resolved = serving_url(name, port)
+    assert resolved == (url or f"http://127.0.0.1:{port}")
+    assert is_local(resolved) is local
+    services = platform_resources([pipelines.declaration(n) for n in pipelines.names()])
+    assert services["prediction_services"].urls[name] == resolved
 
 
-def test_production_profile_does_not_start_the_service(world: World) -> None:
-    absent = ServingEndpoint(url=f"http://127.0.0.1:{_free_port()}", start_if_down=False)
-    before = registry.alias_version(MODEL, "champion")
+def test_every_process_of_a_fresh_home_gets_the_same_admin_token(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform's steps and the services they start ask for the token at once on a fresh
+    home: each gets the one token, never an empty file or an error."""
+    monkeypatch.delenv(TOKEN_ENV_VAR, raising=False)
+    for attempt in range(10):
+        monkeypatch.setenv(HOME_ENV_VAR, str(home / str(attempt)))
+        barrier, tokens = threading.Barrier(8), []
 
-    result = dg.materialize(
-        [*data_assets, *model_assets, *deployment_assets],
-        selection=[key("deployed_endpoint")],
-        resources=world.resources(absent),
-        instance=world.instance,
-        raise_on_error=False,
-    )
+        def ask(barrier=barrier, tokens=tokens) -> None:
+            barrier.wait()
+            try:
+                tokens.append(admin_token())
+            except OSError as error:
+                tokens.append(repr(error))
 
-    assert not result.success
-    assert "does not answer" in str(result.get_step_failure_events()[0])
-    assert registry.alias_version(MODEL, "champion") == before
+        threads = [threading.Thread(target=ask) for _ in range(barrier.parties)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stored = (home / str(attempt) / "serving" / "admin-token").read_text()
+        assert tokens == [stored] * barrier.parties and len(stored) >= 32
+
+
+def test_production_profile_starts_no_service_and_changes_nothing(world: World) -> None:
+    """With the service on another machine and down, neither a deploy nor a rollback starts
+    one, and neither changes the registry."""
+    _deployed(world, world.first_version)
+    candidate = _register_copy(world, world.first_version)
+    registry.promote(world.model_name, candidate)
+    registry.promote(world.model_name, world.first_version)  # a rollback has work to do
+    before = registry.aliases(world.model_name)
+    elsewhere = world.platform.with_services(**{world.name: ABSENT})
+
+    deployed = world.deploy(candidate, resources=elsewhere)
+    rolled_back = world.roll_back(resources=elsewhere)
+
+    for result in (deployed, rolled_back):
+        assert not result.success
+        assert "does not answer" in _failure(result)
+        assert url_env_var(world.name) in _failure(result)
+    assert registry.aliases(world.model_name) == before
+    assert world.get("/model").json()["version"] == world.first_version
 
 
 # batch predictions
 
 
-def test_batch_predictions_score_every_flight_with_the_champion(world: World) -> None:
-    from serving.predictors import load_version
-
+def test_batch_predictions_score_every_row_with_the_champion(world: World) -> None:
     _deployed(world, world.first_version)
     _forget_tracking_store(world)
-    days = ("2013-01-27", LAST)
-    result = dg.materialize(
-        [*data_assets, *model_assets, *deployment_assets],
-        selection=[key("batch_predictions")],
-        tags={"dagster/asset_partition_range_start": days[0],
-              "dagster/asset_partition_range_end": days[1]},
-        resources=world.resources(), instance=world.instance,
+    keys = world.partitions()[-2:]
+    target = world.key("batch_predictions")
+    result = world.materialize(
+        [target],
+        tags={"dagster/asset_partition_range_start": keys[0],
+              "dagster/asset_partition_range_end": keys[-1]},
     )  # fmt: skip
 
     assert result.success
-    use_platform_store()
-    model = load_version(MODEL, world.first_version, served_model().features, prefer_onnx=False)
-    for day in days:
-        scored = read_partition(warehouse_url(), key("batch_predictions"), day)
-        features = _features_of(day)
-        assert scored["flight_id"].tolist() == features["flight_id"].tolist()
+    world.platform.resources["mlflow"].use()
+    model = world.registered(world.first_version)
+    prediction, id_column = world.served.prediction, world.served.id_column
+    declared = [c.name for c in GRAPH.get(target).metadata["dagster/column_schema"].columns]
+    for key in keys:
+        scored = read_partition(warehouse_url(), target, key)
+        features = world.features(key)
+        assert list(scored.columns) == declared
+        assert scored[id_column].tolist() == features[id_column].tolist()
         assert set(scored["model_version"]) == {world.first_version}
         expected = model.predictor.predict({c: features[c].to_numpy() for c in features.columns})
-        np.testing.assert_allclose(scored["predicted_arr_delay"], expected, atol=0.01)
+        if world.task == CLASSIFY:
+            probability = scored[f"{prediction}_probability"]
+            np.testing.assert_allclose(probability, expected, rtol=0, atol=world.tolerance)
+            decided = (probability >= model.threshold).tolist()
+            assert scored[f"predicted_{prediction}"].tolist() == decided
+        else:
+            predicted = scored[f"predicted_{prediction}"]
+            np.testing.assert_allclose(predicted, expected, rtol=0, atol=world.tolerance)
 
 
 def test_a_model_needing_unreviewed_types_is_refused_not_unpickled(world: World) -> None:
     """The service trusts the reviewed types only, whatever the model's files declare."""
-    import operator
-
-    import mlflow
     import skops.io
-    from sklearn.dummy import DummyRegressor
+    from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from ml_assets.pipelines.flights.model import FLIGHTS_MODEL
-    from serving.predictors import load_version
-
-    use_platform_store()
-    features = _features_of(LAST)
-    X = features[list(FLIGHTS_MODEL.features.numeric)].fillna(0)
-    pipeline = make_pipeline(FunctionTransformer(operator.neg), DummyRegressor()).fit(
-        X, features["arr_delay"].fillna(0)
-    )
+    model = world.declaration.model
+    features = world.features()
+    X = features[list(model.numeric)].fillna(0)
+    dummy = DummyClassifier() if world.task == CLASSIFY else DummyRegressor()
+    pipeline = make_pipeline(FunctionTransformer(operator.neg), dummy)
+    pipeline.fit(X, features[model.target].fillna(0))
     declared = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
     assert declared == ["_operator.neg"]  # declared by the model itself, reviewed by nobody
-    with mlflow.start_run(run_name="unreviewed-types"):
-        info = mlflow.sklearn.log_model(
-            pipeline, name="model", serialization_format="skops", skops_trusted_types=declared
-        )
-    version = str(mlflow.register_model(info.model_uri, MODEL).version)
+    version = _log_model(world, pipeline, X, declared)
 
     with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException):
-        load_version(MODEL, version, FLIGHTS_MODEL.features)
+        load_version(world.model_name, version, world.served.features, world.task)
+
+
+# two pipelines, one platform
+
+
+def _untouched_state(world: World) -> tuple[dict, registry.Aliases]:
+    """What another pipeline's deploy must not change: the live model (loaded when) and the
+    registry's aliases."""
+    return world.get("/model").json(), registry.aliases(world.model_name)
+
+
+def test_each_pipeline_has_its_own_service_model_and_version(platform: Platform) -> None:
+    worlds = [platform.world(name) for name in PIPELINES]
+    for world in worlds:
+        _deployed(world, world.first_version)
+
+    assert len({w.endpoint.url for w in worlds}) == len(worlds)
+    assert len({w.model_name for w in worlds}) == len(worlds)
+    for world in worlds:
+        described = world.get("/model").json()
+        assert (described["name"], described["version"], described["task"]) == (
+            world.model_name, world.first_version, world.task
+        )  # fmt: skip
+        assert world.get("/health").json()["pipeline"] == world.name
+        # a service answers its own pipeline's requests only
+        for other in worlds:
+            response = world.post("/predict", json=other.requests()[0])
+            assert response.status_code == (200 if other is world else 422)
+
+
+@pytest.mark.parametrize("acting", PIPELINES)
+def test_deploying_or_rolling_back_one_pipeline_leaves_the_others_alone(
+    platform: Platform, acting: str
+) -> None:
+    worlds = {name: platform.world(name) for name in PIPELINES}
+    for world in worlds.values():
+        _deployed(world, world.first_version)
+    actor = worlds[acting]
+    others = [w for w in worlds.values() if w is not actor]
+    before = [_untouched_state(w) for w in others]
+    candidate = _register_copy(actor, actor.first_version)
+
+    deployed = actor.deploy(candidate)
+    assert deployed.success, _failure(deployed)
+    assert actor.get("/model").json()["version"] == candidate
+    assert [_untouched_state(w) for w in others] == before
+
+    rolled_back = actor.roll_back()
+    assert rolled_back.success, _failure(rolled_back)
+    assert actor.get("/model").json()["version"] == actor.first_version
+    assert [_untouched_state(w) for w in others] == before
+
+
+def test_a_pipeline_pointed_at_another_pipelines_service_touches_neither(
+    platform: Platform,
+) -> None:
+    """A misconfigured URL (flights at the taxi service) fails the deploy and the rollback
+    before anything changes, naming the variable to fix."""
+    flights, taxi = platform.world("flights"), platform.world("taxi")
+    for world in (flights, taxi):
+        _deployed(world, world.first_version)
+    candidate = _register_copy(flights, flights.first_version)
+    registry.promote(flights.model_name, candidate)
+    registry.promote(flights.model_name, flights.first_version)  # a rollback has work to do
+    before = [_untouched_state(w) for w in (flights, taxi)]
+    crossed = platform.with_services(flights=taxi.endpoint.url)
+
+    deployed = flights.deploy(candidate, resources=crossed)
+    rolled_back = flights.roll_back(resources=crossed)
+
+    for result in (deployed, rolled_back):
+        assert not result.success
+        assert "taxi" in _failure(result) and url_env_var("flights") in _failure(result)
+    assert [_untouched_state(w) for w in (flights, taxi)] == before
+
+
+def test_pipelines_keep_separate_experiments_models_and_studies(platform: Platform) -> None:
+    import mlflow
+    import optuna
+
+    from ml_assets.modeling.study import open_storage
+
+    worlds = [platform.world(name) for name in PIPELINES]
+    client = mlflow.tracking.MlflowClient()
+    experiments = {
+        w.name: client.get_experiment_by_name(w.declaration.model.experiment).experiment_id
+        for w in worlds
+    }
+    assert len(set(experiments.values())) == len(worlds)
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert set(runs["experiment_id"]) == set(experiments.values())  # none in Default
+    for world in worlds:
+        experiment = experiments[world.name]
+        versions = client.search_model_versions(f"name='{world.model_name}'")
+        assert versions
+        assert {client.get_run(v.run_id).info.experiment_id for v in versions} == {experiment}
+        study = runs[runs["run_id"] == world.study["mlflow_run_id"]]
+        trials = runs[runs["tags.mlflow.parentRunId"] == world.study["mlflow_run_id"]]
+        assert study["experiment_id"].tolist() == [experiment]
+        assert len(trials) == 3 and set(trials["experiment_id"]) == {experiment}
+    studies = [(w.study["study_name"], w.study["storage"]) for w in worlds]
+    assert len({name for name, _ in studies}) == len({storage for _, storage in studies}) == 2
+    for world, (name, storage) in zip(worlds, studies, strict=True):
+        assert optuna.get_all_study_names(open_storage(storage)) == [name]
+        trials = optuna.load_study(study_name=name, storage=open_storage(storage)).trials
+        declared = {space.family for space in world.declaration.model.search_space}
+        assert len(trials) == 3 and {t.params["family"] for t in trials} <= declared

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_assets.cleaning import parse_landed_csv
+from ml_assets.data.cleaning import parse_landed_csv
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.assets import data_assets, key, previous_days
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
@@ -22,7 +22,7 @@ from ml_assets.pipelines.flights.features import (
     build_features,
     trailing_stats,
 )
-from ml_assets.pipelines.flights.publish import publish, source_table
+from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
 from resources.landing_zone import LandingZone
 
 DAY = date(2013, 1, 8)
@@ -322,14 +322,14 @@ def test_feature_asset_ignores_the_days_own_clean_flights(
     landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
 ) -> None:
     """Through the asset: rewriting the day's stored delays leaves every feature unchanged."""
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 3))
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 3)))
     planes_run = dg.materialize(
         data_assets, selection=[key("planes")], resources=resources, instance=instance
     )
     assert planes_run.success
     upstream = dg.materialize(
         data_assets,
-        selection=dg.AssetSelection.groups("ingest", "clean")
+        selection=dg.AssetSelection.groups("flights_ingest", "flights_clean")
         - dg.AssetSelection.assets(key("planes"), key("airports"), key("airlines")),
         tags={
             "dagster/asset_partition_range_start": "2013-01-01",

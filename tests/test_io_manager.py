@@ -12,8 +12,9 @@ import pytest
 import s3fs
 from moto.server import ThreadedMotoServer
 
-from ml_assets.pipelines.flights.assets import ROWS_CONSERVED, data_assets, key
-from ml_assets.pipelines.flights.publish import publish
+from ml_assets.data.assets import ROWS_CONSERVED
+from ml_assets.pipelines.flights.assets import data_assets, key
+from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone
 from resources.parquet_io_manager import ParquetIOManager
 from resources.paths import to_upath, write_bytes_atomically
@@ -257,7 +258,7 @@ def test_raw_and_clean_flights_on_s3(
     s3_bucket: str, home: Path, instance: dg.DagsterInstance
 ) -> None:
     landing = LandingZone(url=f"s3://{s3_bucket}/landing")
-    written = publish(landing, date(2013, 1, 2), date(2013, 1, 2))
+    written = publish(landing, day_keys(date(2013, 1, 2), date(2013, 1, 2)))
     assert f"s3://{s3_bucket}/landing/flights/2013-01-02.csv" in written
     landed = landing.list_files("flights")
     assert [f.name for f in landed] == ["2013-01-02"]

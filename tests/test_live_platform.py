@@ -1,9 +1,11 @@
 """The platform as a user runs it: ``ml-assets dev`` (webserver + daemon) on a fresh home.
 
-Landed files become raw runs through the sensor, automation brings clean and feature
-partitions up to date, and a backfill launched the way the UI launches one (GraphQL
+``ml-assets dev`` lands the first partitions of every pipeline; the landed files become raw
+runs through each pipeline's sensor and automation brings clean and feature partitions up to
+date. Then, on flights: a backfill launched the way the UI launches one (GraphQL
 ``launchPartitionBackfill``) re-materializes the raw and clean layers of a range in one run,
-after which automation refreshes the features that read them.
+after which automation refreshes the features that read them; the model job launched from the
+UI registers a model, and automation deploys it to the service it starts.
 
 The backfill leaves ``flight_features`` out on purpose: Dagster adds to an asset backfill every
 downstream partition of the targeted ones, and through the 7-day history mapping that includes
@@ -18,22 +20,32 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ml_assets import pipelines
 from ml_assets.home import PROJECT_ROOT
 from resources.table_snapshots import MANIFEST
+from serving.settings import url_env_var
 
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+SEEDED = 3
+"""``ml-assets dev --seed-partitions``: the first partitions of every pipeline it lands."""
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
-DATA_ASSETS = [
-    "raw_flights", "raw_weather", "flights_clean", "flights_rejected",
-    "weather_clean", "weather_rejected", "flight_features",
-]  # fmt: skip
-
-
-BACKFILLED = [name for name in DATA_ASSETS if name != "flight_features"]
+DATA_ASSETS = {
+    "flights": ["raw_flights", "raw_weather", "flights_clean", "flights_rejected",
+                "weather_clean", "weather_rejected", "flight_features"],
+    "taxi": ["raw_trips", "trips_clean", "trips_rejected", "trip_features"],
+}  # fmt: skip
+"""The partitioned tables of each pipeline's data layers, one Parquet file per partition."""
+SEEDS = {
+    name: pipelines.declaration(name).partitions.definition().get_partition_keys()[:SEEDED]
+    for name in DATA_ASSETS
+}
+BACKFILLED = [name for name in DATA_ASSETS["flights"] if name != "flight_features"]
 
 
 def _free_port() -> int:
@@ -73,11 +85,14 @@ def platform(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
             if not k.startswith(("DAGSTER_", "ML_ASSETS_", "MLFLOW_"))
         },
         "ML_ASSETS_HOME": str(tmp_path),
-        "ML_ASSETS_SERVING_URL": f"http://127.0.0.1:{_free_port()}",
+        # every pipeline's service on a free port: none may meet a service already running
+        **{url_env_var(name): f"http://127.0.0.1:{_free_port()}" for name in pipelines.names()},
     }
     log = (tmp_path / "dev.log").open("w")
+    command = [sys.executable, "-m", "ml_assets.cli", "dev", "--port", str(port),
+               "--seed-partitions", str(SEEDED)]  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.cli", "dev", "--port", str(port), "--seed-days", "3"],
+        command,
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,
@@ -86,10 +101,9 @@ def platform(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
     )
     try:
         _wait_for(lambda: _serving(port), 90, "the Dagster webserver")
-        yield port, tmp_path, env["ML_ASSETS_SERVING_URL"]
+        yield port, tmp_path, env[url_env_var("flights")]
     finally:
-        service = tmp_path / "serving" / "service.pid"  # started by deployed_endpoint
-        if service.exists():
+        for service in (tmp_path / "serving").glob("*.pid"):  # started by deployed_endpoint
             os.killpg(int(service.read_text()), signal.SIGTERM)
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -115,12 +129,12 @@ def _serving(port: int) -> bool:
     return True
 
 
-def _files(home: Path, asset: str) -> list[Path]:
-    return sorted((home / "warehouse" / "flights" / asset).glob("*.parquet"))
+def _files(home: Path, asset: str, pipeline: str = "flights") -> list[Path]:
+    return sorted((home / "warehouse" / pipeline / asset).glob("*.parquet"))
 
 
-def _partitions(home: Path, asset: str) -> set[str]:
-    return {p.stem for p in _files(home, asset)}
+def _partitions(home: Path, asset: str, pipeline: str = "flights") -> set[str]:
+    return {p.stem for p in _files(home, asset, pipeline)}
 
 
 LAUNCH_BACKFILL = """
@@ -145,7 +159,12 @@ mutation($params: ExecutionParams!) {
 TINY_MODEL = {
     "ops": {
         "flights__training_set": {
-            "config": {"window_start": DAYS[0], "validation_days": 1, "test_days": 1}
+            "config": {
+                "window_start": DAYS[0],
+                "validation_partitions": 1,
+                "test_partitions": 1,
+                "min_train_partitions": 1,
+            }
         },
         "flights__hyperparameter_study": {"config": {"n_trials": 2, "workers": 1}},
         "flights__model_evaluation": {"config": {"min_improvement_over_baseline": -100.0}},
@@ -162,7 +181,7 @@ def _runs(port: int) -> list[dict]:
     data = _graphql(
         port,
         "{ runsOrError(limit: 200) { ... on Runs { results { runId status "
-        "tags { key value } } } } }",
+        "tags { key value } assetSelection { path } } } } }",
     )
     return data["runsOrError"]["results"]
 
@@ -178,25 +197,62 @@ def _settled(port: int) -> bool:
     return all(run["status"] in ("SUCCESS", "FAILURE", "CANCELED") for run in _runs(port))
 
 
+def _sensor_requests(runs: list[dict], pipeline: str) -> Counter:
+    """How often the pipeline's sensor had each (asset, partition) materialized (partition
+    None: a reference table), over all its runs, single-partition or range."""
+    keys = pipelines.declaration(pipeline).partitions.definition().get_partition_keys()
+    requested: Counter = Counter()
+    for run in runs:
+        if _tag(run, "dagster/sensor_name") != f"{pipeline}_landing_zone_sensor":
+            continue
+        start, end = _tag(run, RANGE_START), _tag(run, RANGE_END)
+        ranged = start is not None and end is not None
+        partitions = (
+            keys[keys.index(start) : keys.index(end) + 1]
+            if ranged
+            else [_tag(run, "dagster/partition")]
+        )
+        for key in run["assetSelection"]:
+            requested.update((key["path"][-1], partition) for partition in partitions)
+    return requested
+
+
+def _landed(pipeline: str) -> Counter:
+    """What ``ml-assets dev`` landed for ``pipeline``, as (reading asset, partition) pairs."""
+    return Counter(
+        (f"raw_{s.name}", key) if s.partitioned else (s.name, None)
+        for s in pipelines.declaration(pipeline).sources
+        for key in (SEEDS[pipeline] if s.partitioned else [None])
+    )
+
+
 def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path, str]) -> None:
     port, home, serving_url = platform
+    assert SEEDS["flights"] == DAYS
     _wait_for(
         lambda: (
-            _partitions(home, "flight_features") >= set(DAYS)
+            all(
+                _partitions(home, assets[-1], name) >= set(SEEDS[name])
+                for name, assets in DATA_ASSETS.items()
+            )
             and _snapshots(home) >= set(DAYS)
             and _settled(port)
         ),
         420,
-        "sensor runs then automation to materialize the feature layer for the seeded days",
+        "sensor runs then automation to materialize every pipeline's seeded feature partitions",
     )
-    for asset in DATA_ASSETS:
-        assert _partitions(home, asset) == set(DAYS), asset
+    for name, assets in DATA_ASSETS.items():
+        for asset in assets:
+            assert _partitions(home, asset, name) == set(SEEDS[name]), (name, asset)
     runs = _runs(port)
     assert all(run["status"] == "SUCCESS" for run in runs), runs
-    sensor_runs = [
-        r for r in runs if _tag(r, "dagster/sensor_name") == "flights_landing_zone_sensor"
-    ]
-    assert len(sensor_runs) == 2 * len(DAYS) + 3  # one per daily file, one per reference table
+    for name in DATA_ASSETS:
+        # each landed file materialized once, by the pipeline's own sensor; the seeded
+        # partitions land before its first tick, so each source is one run
+        assert _sensor_requests(runs, name) == _landed(name), name
+        sensor = f"{name}_landing_zone_sensor"
+        sensor_runs = [r for r in runs if _tag(r, "dagster/sensor_name") == sensor]
+        assert len(sensor_runs) == len(pipelines.declaration(name).sources), name
 
     launched = _graphql(
         port,
@@ -263,12 +319,17 @@ def test_sensor_automation_and_ui_backfill(platform: tuple[int, Path, str]) -> N
     assert len(runs) > 0 and not (runs["status"] == "RUNNING").any(), runs[["status"]]
     assert (runs["tags.dagster_run_id"] == run_id).any()
 
-    # automation deploys the new version: the service starts and serves it as champion
+    # automation deploys the new version: the service starts, passes the smoke test and
+    # serves it as champion
     registered = mlflow.tracking.MlflowClient().get_model_version_by_alias(
         "flights-arrival-delay", "challenger"
     )
-    _wait_for(
-        lambda: _served_version(serving_url) == str(registered.version),
-        240,
-        "automation to deploy the registered model to the prediction service",
-    )
+
+    def deployed() -> bool:
+        target = {"path": ["flights", "deployed_endpoint"]}
+        deploys = [r for r in _runs(port) if target in (r["assetSelection"] or [])]
+        assert all(r["status"] not in ("FAILURE", "CANCELED") for r in deploys), deploys
+        return any(r["status"] == "SUCCESS" for r in deploys)
+
+    _wait_for(deployed, 240, "automation to deploy the registered model")
+    assert _served_version(serving_url) == str(registered.version)

@@ -1,11 +1,13 @@
-"""Retraining is lazy: the weekly cron tick starts the whole model chain, once per tick."""
+"""Retraining is lazy: the first model trains once the features allow it, then the weekly cron
+tick starts the whole model chain, once per tick."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from ml_assets import pipelines
 from ml_assets.definitions import defs
-from ml_assets.modeling.assets import MODEL_ASSET_NAMES
+from ml_assets.modeling.layer import MODEL_ASSET_NAMES
 from ml_assets.pipelines.flights.assets import key
 
 MODEL_KEYS = [key(name) for name in MODEL_ASSET_NAMES]
@@ -32,3 +34,34 @@ def test_model_chain_runs_on_the_weekly_tick_only(instance: dg.DagsterInstance) 
     assert _requested(monday) == set(MODEL_KEYS)  # the whole chain, in one run
     again = tick(datetime(2026, 11, 23, 6, tzinfo=UTC), monday.cursor)  # handled: not twice
     assert key("training_set") not in _requested(again)
+
+
+def test_the_first_model_trains_once_the_window_holds_enough_features(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A newcomer's first model: no cron tick needed once the training window can be split."""
+    declared = pipelines.declaration("flights").model
+    days = [
+        (date.fromisoformat(declared.training.window_start) + timedelta(days=n)).isoformat()
+        for n in range(declared.first_training_partitions)
+    ]
+    selection = dg.AssetSelection.assets(key("training_set"))
+    when = datetime(2026, 11, 20, 12, tzinfo=UTC)  # a Friday: no weekly tick
+
+    def materialize(partitions: list[str]) -> None:
+        for day in partitions:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(key(declared.features_asset), partition=day)
+            )
+
+    materialize(["2013-01-01", *days[:-1]])  # one short (and a day outside the window)
+    short = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, evaluation_time=when
+    )
+    assert _requested(short) == set()
+    materialize(days[-1:])
+    enough = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, evaluation_time=when,
+        cursor=short.cursor,
+    )  # fmt: skip
+    assert _requested(enough) == {key("training_set")}

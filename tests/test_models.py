@@ -8,18 +8,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.home import online_store_url, warehouse_url
-from ml_assets.modeling.assets import MODEL_ASSET_NAMES
+from ml_assets.definitions import defs
+from ml_assets.modeling.layer import MODEL_ASSET_NAMES
+from ml_assets.pipelines import declaration
 from ml_assets.pipelines.flights.assets import data_assets, key
-from ml_assets.pipelines.flights.definitions import defs as flights_defs
-from ml_assets.pipelines.flights.definitions import model_assets
-from ml_assets.pipelines.flights.publish import publish
-from resources.json_io_manager import JsonIOManager
+from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import default_landing_zone
-from resources.parquet_io_manager import ParquetIOManager
-from resources.table_snapshots import TableSnapshotStore
+from resources.mlflow_tracking import MlflowTracking
+from resources.platform import platform_resources
 
 FIRST, LAST = "2013-01-01", "2013-02-14"
+DATA_LAYERS = dg.AssetSelection.groups("flights_ingest", "flights_clean", "flights_features")
+MODEL_KEYS = [key(n) for n in MODEL_ASSET_NAMES]
+model_assets = [a for a in defs.assets if set(a.keys) & set(MODEL_KEYS)]  # type: ignore[union-attr]
 REFERENCE = [key("planes"), key("airports"), key("airlines")]
 
 
@@ -33,8 +34,8 @@ TINY = {
             "config": {
                 "window_start": "2013-01-08",
                 "window_end": LAST,
-                "validation_days": 7,
-                "test_days": 7,
+                "validation_partitions": 7,
+                "test_partitions": 7,
             }
         },
         _op("hyperparameter_study"): {
@@ -57,15 +58,15 @@ def model_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.Dags
         patch.setenv("ML_ASSETS_HOME", str(home))
         for var in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL", "MLFLOW_TRACKING_URI"):
             patch.delenv(var, raising=False)
-        publish(default_landing_zone(), date.fromisoformat(FIRST), date.fromisoformat(LAST))
+        first, last = date.fromisoformat(FIRST), date.fromisoformat(LAST)
+        publish(default_landing_zone(), day_keys(first, last))
         with dg.instance_for_test() as instance:
             resources = _resources()
             assert dg.materialize(data_assets, selection=REFERENCE, resources=resources,
                                   instance=instance).success  # fmt: skip
             assert dg.materialize(
                 data_assets,
-                selection=dg.AssetSelection.groups("ingest", "clean", "features")
-                - dg.AssetSelection.assets(*REFERENCE),
+                selection=DATA_LAYERS - dg.AssetSelection.assets(*REFERENCE),
                 tags={"dagster/asset_partition_range_start": FIRST,
                       "dagster/asset_partition_range_end": LAST},
                 resources=resources, instance=instance,
@@ -85,13 +86,7 @@ def model_home(model_instance: dg.DagsterInstance) -> Path:
 
 
 def _resources() -> dict:
-    return {
-        "io_manager": ParquetIOManager(base_url=warehouse_url()),
-        "json_io_manager": JsonIOManager(base_url=warehouse_url()),
-        "landing_zone": default_landing_zone(),
-        "online_store": TableSnapshotStore(base_url=online_store_url()),
-        "mlflow": flights_defs.resources["mlflow"],
-    }
+    return platform_resources([declaration("flights")])
 
 
 def _materialize_models(instance, run_config=TINY, selection=None, assets=None):
@@ -173,24 +168,29 @@ def _bad_trained_model(constant: float) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key("trained_model"),
-        group_name="models",
+        group_name="flights_models",
         ins={"training_set": dg.AssetIn(key("training_set"))},
         io_manager_key="json_io_manager",
-        required_resource_keys={"mlflow"},
     )
-    def trained_model(context: dg.AssetExecutionContext, training_set) -> dict:
+    def trained_model(
+        context: dg.AssetExecutionContext, mlflow: MlflowTracking, training_set
+    ) -> dict:
+        import mlflow as client
         from sklearn.compose import ColumnTransformer
         from sklearn.dummy import DummyRegressor
         from sklearn.pipeline import make_pipeline
 
-        mlflow = context.resources.mlflow
         rows = training_set[training_set["split"] != "test"]
         model = make_pipeline(
             ColumnTransformer([("distance", "passthrough", ["distance"])]),
             DummyRegressor(strategy="constant", constant=constant),
         ).fit(rows, rows["arr_delay"])
-        with mlflow.start_run(run_name="bad_model", nested=True) as run:
-            info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops")
+        experiment = declaration("flights").model.experiment
+        with (
+            mlflow.dagster_run(context, experiment),
+            client.start_run(run_name="bad_model", nested=True) as run,
+        ):
+            info = client.sklearn.log_model(model, name="model", serialization_format="skops")
         return {"run_id": run.info.run_id, "model_uri": info.model_uri, "family": "constant",
                 "params": {}, "trained_rows": len(rows), "skops_trusted_types": [],
                 "feature_partitions": "test"}  # fmt: skip

@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 
 from ml_assets import cli
-from ml_assets.cleaning import PARSE_ERROR, RAW_TEXT
-from ml_assets.pipelines.flights.assets import (
-    LANDED_FILE_SCHEMA,
-    LINES_PARSE,
-    ROWS_CONSERVED,
-    data_assets,
-    key,
-)
-from ml_assets.pipelines.flights.publish import FAULTS, publish
+from ml_assets.data.assets import LANDED_FILE_SCHEMA, LINES_PARSE, ROWS_CONSERVED
+from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT
+from ml_assets.pipelines.flights.assets import data_assets, key
+from ml_assets.pipelines.flights.publish import FAULTS, day_keys, publish
 from resources.landing_zone import LandingZone
 
 DAY = "2013-01-02"
@@ -80,7 +75,7 @@ def run_fault(landing_zone: LandingZone, resources: dict, instance: dg.DagsterIn
     """Publish 2013-01-02 with a fault, then materialize raw_flights and clean flights."""
 
     def run(fault: str) -> dg.ExecuteInProcessResult:
-        publish(landing_zone, date(2013, 1, 2), date(2013, 1, 2), fault=fault)
+        publish(landing_zone, day_keys(date(2013, 1, 2), date(2013, 1, 2)), fault=fault)
         return materialize([RAW, CLEAN, REJECTED], resources, instance)
 
     return run
@@ -192,8 +187,9 @@ def test_empty_file(
 
 def test_cli_publishes_empty_files(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(
-        ["publish", "--start", "2013-01-01", "--end", "2013-01-02", "--fault", "empty-file"]
-    )
+        ["publish", "flights", "--start", "2013-01-01", "--end", "2013-01-02",
+         "--fault", "empty-file"]
+    )  # fmt: skip
 
     assert code == 0
     landing = home / "landing"
@@ -208,16 +204,17 @@ def test_cli_publishes_empty_files(home: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_cli_rejects_an_unknown_fault(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["publish", "--start", "2013-01-01", "--end", "2013-01-01", "--fault", "fire"])
+    code = cli.main(
+        ["publish", "flights", "--start", "2013-01-01", "--end", "2013-01-01", "--fault", "fire"]
+    )
 
-    assert exit_info.value.code == 2
+    assert code == 2
     error = capsys.readouterr().err
-    assert "invalid choice: 'fire'" in error
+    assert "unknown fault 'fire'" in error
     assert "empty-file" in error
     assert not (home / "landing").exists()
 
 
 def test_publish_rejects_an_unknown_fault(landing_zone: LandingZone) -> None:
     with pytest.raises(ValueError, match="unknown fault 'fire'"):
-        publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1), fault="fire")
+        publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)), fault="fire")

@@ -11,8 +11,8 @@ import pandera.pandas as pa
 import pytest
 from pandera.errors import SchemaErrors
 
-from ml_assets.checks import row_conservation_outcome, schema_outcome
-from ml_assets.cleaning import parse_landed_csv
+from ml_assets.data.checks import row_conservation_outcome, schema_outcome
+from ml_assets.data.cleaning import parse_landed_csv
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import CARRIER, ROUTE, build_features, trailing_stats

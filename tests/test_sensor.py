@@ -19,14 +19,23 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
+from ml_assets.definitions import defs
 from ml_assets.home import online_store_url
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
-from ml_assets.pipelines.flights.definitions import landing_zone_sensor
-from ml_assets.pipelines.flights.publish import publish
+from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone
 from resources.table_snapshots import TableSnapshotStore
-from sensors.landing_zone import LandedSource, build_landing_zone_sensor
+from sensors.landing_zone import (
+    RANGE_END,
+    RANGE_START,
+    LandedSource,
+    build_landing_zone_sensor,
+    contiguous_ranges,
+    landed_sources,
+)
+
+landing_zone_sensor = defs.resolve_sensor_def("flights_landing_zone_sensor")
 
 WEEK = [(date(2013, 1, 1) + timedelta(days=n)).isoformat() for n in range(8)]
 EXPECTED_WEEK = (
@@ -34,7 +43,7 @@ EXPECTED_WEEK = (
     | {(key("raw_weather"), day) for day in WEEK}
     | {(key(name), None) for name in config.REFERENCE_TABLES}
 )
-"""(asset, partition) of every run a freshly published week asks for: one per landed file."""
+"""(asset, partition) of every file a freshly published week lands."""
 
 
 class Ticker:
@@ -76,19 +85,29 @@ class Ticker:
         return requests
 
 
-def targets(requests: list[dg.RunRequest]) -> set[tuple[dg.AssetKey, str | None]]:
-    """(asset, partition) of each request; each request targets exactly one asset."""
+def covered(requests: list[dg.RunRequest]) -> list[tuple[dg.AssetKey, str | None]]:
+    """(asset, partition) of every partition the requests materialize, ranges expanded; each
+    request targets exactly one asset."""
     assert all(len(r.asset_selection or []) == 1 for r in requests)
-    return {(r.asset_selection[0], r.partition_key) for r in requests}
+    keys = config.DAILY.get_partition_keys()
+    result = []
+    for request in requests:
+        asset = request.asset_selection[0]
+        if RANGE_START in request.tags:
+            first, last = keys.index(request.tags[RANGE_START]), keys.index(request.tags[RANGE_END])
+            result.extend((asset, k) for k in keys[first : last + 1])
+        else:
+            result.append((asset, request.partition_key))
+    return result
+
+
+def targets(requests: list[dg.RunRequest]) -> set[tuple[dg.AssetKey, str | None]]:
+    return set(covered(requests))
 
 
 def flights_sources() -> list[LandedSource]:
     """The flights pipeline's landed sources, as its sensor declares them."""
-    return [
-        LandedSource(config.FLIGHTS_SOURCE, key("raw_flights"), config.DAILY),
-        LandedSource(config.WEATHER_SOURCE, key("raw_weather"), config.DAILY),
-        *(LandedSource(name, key(name)) for name in config.REFERENCE_TABLES),
-    ]
+    return landed_sources(config.DECLARATION)
 
 
 def touch_forward(path: str, seconds: float = 10.0) -> None:
@@ -101,7 +120,7 @@ def touch_forward(path: str, seconds: float = 10.0) -> None:
 def week_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference tables and 2013-01-01 … 2013-01-08, published once for the session."""
     template = tmp_path_factory.mktemp("landing_template")
-    publish(LandingZone(url=str(template)), date(2013, 1, 1), date(2013, 1, 8))
+    publish(LandingZone(url=str(template)), day_keys(date(2013, 1, 1), date(2013, 1, 8)))
     return template
 
 
@@ -124,18 +143,58 @@ def ticker(landing_zone: LandingZone, instance: dg.DagsterInstance) -> Ticker:
     return Ticker(landing_zone_sensor, landing_zone, instance)
 
 
-def test_new_files_request_one_run_per_file(published_week: LandingZone, ticker: Ticker):
-    """Each landed daily file is one partition run of its raw asset; each table one run."""
+def test_a_landed_week_is_one_range_run_per_source(published_week: LandingZone, ticker: Ticker):
+    """The week's daily files of each source are one single-run range; each table one run."""
     requests = ticker.tick()
 
-    assert len(requests) == len(EXPECTED_WEEK) == 19
-    assert targets(requests) == EXPECTED_WEEK
+    assert len(requests) == 2 + len(config.REFERENCE_TABLES) == 5
+    assert sorted(covered(requests), key=str) == sorted(EXPECTED_WEEK, key=str)
     assert len(set(ticker.run_keys)) == len(requests)
-    flights_jan_3 = next(
-        r for r in requests if r.partition_key == "2013-01-03" and r.run_key.startswith("flights/")
-    )
-    assert flights_jan_3.tags["landing_zone/file"] == published_week.uri("flights", "2013-01-03")
-    assert flights_jan_3.run_key.startswith("flights/2013-01-03@1:")
+    flights = next(r for r in requests if r.asset_selection == [key("raw_flights")])
+    assert (flights.tags[RANGE_START], flights.tags[RANGE_END]) == (WEEK[0], WEEK[-1])
+    assert flights.partition_key is None
+    assert flights.tags["landing_zone/files"] == "8"
+    assert flights.run_key.startswith("flights/2013-01-01...2013-01-08:")
+
+
+def test_a_range_request_materializes_every_partition_in_one_run(
+    published_week: LandingZone, ticker: Ticker, resources: dict, instance: dg.DagsterInstance
+):
+    flights = next(r for r in ticker.tick() if r.asset_selection == [key("raw_flights")])
+
+    result = dg.materialize(
+        data_assets, selection=flights.asset_selection, tags=flights.tags,
+        resources=resources, instance=instance,
+    )  # fmt: skip
+
+    assert result.success
+    materialized = {e.partition for e in result.get_asset_materialization_events()}
+    assert materialized == set(WEEK)
+
+
+def test_gaps_split_the_landed_days_into_ranges(landing_zone: LandingZone, ticker: Ticker) -> None:
+    publish(landing_zone, [*day_keys(date(2013, 1, 1), date(2013, 1, 3)), "2013-01-06"])
+
+    flights = [r for r in ticker.tick() if r.asset_selection == [key("raw_flights")]]
+
+    assert [(r.tags.get(RANGE_START), r.tags.get(RANGE_END), r.partition_key) for r in flights] == [
+        ("2013-01-01", "2013-01-03", None),
+        (None, None, "2013-01-06"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "ranges"),
+    [
+        ([], []),
+        (["b"], [["b"]]),
+        (["c", "a", "b"], [["a", "b", "c"]]),
+        (["a", "c", "e", "d"], [["a"], ["c", "d", "e"]]),
+    ],
+)
+def test_contiguous_ranges_follow_the_partition_order(keys: list[str], ranges: list) -> None:
+    order = {k: i for i, k in enumerate("abcdef")}
+    assert contiguous_ranges(keys, order) == ranges
 
 
 def test_unchanged_files_request_nothing_and_are_not_reread(
@@ -147,9 +206,9 @@ def test_unchanged_files_request_nothing_and_are_not_reread(
     hashed: list[tuple[str, str]] = []
     original = LandingZone.content_hash
 
-    def counting_hash(self: LandingZone, source: str, name: str) -> str:
+    def counting_hash(self: LandingZone, source: str, name: str, ext: str = ".csv") -> str:
         hashed.append((source, name))
-        return original(self, source, name)
+        return original(self, source, name, ext)
 
     monkeypatch.setattr(LandingZone, "content_hash", counting_hash)
 
@@ -166,7 +225,7 @@ def test_changed_file_requests_exactly_one_new_run_per_file(
 
     # Republishing a day rewrites its flights and weather files with duplicated rows, and the
     # reference tables with the very same bytes.
-    publish(published_week, date(2013, 1, 3), date(2013, 1, 3), fault="duplicate-rows")
+    publish(published_week, day_keys(date(2013, 1, 3), date(2013, 1, 3)), fault="duplicate-rows")
     requests = ticker.tick()
 
     assert targets(requests) == {
@@ -175,9 +234,11 @@ def test_changed_file_requests_exactly_one_new_run_per_file(
     }
     assert all(r.run_key not in first for r in requests)
     assert {r.run_key.split(":")[0] for r in requests} == {
-        "flights/2013-01-03@2",
-        "weather/2013-01-03@2",
+        "flights/2013-01-03...2013-01-03",
+        "weather/2013-01-03...2013-01-03",
     }
+    cursor = json.loads(ticker.cursor)
+    assert cursor["flights/2013-01-03"]["version"] == cursor["weather/2013-01-03"]["version"] == 2
     assert ticker.tick() == []
 
 
@@ -190,7 +251,7 @@ def test_one_changed_file_is_one_run(published_week: LandingZone, ticker: Ticker
     requests = ticker.tick()
 
     assert targets(requests) == {(key("raw_flights"), "2013-01-05")}
-    assert len(set(ticker.run_keys)) == len(ticker.run_keys) == 20
+    assert len(set(ticker.run_keys)) == len(ticker.run_keys) == 6
 
 
 def test_touched_file_without_new_content_requests_nothing(
@@ -228,7 +289,7 @@ def test_restart_from_stored_cursor_requests_nothing(
     assert restarted.tick(cursor=stored) == []
 
     # and it still notices what changes after the restart
-    publish(published_week, date(2013, 1, 8), date(2013, 1, 8), fault="duplicate-rows")
+    publish(published_week, day_keys(date(2013, 1, 8), date(2013, 1, 8)), fault="duplicate-rows")
     assert len(restarted.tick()) == 2
 
 
@@ -239,22 +300,24 @@ def test_reverted_content_runs_each_time_with_distinct_run_keys(
     content_a = published_week.read_bytes("flights", "2013-01-02")
     content_b = content_a + content_a.split(b"\n", 2)[1]
     keys_for_day: list[str] = []
+    versions: list[tuple[int, str]] = []
 
     for content in (None, content_b, content_a):
         if content is not None:
             path = published_week.write_bytes("flights", "2013-01-02", content)
             touch_forward(path)
-        requests = [r for r in ticker.tick() if r.run_key.startswith("flights/2013-01-02@")]
+        requests = [
+            r for r in ticker.tick()
+            if (key("raw_flights"), "2013-01-02") in targets([r])
+        ]  # fmt: skip
         assert len(requests) == 1
         keys_for_day.append(requests[0].run_key)
+        day = json.loads(ticker.cursor)["flights/2013-01-02"]
+        versions.append((day["version"], day["content"]))
 
     assert len(set(keys_for_day)) == 3
-    assert [k.split(":")[0] for k in keys_for_day] == [
-        "flights/2013-01-02@1",
-        "flights/2013-01-02@2",
-        "flights/2013-01-02@3",
-    ]
-    assert keys_for_day[0].split(":")[1] == keys_for_day[2].split(":")[1]  # same content hash
+    assert [v for v, _ in versions] == [1, 2, 3]
+    assert versions[0][1] == versions[2][1]  # the same content, run again
 
 
 STRAY_FILES = [
@@ -275,7 +338,7 @@ def test_files_that_name_no_partition_are_ignored(published_week: LandingZone, t
     assert targets(requests) == EXPECTED_WEEK
     cursor = json.loads(ticker.cursor)
     for source, name in STRAY_FILES:
-        assert all(f"{source}/{name}@" not in r.run_key for r in requests)
+        assert all(name not in r.run_key for r in requests)
         assert f"{source}/{name}" in cursor
     assert ticker.tick() == []
 
@@ -283,7 +346,8 @@ def test_files_that_name_no_partition_are_ignored(published_week: LandingZone, t
 def test_more_files_than_max_runs_per_tick_arrive_over_several_ticks(
     published_week: LandingZone, landing_zone: LandingZone, instance: dg.DagsterInstance
 ):
-    """With a cap of 3, 19 files arrive 3 per tick: every one exactly once, none lost."""
+    """With a cap of 3 runs per tick, 5 runs' files arrive over 2 ticks and a day landed
+    mid-way on the third: every file exactly once, none lost."""
     published_week.write_bytes("flights", "notes", b"not a partition\n")
     capped = Ticker(
         build_landing_zone_sensor("capped", flights_sources(), max_runs_per_tick=3),
@@ -295,13 +359,13 @@ def test_more_files_than_max_runs_per_tick_arrive_over_several_ticks(
     seen: list[tuple[dg.AssetKey, str | None]] = []
     while requests := capped.tick():
         sizes.append(len(requests))
-        seen.extend(targets(requests))
+        seen.extend(covered(requests))
         # A file landed mid-way is picked up too, once.
         if len(sizes) == 2:
-            publish(landing_zone, date(2013, 1, 9), date(2013, 1, 9))
+            publish(landing_zone, day_keys(date(2013, 1, 9), date(2013, 1, 9)))
         assert len(sizes) < 20, "the sensor never drained the landing zone"
 
-    assert sizes == [3, 3, 3, 3, 3, 3, 3]
+    assert sizes == [3, 2, 2]
     expected = EXPECTED_WEEK | {
         (key("raw_flights"), "2013-01-09"),
         (key("raw_weather"), "2013-01-09"),
@@ -327,15 +391,15 @@ def queued_instance(home: Path) -> Iterator[dg.DagsterInstance]:
 CODE_LOCATION = """
 import dagster as dg
 
+from ml_assets.definitions import defs as platform
 from ml_assets.pipelines.flights.assets import data_assets
-from ml_assets.pipelines.flights.definitions import landing_zone_sensor
 from ml_assets.home import online_store_url
 from resources.landing_zone import default_landing_zone
 from resources.table_snapshots import TableSnapshotStore
 
 defs = dg.Definitions(
     assets=data_assets,
-    sensors=[landing_zone_sensor],
+    sensors=[platform.resolve_sensor_def("flights_landing_zone_sensor")],
     resources={
         "landing_zone": default_landing_zone(),
         "online_store": TableSnapshotStore(base_url=online_store_url()),
@@ -352,7 +416,7 @@ def test_daemon_skips_run_keys_it_has_already_launched(
 
     Runs the sensor daemon's own tick function against an in-process code location.
     """
-    publish(landing_zone, date(2013, 1, 1), date(2013, 1, 1))  # five files: five runs
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)))  # five files: five runs
     logger = logging.getLogger("test_sensor_daemon")
     location_file = tmp_path / "location.py"
     location_file.write_text(CODE_LOCATION)

@@ -16,7 +16,7 @@ def test_one_partition_end_to_end(published_week, resources, instance, home):
     assert reference.success
     history = dg.materialize(
         data_assets,
-        selection=dg.AssetSelection.groups("ingest", "clean")
+        selection=dg.AssetSelection.groups("flights_ingest", "flights_clean")
         - dg.AssetSelection.assets(key("planes"), key("airports"), key("airlines")),
         tags={
             "dagster/asset_partition_range_start": "2013-01-01",
@@ -38,7 +38,7 @@ def test_one_partition_end_to_end(published_week, resources, instance, home):
         assert evaluation.target_materialization_data.storage_id == latest.storage_id
     day = dg.materialize(
         data_assets,
-        selection=dg.AssetSelection.groups("ingest", "clean", "features")
+        selection=dg.AssetSelection.groups("flights_ingest", "flights_clean", "flights_features")
         - dg.AssetSelection.assets(key("planes"), key("airports"), key("airlines")),
         partition_key="2013-01-08",
         resources=resources,

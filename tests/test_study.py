@@ -9,7 +9,10 @@ import pandas as pd
 
 from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.study import StudySettings, best_configuration, run_study
-from ml_assets.pipelines.flights.model import SETTINGS
+from ml_assets.pipelines import declaration
+
+SPACE = declaration("flights").model.search_space
+"""The flights pipeline's declared search space (three regression families)."""
 
 FEATURES = Features(categorical=["carrier"], numeric=["distance", "dep_hour"])
 
@@ -40,13 +43,13 @@ def _settings(storage: str, workers: int, n_trials: int = 4) -> StudySettings:
 def test_parallel_workers_share_one_journal_study(tmp_path: Path) -> None:
     settings = _settings(str(tmp_path / "study.journal"), workers=2, n_trials=6)
     study, numbers = run_study(
-        settings, SETTINGS["search_space"], FEATURES, _data(), "arr_delay", tmp_path
+        settings, SPACE, FEATURES, _data(), "arr_delay", "regression", "mae", tmp_path
     )
     assert sorted(numbers) == list(range(6))
     assert {t.system_attrs.get("fixed_params") is None for t in study.trials} == {True}
     family, params = best_configuration(study.best_params)
-    assert family in SETTINGS["search_space"]
-    assert set(params) == set(SETTINGS["search_space"][family])
+    declared = {space.family: space for space in SPACE}
+    assert set(params) == set(declared[family].params())
     # every trial reported intermediate values the pruner could act on
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert finished and all(t.intermediate_values for t in finished)
@@ -58,9 +61,11 @@ def test_parallel_workers_share_one_journal_study(tmp_path: Path) -> None:
 def test_study_in_postgresql_continues_across_runs(postgres_url: str, tmp_path: Path) -> None:
     settings = _settings(postgres_url, workers=2, n_trials=2)
     data = _data()
-    first, _ = run_study(settings, SETTINGS["search_space"], FEATURES, data, "arr_delay", tmp_path)
+    first, _ = run_study(
+        settings, SPACE, FEATURES, data, "arr_delay", "regression", "mae", tmp_path
+    )
     assert len(first.trials) == 2
     again, numbers = run_study(
-        settings, SETTINGS["search_space"], FEATURES, data, "arr_delay", tmp_path
+        settings, SPACE, FEATURES, data, "arr_delay", "regression", "mae", tmp_path
     )
     assert len(again.trials) == 4 and sorted(numbers) == [2, 3]

@@ -1,124 +1,119 @@
-"""The deploy layer as assets: ``deployed_endpoint`` (group ``deploy``) and ``batch_predictions``.
+"""The deploy layer as assets: ``deployed_endpoint`` and ``batch_predictions``.
 
-``deployed_endpoint`` makes the newly registered version the champion, has the running service
-load it, and smoke-tests the live endpoint: its predictions for held-out flights must equal
-the registered model's (scikit-learn, loaded from the registry) and single requests must
-answer within the latency budget. On any failure the previous champion is restored and
+``deployed_endpoint`` makes the newly registered version the champion, has the pipeline's
+running service load it, and smoke-tests the live endpoint: its predictions for held-out rows
+must equal the registered model's (scikit-learn, loaded from the registry) and single requests
+must answer within the latency budget. On any failure the previous champion is restored and
 reloaded and the step fails saying what went wrong, so a bad model never stays live.
 """
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ml_assets.automation import refresh_stale_partitions
+from ml_assets.automation import deploy_new_registrations, refresh_stale_partitions
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.overrides import declared_defaults
+from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import ServingEndpoint
+from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
+from ml_assets.deployment.rollout import undone_on_failure
 from ml_assets.home import warehouse_url
 from ml_assets.modeling.estimators import Features
-from ml_assets.modeling.tracking import use_platform_store
+from resources.mlflow_tracking import MlflowTracking
 from resources.parquet_io_manager import read_partition
+from serving.spec import score_field
 
 DEPLOY = "deploy"
 CODE_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class DeploySpec:
-    """What the deploy layer needs to know about a pipeline's served model."""
-
-    key_prefix: str
-    model_name: str
-    features: Features
-    registered_model: dg.AssetKey
-    features_asset: dg.AssetKey
-    """Feature rows: the smoke test's expected values and what batch predictions score."""
-    requests_asset: dg.AssetKey
-    """Rows a caller would send (e.g. the clean flights of a day)."""
-    request_items: Callable[[pd.DataFrame], list[dict[str, Any]]]
-    id_column: str
-    prediction: str
-    partitions_def: dg.PartitionsDefinition
-    batch_columns: Sequence[str]
-    """Feature-row columns copied into the batch predictions beside the prediction."""
-    batch_schema: dg.TableSchema
-    owners: list[str] = field(default_factory=list)
-
-    def key(self, name: str) -> dg.AssetKey:
-        return dg.AssetKey([self.key_prefix, name])
-
-
-class SmokeTest(dg.Config):
-    """How the live endpoint is verified after it loads a new champion."""
-
-    rows: int = 200
-    """Held-out flights (of the snapshot's day) compared with the registered model."""
-    tolerance: float = 0.01
-    """Largest accepted difference from the registered model's prediction (target units)."""
-    latency_requests: int = 50
-    latency_budget_ms: float = 50.0
-    """Budget for the 95th percentile of single-flight request latency."""
 
 
 class SmokeTestFailed(Exception):
     pass
 
 
-def build_deployment_assets(spec: DeploySpec) -> list[dg.AssetsDefinition]:
-    common = {"group_name": DEPLOY, "code_version": CODE_VERSION, "owners": spec.owners}
+def batch_schema(declaration: PipelineDeclaration, features: dg.TableSchema) -> dg.TableSchema:
+    """The columns of ``batch_predictions``: the declared feature columns, the prediction and
+    the version that made it."""
+    by_name = {column.name: column for column in features.columns}
+    prediction = declaration.serving.prediction
+    if declaration.model.task == "binary_classification":
+        scored = [
+            dg.TableColumn(f"{prediction}_probability", "float64",
+                           f"The champion's probability that {prediction} is 1."),
+            dg.TableColumn(f"predicted_{prediction}", "bool",
+                           "The champion's decision at its threshold chosen on validation."),
+        ]  # fmt: skip
+    else:
+        scored = [
+            dg.TableColumn(f"predicted_{prediction}", "float64", f"The champion's {prediction}.")
+        ]
+    return dg.TableSchema(
+        columns=[
+            *(by_name[c] for c in declaration.serving.batch_columns),
+            *scored,
+            dg.TableColumn("model_version", "string", "Registry version of the champion."),
+        ]
+    )
+
+
+def build_deployment_assets(
+    declaration: PipelineDeclaration, hooks: ServingHooks, features_schema: dg.TableSchema
+) -> list[dg.AssetsDefinition]:
+    """``deployed_endpoint`` and ``batch_predictions`` of ``declaration``'s pipeline."""
+    model = declaration.model
+    name = model.registered_model_name
+    inputs = Features(categorical=model.categorical, numeric=model.numeric)
+    DeployConfig = declared_defaults(
+        declaration.deploy, f"{declaration.prefix.title().replace('_', '')}Deploy"
+    )
+    common = {
+        "group_name": f"{declaration.prefix}_{DEPLOY}",
+        "code_version": CODE_VERSION,
+        "owners": declaration.owners,
+    }
 
     @dg.asset(
-        key=spec.key("deployed_endpoint"),
+        key=declaration.key("deployed_endpoint"),
         description=(
-            "The live prediction endpoint serving the registered model as champion: promoted, "
-            "reloaded and smoke-tested (parity with the registry, latency budget); rolled back "
-            "to the previous champion when any step fails."
+            f"The live prediction endpoint of {declaration.name}, serving the registered model "
+            "as champion: promoted, reloaded and smoke-tested (parity with the registry, "
+            "latency budget); rolled back to the previous champion when any step fails."
         ),
         kinds={"fastapi", "mlflow"},
-        ins={"registered_model": dg.AssetIn(spec.registered_model)},
+        ins={"registered_model": dg.AssetIn(declaration.key("registered_model"))},
         io_manager_key="json_io_manager",
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=deploy_new_registrations(),
         **common,
     )
     def deployed_endpoint(
         context: dg.AssetExecutionContext,
-        config: SmokeTest,
-        endpoint: ServingEndpoint,
+        config: DeployConfig,
+        mlflow: MlflowTracking,
+        prediction_services: PredictionServices,
         registered_model: dict,
     ) -> dg.Output[dict]:
-        use_platform_store()
+        mlflow.use()
+        endpoint = prediction_services.endpoint(declaration.name)
         version = str(registered_model["version"])
         endpoint.ensure_running(context.log)
-        before = registry.promote(spec.model_name, version)
+        before = registry.promote(name, version)
         previous = before.champion
-        context.log.info(f"{spec.model_name}: champion v{version} (previous: v{previous})")
-        try:
-            served = endpoint.reload()
-            if served.get("version") != version:
-                raise SmokeTestFailed(f"the service loaded {served.get('version')}, not {version}")
-            smoke = _smoke_test(spec, endpoint, served, config)
-        except Exception as error:
-            reason = f"{type(error).__name__}: {error}"
-            registry.restore(spec.model_name, before, version, reason)
-            restored = _reload_quietly(endpoint, context)
-            raise dg.Failure(
-                description=(
-                    f"Deploying {spec.model_name} v{version} failed and was rolled back: "
-                    f"{reason}. The service now serves {restored}."
-                ),
-                metadata={"failed_version": version, "restored_version": str(previous)},
-            ) from error
+        context.log.info(f"{name}: champion v{version} (previous: v{previous})")
+        with undone_on_failure(
+            endpoint, name, before, version, f"Deploying {name} v{version}", context.log
+        ):
+            served = endpoint.reload_champion(version)
+            smoke = _smoke_test(declaration, hooks, inputs, endpoint, served, config)
         handle = {
-            "name": spec.model_name,
+            "name": name,
             "version": version,
             "previous_version": previous,
             "url": endpoint.url,
             "predictor": served["predictor"],
-            "snapshot": served["snapshot"],
+            "snapshot": served.get("snapshot"),
             "smoke_test": smoke,
         }
         return dg.Output(
@@ -128,83 +123,96 @@ def build_deployment_assets(spec: DeploySpec) -> list[dg.AssetsDefinition]:
                 "version": version,
                 "previous_version": str(previous),
                 "predictor": served["predictor"],
-                "snapshot": served["snapshot"],
+                "snapshot": str(served.get("snapshot")),
                 **{f"smoke/{k}": v for k, v in smoke.items()},
             },
         )
 
+    prediction = declaration.serving.prediction
+
     @dg.asset(
-        key=spec.key("batch_predictions"),
+        key=declaration.key("batch_predictions"),
         description=(
-            "The champion's predicted arrival delay for every flight of the day, with the "
-            "model version on every row; rescored when the features or the champion change."
+            f"The champion's {prediction} for every row of each {model.features_asset} "
+            "partition, with the model version on every row; rescored when the features or "
+            "the champion change."
         ),
         kinds={"pandas", "parquet"},
-        ins={"features": dg.AssetIn(spec.features_asset)},
-        deps=[spec.key("deployed_endpoint")],
-        partitions_def=spec.partitions_def,
+        ins={"features": dg.AssetIn(declaration.key(model.features_asset))},
+        deps=[declaration.key("deployed_endpoint")],
+        partitions_def=declaration.partitions.definition(),
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=refresh_stale_partitions(),
-        metadata={"dagster/column_schema": spec.batch_schema},
+        metadata={"dagster/column_schema": batch_schema(declaration, features_schema)},
         **common,
     )
     def batch_predictions(
-        context: dg.AssetExecutionContext, features: dict[str, pd.DataFrame]
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowTracking,
+        features: dict[str, pd.DataFrame],
     ) -> dg.Output[dict[str, pd.DataFrame]]:
         from serving.predictors import load_version, resolve_alias
 
-        use_platform_store()
-        version = resolve_alias(spec.model_name, registry.CHAMPION)
-        model = load_version(spec.model_name, version, spec.features)
+        mlflow.use()
+        version = resolve_alias(name, registry.CHAMPION)
+        loaded = load_version(name, version, inputs, model.task)
         scored = {}
-        for day in context.partition_keys:
-            rows = features[day]
-            frame = rows.loc[:, list(spec.batch_columns)].reset_index(drop=True)
-            predicted = model.predictor.predict({c: rows[c].to_numpy() for c in rows.columns})
-            frame[f"predicted_{spec.prediction}"] = predicted
+        for key in context.partition_keys:
+            rows = features[key]
+            frame = rows.loc[:, list(declaration.serving.batch_columns)].reset_index(drop=True)
+            values = loaded.predictor.predict({c: rows[c].to_numpy() for c in rows.columns})
+            if model.task == "binary_classification":
+                frame[f"{prediction}_probability"] = values
+                frame[f"predicted_{prediction}"] = values >= loaded.threshold
+            else:
+                frame[f"predicted_{prediction}"] = values
             frame["model_version"] = version
-            scored[day] = frame
+            scored[key] = frame
         return dg.Output(
             scored,
-            metadata={"model_version": version, "predictor": model.predictor.kind},
+            metadata={"model_version": version, "predictor": loaded.predictor.kind},
         )
 
     return [deployed_endpoint, batch_predictions]
 
 
-def _reload_quietly(endpoint: ServingEndpoint, context: dg.AssetExecutionContext) -> str:
-    try:
-        served = endpoint.reload()
-    except Exception as error:  # the rollback is reported; the original failure matters more
-        context.log.error(f"reloading the restored champion failed: {error}")
-        return "an unknown version (the reload failed)"
-    return f"v{served['version']}" if served.get("ready") else "no model (there is no champion)"
-
-
 def _smoke_test(
-    spec: DeploySpec, endpoint: ServingEndpoint, served: dict, config: SmokeTest
+    declaration: PipelineDeclaration,
+    hooks: ServingHooks,
+    features: Features,
+    endpoint: ServingEndpoint,
+    served: dict,
+    config: Any,
 ) -> dict[str, Any]:
-    """Compare the live endpoint with the registered model on flights of the snapshot's day."""
+    """Compare the live endpoint with the registered model on rows of the served partition
+    (the snapshot's, or the latest feature partition)."""
     from serving.predictors import load_version
 
-    day = served["snapshot"]
-    requests = read_partition(warehouse_url(), spec.requests_asset, day)
-    features = read_partition(warehouse_url(), spec.features_asset, day)
-    sample = features.sample(n=min(config.rows, len(features)), random_state=0)
-    items = spec.request_items(requests)
-    by_id = dict(zip(features[spec.id_column], items, strict=True))
-    chosen = [by_id[i] for i in sample[spec.id_column]]
+    model = declaration.model
+    partition = served.get("snapshot") or _latest_partition(declaration)
+    requests = read_partition(
+        warehouse_url(), declaration.key(declaration.serving.requests_asset), partition
+    )
+    rows = read_partition(warehouse_url(), declaration.key(model.features_asset), partition)
+    sample = rows.sample(n=min(config.smoke_rows, len(rows)), random_state=0)
+    items = hooks.request_items(requests)
+    by_id = dict(zip(rows[model.id_column], items, strict=True))
+    chosen = [by_id[i] for i in sample[model.id_column]]
 
     answer, _ = endpoint.predict(chosen)
     versions = {answer["model_version"]}
-    live = np.array([p[spec.prediction] for p in answer["predictions"]])
-    reference = load_version(spec.model_name, served["version"], spec.features, prefer_onnx=False)
+    field = score_field(model.task, declaration.serving.prediction)
+    live = np.array([p[field] for p in answer["predictions"]], dtype="float64")
+    reference = load_version(
+        model.registered_model_name, served["version"], features, model.task, prefer_onnx=False
+    )
     expected = reference.predictor.predict({c: sample[c].to_numpy() for c in sample.columns})
     difference = float(np.max(np.abs(live - expected), initial=0.0))
     latencies = np.array(endpoint.latencies(chosen[: config.latency_requests])) * 1000
     p50, p95 = (float(np.percentile(latencies, q)) for q in (50, 95))
     result = {
         "rows": len(chosen),
+        "partition": partition,
         "max_abs_difference": difference,
         "latency_p50_ms": round(p50, 3),
         "latency_p95_ms": round(p95, 3),
@@ -221,3 +229,18 @@ def _smoke_test(
             f"p95 latency {p95:.1f} ms is over the budget of {config.latency_budget_ms} ms"
         )
     return result
+
+
+def _latest_partition(declaration: PipelineDeclaration) -> str:
+    """The newest stored partition of the features asset."""
+    from resources.paths import to_upath
+
+    folder = to_upath(warehouse_url()).joinpath(
+        *declaration.key(declaration.model.features_asset).path
+    )
+    stored = sorted(
+        p.name.removesuffix(".parquet") for p in folder.iterdir() if p.name.endswith(".parquet")
+    )
+    if not stored:
+        raise SmokeTestFailed(f"no {declaration.model.features_asset} partition is stored")
+    return stored[-1]

@@ -1,87 +1,136 @@
-"""The running prediction service as a Dagster resource: start (locally), reload, call."""
+"""The pipelines' running prediction services as a Dagster resource: start (locally), reload,
+call. One service per pipeline, each at its own URL."""
 
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from ml_assets.home import PROJECT_ROOT, ml_assets_home
+from serving.settings import url_env_var
 
 
 class ServiceUnavailable(RuntimeError):
     pass
 
 
-class ServingEndpoint(dg.ConfigurableResource):
-    """The prediction service at ``url``; ``start_if_down`` (local profile) starts it."""
+class PredictionServices(dg.ConfigurableResource):
+    """Where each pipeline's prediction service answers (``urls`` by pipeline name)."""
 
-    url: str = Field(description="Base URL of the service.")
-    start_if_down: bool = Field(
-        description="Start `ml-assets serve` when nothing answers (local profile only)."
-    )
+    urls: dict[str, str] = Field(description="Base URL of each pipeline's service.")
     admin_token: str | None = Field(
         default=None, description="Bearer token of admin calls; default: serving.settings."
     )
     startup_timeout_s: float = 90.0
     timeout_s: float = 60.0
 
-    def _token(self) -> str:
-        from serving.settings import admin_token
+    def endpoint(self, pipeline: str) -> "ServingEndpoint":
+        from serving.settings import admin_token, is_local
 
-        return self.admin_token or admin_token()
+        url = self.urls[pipeline]
+        return ServingEndpoint(
+            pipeline=pipeline,
+            url=url,
+            start_if_down=is_local(url),
+            token=self.admin_token or admin_token(),
+            startup_timeout_s=self.startup_timeout_s,
+            timeout_s=self.timeout_s,
+        )
+
+
+@dataclass(frozen=True)
+class ServingEndpoint:
+    """The prediction service of ``pipeline`` at ``url``; ``start_if_down`` (a loopback URL:
+    the local profile) starts it when nothing answers."""
+
+    pipeline: str
+    url: str
+    start_if_down: bool
+    token: str
+    startup_timeout_s: float
+    timeout_s: float
+
+    def _token(self) -> str:
+        return self.token
 
     def _client(self):
         import httpx
 
         return httpx.Client(base_url=self.url, timeout=self.timeout_s)
 
-    def is_up(self) -> bool:
+    def _health(self) -> dict[str, Any] | None:
+        """The service's ``/health`` answer; None when nothing answers."""
         import httpx
 
         try:
             with self._client() as client:
-                return client.get("/health").status_code == 200
+                response = client.get("/health")
         except httpx.TransportError:
-            return False
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return {}
+
+    def is_up(self) -> bool:
+        return self._health() is not None
 
     def ensure_running(self, log) -> None:
-        """Return once the service answers; start it locally, or fail saying what to do."""
-        if self.is_up():
-            return
-        if not self.start_if_down:
+        """Return once the pipeline's service answers at the URL; start it locally, or fail
+        saying what to do. A service of another pipeline at the URL (two pipelines pointed at
+        one port) is refused before anything is changed."""
+        if not self.is_up():
+            if not self.start_if_down:
+                raise ServiceUnavailable(
+                    f"The {self.pipeline} prediction service at {self.url} does not answer. In "
+                    "the production profile the platform does not start it: start it "
+                    f"(`ml-assets serve {self.pipeline}`) where it runs and check "
+                    f"{url_env_var(self.pipeline)}, then re-execute this run."
+                )
+            self._start(log)
+        serves = (self._health() or {}).get("pipeline")
+        if serves != self.pipeline:
             raise ServiceUnavailable(
-                f"The prediction service at {self.url} does not answer. In the production "
-                "profile the platform does not start it: start it (`ml-assets serve`) where it "
-                "runs and check ML_ASSETS_SERVING_URL, then re-execute this run."
+                f"The service at {self.url} is the {serves} prediction service, not the "
+                f"{self.pipeline} one: point {url_env_var(self.pipeline)} at the {self.pipeline} "
+                "service (each pipeline has its own), then re-execute this run."
             )
+
+    def _start(self, log) -> None:
         port = self.url.rsplit(":", 1)[-1].split("/")[0]
         folder = ml_assets_home() / "serving"
         folder.mkdir(parents=True, exist_ok=True)
-        output = (folder / "service.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ml_assets.cli", "serve", "--port", port],
-            cwd=PROJECT_ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL,
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        (folder / "service.pid").write_text(str(process.pid))
-        log.info(f"started the prediction service (pid {process.pid}) on {self.url}")
+        log_file = folder / f"{self.pipeline}.log"
+        with log_file.open("ab") as output:  # the service keeps its own copy of the file
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ml_assets.cli", "serve", self.pipeline, "--port", port],
+                cwd=PROJECT_ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        (folder / f"{self.pipeline}.pid").write_text(str(process.pid))
+        log.info(
+            f"started the {self.pipeline} prediction service (pid {process.pid}) on {self.url}"
+        )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ServiceUnavailable(
                     f"The prediction service exited with {process.returncode} on start; "
-                    f"see {folder / 'service.log'}"
+                    f"see {log_file}"
                 )
             if self.is_up():
                 return
             time.sleep(0.2)
         raise ServiceUnavailable(
             f"The prediction service did not answer within {self.startup_timeout_s:.0f} s; "
-            f"see {folder / 'service.log'}"
+            f"see {log_file}"
         )
 
     def reload(self, version: str | None = None) -> dict[str, Any]:
@@ -97,6 +146,14 @@ class ServingEndpoint(dg.ConfigurableResource):
                 f"reload refused ({response.status_code}): {response.json().get('detail')}"
             )
         return response.json()
+
+    def reload_champion(self, version: str) -> dict[str, Any]:
+        """Have the service load the champion, which the registry now says is ``version``;
+        its answer, or raise if it loaded anything else."""
+        served = self.reload()
+        if served.get("version") != version:
+            raise ServiceUnavailable(f"the service loaded {served.get('version')}, not {version}")
+        return served
 
     def predict(self, items: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
         """The service's answer for ``items`` and the seconds it took."""

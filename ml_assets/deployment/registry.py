@@ -52,20 +52,24 @@ def promote(name: str, version: str) -> Aliases:
 
 
 def restore(name: str, before: Aliases, failed: str, reason: str) -> None:
-    """Undo ``promote``: both aliases point where they did, and ``failed`` says why."""
+    """Undo ``promote`` or ``roll_back``: both aliases point where they did, and ``failed``
+    (the version that did not go live) says why."""
     _point(name, CHAMPION, before.champion)
     _point(name, PREVIOUS, before.previous)
     _client().set_model_version_tag(name, failed, "deployment_failed", reason[:4000])
 
 
-def roll_back(name: str) -> tuple[str, str]:
-    """Point ``champion`` back at ``previous_champion``; returns (from, to) versions."""
-    client = _client()
-    current, previous = alias_version(name, CHAMPION), alias_version(name, PREVIOUS)
-    if previous is None:
+def roll_back(name: str) -> Aliases:
+    """Point ``champion`` back at ``previous_champion`` (which is then unset); returns the
+    aliases as they were, for ``restore``."""
+    before = aliases(name)
+    if before.previous is None:
         raise LookupError(f"{name} has no {PREVIOUS!r} version to roll back to")
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.delete_registered_model_alias(name, PREVIOUS)
-    if current is not None:
-        client.set_model_version_tag(name, current, "rolled_back_at", str(int(time.time())))
-    return str(current), previous
+    _point(name, CHAMPION, before.previous)
+    _point(name, PREVIOUS, None)
+    return before
+
+
+def mark_rolled_back(name: str, version: str) -> None:
+    """Record on ``version`` that a rollback took it out of service."""
+    _client().set_model_version_tag(name, version, "rolled_back_at", str(int(time.time())))

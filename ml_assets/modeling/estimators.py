@@ -1,24 +1,35 @@
 """Model families the search space can name, each a scikit-learn pipeline over the features.
 
-Staged families fit in steps (more boosting iterations, more trees) so a trial can report
-intermediate validation scores and be pruned early.
+A family learns one or both tasks: a regressor predicts the target, a binary classifier the
+probability of the positive class 1. Staged families fit in steps (more boosting iterations,
+more trees) so a trial can report intermediate validation scores and be pruned early.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from ml_assets.contract.tasks import Task
 
 STAGES = 4
 """A staged family is fitted in this many growing steps, each reported to the pruner."""
 
-SKOPS_TRUSTED_TYPES = {
-    "hist_gradient_boosting": ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
-    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
-    "ridge": ["numpy.dtype"],
+_TREES = ("sklearn.tree._tree.Tree",)
+_HIST_TREES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
+_DTYPE = ("numpy.dtype",)
+SKOPS_TRUSTED_TYPES: dict[tuple[Task, str], tuple[str, ...]] = {
+    ("regression", "hist_gradient_boosting"): _HIST_TREES,
+    ("regression", "random_forest"): (*_DTYPE, *_TREES),
+    ("regression", "ridge"): _DTYPE,
+    ("binary_classification", "hist_gradient_boosting"): _HIST_TREES,
+    ("binary_classification", "random_forest"): (*_DTYPE, *_TREES),
+    ("binary_classification", "logistic_regression"): _DTYPE,
 }
-"""Types outside skops' default allow-list that each family's saved pipeline contains, as
-reviewed: scikit-learn's fitted tree structures and numpy dtypes (of the imputers and
-scalers). A saved model needing anything else is refused, never unpickled."""
+"""Every (task, family) pipeline this module builds, with the types outside skops' default
+allow-list its saved file contains, as reviewed: scikit-learn's fitted tree structures and numpy
+dtypes (of the imputers). A saved model needing anything else is refused, never unpickled."""
 
 
 @dataclass(frozen=True)
@@ -27,42 +38,59 @@ class Features:
     numeric: Sequence[str]
 
 
-def build_pipeline(family: str, params: dict[str, Any], features: Features):
-    """A fresh, unfitted pipeline of ``family`` with ``params``."""
+def build_pipeline(family: str, params: Mapping[str, Any], features: Features, task: Task):
+    """A fresh, unfitted pipeline of ``family`` with ``params`` that learns ``task``."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+    if (task, family) not in SKOPS_TRUSTED_TYPES:
+        raise ValueError(f"no model family {family!r} for {task}")
+    classify = task == "binary_classification"
     categorical, numeric = list(features.categorical), list(features.numeric)
-    ordinal = OrdinalEncoder(
-        handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
-    )
+
+    def ordinal(min_frequency: int | None = None) -> OrdinalEncoder:
+        """Category codes, -1 for unseen and missing categories."""
+        return OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=-1,
+            encoded_missing_value=-1,
+            min_frequency=min_frequency,
+        )
+
     if family == "hist_gradient_boosting":
-        prep = ColumnTransformer([("cat", ordinal, categorical)], remainder="passthrough")
+        prep = ColumnTransformer([("cat", ordinal(), categorical)], remainder="passthrough")
         # Category codes split as ordered numbers, not as native categorical splits: the test
         # MAE is the same here, and skl2onnx cannot export native categorical splits.
-        model = HistGradientBoostingRegressor(
-            **params, categorical_features=None, early_stopping=False, random_state=0
-        )
+        estimator = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
+        model = estimator(**params, categorical_features=None, early_stopping=False, random_state=0)
     elif family == "random_forest":
         # Missing values imputed, not routed by the trees: ONNX cannot express that routing.
         prep = ColumnTransformer(
-            [("cat", ordinal, categorical), ("num", SimpleImputer(strategy="median"), numeric)]
+            [("cat", ordinal(), categorical), ("num", SimpleImputer(strategy="median"), numeric)]
         )
-        model = RandomForestRegressor(**params, n_jobs=1, random_state=0)
-    elif family == "ridge":
+        estimator = RandomForestClassifier if classify else RandomForestRegressor
+        model = estimator(**params, n_jobs=1, random_state=0)
+    else:
+        # One-hot over category codes: rare categories share a code, missing and unseen ones
+        # the code -1. skl2onnx exports neither a one-hot encoder's rare categories on a single
+        # column nor its missing category (ONNX receives a missing category as "", unseen).
+        one_hot = make_pipeline(ordinal(min_frequency=20), OneHotEncoder(handle_unknown="ignore"))
         prep = ColumnTransformer(
             [
-                ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
+                ("cat", one_hot, categorical),
                 ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
             ]
         )
-        model = Ridge(**params)
-    else:
-        raise ValueError(f"unknown model family {family!r}")
+        model = LogisticRegression(**params, max_iter=2000) if classify else Ridge(**params)
     return Pipeline([("prep", prep), ("model", model)])
 
 
@@ -80,3 +108,16 @@ def staged_fits(family: str, pipeline, X, y) -> Iterator[int]:
         model.set_params(**{size_param: max(1, round(full * stage / STAGES))})
         pipeline.fit(X, y)
         yield stage - 1
+
+
+def scores(pipeline, X, task: Task) -> np.ndarray:
+    """A fitted pipeline's scores of rows ``X``: the predictions (regression) or the probability
+    of the positive class 1 (binary classification)."""
+    if task == "regression":
+        return np.asarray(pipeline.predict(X), dtype="float64")
+    if task != "binary_classification":
+        raise ValueError(f"unknown task {task!r}")
+    classes = list(pipeline.classes_)
+    if 1 not in classes:
+        raise ValueError(f"the classifier has no positive class 1 (classes: {classes})")
+    return np.asarray(pipeline.predict_proba(X)[:, classes.index(1)], dtype="float64")

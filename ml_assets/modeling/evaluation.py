@@ -2,14 +2,20 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
+from ml_assets.modeling.artifacts import THRESHOLD_TAG
+from ml_assets.modeling.layer import CHAMPION, SPLIT_COLUMN, ModelLayer
 from ml_assets.modeling.plots import markdown_image, new_figure, save_figure
 
 IMPORTANCE_ROWS = 3000
+IMPORTANCE_SCORING = {
+    "regression": "neg_mean_absolute_error",
+    "binary_classification": "neg_log_loss",
+}
 
 
 @dataclass
@@ -20,76 +26,115 @@ class Evaluation:
     plots: dict[str, dg.MetadataValue] = field(default_factory=dict)
 
 
-def regression_metrics(actual: pd.Series, predicted: Any) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    return {
-        "mae": float(mean_absolute_error(actual, predicted)),
-        "rmse": float(mean_squared_error(actual, predicted) ** 0.5),
-        "r2": float(r2_score(actual, predicted)),
-    }
-
-
 def load_champion(model_name: str):
-    """(version, model) of the registry's champion, or (None, None) when there is none yet."""
+    """(version, model, threshold) of the registry's champion; Nones when there is none yet."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client = mlflow.tracking.MlflowClient()
     try:
-        version = client.get_model_version_by_alias(model_name, "champion")
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
-        return None, None
-    return str(version.version), mlflow.sklearn.load_model(f"models:/{model_name}@champion")
+        return None, None, None
+    threshold = version.tags.get(THRESHOLD_TAG)
+    model = mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
+    return str(version.version), model, float(threshold) if threshold else None
 
 
-def evaluate(spec, trained_model: dict, test: pd.DataFrame, fallback: float, model_name: str,
-             scratch: Path) -> Evaluation:  # fmt: skip
-    """Metrics and plots of the trained model on ``test``; logged to the model's MLflow run."""
+def baseline_scores(layer: ModelLayer, test: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
+    """The naive prediction for ``test``: the declared column (gaps take the training prior),
+    or the training prior (mean target, or positive rate) for every row."""
+    target, baseline = layer.model.target, layer.model.baseline
+    prior = float(train[target].mean())
+    if baseline.kind == "column":
+        return test[baseline.column].fillna(prior).to_numpy(dtype="float64")
+    return np.full(len(test), prior)
+
+
+def evaluate(
+    layer: ModelLayer, trained_model: dict, training_set: pd.DataFrame, scratch: Path
+) -> Evaluation:
+    """Metrics and plots of the trained model on the test rows; logged to the model's run."""
     import mlflow
+
+    from ml_assets.modeling.estimators import scores
+    from ml_assets.modeling.metrics import metrics
+
+    model, task = layer.model, layer.model.task
+    test = training_set[training_set[SPLIT_COLUMN] == "test"]
+    train = training_set[training_set[SPLIT_COLUMN] == "train"]
+    X, y = test[model.features], test[model.target]
+    fitted = mlflow.sklearn.load_model(trained_model["model_uri"])
+    threshold = trained_model.get("threshold")
+    predicted = scores(fitted, X, task)
+    results = {
+        "model": metrics(task, y, predicted, threshold),
+        "baseline": metrics(task, y, baseline_scores(layer, test, train), threshold),
+    }
+    champion_version, champion, champion_threshold = load_champion(model.registered_model_name)
+    if champion is not None:
+        results["champion"] = metrics(task, y, scores(champion, X, task), champion_threshold)
+    table = pd.DataFrame(results).T.rename_axis("predictor").round(4).to_markdown()
+
+    with mlflow.start_run(run_id=trained_model["run_id"], nested=True):
+        mlflow.log_metrics({f"test_{k}": v for k, v in results["model"].items()})
+        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in results["baseline"].items()})
+        figures = (
+            _regression_figures(layer, test, predicted)
+            if task == "regression"
+            else _classification_figures(y, predicted, threshold)
+        )
+        figures["feature_importances"] = _importances(layer, fitted, test)
+        plots = {f"plot/{title}": _log(figure, scratch, title) for title, figure in figures.items()}
+    return Evaluation(results, table, champion_version, plots)
+
+
+def _regression_figures(layer: ModelLayer, test: pd.DataFrame, predicted: np.ndarray) -> dict:
+    model = layer.model
+    y = test[model.target]
+    figure, axes = new_figure(5, 5)
+    axes.scatter(y, predicted, s=3, alpha=0.3)
+    low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
+    axes.plot([low, high], [low, high], color="grey", linewidth=1)
+    axes.set(xlabel=f"actual {model.target}", ylabel="predicted", title="Predicted vs actual")
+    figures = {"predicted_vs_actual": figure}
+    if model.error_by:
+        errors = (pd.Series(predicted, index=y.index) - y).abs().groupby(test[model.error_by])
+        figure, axes = new_figure()
+        errors.mean().plot.bar(ax=axes)
+        axes.set(xlabel=model.error_by, ylabel="MAE", title=f"Error by {model.error_by}")
+        figures["error_by"] = figure
+    return figures
+
+
+def _classification_figures(y: pd.Series, p: np.ndarray, threshold: float | None) -> dict:
+    from ml_assets.modeling import plots
+
+    figures = {
+        "roc_curve": plots.roc_figure(y, p),
+        "precision_recall_curve": plots.precision_recall_figure(y, p),
+        "reliability_curve": plots.reliability_figure(y, p),
+    }
+    if threshold is not None:
+        figures["confusion_matrix"] = plots.confusion_figure(y, p, threshold)
+    return figures
+
+
+def _importances(layer: ModelLayer, fitted, test: pd.DataFrame):
     from sklearn.inspection import permutation_importance
 
-    X, y = test[spec.columns], test[spec.target]
-    model = mlflow.sklearn.load_model(trained_model["model_uri"])
-    predicted = model.predict(X)
-    metrics = {
-        "model": regression_metrics(y, predicted),
-        "baseline": regression_metrics(y, test[spec.baseline_column].fillna(fallback)),
-    }
-    champion_version, champion = load_champion(model_name)
-    if champion is not None:
-        metrics["champion"] = regression_metrics(y, champion.predict(X))
-    table = pd.DataFrame(metrics).T.rename_axis("predictor").round(3).to_markdown()
-
-    plots = {}
-    with mlflow.start_run(run_id=trained_model["run_id"], nested=True):
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics["model"].items()})
-        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in metrics["baseline"].items()})
-
-        figure, axes = new_figure(5, 5)
-        axes.scatter(y, predicted, s=3, alpha=0.3)
-        low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
-        axes.plot([low, high], [low, high], color="grey", linewidth=1)
-        axes.set(xlabel=f"actual {spec.target}", ylabel="predicted", title="Predicted vs actual")
-        plots["plot/predicted_vs_actual"] = _log(figure, scratch, "predicted_vs_actual")
-
-        errors = (pd.Series(predicted, index=y.index) - y).abs().groupby(test[spec.error_by]).mean()
-        figure, axes = new_figure()
-        errors.plot.bar(ax=axes)
-        axes.set(xlabel=spec.error_by, ylabel="MAE (minutes)", title=f"Error by {spec.error_by}")
-        plots["plot/error_by"] = _log(figure, scratch, "error_by")
-
-        sample = test.sample(n=min(len(test), IMPORTANCE_ROWS), random_state=0)
-        importance = permutation_importance(
-            model, sample[spec.columns], sample[spec.target], n_repeats=3, random_state=0,
-            scoring="neg_mean_absolute_error",
-        )  # fmt: skip
-        ranked = pd.Series(importance.importances_mean, index=spec.columns).sort_values()
-        figure, axes = new_figure(6, 8)
-        ranked.tail(20).plot.barh(ax=axes)
-        axes.set(xlabel="MAE increase when shuffled (minutes)", title="Feature importances")
-        plots["plot/feature_importances"] = _log(figure, scratch, "feature_importances")
-    return Evaluation(metrics, table, champion_version, plots)
+    model = layer.model
+    sample = test.sample(n=min(len(test), IMPORTANCE_ROWS), random_state=0)
+    importance = permutation_importance(
+        fitted, sample[model.features], sample[model.target], n_repeats=3, random_state=0,
+        scoring=IMPORTANCE_SCORING[model.task],
+    )  # fmt: skip
+    ranked = pd.Series(importance.importances_mean, index=model.features).sort_values()
+    figure, axes = new_figure(6, 8)
+    ranked.tail(20).plot.barh(ax=axes)
+    axes.set(xlabel=f"{IMPORTANCE_SCORING[model.task]} lost when shuffled",
+             title="Feature importances")  # fmt: skip
+    return figure
 
 
 def _log(figure, scratch: Path, title: str) -> dg.MetadataValue:

@@ -1,10 +1,11 @@
 """Optuna hyperparameter studies over a declared search space, with parallel worker processes.
 
-The search space is data (``{family: {param: spec}}``); each trial picks a family, then that
-family's parameters, fits it in stages on the training sample and reports the validation MAE
-after each stage so the pruner can stop hopeless trials early. Workers are separate processes
-sharing one study through its storage: a journal file locally, any Optuna storage URL (e.g.
-PostgreSQL) in production.
+The search space is the declared list of model families; each trial picks a family, then that
+family's parameters, fits it in stages on the training sample and reports the validation
+objective (a metric of the task, minimised or maximised as the metric says) after each stage so
+the pruner can stop hopeless trials early. Workers are separate processes sharing one study
+through its storage: a journal file locally, any Optuna storage URL (e.g. PostgreSQL) in
+production.
 """
 
 import contextlib
@@ -14,13 +15,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from ml_assets.modeling.estimators import Features, build_pipeline, staged_fits
+from ml_assets.contract.search_space import FamilySpace
+from ml_assets.contract.tasks import METRICS, Task
+from ml_assets.modeling.estimators import Features, build_pipeline, scores, staged_fits
+from ml_assets.modeling.metrics import metric_value
 
-SearchSpace = Mapping[str, Mapping[str, Mapping[str, Any]]]
+Direction = Literal["minimize", "maximize"]
 
 
 @dataclass(frozen=True)
@@ -49,14 +53,15 @@ def open_storage(storage: str):
     return optuna.storages.JournalStorage(JournalFileBackend(storage))
 
 
-def load_or_create(settings: StudySettings, worker: int = 0):
-    """The study named in ``settings``, created on first use, with a seeded TPE sampler."""
+def load_or_create(settings: StudySettings, direction: Direction, worker: int = 0):
+    """The study named in ``settings``, created on first use (optimising in ``direction``),
+    with a seeded TPE sampler."""
     import optuna
 
     return optuna.create_study(
         study_name=settings.study_name,
         storage=open_storage(settings.storage),
-        direction="minimize",
+        direction=direction,
         load_if_exists=True,
         # each worker gets its own seed: identical seeds would propose identical trials
         sampler=optuna.samplers.TPESampler(seed=settings.seed + worker),
@@ -66,29 +71,21 @@ def load_or_create(settings: StudySettings, worker: int = 0):
     )
 
 
-def suggest(trial, space: SearchSpace) -> tuple[str, dict[str, Any]]:
+def suggest(trial, space: list[FamilySpace]) -> tuple[str, dict[str, Any]]:
     """Pick a model family and its parameters from ``space`` for ``trial``."""
-    family = trial.suggest_categorical("family", sorted(space))
+    families = {declared.family: declared for declared in space}
+    family = trial.suggest_categorical("family", sorted(families))
     params = {}
-    for name, spec in space[family].items():
+    for name, param in families[family].params().items():
         label = f"{family}.{name}"  # families' parameters are distinct Optuna parameters
-        kind = spec["type"]
-        if kind == "float":
-            params[name] = trial.suggest_float(
-                label, spec["low"], spec["high"], log=spec.get("log", False)
-            )
-        elif kind == "int":
+        if param.type == "float":
+            params[name] = trial.suggest_float(label, param.low, param.high, log=param.log)
+        elif param.type == "int":
             params[name] = trial.suggest_int(
-                label,
-                spec["low"],
-                spec["high"],
-                step=spec.get("step", 1),
-                log=spec.get("log", False),
+                label, param.low, param.high, step=param.step, log=param.log
             )
-        elif kind == "categorical":
-            params[name] = trial.suggest_categorical(label, spec["choices"])
         else:
-            raise ValueError(f"{label}: unknown parameter type {kind!r}")
+            params[name] = trial.suggest_categorical(label, param.choices)
     return family, params
 
 
@@ -99,18 +96,25 @@ def best_configuration(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return family, {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}
 
 
-def objective(trial, space: SearchSpace, features: Features, data: pd.DataFrame, target: str):
-    """Validation MAE of the trial's model, reported after every fitting stage."""
+def objective(
+    trial,
+    space: list[FamilySpace],
+    features: Features,
+    data: pd.DataFrame,
+    target: str,
+    task: Task,
+    metric: str,
+) -> float:
+    """Validation ``metric`` of the trial's model, reported after every fitting stage."""
     import optuna
-    from sklearn.metrics import mean_absolute_error
 
     family, params = suggest(trial, space)
     train, valid = data[data["split"] == "train"], data[data["split"] == "validation"]
     columns = [*features.categorical, *features.numeric]
-    pipeline = build_pipeline(family, params, features)
+    pipeline = build_pipeline(family, params, features, task)
     score = float("nan")
     for stage in staged_fits(family, pipeline, train[columns], train[target]):
-        score = mean_absolute_error(valid[target], pipeline.predict(valid[columns]))
+        score = metric_value(metric, valid[target], scores(pipeline, valid[columns], task))
         trial.report(score, stage)
         if trial.should_prune():
             raise optuna.TrialPruned()
@@ -136,20 +140,22 @@ def worker_thread_limit(workers: int):
 def _work(
     settings: StudySettings,
     worker: int,
-    space: SearchSpace,
+    space: list[FamilySpace],
     features: Features,
     data_path: str,
     target: str,
+    task: Task,
+    metric: str,
     trials: int,
 ) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = pd.read_parquet(data_path)
-    study = load_or_create(settings, worker)
+    study = load_or_create(settings, METRICS[task][metric], worker)
     with worker_thread_limit(settings.workers):
         study.optimize(
-            lambda trial: objective(trial, space, features, data, target),
+            lambda trial: objective(trial, space, features, data, target, task, metric),
             n_trials=trials,
             timeout=settings.timeout_seconds,
             catch=(ValueError,),
@@ -158,18 +164,23 @@ def _work(
 
 def run_study(
     settings: StudySettings,
-    space: SearchSpace,
+    space: list[FamilySpace],
     features: Features,
     data: pd.DataFrame,
     target: str,
+    task: Task,
+    objective: str,
     scratch: Path,
 ):
-    """Run ``settings.n_trials`` more trials on the study, across ``settings.workers`` processes.
+    """Run ``settings.n_trials`` more trials on the study, across ``settings.workers`` processes,
+    optimising the validation metric ``objective`` of ``task``.
 
     ``data`` holds ``train`` and ``validation`` rows (column ``split``). Returns the study and
     the numbers of the trials this call ran.
     """
-    study = load_or_create(settings)
+    direction = METRICS[task][objective]
+    study = load_or_create(settings, direction)
+    _check_objective(study, objective, direction)
     before = len(study.trials)
     # Each worker runs its own share: a shared stop condition is only checked after a trial
     # ends, so a worker that starts late would run one trial past the budget.
@@ -181,15 +192,14 @@ def run_study(
     data_path = scratch / f"{settings.study_name}-{os.getpid()}.parquet"
     data.to_parquet(data_path)
     try:
+        work = (space, features, str(data_path), target, task, objective)
         if settings.workers <= 1:
-            _work(settings, 0, space, features, str(data_path), target, settings.n_trials)
+            _work(settings, 0, *work, settings.n_trials)
         else:
             # spawn: a clean interpreter per worker, never a fork of a threaded step process
             with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn")) as pool:
                 futures = [
-                    pool.submit(
-                        _work, settings, w, space, features, str(data_path), target, shares[w]
-                    )
+                    pool.submit(_work, settings, w, *work, shares[w])
                     for w in range(settings.workers)
                     if shares[w]
                 ]
@@ -197,5 +207,21 @@ def run_study(
                     future.result()
     finally:
         data_path.unlink(missing_ok=True)
-    study = load_or_create(settings)
+    study = load_or_create(settings, direction)
     return study, [t.number for t in study.trials if t.number >= before]
+
+
+def _check_objective(study, objective: str, direction: Direction) -> None:
+    """Record the study's objective on first use; refuse to resume it on another one.
+
+    Optuna loads an existing study whatever direction it is asked for, so trials scored on
+    another metric or in the other direction would silently mix with this run's.
+    """
+    recorded = study.user_attrs.get("objective", objective)
+    found = study.direction.name.lower()
+    if (recorded, found) != (objective, direction):
+        raise ValueError(
+            f"study {study.study_name!r} optimises {recorded} ({found}), not {objective} "
+            f"({direction}): start a new study (tuning.resume: false)"
+        )
+    study.set_user_attr("objective", objective)

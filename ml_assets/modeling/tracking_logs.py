@@ -9,15 +9,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from ml_assets.modeling.artifacts import ONNX_DIR, ONNX_FILE, ONNX_TAG
 from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
 from ml_assets.modeling.onnx_export import export_onnx
 from ml_assets.modeling.plots import markdown_image, save_figure
 from ml_assets.modeling.study import best_configuration
-
-ONNX_DIR, ONNX_FILE = "onnx", "model.onnx"
-ONNX_ARTIFACT = f"{ONNX_DIR}/{ONNX_FILE}"
-"""Where the trained model's run keeps its ONNX export, when there is one."""
-ONNX_TAG = "onnx_export"
 
 
 @dataclass
@@ -37,15 +33,16 @@ def _trial_status(state) -> str:
     }.get(state, "FAILED")
 
 
-def log_study(mlflow, study, numbers: list[int], scratch: Path) -> LoggedStudy:
+def log_study(study, numbers: list[int], metric: str, scratch: Path) -> LoggedStudy:
     """A nested study run with the best parameters and Optuna plots, one child run per trial."""
+    import mlflow
     import optuna
     from optuna.visualization import matplotlib as optuna_plots
 
     with mlflow.start_run(run_name="hyperparameter_study", nested=True) as run:
         mlflow.set_tags({"optuna.study": study.study_name})
         mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
-        mlflow.log_metric("best_validation_mae", study.best_value)
+        mlflow.log_metric(f"best_validation_{metric}", study.best_value)
         client = mlflow.tracking.MlflowClient()
         trials = [t for t in study.trials if t.number in set(numbers)]
         for trial in trials:
@@ -60,7 +57,7 @@ def log_study(mlflow, study, numbers: list[int], scratch: Path) -> LoggedStudy:
                 },
             )
             metrics = [
-                mlflow.entities.Metric("validation_mae", value, 0, step)
+                mlflow.entities.Metric(f"validation_{metric}", value, 0, step)
                 for step, value in sorted(trial.intermediate_values.items())
             ]
             if trial.value is not None:
@@ -97,27 +94,49 @@ def log_study(mlflow, study, numbers: list[int], scratch: Path) -> LoggedStudy:
     )
 
 
-def log_fitted_model(spec, best_params: Mapping[str, Any], rows: pd.DataFrame, mlflow) -> dict:
-    """Refit the best configuration on ``rows`` and log it (skops, signature, input example)."""
+def log_fitted_model(
+    layer, best_params: Mapping[str, Any], training_set: pd.DataFrame, split_column: str
+) -> dict:
+    """Refit the best configuration on train + validation and log it (skops, signature, input
+    example, ONNX export when it predicts the same). A classifier's decision threshold is
+    chosen first, by the declared rule, on validation scores of the same configuration fitted
+    on train alone."""
+    import mlflow
     import skops.io
     from mlflow.models import infer_signature
 
+    from ml_assets.modeling.estimators import scores
+    from ml_assets.modeling.metrics import choose_threshold
+
+    model = layer.model
     family, params = best_configuration(best_params)
-    pipeline = build_pipeline(family, params, spec.features)
-    X, y = rows[spec.columns], rows[spec.target]
+    rows = training_set[training_set[split_column] != "test"]
+    threshold = None
+    if model.task == "binary_classification":
+        train = training_set[training_set[split_column] == "train"]
+        valid = training_set[training_set[split_column] == "validation"]
+        on_train = build_pipeline(family, params, layer.features, model.task)
+        on_train.fit(train[model.features], train[model.target])
+        validation_scores = scores(on_train, valid[model.features], model.task)
+        threshold = choose_threshold(valid[model.target], validation_scores, model.threshold)
+    pipeline = build_pipeline(family, params, layer.features, model.task)
+    X, y = rows[model.features], rows[model.target]
     pipeline.fit(X, y)
     needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
-    unreviewed = set(needed) - set(SKOPS_TRUSTED_TYPES[family])
+    unreviewed = set(needed) - set(SKOPS_TRUSTED_TYPES[model.task, family])
     if unreviewed:
         raise dg.Failure(
             f"The fitted {family} pipeline contains types nobody reviewed for skops loading: "
             f"{sorted(unreviewed)}. Review them and add them to SKOPS_TRUSTED_TYPES."
         )
     example = X.head(5)
-    exported = export_onnx(pipeline, spec.features, X.sample(n=min(len(X), 2000), random_state=0))
+    check_rows = X.sample(n=min(len(X), 2000), random_state=0)
+    exported = export_onnx(pipeline, layer.features, check_rows, model.task)
     with mlflow.start_run(run_name="trained_model", nested=True) as run:
         mlflow.log_params({"family": family, **params})
         mlflow.log_metric("trained_rows", len(rows))
+        if threshold is not None:
+            mlflow.log_metric("decision_threshold", threshold)
         mlflow.set_tag(ONNX_TAG, exported.reason)
         if exported.model is not None:
             mlflow.log_metric("onnx_max_abs_error", exported.max_abs_error)
@@ -128,10 +147,11 @@ def log_fitted_model(spec, best_params: Mapping[str, Any], rows: pd.DataFrame, m
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
+            signature=infer_signature(example, scores(pipeline, example, model.task)),
             input_example=example,
             serialization_format="skops",
             skops_trusted_types=needed,
+            pip_requirements=model_requirements(),
         )
     return {
         "run_id": run.info.run_id,
@@ -140,8 +160,21 @@ def log_fitted_model(spec, best_params: Mapping[str, Any], rows: pd.DataFrame, m
         "params": params,
         "trained_rows": len(rows),
         "skops_trusted_types": needed,
+        "threshold": threshold,
         "onnx": exported.reason if exported.model is not None else f"none: {exported.reason}",
     }
+
+
+REQUIREMENTS = ("scikit-learn", "skops", "numpy", "scipy", "pandas")
+"""What a saved pipeline needs to load and score, pinned to the versions that trained it."""
+
+
+def model_requirements() -> list[str]:
+    """The model's pip requirements, stated rather than inferred (MLflow's inference imports
+    the model in a subprocess: 10-13 s of every training)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
 
 
 def register(name: str, model_uri: str, tags: Mapping[str, str], alias: str) -> str:

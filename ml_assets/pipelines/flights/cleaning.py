@@ -4,12 +4,11 @@ Plain functions of data frames (no Dagster), applying the rules declared in ``co
 """
 
 from datetime import date
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ml_assets.cleaning import Triage
+from ml_assets.data.cleaning import Cleaned, Triage
 from ml_assets.pipelines.flights import config
 
 FLIGHT_NUMBERS = (
@@ -17,17 +16,6 @@ FLIGHT_NUMBERS = (
     "sched_arr_time", "arr_delay", "flight", "air_time", "distance", "hour", "minute",
 )  # fmt: skip
 WEATHER_NUMBERS = ("year", "month", "day", "hour", *config.WEATHER_MEASURES)
-
-
-class Cleaned(NamedTuple):
-    """One partition after cleaning."""
-
-    clean: pd.DataFrame
-    rejected: pd.DataFrame
-    kept_raw_rows: int
-    """Raw rows that made it into ``clean`` (rows added by a gap rule are not counted)."""
-    notes: dict
-    """What the rules did, for the asset's metadata."""
 
 
 def _is_on(triage: Triage, day: date) -> pd.Series:

@@ -1,97 +1,34 @@
-"""The flights pipeline's declared configuration: sources, partitions, cleaning rules, features.
+"""The flights pipeline's settings: its declaration (``pipeline.yaml``) and the few constants
+that only its own cleaning and feature code reads."""
 
-Everything specific to NYC flights 2013 that the generic platform code consumes is declared
-here as data, so a second pipeline is a new module with its own configuration, not a fork.
-"""
+from ml_assets.pipelines import declaration
 
-from dataclasses import dataclass
-
-import dagster as dg
-
-KEY_PREFIX = "flights"
-OWNERS = ["team:ml-platform"]
-TIMEZONE = "America/New_York"
+DECLARATION = declaration("flights")
+KEY_PREFIX = DECLARATION.prefix
+TIMEZONE = DECLARATION.partitions.timezone
 """Local time of the NYC airports: ``year``/``month``/``day``/``hour`` columns are local."""
-
-DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
+DAILY = DECLARATION.partitions.definition()
 """One partition per scheduled local departure date, 2013-01-01 … 2013-12-31."""
 
-FLIGHTS_SOURCE = "flights"
-WEATHER_SOURCE = "weather"
-REFERENCE_TABLES = ("planes", "airports", "airlines")
+FLIGHTS = DECLARATION.source("flights")
+WEATHER = DECLARATION.source("weather")
+FLIGHTS_SOURCE, WEATHER_SOURCE = FLIGHTS.name, WEATHER.name
+REFERENCE_TABLES = tuple(s.name for s in DECLARATION.sources if not s.partitioned)
 
 ORIGINS = ("EWR", "JFK", "LGA")
 
+FLIGHT_COLUMNS = tuple(FLIGHTS.columns)
+FLIGHT_KEY = tuple(FLIGHTS.key)
+FLIGHT_REQUIRED = tuple(FLIGHTS.required)
+FLIGHT_RANGES = FLIGHTS.ranges
 
-@dataclass(frozen=True)
-class Range:
-    """A plausible range for a numeric column and what to do with a value outside it."""
-
-    low: float
-    high: float
-    action: str
-    """``reject`` sends the row to the rejected rows; ``null`` blanks the value (gap-filled)."""
-
-
-FLIGHT_COLUMNS = (
-    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
-    "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest",
-    "air_time", "distance", "hour", "minute", "time_hour",
-)  # fmt: skip
-FLIGHT_KEY = ("year", "month", "day", "carrier", "flight", "origin", "sched_dep_time")
-"""A scheduled flight is unique by date, carrier, flight number, origin and scheduled time."""
-FLIGHT_REQUIRED = (
-    "year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight",
-    "origin", "dest", "distance", "hour", "minute", "time_hour",
-)  # fmt: skip
-FLIGHT_RANGES = {
-    "month": Range(1, 12, "reject"),
-    "day": Range(1, 31, "reject"),
-    "sched_dep_time": Range(0, 2359, "reject"),
-    "sched_arr_time": Range(0, 2359, "reject"),
-    "dep_time": Range(1, 2400, "reject"),
-    "arr_time": Range(1, 2400, "reject"),
-    "hour": Range(0, 23, "reject"),
-    "minute": Range(0, 59, "reject"),
-    "distance": Range(17, 5000, "reject"),
-    "air_time": Range(10, 700, "reject"),
-    "dep_delay": Range(-120, 1440, "reject"),
-    "arr_delay": Range(-120, 1440, "reject"),
-}
-"""Delays beyond a day or ahead of schedule by two hours are recording errors, not flights."""
-
-WEATHER_COLUMNS = (
-    "origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir",
-    "wind_speed", "wind_gust", "precip", "pressure", "visib", "time_hour",
-)  # fmt: skip
-WEATHER_KEY = ("origin", "time_hour")
-WEATHER_REQUIRED = ("origin", "year", "month", "day", "hour", "time_hour")
+WEATHER_COLUMNS = tuple(WEATHER.columns)
+WEATHER_KEY = tuple(WEATHER.key)
+WEATHER_REQUIRED = tuple(WEATHER.required)
+WEATHER_RANGES = WEATHER.ranges
 WEATHER_MEASURES = (
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-)
-WEATHER_RANGES = {
-    "month": Range(1, 12, "reject"),
-    "day": Range(1, 31, "reject"),
-    "hour": Range(0, 23, "reject"),
-    "temp": Range(-40, 130, "null"),
-    "dewp": Range(-60, 100, "null"),
-    "humid": Range(0, 100, "null"),
-    "wind_dir": Range(0, 360, "null"),
-    "wind_speed": Range(0, 100, "null"),
-    "wind_gust": Range(0, 150, "null"),
-    "precip": Range(0, 5, "null"),
-    "pressure": Range(900, 1100, "null"),
-    "visib": Range(0, 10, "null"),
-}
-"""Sensor glitches (the 2013 data has a 1048 mph wind speed) are blanked, then gap-filled."""
+    "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
+)  # fmt: skip
 WEATHER_MAX_GAP_HOURS = 3
 """Gap rule: a missing or blanked hourly reading is interpolated in time from the same
 station's readings of that day when the gap is at most this many hours; longer gaps stay

@@ -7,7 +7,7 @@ way real exports break, so the platform's handling of bad input can be tested en
 
 import functools
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -90,24 +90,29 @@ def _daily_csv(table: pd.DataFrame, day: date, fault: str | None) -> bytes:
     return ("\n".join(lines) + "\n" if lines else "").encode()
 
 
-def publish(landing: LandingZone, start: date, end: date, fault: str | None = None) -> list[str]:
-    """Land the reference tables and one flights and one weather file per day in [start, end].
+def publish(
+    landing: LandingZone, partition_keys: Sequence[str], fault: str | None = None
+) -> list[str]:
+    """Land the reference tables and one flights and one weather file per day of
+    ``partition_keys``.
 
     Days without records (there is no weather for 2013-12-31) get a header-only file, as an
     export of an empty day would. Returns the URIs written.
     """
     if fault is not None and fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
-    if end < start:
-        raise ValueError(f"--end {end} is before --start {start}")
     written = [
         landing.write_bytes(name, name, source_table(name).to_csv(index=False).encode())
         for name in config.REFERENCE_TABLES
     ]
-    day = start
-    while day <= end:
+    for key in partition_keys:
+        day = date.fromisoformat(key)
         for source in (config.FLIGHTS_SOURCE, config.WEATHER_SOURCE):
             data = _daily_csv(source_table(source), day, fault)
-            written.append(landing.write_bytes(source, day.isoformat(), data))
-        day += timedelta(days=1)
+            written.append(landing.write_bytes(source, key, data))
     return written
+
+
+def day_keys(start: date, end: date) -> list[str]:
+    """The partition keys of the days ``start`` … ``end``."""
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]

@@ -5,15 +5,9 @@ The descriptions are what the Dagster UI shows as each asset's column schema.
 
 import pandera.pandas as pa
 
-from ml_assets.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
+from ml_assets.data.schemas import range_checks, raw_schema, rejected_schema
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.features import CATEGORICAL_FEATURES, STAT_NAMES, TARGET
-
-
-def _range(column: str, ranges: dict[str, config.Range]) -> list[pa.Check]:
-    rule = ranges.get(column)
-    return [pa.Check.in_range(rule.low, rule.high)] if rule else []
-
 
 FLIGHT_DESCRIPTIONS = {
     "year": "Scheduled departure year (local time).",
@@ -53,29 +47,16 @@ WEATHER_DESCRIPTIONS = {
     "visib": "Visibility in miles.",
     "time_hour": "Hour of the reading as a UTC timestamp.",
 }
-RAW_META = {
-    PARSE_ERROR: "Why the line could not be split into the header's fields; empty if it parsed.",
-    RAW_TEXT: "The text of a line that could not be parsed.",
-}
 
 
-def _raw_schema(name: str, descriptions: dict[str, str]) -> pa.DataFrameSchema:
-    """A landed file as text: every declared column present, one row per line of the file."""
-    columns = {
-        column: pa.Column("string", nullable=True, description=text)
-        for column, text in {**descriptions, **RAW_META}.items()
-    }
-    return pa.DataFrameSchema(columns, name=name, strict=False)
-
-
-RAW_FLIGHTS = _raw_schema("raw_flights", FLIGHT_DESCRIPTIONS)
-RAW_WEATHER = _raw_schema("raw_weather", WEATHER_DESCRIPTIONS)
+RAW_FLIGHTS = raw_schema("raw_flights", FLIGHT_DESCRIPTIONS)
+RAW_WEATHER = raw_schema("raw_weather", WEATHER_DESCRIPTIONS)
 
 
 def _typed(column: str, dtype: str, descriptions: dict, ranges: dict, nullable: bool = False):
     return pa.Column(
         dtype,
-        checks=_range(column, ranges),
+        checks=range_checks(column, ranges),
         nullable=nullable,
         description=descriptions[column],
     )
@@ -145,20 +126,6 @@ WEATHER_CLEAN = pa.DataFrameSchema(
     name="weather_clean",
     strict=True,
 )
-
-
-def rejected_schema(name: str, descriptions: dict[str, str]) -> pa.DataFrameSchema:
-    """Rows a cleaning rule rejected: the values as landed and the rule that rejected them."""
-    columns = {
-        c: pa.Column("string", nullable=True, description=t) for c, t in descriptions.items()
-    }
-    columns[RAW_TEXT] = pa.Column("string", nullable=True, description=RAW_META[RAW_TEXT])
-    columns[REJECTION_RULE] = pa.Column(
-        "string",
-        nullable=False,
-        description="The rule that rejected the row, e.g. duplicate or out_of_range:distance.",
-    )
-    return pa.DataFrameSchema(columns, name=name, strict=True)
 
 
 FLIGHTS_REJECTED = rejected_schema("flights_rejected", FLIGHT_DESCRIPTIONS)

@@ -7,7 +7,7 @@ Raw values are strings as landed; rules parse them and never guess a value they 
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,65 @@ class RangeRule(Protocol):
     low: float
     high: float
     action: str
+
+
+class Cleaned(NamedTuple):
+    """One partition after cleaning."""
+
+    clean: pd.DataFrame
+    rejected: pd.DataFrame
+    kept_raw_rows: int
+    """Raw rows that made it into ``clean`` (rows added by a gap rule are not counted)."""
+    notes: dict
+    """What the rules did, for the asset's metadata."""
+
+
+def parse_landed(data: bytes, file_format: str, typed: bool = False) -> pd.DataFrame:
+    """A landed file as a frame: as text, every line kept (``typed``: as pandas reads it, for
+    reference tables)."""
+    if typed:
+        reader = pd.read_parquet if file_format == "parquet" else pd.read_csv
+        return reader(io.BytesIO(data))
+    if file_format == "parquet":
+        return parse_landed_parquet(data)
+    return parse_landed_csv(data)
+
+
+def parse_landed_parquet(data: bytes) -> pd.DataFrame:
+    """Read a landed Parquet file with every value as text, like a CSV.
+
+    A file that cannot be read at all is one row holding the reason in ``_parse_error`` (and no
+    data columns, which the raw schema check reports), so it is rejected, not lost.
+    """
+    import pyarrow.parquet as pq
+
+    meta = {PARSE_ERROR: pd.Series(dtype="string"), RAW_TEXT: pd.Series(dtype="string")}
+    if not data:
+        return pd.DataFrame(meta)
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as error:
+        reason = f"unreadable parquet file: {type(error).__name__}: {error}"[:500]
+        return pd.DataFrame(
+            {PARSE_ERROR: pd.Series([reason], dtype="string"),
+             RAW_TEXT: pd.Series([pd.NA], dtype="string")}
+        )  # fmt: skip
+    frame = table.to_pandas()
+    parsed = pd.DataFrame(
+        {name: _as_text(frame[name]) for name in frame.columns}, index=frame.index
+    )
+    return parsed.assign(**{name: pd.Series(pd.NA, index=frame.index, dtype="string")
+                            for name in meta})  # fmt: skip
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as the text an export would hold (floats in their shortest exact form)."""
+    text = values.astype(object).where(values.notna(), None)
+    return pd.Series(
+        [None if v is None else (repr(v) if isinstance(v, float) else str(v)) for v in text],
+        index=values.index,
+        dtype="string",
+    )
 
 
 def parse_landed_csv(data: bytes) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+"""The pipeline contract: typed declarations, their loading and validation."""

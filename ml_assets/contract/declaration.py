@@ -1,0 +1,363 @@
+"""The pydantic models of a pipeline declaration (``ml_assets/pipelines/<name>/pipeline.yaml``).
+
+A declaration says everything the generic platform needs to know about a pipeline: its key
+prefix, partitions and sources with their cleaning rules, its model (task, target, features,
+baseline, split, search space, budget, acceptance bars), what its prediction service accepts
+and the limits of its deploys. The sections a person may override for one run from the
+launchpad (``training``, ``tuning``, ``acceptance``, ``deploy``) are Dagster ``Config`` classes,
+so an override is the same model with other values, never a hand-merged dict.
+"""
+
+from datetime import date
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ml_assets.contract.search_space import FamilySpace
+from ml_assets.contract.tasks import DEFAULT_OBJECTIVE, METRICS, OBJECTIVES, Task
+
+NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _unique(names: list[str], what: str) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} named more than once: {', '.join(repeated)}")
+
+
+class Partitions(Strict):
+    """Time partitions of the pipeline's data: one per day or month in [start, end)."""
+
+    kind: Literal["daily", "monthly"]
+    start: date
+    end: date
+    """Exclusive."""
+    timezone: str = "UTC"
+    """The local time zone of the data's dates and clock times; a partition is a local day or
+    month."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> "Partitions":
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} is not before end {self.end}")
+        if self.kind == "monthly" and (self.start.day != 1 or self.end.day != 1):
+            raise ValueError("monthly partitions start and end on the first of a month")
+        try:
+            ZoneInfo(self.timezone)
+        except ZoneInfoNotFoundError as error:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from error
+        return self
+
+    def definition(self) -> dg.TimeWindowPartitionsDefinition:
+        cls = {"daily": dg.DailyPartitionsDefinition, "monthly": dg.MonthlyPartitionsDefinition}
+        return cls[self.kind](
+            start_date=self.start.isoformat(),
+            end_date=self.end.isoformat(),
+            timezone=self.timezone,
+        )
+
+
+class RangeRule(Strict):
+    """A plausible range for a numeric column and what to do with a value outside it."""
+
+    low: int | float
+    high: int | float
+    action: Literal["reject", "null"] = "reject"
+    """``reject`` sends the row to the rejected rows; ``null`` blanks the value."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "RangeRule":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        return self
+
+
+class Source(Strict):
+    """A landing-zone folder an upstream system exports to, and the rules for its rows."""
+
+    name: str = Field(pattern=NAME)
+    description: str
+    partitioned: bool = True
+    """One file per partition (named by its key), or one file for the whole table."""
+    format: Literal["csv", "parquet"] = "csv"
+    columns: list[str] = Field(default_factory=list)
+    """The columns an export has, in order (empty: not declared)."""
+    key: list[str] = Field(default_factory=list)
+    """Columns that identify a row; later copies of a key are rejected as duplicates."""
+    required: list[str] = Field(default_factory=list)
+    """Columns a row cannot do without."""
+    ranges: dict[str, RangeRule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> "Source":
+        if self.columns:
+            _unique(self.columns, "columns")
+            for what, names in (("key", self.key), ("required", self.required),
+                                ("ranges", list(self.ranges))):  # fmt: skip
+                unknown = [n for n in names if n not in self.columns]
+                if unknown:
+                    raise ValueError(f"{what} names undeclared columns: {', '.join(unknown)}")
+        return self
+
+    @property
+    def extension(self) -> str:
+        return f".{self.format}"
+
+
+class Training(dg.Config):
+    """Which feature partitions to train on and how they are split (trailing partitions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_start: str = Field(description="First feature partition key of the training window.")
+    window_end: str = Field(description="Last feature partition key of the training window.")
+    validation_partitions: int = Field(
+        ge=1, description="Partitions after train: tuning, early stopping, thresholds."
+    )
+    test_partitions: int = Field(ge=1, description="The last partitions: evaluation only.")
+    min_train_partitions: int = Field(
+        default=7, ge=1, description="Fewest partitions before validation to train on."
+    )
+
+
+class Tuning(dg.Config):
+    """The Optuna study's budget, parallelism and randomness."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_trials: int = Field(ge=1)
+    sample_rows: int = Field(
+        ge=100, description="Trials fit on a sample of train this large; the refit uses all."
+    )
+    timeout_seconds: float = Field(gt=0)
+    workers: int = Field(ge=1, le=64)
+    seed: int = 0
+    resume: bool = Field(default=True, description="Continue the study; false starts anew.")
+    pruner_startup_trials: int = Field(default=4, ge=0)
+    pruner_warmup_steps: int = Field(default=1, ge=0)
+
+
+class Acceptance(dg.Config):
+    """The bars a model must clear, on the acceptance metric, before it is registered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_improvement_over_baseline: float = Field(
+        description="Relative improvement over the baseline, e.g. 0.02 for 2%."
+    )
+    max_regression_vs_champion: float = Field(
+        default=0.0, description="Relative slack against the champion, e.g. 0.01 for 1%."
+    )
+
+
+class Deploy(dg.Config):
+    """How the live endpoint is verified after it loads a new champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    smoke_rows: int = Field(default=200, ge=1, description="Held-out rows compared with MLflow.")
+    tolerance: float = Field(
+        gt=0, description="Largest accepted difference from the registered model's prediction."
+    )
+    latency_requests: int = Field(default=50, ge=1)
+    latency_budget_ms: float = Field(default=50.0, gt=0, description="p95 of single requests.")
+
+
+class Baseline(Strict):
+    """The naive prediction a model must beat: a feature column, or the training prior (the
+    mean target for regression, the positive rate for classification)."""
+
+    kind: Literal["column", "prior"]
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _column(self) -> "Baseline":
+        if (self.kind == "column") != (self.column is not None):
+            raise ValueError("a 'column' baseline names its column; a 'prior' one does not")
+        return self
+
+
+class Threshold(Strict):
+    """How a classifier's decision threshold is chosen on the validation partitions."""
+
+    rule: Literal["max_f1", "fixed"] = "max_f1"
+    value: float = Field(default=0.5, gt=0, lt=1)
+    """The threshold of the ``fixed`` rule."""
+
+
+class ModelDeclaration(Strict):
+    registered_model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    experiment_name: str | None = None
+    """Default: the registered model's name."""
+    task: Task
+    features_asset: str = Field(pattern=NAME)
+    target: str
+    id_column: str
+    """A feature column that identifies a row (in responses and batch predictions)."""
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    baseline: Baseline
+    objective: str | None = None
+    """What the study optimises; default: MAE (regression), log loss (classification)."""
+    acceptance_metric: str | None = None
+    """What the blocking checks compare; default: the objective."""
+    threshold: Threshold = Field(default_factory=Threshold)
+    error_by: str | None = None
+    """A feature to break the test error down by in the evaluation plots."""
+    training: Training
+    tuning: Tuning
+    acceptance: Acceptance
+    search_space: list[FamilySpace] = Field(min_length=1)
+    retrain_cron: str = "0 4 * * 1"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelDeclaration":
+        if not self.features:
+            raise ValueError("declare at least one categorical or numeric feature")
+        _unique(self.features, "features")
+        if self.target in self.features:
+            raise ValueError(f"the target {self.target!r} is also a feature")
+        if self.objective is not None and self.objective not in OBJECTIVES[self.task]:
+            raise ValueError(
+                f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES[self.task])} "
+                f"({self.task})"
+            )
+        if self.acceptance_metric is not None and self.acceptance_metric not in METRICS[self.task]:
+            raise ValueError(
+                f"acceptance_metric {self.acceptance_metric!r} is not one of "
+                f"{', '.join(METRICS[self.task])} ({self.task})"
+            )
+        families = [space.family for space in self.search_space]
+        _unique(families, "search-space families")
+        for space in self.search_space:
+            if self.task not in space.tasks:
+                raise ValueError(f"family {space.family!r} cannot learn {self.task}")
+        if self.training.window_start > self.training.window_end:
+            raise ValueError("training.window_start is after training.window_end")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.categorical, *self.numeric]
+
+    @property
+    def first_training_partitions(self) -> int:
+        """Feature partitions of the training window the first model needs."""
+        training = self.training
+        return (
+            training.min_train_partitions
+            + training.validation_partitions
+            + (training.test_partitions)
+        )
+
+    @property
+    def objective_metric(self) -> str:
+        return self.objective or DEFAULT_OBJECTIVE[self.task]
+
+    @property
+    def gate_metric(self) -> str:
+        return self.acceptance_metric or self.objective_metric
+
+    @property
+    def experiment(self) -> str:
+        return self.experiment_name or self.registered_model_name
+
+
+class RequestField(Strict):
+    """One field of a prediction request and the rule a value must follow."""
+
+    name: str = Field(pattern=NAME)
+    type: Literal["int", "float", "str", "bool", "date", "hhmm"]
+    """``hhmm``: a clock time as an integer, HHMM (hour 00-23, minute 00-59)."""
+    description: str
+    required: bool = True
+    low: int | float | None = None
+    high: int | float | None = None
+    range_of: str | None = Field(default=None, pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")
+    """``source.column``: take ``low``/``high`` from that source's declared range rule, so the
+    batch cleaner and the service cannot drift apart."""
+    pattern: str | None = None
+    choices: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> "RequestField":
+        numeric = self.type in ("int", "float", "hhmm")
+        if (self.low is not None or self.high is not None or self.range_of) and not numeric:
+            raise ValueError(f"a {self.type} field has no range")
+        if self.range_of and (self.low is not None or self.high is not None):
+            raise ValueError("give range_of or low/high, not both")
+        if (self.pattern or self.choices) and self.type != "str":
+            raise ValueError("pattern and choices apply to str fields")
+        return self
+
+
+class Serving(Strict):
+    """What the pipeline's prediction service accepts and answers."""
+
+    port: int = Field(ge=1024, le=65535)
+    """The local service's default port (one service per pipeline)."""
+    prediction: str = Field(pattern=NAME)
+    """Name of the predicted quantity in responses and batch predictions."""
+    request_fields: list[RequestField] = Field(min_length=1)
+    requests_asset: str = Field(pattern=NAME)
+    """Rows a caller would send requests for (the smoke test's requests are built from them)."""
+    snapshot_asset: str | None = Field(default=None, pattern=NAME)
+    """The online feature snapshot requests are looked up in, if the features need one."""
+    warm_up: list[dict[str, Any]] = Field(min_length=1)
+    """Requests scored before a model goes live; they must give finite predictions."""
+    batch_columns: list[str] = Field(default_factory=list)
+    """Feature columns copied into batch predictions beside the prediction."""
+    max_batch: int = Field(default=1000, ge=1)
+
+    @field_validator("request_fields")
+    @classmethod
+    def _distinct(cls, fields: list[RequestField]) -> list[RequestField]:
+        _unique([f.name for f in fields], "request fields")
+        return fields
+
+
+class PipelineDeclaration(Strict):
+    """Everything the platform needs to know about one pipeline."""
+
+    name: str = Field(pattern=NAME)
+    description: str
+    key_prefix: str | None = Field(default=None, pattern=NAME)
+    """Default: the pipeline's name."""
+    owners: list[str] = Field(default_factory=list)
+    partitions: Partitions
+    sources: list[Source] = Field(min_length=1)
+    model: ModelDeclaration
+    serving: Serving
+    deploy: Deploy
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PipelineDeclaration":
+        _unique([s.name for s in self.sources], "sources")
+        for field in self.serving.request_fields:
+            if field.range_of:
+                source, column = field.range_of.split(".")
+                if column not in self.source(source).ranges:
+                    raise ValueError(
+                        f"serving.request_fields {field.name}: range_of {field.range_of!r}: "
+                        f"source {source!r} declares no range for {column!r}"
+                    )
+        return self
+
+    @property
+    def prefix(self) -> str:
+        return self.key_prefix or self.name
+
+    def key(self, name: str) -> dg.AssetKey:
+        return dg.AssetKey([self.prefix, name])
+
+    def source(self, name: str) -> Source:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ValueError(f"no source named {name!r} (declared: {[s.name for s in self.sources]})")

@@ -1,0 +1,107 @@
+"""A pipeline: its declaration plus the few functions only it has.
+
+The declaration (``pipeline.yaml``) is data; the pipeline's module adds what cannot be data:
+its data assets (built with the generic factories of ``ml_assets.data``), the Pandera schema of
+its features, its publisher, and how a prediction request becomes feature columns. Building a
+``Pipeline`` checks the declaration against that code, so a feature, target or column that the
+features do not have fails when the definitions load, naming the file and the key.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pydantic import BaseModel, ValidationError
+
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.loading import DeclarationError, format_errors
+
+
+class Publish(Protocol):
+    def __call__(
+        self, landing: Any, partition_keys: Sequence[str], fault: str | None = None
+    ) -> list[str]:
+        """Land the exports of ``partition_keys`` (and the unpartitioned sources); the URIs."""
+
+
+@dataclass(frozen=True)
+class ServingHooks:
+    """How the prediction service turns request items into the model's feature columns,
+    with the same feature code the pipeline's assets use."""
+
+    columns: Callable[[Any, Sequence[BaseModel]], Mapping[str, np.ndarray]]
+    """``(lookups, items)``: feature columns of the items (``lookups`` is None without a
+    snapshot)."""
+    request_items: Callable[[pd.DataFrame], list[dict[str, Any]]]
+    """What a caller would send for each row of the ``requests_asset``, in order."""
+    lookups: Callable[[Mapping[str, pd.DataFrame]], Any] | None = None
+    """Index a snapshot's tables for lookups, once per reload (pipelines with a snapshot)."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    declaration: PipelineDeclaration
+    source_file: Path
+    """The declaration file, named in errors."""
+    data_assets: Sequence[dg.AssetsDefinition]
+    feature_schema: pa.DataFrameSchema
+    """Schema of the ``features_asset``: the columns the model and the service may use."""
+    publish: Publish
+    faults: Sequence[str] = field(default_factory=tuple)
+    """Kinds of damage ``publish`` can land, for testing bad input."""
+
+    def __post_init__(self) -> None:
+        declared = self.declaration
+        model = declared.model
+        columns = set(self.feature_schema.columns)
+        wanted = {
+            "model.target": [model.target],
+            "model.id_column": [model.id_column],
+            "model.categorical": model.categorical,
+            "model.numeric": model.numeric,
+            "model.baseline.column": [model.baseline.column] if model.baseline.column else [],
+            "model.error_by": [model.error_by] if model.error_by else [],
+            "serving.batch_columns": declared.serving.batch_columns,
+        }
+        for where, names in wanted.items():
+            unknown = [n for n in names if n not in columns]
+            if unknown:
+                raise DeclarationError(
+                    f"{self.source_file}: {where}: {', '.join(map(repr, unknown))} "
+                    f"not among the columns of {model.features_asset} "
+                    f"({self.feature_schema.name})"
+                )
+        keys = {key for a in self.data_assets for key in a.keys}
+        for where, name in (
+            ("model.features_asset", model.features_asset),
+            ("serving.requests_asset", declared.serving.requests_asset),
+            ("serving.snapshot_asset", declared.serving.snapshot_asset),
+        ):
+            if name is not None and declared.key(name) not in keys:
+                raise DeclarationError(
+                    f"{self.source_file}: {where}: the pipeline has no asset {name!r}"
+                )
+        validate_warm_up(self.declaration, self.source_file)
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+
+def validate_warm_up(declaration: PipelineDeclaration, source_file: Path) -> None:
+    """Every warm-up item must be a valid request."""
+    from ml_assets.contract.requests import request_model
+
+    model = request_model(declaration)
+    for i, item in enumerate(declaration.serving.warm_up):
+        try:
+            model.model_validate(item)
+        except ValidationError as error:
+            raise DeclarationError(
+                format_errors(source_file, error).replace("\n  ", f"\n  serving.warm_up.{i}.")
+            ) from None

@@ -1,0 +1,30 @@
+"""Model tasks and the metrics each is measured with."""
+
+from typing import Literal
+
+Task = Literal["regression", "binary_classification"]
+
+METRICS: dict[str, dict[str, str]] = {
+    "regression": {"mae": "minimize", "rmse": "minimize", "r2": "maximize"},
+    "binary_classification": {
+        "log_loss": "minimize",
+        "brier": "minimize",
+        "roc_auc": "maximize",
+        "pr_auc": "maximize",
+        "accuracy": "maximize",
+        "f1": "maximize",
+    },
+}
+"""Each task's test metrics and whether lower or higher is better."""
+
+DEFAULT_OBJECTIVE: dict[str, str] = {"regression": "mae", "binary_classification": "log_loss"}
+
+OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "rmse"),
+    "binary_classification": ("log_loss", "brier", "roc_auc"),
+}
+"""Metrics a study can optimise: those computed from raw predictions, without a threshold."""
+
+
+def higher_is_better(task: str, metric: str) -> bool:
+    return METRICS[task][metric] == "maximize"

@@ -1,0 +1,1 @@
+"""Generic data layers: ingest, row triage, per-partition checks, table metadata."""

@@ -1,0 +1,76 @@
+"""What every model-layer asset of a pipeline shares: its declaration, keys and launchpad
+configuration (the declared values as defaults)."""
+
+import functools
+from dataclasses import dataclass
+
+import dagster as dg
+
+from ml_assets.contract.declaration import (
+    Acceptance,
+    ModelDeclaration,
+    PipelineDeclaration,
+    Training,
+    Tuning,
+)
+from ml_assets.contract.overrides import declared_defaults
+from ml_assets.modeling.estimators import Features
+
+MODELS = "models"
+CODE_VERSION = "2"
+MODEL_ASSET_NAMES = (
+    "training_set", "hyperparameter_study", "trained_model", "model_evaluation", "registered_model",
+)  # fmt: skip
+BEATS_BASELINE = "beats_baseline"
+NOT_WORSE_THAN_CHAMPION = "not_worse_than_champion"
+CHALLENGER, CHAMPION = "challenger", "champion"
+PARTITION_COLUMN = "feature_partition"
+SPLIT_COLUMN = "split"
+
+
+@dataclass(frozen=True)
+class ModelLayer:
+    """One pipeline's model layer."""
+
+    declaration: PipelineDeclaration
+    features_schema: dg.TableSchema
+    """Column schema of the feature asset, shown on the training set with its extra columns."""
+
+    @property
+    def model(self) -> ModelDeclaration:
+        return self.declaration.model
+
+    @property
+    def features(self) -> Features:
+        return Features(categorical=self.model.categorical, numeric=self.model.numeric)
+
+    @property
+    def features_asset(self) -> dg.AssetKey:
+        return self.key(self.model.features_asset)
+
+    def key(self, name: str) -> dg.AssetKey:
+        return self.declaration.key(name)
+
+    def common(self) -> dict:
+        """What every model-layer asset declares."""
+        return {
+            "group_name": f"{self.declaration.prefix}_{MODELS}",
+            "code_version": CODE_VERSION,
+            "owners": self.declaration.owners,
+        }
+
+    def _config(self, declared, kind: str):
+        name = f"{self.declaration.prefix.title().replace('_', '')}{kind}"
+        return declared_defaults(declared, name)
+
+    @functools.cached_property
+    def training_config(self) -> type[Training]:
+        return self._config(self.model.training, "Training")
+
+    @functools.cached_property
+    def tuning_config(self) -> type[Tuning]:
+        return self._config(self.model.tuning, "Tuning")
+
+    @functools.cached_property
+    def acceptance_config(self) -> type[Acceptance]:
+        return self._config(self.model.acceptance, "Acceptance")

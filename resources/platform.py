@@ -1,0 +1,39 @@
+"""The platform's resources, built in one place from the environment (``ml_assets.home``).
+
+The code location and the tests use this same builder, so a test runs against exactly the
+wiring a user gets, pointed at the test's own ``$ML_ASSETS_HOME``.
+"""
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.deployment.endpoint import PredictionServices
+from ml_assets.home import online_store_url, warehouse_url
+from resources.json_io_manager import JsonIOManager
+from resources.landing_zone import default_landing_zone
+from resources.mlflow_tracking import MlflowTracking, tracking_uri
+from resources.optuna_storage import OptunaStorage, default_journal_dir
+from resources.parquet_io_manager import ParquetIOManager
+from resources.table_snapshots import TableSnapshotStore
+from serving.settings import serving_url
+
+OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
+
+
+def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, Any]:
+    """Every resource the platform's assets, sensors and jobs use, for ``pipelines``."""
+    return {
+        "io_manager": ParquetIOManager(base_url=warehouse_url()),
+        "json_io_manager": JsonIOManager(base_url=warehouse_url()),
+        "landing_zone": default_landing_zone(),
+        "online_store": TableSnapshotStore(base_url=online_store_url()),
+        "mlflow": MlflowTracking(tracking_uri=tracking_uri()),
+        "optuna_storage": OptunaStorage(
+            url=os.environ.get(OPTUNA_STORAGE_ENV_VAR) or None, journal_dir=default_journal_dir()
+        ),
+        "prediction_services": PredictionServices(
+            urls={p.name: serving_url(p.name, p.serving.port) for p in pipelines}
+        ),
+    }

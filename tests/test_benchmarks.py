@@ -1,0 +1,161 @@
+"""Every benchmark's ``--quick`` mode, run as a user runs it: a subprocess that must exit 0 (its
+parity and run checks passed) after printing its figures.
+
+The quick modes spend much of their time waiting for processes to start and servers to answer,
+so the selected ones are started side by side when the module's first test runs (one at a time
+under pytest-xdist, whose workers each see every test). Their processes use a bytecode cache in
+pytest's cache directory (a machine with ``PYTHONDONTWRITEBYTECODE`` set would otherwise compile
+Dagster and MLflow at every process start) and one OpenMP thread per fit (spinning OpenMP
+threads slow a busy machine's fits several-fold); speed is not what these tests check.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 900.0
+NUMBER = r"[0-9][0-9.e+-]*"
+
+QUICK_RUNS: dict[str, list[str]] = {
+    "backfill": ["backfill.py", "--quick"],
+    "serving-flights": ["serving.py", "--quick", "--pipeline", "flights"],
+    "serving-taxi": ["serving.py", "--quick", "--pipeline", "taxi"],
+    "tuning-flights": ["tuning.py", "--quick", "--pipeline", "flights"],
+    "tuning-taxi": ["tuning.py", "--quick", "--pipeline", "taxi"],
+}
+"""Test id → the benchmark script (in ``benchmarks/``) and its arguments."""
+
+SERVING_FIGURES = [
+    rf"^ours +sequential, 1 connection +\d+ +0 +{NUMBER} +{NUMBER} +{NUMBER}",
+    rf"^ours +8 connections +\d+ +0 +{NUMBER} +{NUMBER} +{NUMBER}",
+    rf"^MLflow +sequential, 1 connection +\d+ +0 +{NUMBER} +{NUMBER} +{NUMBER}",
+    rf"^MLflow +8 connections +\d+ +0 +{NUMBER} +{NUMBER} +{NUMBER}",
+    rf"^parity on 50 rows: max \|ours - MLflow\| = {NUMBER}",
+    rf"^p50 latency, ours / MLflow \(sequential\): {NUMBER} \(target",
+    rf"^throughput at 8 connections, ours / MLflow: {NUMBER} \(target",
+]
+TUNING_FIGURES = [
+    rf"^1 +{NUMBER} +\d+/\d+ +{NUMBER} +{NUMBER} ",
+    rf"^2 +{NUMBER} +\d+/\d+ +{NUMBER} +{NUMBER} ",
+    rf"^speedup 2 vs 1 worker\(s\), trials/min: {NUMBER} \(target .*work-adjusted: {NUMBER}",
+]
+FIGURES: dict[str, list[str]] = {
+    "backfill": [
+        rf"^dagster wall s \(data layers run\) +{NUMBER}$",
+        rf"^direct wall s +{NUMBER}$",
+        rf"^ratio dagster / direct +{NUMBER} \(target",
+        rf"^  flights__flight_features: work +{NUMBER} s",
+        r"^flight_features identical +yes$",
+    ],
+    "serving-flights": [*SERVING_FIGURES, r"ours on (onnx|sklearn)", r"snapshot 2013-01-10"],
+    "serving-taxi": [*SERVING_FIGURES, r"pyfunc_predict_fn='predict_proba'"],
+    "tuning-flights": [*TUNING_FIGURES, r"best val mae"],
+    "tuning-taxi": [*TUNING_FIGURES, r"best val log_loss"],
+}
+"""Lines each quick mode must print: its figures, measured, and the passed checks."""
+
+
+@dataclass
+class QuickRun:
+    """One benchmark process and where its output goes."""
+
+    command: list[str]
+    output: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    seconds: float | None = field(default=None)
+
+    def start(self) -> None:
+        if self.process is None:
+            with self.output.open("w") as out:
+                self.process = subprocess.Popen(
+                    self.command,
+                    cwd=PROJECT_ROOT,
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its servers and workers stop with it
+                )
+            self.started = time.perf_counter()
+
+    def wait(self) -> tuple[int, str]:
+        """Exit code and output; a run past the timeout is stopped and fails."""
+        self.start()
+        assert self.process is not None
+        try:
+            code = self.process.wait(max(1.0, TIMEOUT_S - (time.perf_counter() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            code = -1
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.started
+        return code, self.output.read_text()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _environment(tmp: Path, pycache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(
+        TMPDIR=str(tmp),  # the benchmarks' temporary homes land in the test's directory
+        PYTHONPYCACHEPREFIX=str(pycache),
+        OMP_NUM_THREADS="1",
+        PYTHONWARNINGS="ignore",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def quick_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, QuickRun]]:
+    """A ``QuickRun`` per benchmark; the selected ones already started unless under xdist."""
+    tmp = tmp_path_factory.mktemp("benchmarks")
+    env = _environment(tmp, request.config.cache.mkdir("benchmark-pycache"))
+    runs = {
+        name: QuickRun(
+            [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *args],
+            tmp / f"{name}.log",
+            env,
+        )
+        for name, (script, *args) in QUICK_RUNS.items()
+    }
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker: start them together
+        selected = {
+            item.callspec.id
+            for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec")
+        }
+        for name in selected & set(runs):
+            runs[name].start()
+    try:
+        yield runs
+    finally:
+        for run in runs.values():
+            run.stop()
+
+
+@pytest.mark.parametrize("name", list(QUICK_RUNS), ids=list(QUICK_RUNS))
+def test_quick_mode_passes_its_checks_and_prints_its_figures(
+    name: str, quick_runs: dict[str, QuickRun]
+) -> None:
+    run = quick_runs[name]
+    code, output = run.wait()
+    tail = output[-4000:]
+    assert code == 0, f"{' '.join(run.command[1:])} exited {code}:\n{tail}"
+    missing = [p for p in FIGURES[name] if not re.search(p, output, re.MULTILINE)]
+    assert not missing, f"not printed: {missing}\n{tail}"
+    assert re.search(r"^checks: all passed$", output, re.MULTILINE), tail
