@@ -143,3 +143,45 @@ def test_wipe_closes_before_deleting(dagster_home: Path):
         assert instance.all_logs(run_id) == []
         _materialize(instance, "p1")
         assert instance.get_materialized_partitions(numbers.key) == {"p1"}
+
+
+def _write_event(dagster_home: str, run_id: str, written, done) -> None:
+    """A step process's write: one event of ``run_id`` through its own instance, whose
+    connection stays open while the step goes on (until ``done``)."""
+    import time
+
+    from dagster._core.events.log import EventLogEntry
+
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
+        for message in ("first", "written"):  # the first creates the run's database
+            instance.event_log_storage.store_event(
+                EventLogEntry(error_info=None, level="INFO", user_message=message,
+                              run_id=run_id, timestamp=time.time())
+            )  # fmt: skip
+            time.sleep(2)
+        written.set()
+        done.wait(30)
+
+
+def test_a_watcher_sees_events_another_process_writes(dagster_home: Path) -> None:
+    """What the UI's run page relies on: a watched run's new events reach the watcher."""
+    import time
+    import uuid
+
+    run_id = str(uuid.uuid4())
+    seen: list[str] = []
+    with _instance(dagster_home) as instance:
+        storage = instance.event_log_storage
+        storage.watch(run_id, None, lambda event, cursor: seen.append(event.user_message))
+        spawn = multiprocessing.get_context("spawn")
+        written, done = spawn.Event(), spawn.Event()
+        child = spawn.Process(target=_write_event, args=(str(dagster_home), run_id, written, done))
+        child.start()
+        assert written.wait(60)
+        deadline = time.monotonic() + 10  # while the writer's connection is still open
+        while "written" not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done.set()
+        child.join(60)
+        assert child.exitcode == 0
+    assert seen[-1:] == ["written"]
