@@ -1,5 +1,8 @@
 """What the benchmarks share: an isolated platform home, building data through the platform's
-own jobs and resources, result checks and tables.
+own jobs and resources, result checks and tables. A library, not a benchmark (hence the
+leading underscore): it has no ``--quick`` mode because it measures nothing; each benchmark that
+imports it runs its code in its own quick mode, and ``tests/test_benchmarks.py`` checks that
+every benchmark script has one.
 
 Every benchmark runs on a temporary ``$ML_ASSETS_HOME`` with each store at its default under
 it, so nothing it writes reaches a user's home, and it builds its data with the code location's

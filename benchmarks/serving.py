@@ -191,14 +191,14 @@ def prepare(home: Path, pipeline: str, quick: bool) -> None:
     import dagster as dg
     from mlflow.tracking import MlflowClient
 
-    from resources.mlflow_tracking import MlflowTracking, tracking_uri
+    from resources.platform import platform_resources
 
     declared = declaration(pipeline)
     keys = window(pipeline, quick, WINDOWS).keys(pipeline)
     with dg.DagsterInstance.ephemeral() as instance:
         build_data(pipeline, keys, instance)
         run_job(f"{declared.prefix}_model", instance, model_run_config(pipeline, quick))
-    tracking = MlflowTracking(tracking_uri=tracking_uri())
+    tracking = platform_resources([declared])["mlflow"]
     tracking.use()
     client = MlflowClient()
     name = declared.model.registered_model_name

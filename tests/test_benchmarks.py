@@ -159,3 +159,11 @@ def test_quick_mode_passes_its_checks_and_prints_its_figures(
     missing = [p for p in FIGURES[name] if not re.search(p, output, re.MULTILINE)]
     assert not missing, f"not printed: {missing}\n{tail}"
     assert re.search(r"^checks: all passed$", output, re.MULTILINE), tail
+
+
+def test_every_benchmark_script_runs_in_quick_mode() -> None:
+    """A new benchmark cannot rot unnoticed: each script in ``benchmarks/`` (not the ``_``
+    helpers it imports) has a quick run here, and each quick run names a script that exists."""
+    scripts = {p.name for p in (PROJECT_ROOT / "benchmarks").glob("*.py") if p.name[0] != "_"}
+    assert {command[0] for command in QUICK_RUNS.values()} == scripts
+    assert all("--quick" in command for command in QUICK_RUNS.values())

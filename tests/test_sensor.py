@@ -20,12 +20,11 @@ from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
 from ml_assets.definitions import defs
-from ml_assets.home import online_store_url
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone
-from resources.table_snapshots import TableSnapshotStore
+from resources.platform import platform_resources
 from sensors.landing_zone import (
     RANGE_END,
     RANGE_START,
@@ -61,10 +60,7 @@ class Ticker:
         self.definitions = dg.Definitions(
             assets=data_assets,
             sensors=[sensor],
-            resources={
-                "landing_zone": landing_zone,
-                "online_store": TableSnapshotStore(base_url=online_store_url()),
-            },
+            resources={**platform_resources([config.DECLARATION]), "landing_zone": landing_zone},
         )
         self.cursor: str | None = None
         self.run_keys: list[str] = []

@@ -13,7 +13,6 @@ import pytest
 from ml_assets.contract.requests import request_model
 from ml_assets.data.assets import FEATURE_SCHEMA, LANDED_FILE_SCHEMA, ROWS_CONSERVED
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
-from ml_assets.home import warehouse_url
 from ml_assets.pipelines.taxi.cleaning import DAYS, clean_trips
 from ml_assets.pipelines.taxi.definitions import PIPELINE
 from ml_assets.pipelines.taxi.features import FEATURE_COLUMNS, REQUEST_COLUMNS
@@ -21,7 +20,6 @@ from ml_assets.pipelines.taxi.publish import FAULTS, publish
 from ml_assets.pipelines.taxi.schemas import TRIPS_CLEAN
 from ml_assets.pipelines.taxi.serving import HOOKS
 from resources.landing_zone import LandingZone
-from resources.parquet_io_manager import ParquetIOManager
 
 DECLARATION = PIPELINE.declaration
 TRIPS_BY_MONTH = {"2022-01-01": 1644, "2022-02-01": 2036, "2022-03-01": 3142, "2022-04-01": 3178}
@@ -34,9 +32,18 @@ RAW, CLEAN, REJECTED, FEATURES = (
 )
 
 
-@pytest.fixture
-def data_resources(home: Path, landing_zone: LandingZone) -> dict:
-    return {"io_manager": ParquetIOManager(base_url=warehouse_url()), "landing_zone": landing_zone}
+def land_fault(
+    fault: str, landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """Land ``fault`` in the faulty month, then materialize that month's data layers."""
+    publish(landing_zone, [FAULTY_MONTH], fault=fault)
+    return dg.materialize(
+        PIPELINE.data_assets,
+        partition_key=FAULTY_MONTH,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 def stored(home: Path, asset: str, month: str) -> pd.DataFrame:
@@ -80,7 +87,7 @@ def test_publisher_lands_the_real_months_as_exported(landing_zone: LandingZone) 
 
 
 def test_four_real_months_end_to_end(
-    landing_zone: LandingZone, data_resources: dict, instance: dg.DagsterInstance, home: Path
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
 ) -> None:
     publish(landing_zone, MONTHS)
 
@@ -90,7 +97,7 @@ def test_four_real_months_end_to_end(
             "dagster/asset_partition_range_start": MONTHS[0],
             "dagster/asset_partition_range_end": MONTHS[-1],
         },
-        resources=data_resources,
+        resources=resources,
         instance=instance,
     )
 
@@ -115,7 +122,7 @@ def test_four_real_months_end_to_end(
     again = dg.materialize(
         PIPELINE.data_assets,
         partition_key="2022-03-01",
-        resources=data_resources,
+        resources=resources,
         instance=instance,
     )
     assert again.success
@@ -140,18 +147,11 @@ def test_faults_end_in_rejected_rows_with_their_rule(
     rules: list[str],
     clean_rows: int,
     landing_zone: LandingZone,
-    data_resources: dict,
+    resources: dict,
     instance: dg.DagsterInstance,
     home: Path,
 ) -> None:
-    publish(landing_zone, [FAULTY_MONTH], fault=fault)
-
-    result = dg.materialize(
-        PIPELINE.data_assets,
-        partition_key=FAULTY_MONTH,
-        resources=data_resources,
-        instance=instance,
-    )
+    result = land_fault(fault, landing_zone, resources, instance)
 
     assert result.success
     raw = stored(home, "raw_trips", FAULTY_MONTH)
@@ -177,19 +177,11 @@ def test_unreadable_exports_fail_the_blocking_check_and_stop_downstream(
     fault: str,
     rejected_rules: dict[str, int],
     landing_zone: LandingZone,
-    data_resources: dict,
+    resources: dict,
     instance: dg.DagsterInstance,
     home: Path,
 ) -> None:
-    publish(landing_zone, [FAULTY_MONTH], fault=fault)
-
-    result = dg.materialize(
-        PIPELINE.data_assets,
-        partition_key=FAULTY_MONTH,
-        resources=data_resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = land_fault(fault, landing_zone, resources, instance)
 
     assert not result.success
     assert checks(result)[("raw_trips", LANDED_FILE_SCHEMA, FAULTY_MONTH)] is False
@@ -201,7 +193,7 @@ def test_unreadable_exports_fail_the_blocking_check_and_stop_downstream(
         PIPELINE.data_assets,
         selection=[CLEAN, REJECTED],
         partition_key=FAULTY_MONTH,
-        resources=data_resources,
+        resources=resources,
         instance=instance,
     )
     assert forced.success

@@ -58,11 +58,6 @@ def metrics(
     return values
 
 
-def regression_metrics(actual: Sequence, predicted: Sequence) -> dict[str, float]:
-    """MAE, RMSE and R² of ``predicted`` against ``actual``."""
-    return metrics("regression", actual, predicted)
-
-
 def choose_threshold(y: Sequence, p: Sequence, rule: "Threshold") -> float:
     """The decision threshold ``rule`` picks on validation rows with labels ``y`` and positive
     class probabilities ``p``: the fixed value, or the one with the highest F1 (the lowest of

@@ -7,7 +7,6 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import follow_upstream
-from ml_assets.contract.tasks import higher_is_better
 from ml_assets.home import ml_assets_home
 from ml_assets.modeling.layer import (
     BEATS_BASELINE,
@@ -15,17 +14,13 @@ from ml_assets.modeling.layer import (
     ModelLayer,
 )
 from ml_assets.modeling.metrics import bar as metric_bar
+from ml_assets.modeling.metrics import is_better
 from resources.mlflow_tracking import MlflowTracking
-
-
-def _reaches(higher_better: bool, value: float, bar: float) -> bool:
-    return value >= bar if higher_better else value <= bar
 
 
 def build(layer: ModelLayer) -> dg.AssetsDefinition:
     model = layer.model
     metric = model.gate_metric
-    higher = higher_is_better(model.task, metric)
     AcceptanceConfig = layer.acceptance_config
     key = layer.key("model_evaluation")
 
@@ -89,7 +84,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         )
         yield dg.AssetCheckResult(
             check_name=BEATS_BASELINE,
-            passed=_reaches(higher, scores["model"], bar),
+            passed=not is_better(model.task, metric, bar, scores["model"]),
             description=(
                 f"model {metric} {scores['model']:.4g} vs bar {bar:.4g} (baseline "
                 f"{scores['baseline']:.4g}; {config.min_improvement_over_baseline:.1%} better "
@@ -111,7 +106,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         )
         yield dg.AssetCheckResult(
             check_name=NOT_WORSE_THAN_CHAMPION,
-            passed=_reaches(higher, scores["model"], limit),
+            passed=not is_better(model.task, metric, limit, scores["model"]),
             description=f"model {metric} {scores['model']:.4g} vs champion "
             f"{scores['champion']:.4g} (limit {limit:.4g})",
             metadata={
