@@ -5,7 +5,7 @@ ifeq ($(UV),)
 UV := $(HOME)/.local/bin/uv
 endif
 
-.PHONY: run test lint install
+.PHONY: run test lint install screenshots
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -24,3 +24,7 @@ test: install
 lint: install
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
+
+# The README's screenshots (docs/screenshots/*.png), from the UI flows of tests/test_ui.py.
+screenshots: install
+	$(UV) run pytest tests/test_ui.py --screenshots docs/screenshots

@@ -4,28 +4,34 @@ Run as ``.venv/bin/python benchmarks/backfill.py [--quick]`` from the project ro
 temporary ``$ML_ASSETS_HOME`` it lands 2013 with the publisher, then:
 
 - **Dagster**: the README's two commands, ``dagster asset materialize`` of the reference tables
-  and then of the data layers (raw, clean and rejected, ``flight_features``) over the whole
-  range as one single-run backfill, each a real run on the platform's embedded instance
-  (``ml_assets.instance``) in a temporary ``$DAGSTER_HOME``, with the platform's multiprocess
-  executor unless ``--executor in_process`` (``--instance-yaml`` swaps the instance, e.g. for
+  and then of the data layers (raw, clean and rejected, ``flight_features``) as one single-run
+  backfill, first over the range's first quarter and then over the whole range, each a real
+  run on the platform's embedded instance (``ml_assets.instance``) in a temporary
+  ``$DAGSTER_HOME``, with the platform's multiprocess executor unless
+  ``--executor in_process`` (``--instance-yaml`` swaps the instance, e.g. for
   PostgreSQL or Dagster's stock SQLite storage). The online feature snapshots, which the
   serving app reads, are not data layers and the direct side does not write them either;
 - **direct**: one plain Python process doing the assets' work day by day (parse, clean, trailing
   stats over the previous days, features, the same Pandera checks, one Parquet file per
   partition and asset), with no Dagster.
 
-Both sides are timed from process start to exit and their peak memory is the largest sum of
-RSS over their process tree (sampled from ``/proc``). The flight features of both sides must
-agree (row counts of every partition, whole frames for sampled days), else the exit code is 1.
-A run that fails is an error too. Missing a speed target is reported, not an error. The Dagster
-run's event log then tells where its time went: starting processes, recording events, and the
-work itself. ``--quick`` backfills ten days and compares them all: the same code, for the test
+Both sides are timed from process start to exit. Their peak memory is sampled from ``/proc``
+over their process tree: the largest sum of RSS (pages a forked step process shares with the
+forkserver it came from count in both) and the largest sum of PSS (``smaps_rollup``: each
+shared page split between its sharers, so counted once). Memory must not grow with the range:
+the whole range's PSS peak is compared with the quarter's (target ≤ 1.3 times) and with
+600 MB. The flight features of both sides must agree (row counts of every partition, whole
+frames for sampled days), else the exit code is 1. A run that fails is an error too. Missing a
+speed or memory target is reported, not an error. The Dagster run's event log then tells where
+the whole range's time went: starting processes, recording events, and the work itself.
+``--quick`` backfills three days, then ten, and compares them all: the same code, for the test
 suite (the targets are the full year's, so there they are reported only).
 """
 
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import subprocess
@@ -57,13 +63,17 @@ START, END = date(2013, 1, 1), date(2013, 12, 31)
 QUICK_END = date(2013, 1, 10)
 RATIO_TARGET = 3.0
 DAGSTER_WALL_TARGET_S = 60.0
+PEAK_PSS_TARGET_MB = 600.0
+GROWTH_TARGET = 1.3
+"""The range's PSS peak over its first quarter's, at most."""
 ALWAYS_SAMPLED = ("2013-01-01", "2013-03-10", "2013-11-03", "2013-12-31")
 """Days worth comparing whatever the seed: no history, the two DST switches, no weather."""
 
 
 @dataclass
 class Measured:
-    """One timed process tree: wall and CPU seconds, peak summed RSS, largest process's peak."""
+    """One timed process tree: wall and CPU seconds, peak summed RSS and PSS, largest process's
+    peak."""
 
     started_at: float
     """Unix time the process was started, to line it up with Dagster's event timestamps."""
@@ -71,6 +81,7 @@ class Measured:
     cpu_s: float
     peak_tree_mb: float
     peak_process_mb: float
+    peak_tree_pss_mb: float
     stdout: str
 
 
@@ -89,6 +100,19 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return found.get("VmRSS", 0), found.get("VmHWM", 0)
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size of ``pid`` in KiB: its private pages plus its share of each page
+    it shares (e.g. with the forkserver it was forked from); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
 
 
 def _cpu_s(pid: int) -> float:
@@ -119,14 +143,15 @@ def _tree(pid: int) -> list[int]:
 def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measured:
     """Run ``command`` to completion; time it and sample its process tree's memory.
 
-    The tree's peak is the largest sum of current RSS seen (sampled every 0.1 s); the largest
+    The tree's peaks are the largest sums of current RSS and of PSS seen (sampled every 0.1 s;
+    PSS counts a page shared by several processes once in all, RSS once per process); the largest
     process's peak is exact, from each process's high-water mark (``VmHWM``). ``ru_maxrss`` is
     not used: Linux carries it across ``exec`` from the forked parent, so a child of this
     (large) process would report this process's size. CPU time is the sum over the tree's
     processes of the last CPU time sampled: ``RUSAGE_CHILDREN`` would miss the step processes,
     which a forkserver, not the run, waits for.
     """
-    peak_tree_kb = peak_process_kb = 0
+    peak_tree_kb = peak_process_kb = peak_pss_kb = 0
     cpu_by_pid: dict[int, float] = {}
     started_at, started = time.time(), time.perf_counter()
     with log.open("w") as stderr:
@@ -136,13 +161,14 @@ def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measured
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak_tree_kb, peak_process_kb
+            nonlocal peak_tree_kb, peak_process_kb, peak_pss_kb
             while not done.wait(0.1):
                 tree = _tree(process.pid)
                 memory = [_memory_kb(pid) for pid in tree]
                 cpu_by_pid.update({pid: max(_cpu_s(pid), cpu_by_pid.get(pid, 0.0)) for pid in tree})
                 peak_tree_kb = max(peak_tree_kb, sum(rss for rss, _ in memory))
                 peak_process_kb = max(peak_process_kb, *(hwm for _, hwm in memory), 0)
+                peak_pss_kb = max(peak_pss_kb, sum(_pss_kb(pid) for pid in tree))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -153,7 +179,15 @@ def run_measured(command: list[str], env: dict[str, str], log: Path) -> Measured
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} … failed ({process.returncode}); see {log}")
     cpu = sum(cpu_by_pid.values())
-    return Measured(started_at, wall, cpu, peak_tree_kb / 1024, peak_process_kb / 1024, stdout)
+    return Measured(
+        started_at,
+        wall,
+        cpu,
+        peak_tree_kb / 1024,
+        peak_process_kb / 1024,
+        peak_pss_kb / 1024,
+        stdout,
+    )
 
 
 def selections() -> tuple[str, str]:
@@ -187,12 +221,12 @@ def _materialize(selection: str, config: Path, partition_range: str | None = Non
 def run_dagster(
     home: Path,
     env: dict[str, str],
-    start: str,
-    end: str,
+    days: list[str],
     instance_yaml: Path | None,
     executor: str,
-) -> tuple[Measured, Measured]:
-    """The reference tables, then the data layers over [start, end] as one run."""
+) -> tuple[Measured, Measured, Measured]:
+    """The reference tables, then the data layers as one run over the first quarter of
+    ``days``, then as one run over all of them."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     from ml_assets.instance import instance_yaml as platform_instance
@@ -208,12 +242,20 @@ def run_dagster(
     reference = run_measured(
         _materialize(reference_tables, run_config), env, home / "dagster_reference.log"
     )
-    data = run_measured(
-        _materialize(data_layers, run_config, f"{start}...{end}"),
-        env,
-        home / "dagster_data_layers.log",
+    quarter, data = (
+        run_measured(
+            _materialize(data_layers, run_config, f"{keys[0]}...{keys[-1]}"),
+            env,
+            home / f"dagster_data_layers_{len(keys)}.log",
+        )
+        for keys in (quarter_of(days), days)
     )
-    return reference, data
+    return reference, quarter, data
+
+
+def quarter_of(days: list[str]) -> list[str]:
+    """The first quarter of ``days`` (at least one)."""
+    return days[: max(1, math.ceil(len(days) / 4))]
 
 
 def dagster_breakdown(measured: Measured) -> list[tuple[str, float, str]]:
@@ -288,7 +330,7 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
     import pandas as pd
 
     from ml_assets.data.checks import row_conservation_outcome, schema_outcome
-    from ml_assets.data.cleaning import PARSE_ERROR, parse_landed_csv
+    from ml_assets.data.cleaning import PARSE_ERROR, parse_landed, parse_landed_csv
     from ml_assets.home import ml_assets_home
     from ml_assets.pipelines.flights import config, schemas
     from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
@@ -315,7 +357,21 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
         if checks and not schema_outcome(schema, frame).passed:
             raise RuntimeError(f"{schema.name} failed on the direct side")
 
-    planes = pd.read_csv(io.BytesIO(landing.read_bytes("planes", "planes")))
+    # the reference tables as the reference assets read them; each clean gets those its
+    # source's code rules name, as the clean assets do
+    tables = {
+        name: parse_landed(landing.read_bytes(name, name), "csv", typed=True)
+        for name in config.REFERENCE_TABLES
+    }
+    planes = tables["planes"]
+    references = {
+        source.name: {
+            rule.reference_table: tables[rule.reference_table]
+            for rule in source.codes.values()
+            if rule.reference_table
+        }
+        for source in (config.FLIGHTS, config.WEATHER)
+    }
     history: deque[pd.DataFrame] = deque(maxlen=config.TRAILING_DAYS)
     for day in _days(start, end):
         raws = {
@@ -326,8 +382,13 @@ def direct_worker(start: date, end: date, checks: bool) -> None:
             timed("checks", check, schema, raws[source])
             timed("checks", lambda f: int(f[PARSE_ERROR].notna().sum()), raws[source])
             timed("write", write, f"raw_{source}", day, raws[source])
-        flights = timed("clean", clean_flights, raws["flights"], date.fromisoformat(day))
-        weather = timed("clean", clean_weather, raws["weather"], date.fromisoformat(day))
+        flights, weather = (
+            timed("clean", clean, raws[source], date.fromisoformat(day), references[source])
+            for clean, source in (
+                (clean_flights, config.FLIGHTS_SOURCE),
+                (clean_weather, config.WEATHER_SOURCE),
+            )
+        )
         for source, cleaned, schema in (
             ("flights", flights, schemas.FLIGHTS_CLEAN),
             ("weather", weather, schemas.WEATHER_CLEAN),
@@ -432,10 +493,12 @@ def benchmark(home: Path, args: argparse.Namespace, end: date) -> int:
     if note := bytecode_note():
         print(note)
 
-    reference, data = run_dagster(home, env, days[0], days[-1], args.instance_yaml, args.executor)
+    reference, quarter, data = run_dagster(home, env, days, args.instance_yaml, args.executor)
+    quarter_days = len(quarter_of(days))
     print(
         f"dagster ({args.executor} executor): reference tables {reference.wall_s:.1f} s, "
-        f"data layers {data.wall_s:.1f} s"
+        f"data layers {quarter.wall_s:.1f} s ({quarter_days} days), "
+        f"{data.wall_s:.1f} s ({len(days)} days)"
     )
     worker = [sys.executable, __file__, "--direct-worker", "--start", days[0], "--end", days[-1]]
     direct = run_measured(
@@ -456,7 +519,10 @@ def benchmark(home: Path, args: argparse.Namespace, end: date) -> int:
     problems = _compare(home, days, samples, args.seed)
     ratio = data.wall_s / direct.wall_s
     met = ratio <= RATIO_TARGET and data.wall_s < DAGSTER_WALL_TARGET_S
-    verdict = ("yes" if met else "no") + (" (quick: the year's targets)" if args.quick else "")
+    quick = " (quick: the year's targets)" if args.quick else ""
+    verdict = ("yes" if met else "no") + quick
+    growth = data.peak_tree_pss_mb / quarter.peak_tree_pss_mb
+    memory_met = data.peak_tree_pss_mb <= PEAK_PSS_TARGET_MB and growth <= GROWTH_TARGET
     rows = [
         ("dagster wall s (data layers run)", f"{data.wall_s:.1f}"),
         ("dagster wall s (+ reference tables)", f"{data.wall_s + reference.wall_s:.1f}"),
@@ -468,6 +534,15 @@ def benchmark(home: Path, args: argparse.Namespace, end: date) -> int:
         ("direct peak MB (tree / largest process)",
          f"{direct.peak_tree_mb:.0f} / {direct.peak_process_mb:.0f}"),
         ("targets met (ratio ≤ 3, dagster < 60 s)", verdict),
+        (f"dagster quarter: {quarter_days} days wall s", f"{quarter.wall_s:.1f}"),
+        ("dagster peak MB, quarter / range: tree RSS",
+         f"{quarter.peak_tree_mb:.0f} / {data.peak_tree_mb:.0f}"),
+        ("dagster peak MB, quarter / range: tree PSS",
+         f"{quarter.peak_tree_pss_mb:.0f} / {data.peak_tree_pss_mb:.0f}"),
+        ("direct peak MB: tree PSS", f"{direct.peak_tree_pss_mb:.0f}"),
+        ("peak PSS range / quarter", f"{growth:.2f} (target ≤ {GROWTH_TARGET:g})"),
+        (f"memory targets met (PSS ≤ {PEAK_PSS_TARGET_MB:.0f} MB, ≤ {GROWTH_TARGET:g} x)",
+         ("yes" if memory_met else "no") + quick),
         ("flight_features identical", "yes" if not problems else "NO"),
         ("load average after (1/5/15 min)", load_average()),
     ]  # fmt: skip

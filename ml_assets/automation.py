@@ -3,6 +3,8 @@
 import dagster as dg
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
 
 def refresh_stale_partitions() -> dg.AutomationCondition:
     """Materialize each partition that is missing or whose upstream or code changed, once it can.
@@ -15,9 +17,9 @@ def refresh_stale_partitions() -> dg.AutomationCondition:
       failure waits for a person or for new upstream data, instead of retrying every tick);
     - a partition is requested again when an input partition is updated or its code_version
       changes;
-    - never while the partition or an input is in progress, while an input is missing, or
-      while a blocking check of any input partition it reads (the day and its history) has not
-      passed.
+    - never while the partition or an input is in progress, while a run that is not finished
+      targets the partition (``TargetedByUnfinishedRun``), while an input is missing, or while a
+      blocking check of any input partition it reads (the day and its history) has not passed.
     """
     condition = dg.AutomationCondition
     return (
@@ -28,8 +30,50 @@ def refresh_stale_partitions() -> dg.AutomationCondition:
         & ~condition.any_deps_missing()
         & ~condition.any_deps_in_progress()
         & ~condition.in_progress()
+        & ~TargetedByUnfinishedRun()
         & all_read_partitions_passed_blocking_checks()
     ).with_label("refresh_stale_partitions")
+
+
+class TargetedByUnfinishedRun(dg.AutomationCondition):
+    """True for the partitions that a queued or running run targets, written yet or not.
+
+    ``AutomationCondition.in_progress()`` turns false for a partition as soon as its run has
+    written it, while that run goes on writing the others. A tick that reads a long range run's
+    partitions as missing and, a moment later, as no longer in progress (a year's range run
+    writes hundreds while one tick evaluates) would request them a second time; the run's own
+    partition tags say what it targets until it ends. Runs without an asset selection (op jobs)
+    are left to ``in_progress()``.
+    """
+
+    @property
+    def name(self) -> str:
+        return "targeted_by_unfinished_run"
+
+    def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
+        from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+
+        view, key, partitions_def = context.asset_graph_view, context.key, context.partitions_def
+        targeted: set[str] = set()
+        whole = False
+        for run in view.instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+            if run.asset_selection is None or key not in run.asset_selection:
+                continue
+            if partitions_def is None:
+                whole = True
+                break
+            first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+            if first and last:
+                window = dg.PartitionKeyRange(first, last)
+                targeted.update(partitions_def.get_partition_keys_in_range(window))
+            elif partition := run.tags.get("dagster/partition"):
+                targeted.add(partition)
+        if whole:
+            return dg.AutomationResult(context, context.candidate_subset)
+        if partitions_def is None or not targeted:
+            return dg.AutomationResult(context, context.get_empty_subset())
+        subset = view.get_subset_from_partition_keys(key, partitions_def, targeted)
+        return dg.AutomationResult(context, context.candidate_subset.compute_intersection(subset))
 
 
 def all_read_partitions_passed_blocking_checks() -> dg.AutomationCondition:

@@ -23,8 +23,11 @@ def _platform() -> dg.Definitions:
                 "automation",
                 target=dg.AssetSelection.all(),
                 default_status=dg.DefaultSensorStatus.RUNNING,
-                # every 10 s, so a landed day reaches its features in seconds; a tick costs the
-                # code server a fraction of a second of CPU
+                # every 10 s (at most once per 5-s daemon loop). Landed days reach their features
+                # through the landing sensor's own runs; this brings up what they leave (later
+                # days that read a changed day, models, deploys), one layer per tick, which is
+                # why it is not slower. A tick evaluates every asset's condition in the code
+                # server: ~1 s of CPU (README, "Sensors and automation")
                 minimum_interval_seconds=10,
                 # conditions of our own (PartitionsMaterialized) run where the code is
                 use_user_code_server=True,

@@ -7,6 +7,11 @@ process is forked from it. Dagster would preload the job's module by itself only
 loaded through a plain module pointer, which neither the CLI's ``-m`` nor a workspace gives, so
 the module is named here. A run can still choose ``in_process`` or set its own
 ``multiprocess`` options, ``start_method`` included.
+
+In the forkserver, the heap the preload built is frozen before each fork
+(``ml_assets.instance.forking.freeze_heap_before_forks``), so the step processes share its
+pages instead of copying them: the run's memory is that of one code location plus each step's
+own data.
 """
 
 from collections.abc import Mapping
@@ -14,8 +19,12 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.instance.forking import freeze_heap_before_forks
+
 CODE_LOCATION = "ml_assets.definitions"
 FORKSERVER = {"forkserver": {"preload_modules": [CODE_LOCATION]}}
+
+freeze_heap_before_forks()  # imported by the code location, so in the forkserver's preload
 
 
 def _forkserver_unless_chosen(config: Mapping[str, Any]) -> Mapping[str, Any]:

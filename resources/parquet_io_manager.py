@@ -1,19 +1,22 @@
 """Parquet storage for data frames: one file per asset, or one file per partition.
 
-Partitioned assets exchange ``dict[partition_key, DataFrame]`` with this IO manager in both
-directions, whether a run covers one partition or a year-long range (single-run backfills):
-each partition is written to ``<base>/<asset key path>/<partition_key>.parquet`` atomically,
-so re-materializing a partition replaces it and a crash never leaves a torn file.
+Each partition is written to ``<base>/<asset key path>/<partition_key>.parquet`` atomically, so
+re-materializing a partition replaces it and a crash never leaves a torn file. Partitioned
+assets exchange partitions one at a time (``resources.partition_frames``), whether a run covers
+one partition or a year-long range (single-run backfills), so memory does not grow with the
+range: a range input is a lazy ``PartitionFrames`` (a mapping from partition key to frame); an
+output is a ``PartitionStream`` written as it is produced, or a ``dict`` of frames.
 """
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 from upath import UPath
 
+from resources.partition_frames import PartitionFrames, PartitionStream
 from resources.paths import to_upath, write_bytes_atomically
 
 
@@ -30,53 +33,93 @@ class _PartitionedParquetIOManager(dg.UPathIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         # A mapping may select no upstream partition at all (the days before the first one):
-        # that is an empty dict, which is what a partitioned input always is, not None.
+        # that is an empty mapping, which is what a partitioned input always is, not None.
         partitioned = context.has_asset_key and context.has_asset_partitions
         if partitioned and not context.asset_partition_keys:
-            return {}
+            return PartitionFrames([], lambda key: pd.DataFrame())
         return super().load_input(context)
 
-    def load_partitions(self, context: dg.InputContext) -> dict[str, pd.DataFrame]:
+    def load_partitions(self, context: dg.InputContext) -> PartitionFrames:
+        """The input's partitions, each read when the asset first uses it. Every one must have
+        been materialized (checked now, before any work) unless the input's metadata sets
+        ``allow_missing_partitions``; then the missing ones are not in the mapping."""
         paths = self._get_paths_for_partitions(context)
         allow_missing = (context.definition_metadata or {}).get("allow_missing_partitions", False)
-        frames = {}
+        stored = []
         for key in context.asset_partition_keys:
-            try:
-                frames[key] = self.load_from_path(context, paths[key])
-            except FileNotFoundError as error:
-                if not allow_missing:
-                    raise FileNotFoundError(
-                        f"Partition {key} of {context.asset_key.to_user_string()} has not been "
-                        f"materialized (no file at {paths[key]}); materialize it first."
-                    ) from error
-        return frames
+            if paths[key].exists():
+                stored.append(key)
+            elif not allow_missing:
+                raise FileNotFoundError(
+                    f"Partition {key} of {context.asset_key.to_user_string()} has not been "
+                    f"materialized (no file at {paths[key]}); materialize it first."
+                )
+        return PartitionFrames(
+            stored,
+            lambda key: self.load_from_path(context, paths[key]),
+            cache_size=_partitions_read_per_partition(context),
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if not context.has_asset_partitions:
             super().handle_output(context, obj)
-            context.add_output_metadata(_frame_metadata([obj]))  # type: ignore[list-item]
+            context.add_output_metadata(_frame_metadata([len(obj)]))  # type: ignore[arg-type]
             return
-        if not isinstance(obj, Mapping) or set(obj) != set(context.asset_partition_keys):
+        expected = context.asset_partition_keys
+        if isinstance(obj, PartitionStream):
+            keys, frames = obj.keys, iter(obj)
+        elif isinstance(obj, Mapping):
+            keys, frames = list(obj), ((key, obj[key]) for key in expected)
+        else:
+            keys, frames = None, iter(())
+        if keys is None or len(keys) != len(expected) or set(keys) != set(expected):
             raise TypeError(
                 f"{context.asset_key.to_user_string()} must return a dict with one DataFrame per "
-                f"partition key of the run ({len(context.asset_partition_keys)} keys)."
+                f"partition key of the run ({len(expected)} keys), or a PartitionStream of them."
             )
         paths = self._get_paths_for_partitions(context)
-        for key, frame in obj.items():
-            self.dump_to_path(context, frame, paths[key])
-        metadata = _frame_metadata(list(obj.values()))
-        if len(obj) == 1:
+        rows = self._write(context, frames, paths)
+        metadata = _frame_metadata(rows)
+        if len(rows) == 1:
             metadata["path"] = dg.MetadataValue.path(str(next(iter(paths.values()))))
         else:
-            metadata["partitions_written"] = len(obj)
+            metadata["partitions_written"] = len(rows)
+        if isinstance(obj, PartitionStream):
+            metadata.update(obj.metadata())
         context.add_output_metadata(metadata)
 
+    def _write(
+        self,
+        context: dg.OutputContext,
+        frames: Iterable[tuple[str, pd.DataFrame]],
+        paths: Mapping[str, UPath],
+    ) -> list[int]:
+        """Write each frame as it comes (holding one at a time); the row count of each."""
+        rows = []
+        for key, frame in frames:
+            self.dump_to_path(context, frame, paths[key])
+            rows.append(len(frame))
+        return rows
 
-def _frame_metadata(frames: list[pd.DataFrame]) -> dict[str, Any]:
-    rows = sum(len(frame) for frame in frames)
-    if len(frames) == 1:
-        return {"dagster/row_count": rows}
-    return {"rows_all_partitions": rows}
+
+def _partitions_read_per_partition(context: dg.InputContext) -> int:
+    """How many upstream partitions one partition of the run reads: the frames to keep so that
+    a sliding window (its day and the days before) reads each file once. A time-window mapping
+    with offsets reads ``end_offset - start_offset + 1``; any other mapping, one at a time."""
+    try:
+        assets_def = context.step_context.assets_def
+        mapping = assets_def.get_partition_mapping(context.asset_key) if assets_def else None
+    except (dg.DagsterInvariantViolationError, KeyError, AttributeError):
+        return 1
+    if isinstance(mapping, dg.TimeWindowPartitionMapping):
+        return max(1, mapping.end_offset - mapping.start_offset + 1)
+    return 1
+
+
+def _frame_metadata(rows: list[int]) -> dict[str, Any]:
+    if len(rows) == 1:
+        return {"dagster/row_count": rows[0]}
+    return {"rows_all_partitions": sum(rows)}
 
 
 def read_partition(base_url: str, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:

@@ -1,18 +1,30 @@
-"""A sensor that turns newly landed or changed files into runs of the assets that read them.
+"""A sensor that turns newly landed or changed files into runs of the assets that read them and of
+what those files alone determine (the clean and feature layers).
 
 The files a tick finds new or changed become as few runs as the assets' single-run backfill
-policy allows: for each partitioned source, one run per contiguous range of new partitions
-(a year landed at once is one run per source), and one run per changed reference table. The run
-key names the source, the range and a digest of the files' identities and contents, so the same
-files never run twice (Dagster skips a run key it has seen, also across daemon restarts) while
-a corrected re-export does run again. The JSON cursor remembers each file's listing signature,
-content hash and how many distinct contents it has had, so unchanged files are not re-read on
-every tick; a file that lands while a tick runs is seen by the next one.
+policy allows: the changed partitions of all sources become the fewest contiguous ranges in
+which the same sources changed (a year landed at once, or one day's files of every source, is one
+run), and the changed reference tables ride along with the first range (the features read them),
+or are one run each when no partition changed. Each run also materializes the downstream
+partitions whose every input is written by the same run or is ready before it (materialized,
+not in progress, blocking checks passed): a landed day reaches its features in one run, without
+waiting for an automation tick and a second run launch. What a run cannot include (the features
+of a day whose history is missing or failed a check, the later days that read a changed day) is
+left to automation, which requests it once its inputs are ready; it never requests what such a
+run targets while the run goes on (``TargetedByUnfinishedRun``), nor, afterwards, what the run
+wrote after its inputs.
+
+The run key names the sources, the range and a digest of the files' identities and contents, so
+the same files never run twice (Dagster skips a run key it has seen, also across daemon
+restarts) while a corrected re-export does run again. The JSON cursor remembers each file's
+listing signature, content hash and how many distinct contents it has had, so unchanged files
+are not re-read on every tick; a file that lands while a tick runs is seen by the next one.
 """
 
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,22 +72,155 @@ def contiguous_ranges(keys: Sequence[str], order: Mapping[str, int]) -> list[lis
     return ranges
 
 
+def landed_segments(
+    changed: Mapping[str, Sequence[str]], order: Mapping[str, int]
+) -> list[tuple[list[str], list[str]]]:
+    """The changed partitions of several sources (``changed``: source -> keys) as the fewest
+    single-run ranges: maximal runs of consecutive partitions in which the same sources changed.
+    Each item: (the sources, the range's keys in order)."""
+    sources_at: dict[str, list[str]] = {}
+    for source, keys in changed.items():
+        for key in keys:
+            sources_at.setdefault(key, []).append(source)
+    segments: list[tuple[list[str], list[str]]] = []
+    for run in contiguous_ranges(list(sources_at), order):
+        for key in run:
+            names = sorted(sources_at[key])
+            if (
+                segments
+                and segments[-1][0] == names
+                and order[segments[-1][1][-1]] + 1 == order[key]
+            ):
+                segments[-1][1].append(key)
+            else:
+                segments.append((names, [key]))
+    return segments
+
+
+def downstream_closure(
+    asset_graph: Any, landed: AbstractSet[dg.AssetKey], partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetKey]:
+    """The assets that the landed files alone determine, in topological order: those with the
+    landed partitions whose every parent is a landed asset or another such asset (the clean and
+    feature layers; not the batch predictions, which also read the deployed model)."""
+    known = set(landed)
+    closure = []
+    for key in asset_graph.toposorted_asset_keys:
+        node = asset_graph.get(key)
+        if (
+            key not in known
+            and node.is_executable
+            and node.partitions_def == partitions_def
+            and node.parent_keys
+            and node.parent_keys <= known
+        ):
+            known.add(key)
+            closure.append(key)
+    return closure
+
+
+def _ready(
+    instance: dg.DagsterInstance,
+    asset_graph: Any,
+    parent: dg.AssetKey,
+    partitions: AbstractSet[str] | None,
+) -> bool:
+    """``parent`` (its ``partitions``; None: unpartitioned) is materialized, not being written,
+    and its blocking checks passed on its latest materialization: what automation waits for."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+    from dagster._core.storage.partition_status_cache import (
+        get_and_update_asset_status_cache_value,
+    )
+
+    partitions_def = asset_graph.get(parent).partitions_def
+    if partitions is None:
+        if instance.get_latest_materialization_event(parent) is None:
+            return False
+    else:
+        status = get_and_update_asset_status_cache_value(instance, parent, partitions_def)
+        if status is None:
+            return False
+        materialized = status.deserialize_materialized_partition_subsets(partitions_def)
+        in_progress = status.deserialize_in_progress_partition_subsets(partitions_def)
+        if any(k not in materialized or k in in_progress for k in partitions):
+            return False
+    checks = [
+        check
+        for check in asset_graph.get_check_keys_for_assets({parent})
+        if asset_graph.get(check).blocking
+    ]
+    if not checks:
+        return True
+    passed = {
+        (info.check_key, info.partition_key)
+        for info in instance.event_log_storage.get_asset_check_partition_info(
+            checks, partition_keys=sorted(partitions) if partitions is not None else None
+        )
+        if info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        and info.is_current
+    }
+    return all((c, k) in passed for c in checks for k in (partitions or [None]))
+
+
+def runnable_downstream(
+    context: dg.SensorEvaluationContext,
+    closure: Sequence[dg.AssetKey],
+    in_run: AbstractSet[dg.AssetKey],
+    keys: Sequence[str],
+    partitions_def: dg.PartitionsDefinition,
+) -> list[dg.AssetKey]:
+    """The assets of ``closure`` that a run of ``in_run`` over ``keys`` can also materialize:
+    each partition they read is written by the same run, or is ready (materialized, not in
+    progress, blocking checks passed) before it starts. An asset that cannot run keeps its
+    descendants out too; automation refreshes them once their inputs are ready."""
+    asset_graph = context.repository_def.asset_graph
+    subset = partitions_def.subset_with_partition_keys(keys)
+    selected, chosen = set(in_run), []
+    for key in closure:
+        ready = True
+        for parent in asset_graph.get(key).parent_keys:
+            parent_def = asset_graph.get(parent).partitions_def
+            if parent_def is None:
+                ready = parent in selected or _ready(context.instance, asset_graph, parent, None)
+            else:
+                mapped = asset_graph.get_partition_mapping(key, parent)
+                result = mapped.get_upstream_mapped_partitions_result_for_partitions(
+                    subset, partitions_def, parent_def
+                )
+                needed = set(result.partitions_subset.get_partition_keys())
+                if parent in selected:
+                    needed -= set(keys)
+                ready = not result.required_but_nonexistent_partition_keys and (
+                    not needed or _ready(context.instance, asset_graph, parent, needed)
+                )
+            if not ready:
+                break
+        if ready:
+            selected.add(key)
+            chosen.append(key)
+    return chosen
+
+
 def _request(
-    source: LandedSource,
+    folders: Sequence[str],
+    assets: Sequence[dg.AssetKey],
     group: Sequence[str],
-    identities: Mapping[str, str],
+    identities: Sequence[str],
     partitioned: bool,
     run_config: Mapping[str, Any] | None,
 ) -> dg.RunRequest:
-    """One run reading the files of ``group`` (consecutive partitions, or one table)."""
+    """One run reading the files ``identities`` of ``folders`` over ``group`` (consecutive
+    partitions, or one table) and materializing ``assets``."""
     first, last = group[0], group[-1]
-    digest = hashlib.sha256("\n".join(identities[n] for n in group).encode()).hexdigest()[:16]
-    tags = {"landing_zone/files": str(len(group))}
+    digest = hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
+    tags = {"landing_zone/files": str(len(identities))}
     if partitioned and len(group) > 1:
         tags.update({RANGE_START: first, RANGE_END: last})
     return dg.RunRequest(
-        run_key=f"{source.folder}/{first}...{last}:{digest}",
-        asset_selection=[source.asset_key],
+        run_key=f"{'+'.join(folders)}/{first}...{last}:{digest}",
+        asset_selection=list(assets),
         partition_key=first if partitioned and len(group) == 1 else None,
         tags=tags,
         run_config=dict(run_config or {}),
@@ -86,23 +231,33 @@ def build_landing_zone_sensor(
     name: str,
     sources: Sequence[LandedSource],
     max_runs_per_tick: int = 50,
-    minimum_interval_seconds: int = 5,
+    minimum_interval_seconds: int = 1,
     run_config: Mapping[str, Any] | None = None,
+    range_run_config: Mapping[str, Any] | None = None,
 ) -> dg.SensorDefinition:
-    """A sensor requesting the fewest runs that read the new or changed files of ``sources``.
+    """A sensor requesting the fewest runs that read the new or changed files of ``sources``
+    and bring what they alone determine (the clean and feature layers) up to date.
 
-    ``run_config`` is given to every run it requests (e.g. an in-process executor for these
-    one-step runs).
+    The daemon evaluates sensors once per loop (every 5 s at most), so the default interval of
+    1 s means every loop; with 5 s a tick that starts a little early is skipped to the next loop,
+    and files wait 10 s. A tick lists each source folder and hashes only new or changed files.
+
+    ``run_config`` is given to the runs of one partition or one table (e.g. an in-process
+    executor: a day's steps take a fraction of a second each, less than starting step
+    processes); ``range_run_config`` to the runs of a range (default: the code location's
+    executor, whose parallel steps pay off over many partitions).
     """
 
     @dg.sensor(
         name=name,
-        asset_selection=[s.asset_key for s in sources],
+        # what the landed files determine lies downstream of the assets reading them
+        asset_selection=dg.AssetSelection.assets(*(s.asset_key for s in sources)).downstream(),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Requests a run for each range of new or changed files in the landing zone (one "
-            "single-run range per source)."
+            "single-run range for every source that changed over it), with the clean and "
+            "feature partitions those files determine."
         ),
     )
     def landing_zone_sensor(
@@ -110,21 +265,19 @@ def build_landing_zone_sensor(
     ) -> dg.SensorResult:
         before: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
         seen = dict(before)
-        planned: list[tuple[dg.RunRequest, list[str]]] = []  # each request and its files
         skipped: list[str] = []
+        changed: dict[str, dict[str, str]] = {}  # folder -> partition or table -> identity
         for source in sources:
-            order = (
-                {k: i for i, k in enumerate(source.partitions_def.get_partition_keys())}
-                if source.partitions_def
-                else None
+            names = (
+                set(source.partitions_def.get_partition_keys()) if source.partitions_def else None
             )
-            changed: dict[str, str] = {}  # partition or table name -> its identity
+            changed[source.folder] = {}
             for landed in landing_zone.list_files(source.folder, source.extension):
                 file_id = f"{source.folder}/{landed.name}"
                 known = seen.get(file_id, {})
                 if known.get("signature") == landed.stat_signature:
                     continue
-                if order is not None and landed.name not in order:
+                if names is not None and landed.name not in names:
                     skipped.append(file_id)
                     seen[file_id] = {**known, "signature": landed.stat_signature}
                     continue
@@ -132,16 +285,13 @@ def build_landing_zone_sensor(
                 version = known.get("version", 0)
                 if content != known.get("content"):
                     version += 1
-                    changed[landed.name] = f"{file_id}@{version}:{content}"
+                    changed[source.folder][landed.name] = f"{file_id}@{version}:{content}"
                 seen[file_id] = {
                     "signature": landed.stat_signature,
                     "content": content,
                     "version": version,
                 }
-            groups = contiguous_ranges(list(changed), order) if order else [[n] for n in changed]
-            for group in groups:
-                request = _request(source, group, changed, order is not None, run_config)
-                planned.append((request, [f"{source.folder}/{n}" for n in group]))
+        planned = _plan(context, sources, changed, run_config, range_run_config)
         for _, files in planned[max_runs_per_tick:]:
             # Waits for the next tick, which sees these files as new or changed again.
             for file_id in files:
@@ -155,3 +305,61 @@ def build_landing_zone_sensor(
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     return landing_zone_sensor
+
+
+def _plan(
+    context: dg.SensorEvaluationContext,
+    sources: Sequence[LandedSource],
+    changed: Mapping[str, Mapping[str, str]],
+    run_config: Mapping[str, Any] | None,
+    range_run_config: Mapping[str, Any] | None,
+) -> list[tuple[dg.RunRequest, list[str]]]:
+    """Each run request of a tick and the files it reads.
+
+    The changed partitions of all partitioned sources become the fewest ranges in which the
+    same sources changed; the changed reference tables join the first range's run (the
+    features read them), or, when no partition changed, are one run each.
+    """
+    tables = [(s, name) for s in sources if s.partitions_def is None for name in changed[s.folder]]
+    partitioned = [s for s in sources if s.partitions_def is not None and changed[s.folder]]
+    planned: list[tuple[dg.RunRequest, list[str]]] = []
+    for partitions_def in list(
+        {id(s.partitions_def): s.partitions_def for s in partitioned}.values()
+    ):
+        group = [s for s in partitioned if s.partitions_def is partitions_def]
+        by_folder = {s.folder: s for s in group}
+        order = {k: i for i, k in enumerate(partitions_def.get_partition_keys())}
+        closure = downstream_closure(
+            context.repository_def.asset_graph, {s.asset_key for s in sources}, partitions_def
+        )
+        segments = landed_segments({s.folder: list(changed[s.folder]) for s in group}, order)
+        for folders, keys in segments:
+            riding = tables if not planned else []
+            reading = [by_folder[f] for f in folders]
+            in_run = [s.asset_key for s in reading] + [s.asset_key for s, _ in riding]
+            downstream = runnable_downstream(context, closure, set(in_run), keys, partitions_def)
+            identities = [changed[s.folder][k] for s in reading for k in keys] + [
+                changed[s.folder][name] for s, name in riding
+            ]
+            request = _request(
+                [*folders, *(s.folder for s, _ in riding)],
+                [*in_run, *downstream],
+                keys,
+                identities,
+                partitioned=True,
+                run_config=run_config if len(keys) == 1 else range_run_config,
+            )
+            files = [f"{s.folder}/{k}" for s in reading for k in keys]
+            planned.append((request, files + [f"{s.folder}/{name}" for s, name in riding]))
+    if not planned:
+        for source, name in tables:
+            request = _request(
+                [source.folder],
+                [source.asset_key],
+                [name],
+                [changed[source.folder][name]],
+                False,
+                run_config,
+            )
+            planned.append((request, [f"{source.folder}/{name}"]))
+    return planned

@@ -1,6 +1,11 @@
 """The prediction service (FastAPI on uvicorn).
 
 - ``POST /predict``: one item or a list; 422 names the bad field, 413 for oversize batches.
+  The handler parses the raw body itself (no FastAPI body model, which costs a request about
+  as much as scoring it); ``serving.openapi`` describes it in ``/openapi.json`` all the same.
+  Where features are looked up in a snapshot by date, an item dated outside the loaded
+  snapshot gets a ``date_outside_snapshot`` warning beside its prediction, or a 422, as the
+  declaration's ``serving.outside_snapshot`` says.
 - ``GET /health`` (the process answers, and for which pipeline), ``GET /ready`` (a model is
   live), ``GET /model`` (version, run, trained-on partitions), ``GET /metrics`` (Prometheus).
 - ``POST /admin/reload`` (bearer token): load the champion (or a given version) and the latest
@@ -11,9 +16,11 @@
 """
 
 import asyncio
+import datetime as dt
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +31,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from resources.table_snapshots import TableSnapshots
+from serving import openapi
 from serving.metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
 from serving.predictors import LoadedModel, NoChampion, load_version, resolve_alias
 from serving.spec import ServedModel
 
 CHAMPION = "champion"
+API_VERSION = "1"
+"""The version of the service's API (``info.version`` of its OpenAPI document)."""
 BYTES_PER_ITEM = 1024
 """Request bodies above ``max_batch`` items of this size are refused before parsing (413)."""
 INLINE_ITEMS = 32
@@ -43,6 +53,8 @@ class Live:
     model: LoadedModel
     lookups: Any
     snapshot: str | None
+    covers: tuple[dt.date, dt.date] | None = None
+    """The dates ``[first, end)`` the snapshot holds lookups for (None: no date check)."""
 
 
 class ReloadRejected(Exception):
@@ -56,6 +68,7 @@ class Service:
         self.reloading = asyncio.Lock()
         self.one = TypeAdapter(served.request)
         self.many = TypeAdapter(list[served.request])  # type: ignore[name-defined]
+        self.reload_body = TypeAdapter(openapi.Reload)
 
     def prepare(self, version: str | None) -> Live | None:
         """Load ``version`` (default: the champion) and the latest snapshot; None: no champion."""
@@ -75,7 +88,9 @@ class Service:
             raise ReloadRejected(f"{name} v{version}: {type(error).__name__}: {error}") from error
         if len(scores) != len(warm_up) or not np.all(np.isfinite(scores)):
             raise ReloadRejected(f"{name} v{version} gave non-finite warm-up predictions")
-        return Live(model, lookups, snapshot)
+        dates = self.served.snapshot_dates
+        covers = dates(snapshot) if dates is not None and snapshot is not None else None
+        return Live(model, lookups, snapshot, covers)
 
     def _lookups(self) -> tuple[Any, str | None]:
         """The latest complete snapshot's lookups and its partition (None, None without one)."""
@@ -111,23 +126,80 @@ def _score(live: Live, served: ServedModel, items: list) -> tuple[Any, np.ndarra
     return columns, live.model.predictor.predict(columns) if items else np.zeros(0)
 
 
-def _answers(served: ServedModel, model: LoadedModel, ids, scores: np.ndarray) -> list[dict]:
-    """One answer per item: its id and the prediction (classifiers: probability and label)."""
+def _outside(served: ServedModel, live: Live, items: Sequence[Any]) -> list[int]:
+    """Positions of the items whose date the loaded snapshot does not cover."""
+    if live.covers is None:
+        return []
+    field, (first, end) = served.snapshot_date_field, live.covers
+    return [i for i, item in enumerate(items) if not first <= getattr(item, field) < end]
+
+
+def _not_covered(served: ServedModel, live: Live, item: Any) -> str:
+    first, end = live.covers  # type: ignore[misc]
+    last = end - dt.timedelta(days=1)
+    days = str(first) if first == last else f"{first} to {last}"
+    day = getattr(item, served.snapshot_date_field)  # type: ignore[arg-type]
+    return f"{day} is outside the loaded feature snapshot, which covers {days}"
+
+
+def _warnings(served: ServedModel, live: Live, items: Sequence[Any], outside: list[int]):
+    """Each item's warnings (one shared empty tuple for the items that have none)."""
+    warnings: list[Any] = [()] * len(items)
+    for i in outside:
+        message = f"{_not_covered(served, live, items[i])}: its lookups took their defaults"
+        warnings[i] = (
+            {"code": openapi.DATE_OUTSIDE_SNAPSHOT, "field": served.snapshot_date_field,
+             "message": message},
+        )  # fmt: skip
+    return warnings
+
+
+def _refusal(served: ServedModel, live: Live, items, outside: list[int], is_list: bool) -> list:
+    """The 422 errors of items dated outside the snapshot, shaped as validation errors."""
+    field = served.snapshot_date_field
+    return [
+        {"type": openapi.DATE_OUTSIDE_SNAPSHOT, "loc": [i, field] if is_list else [field],
+         "msg": _not_covered(served, live, items[i])}
+        for i in outside
+    ]  # fmt: skip
+
+
+def _answers(
+    served: ServedModel, model: LoadedModel, ids, scores: np.ndarray, warnings: Sequence[Any]
+) -> list[dict]:
+    """One answer per item: its id, the prediction (classifiers: probability and label) and
+    its warnings."""
     if served.task == "binary_classification":
         threshold = model.threshold
         return [
             {served.id_column: str(i), served.score_field: float(s),
-             served.prediction: bool(s >= threshold)}
-            for i, s in zip(ids, scores, strict=True)
+             served.prediction: bool(s >= threshold), "warnings": w}
+            for i, s, w in zip(ids, scores, warnings, strict=True)
         ]  # fmt: skip
     return [
-        {served.id_column: str(i), served.prediction: float(s)}
-        for i, s in zip(ids, scores, strict=True)
+        {served.id_column: str(i), served.prediction: float(s), "warnings": w}
+        for i, s, w in zip(ids, scores, warnings, strict=True)
     ]
 
 
 def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _predict_description(served: ServedModel) -> str:
+    described = "One item gets a list of one prediction; a list, one per item, in order."
+    field = served.snapshot_date_field
+    if field is None:
+        return described
+    if served.outside_snapshot == "refuse":
+        return (
+            f"{described} An item whose `{field}` the loaded feature snapshot does not cover "
+            "is refused (422, type `date_outside_snapshot`)."
+        )
+    return (
+        f"{described} An item whose `{field}` the loaded feature snapshot does not cover is "
+        "scored with the lookups' defaults and gets a `date_outside_snapshot` warning."
+    )
 
 
 def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> FastAPI:
@@ -141,12 +213,33 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
             log.warning("starting without a model: %s", error)
         yield
 
-    app = FastAPI(title=f"{served.registered_model} predictions", lifespan=lifespan)
+    app = FastAPI(
+        title=f"{served.registered_model} predictions",
+        description=f"The {served.pipeline} pipeline's prediction service: its registered "
+        f"model's champion, {served.task}.",
+        version=API_VERSION,
+        lifespan=lifespan,
+    )
     app.state.service = service
     routes = {"/predict", "/health", "/ready", "/model", "/metrics", "/admin/reload"}
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    openapi.install(app, served)
+    live_model = openapi.described_model(served)
 
-    @app.post("/predict")
+    @app.post(
+        "/predict",
+        operation_id="predict",
+        summary="Score one item or a list",
+        description=_predict_description(served),
+        response_model=None,
+        openapi_extra=openapi.predict_body(served),
+        responses={
+            200: {"model": openapi.answer_model(served), "description": "The predictions."},
+            413: {"model": openapi.Problem, "description": f"Over {served.max_batch} items."},
+            422: {"model": openapi.Invalid, "description": "An invalid item, field named."},
+            503: {"model": openapi.Problem, "description": "No model is live yet."},
+        },
+    )
     async def predict(request: Request) -> Response:
         limit = served.max_batch * BYTES_PER_ITEM
         if int(request.headers.get("content-length") or 0) > limit:
@@ -168,6 +261,9 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
         items = parsed if is_list else [parsed]
         if len(items) > served.max_batch:
             return _error(413, f"{len(items)} items; at most {served.max_batch} per request")
+        outside = _outside(served, live, items)
+        if outside and served.outside_snapshot == "refuse":
+            return _error(422, _refusal(served, live, items, outside, is_list))
         if len(items) > INLINE_ITEMS:  # keep the event loop free for other requests
             columns, scores = await run_in_threadpool(_score, live, served, items)
         else:
@@ -176,47 +272,98 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
         ids = columns[served.id_column] if items else []
         payload = {
             "model_version": live.model.version,
-            "predictions": _answers(served, live.model, ids, scores),
+            "predictions": _answers(
+                served, live.model, ids, scores, _warnings(served, live, items, outside)
+            ),
         }
         return Response(json.dumps(payload), media_type="application/json")
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        operation_id="health",
+        summary="The process answers",
+        response_model=openapi.Health,
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok", "pipeline": served.pipeline}
 
-    @app.get("/ready")
+    @app.get(
+        "/ready",
+        operation_id="ready",
+        summary="A model is live",
+        response_model=None,
+        responses={
+            200: {"model": live_model, "description": "The live model."},
+            503: {"model": openapi.NotLive, "description": "No model is live."},
+        },
+    )
     async def ready(request: Request) -> JSONResponse:
         described = service.describe()
         request.scope[VERSION_KEY] = described.get("version")
         return JSONResponse(described, status_code=200 if described["ready"] else 503)
 
-    @app.get("/model")
+    @app.get(
+        "/model",
+        operation_id="model",
+        summary="The live model",
+        response_model=None,
+        responses={
+            200: {"model": live_model, "description": "The live model."},
+            404: {"model": openapi.NotLive, "description": "No model is live."},
+        },
+    )
     async def model(request: Request) -> JSONResponse:
         described = service.describe()
         request.scope[VERSION_KEY] = described.get("version")
         return JSONResponse(described, status_code=200 if described["ready"] else 404)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        operation_id="metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Requests, errors, latency and predictions."}},
+    )
     async def prometheus() -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload")
+    @app.post(
+        "/admin/reload",
+        operation_id="reload",
+        summary="Load the champion (or a version) and swap it in",
+        description="The new model and the latest snapshot are loaded beside the live model and "
+        "score the warm-up items before one assignment swaps them in; a model that cannot be "
+        "loaded or scores them badly is rejected and the live one stays.",
+        response_model=None,
+        openapi_extra=openapi.reload_body(),
+        responses={
+            200: {"model": live_model, "description": "The model now live."},
+            401: {"model": openapi.Problem, "description": "No or a wrong bearer token."},
+            422: {"model": openapi.ReloadRefused, "description": "Rejected; the live one stays."},
+        },
+    )
     async def reload(request: Request) -> JSONResponse:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {service.token}".encode()):
             return _error(401, "admin calls need 'Authorization: Bearer <token>'")
         body = await request.body()
         try:
-            version = json.loads(body).get("version") if body else None
-        except (ValueError, AttributeError):
-            return _error(422, [{"loc": ["body"], "msg": "expected {'version': str | null}"}])
+            version = service.reload_body.validate_json(body).version if body.strip() else None
+        except ValidationError as error:
+            return _error(
+                422, error.errors(include_url=False, include_context=False, include_input=False)
+            )
         async with service.reloading:
             try:
                 prepared = await run_in_threadpool(service.prepare, version)
             except ReloadRejected as error:
                 return _error(422, f"model rejected, the live one stays: {error}")
+            if prepared is None:
+                return _error(
+                    422, f"{served.registered_model} has no {CHAMPION}; the live one stays"
+                )
             service.live = prepared  # the one switch: later requests see the new model
         log.info("now serving %s", service.describe())
         return JSONResponse(service.describe())

@@ -1,9 +1,10 @@
 """What the service needs to know about the model it serves, built from a pipeline's
 declaration and its serving hooks (never from its asset code)."""
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,12 @@ class ServedModel:
     warm_up: Sequence[Mapping[str, Any]]
     """Request items scored before a model goes live; they must give finite predictions."""
     max_batch: int
+    snapshot_date_field: str | None = None
+    """The request field whose date the loaded snapshot must cover (None: no such check)."""
+    outside_snapshot: Literal["warn", "refuse"] = "warn"
+    """What an item dated outside the snapshot gets: a warning beside its prediction, or 422."""
+    snapshot_dates: Callable[[str], tuple[dt.date, dt.date]] | None = None
+    """The local dates ``[first, end)`` the snapshot of a partition covers."""
 
     @property
     def score_field(self) -> str:
@@ -69,4 +76,19 @@ def served_model(
         prediction=serving.prediction,
         warm_up=serving.warm_up,
         max_batch=max_batch or serving.max_batch,
+        snapshot_date_field=serving.snapshot_date_field,
+        outside_snapshot=serving.outside_snapshot,
+        snapshot_dates=_partition_dates(declaration) if serving.snapshot_date_field else None,
     )
+
+
+def _partition_dates(declaration: PipelineDeclaration) -> Callable[[str], tuple[dt.date, dt.date]]:
+    """The local dates ``[first, end)`` of a partition of the pipeline (its time window in the
+    declared time zone)."""
+    partitions = declaration.partitions.definition()
+
+    def dates(key: str) -> tuple[dt.date, dt.date]:
+        window = partitions.time_window_for_partition_key(key)
+        return window.start.date(), window.end.date()
+
+    return dates

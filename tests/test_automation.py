@@ -1,6 +1,6 @@
 """Automation of the clean and feature layers, evaluated tick by tick against real runs.
 
-Each test materializes the way the platform does (the sensor's raw runs, the runs automation
+Each test materializes the way the platform does (the landing sensor's runs, the runs automation
 would launch) and asks ``evaluate_automation_conditions`` what the next tick would request.
 """
 
@@ -14,7 +14,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+from dagster._core.storage.dagster_run import DagsterRunStatus
 
+from ml_assets.automation import RANGE_END, RANGE_START
 from ml_assets.data.assets import CLEAN_SCHEMA, LANDED_FILE_SCHEMA
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
@@ -25,6 +27,8 @@ REFERENCE = dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TA
 RAW = dg.AssetSelection.assets(key("raw_flights"), key("raw_weather"))
 DAILY_INGEST_AND_CLEAN = dg.AssetSelection.groups("flights_ingest", "flights_clean") - REFERENCE
 FLIGHTS_CLEAN = dg.AssetSelection.assets(key("flights_clean"), key("flights_rejected"))
+LANDING_RUN = dg.AssetSelection.groups("flights_ingest", "flights_clean", "flights_features")
+"""What one run of the landing sensor writes for a day whose history is in place."""
 CLEAN = ("flights_clean", "flights_rejected", "weather_clean", "weather_rejected")
 ALL_KEYS = [asset_key for assets_def in data_assets for asset_key in assets_def.keys]
 
@@ -156,6 +160,58 @@ def test_clean_and_features_follow_the_data_that_lands(
     }
     automation.run_requested(requested)
     assert automation.tick() == {}
+
+
+def test_what_a_landing_run_wrote_is_not_requested_again(
+    landing_zone: LandingZone, automation: Automation
+):
+    """The landing sensor writes the raw, clean and feature partitions of what landed in one
+    run (a week as one range with its reference tables, then a day): automation requests none of
+    it again. After a corrected re-export of one day, in one run too, it requests exactly the
+    later days' features that read that day as history."""
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 9)))
+    automation.materialize(LANDING_RUN, day_keys(date(2013, 1, 1), date(2013, 1, 8)))
+    assert automation.tick() == {}
+    automation.materialize(LANDING_RUN - REFERENCE, ["2013-01-09"])
+    assert automation.tick() == {}
+
+    publish(landing_zone, ["2013-01-05"], fault="duplicate-rows")
+    automation.materialize(LANDING_RUN - REFERENCE, ["2013-01-05"])
+    requested = automation.tick()
+
+    assert requested == features_requested(*day_keys(date(2013, 1, 6), date(2013, 1, 9)))
+    automation.run_requested(requested)
+    assert automation.tick() == {}
+
+
+def test_partitions_an_unfinished_run_targets_are_not_requested(
+    landing_zone: LandingZone, automation: Automation
+):
+    """A range run that has written some of its partitions still targets them until it ends:
+    a tick that reads them as missing is not told they are free (``in_progress()`` already
+    is, per written partition)."""
+    days = day_keys(date(2013, 1, 1), date(2013, 1, 2))
+    publish(landing_zone, days)
+    automation.materialize(REFERENCE)
+    automation.materialize(RAW, days)
+    run = automation.instance.create_run_for_job(
+        dg.define_asset_job("cleaning").resolve(asset_graph=automation.defs.resolve_asset_graph()),
+        asset_selection=frozenset({key("flights_clean"), key("flights_rejected")}),
+        tags={RANGE_START: days[0], RANGE_END: days[-1]},
+        status=DagsterRunStatus.STARTED,
+    )
+
+    # the weather of both days is free, and the first day's snapshot, which reads no flights
+    assert automation.tick() == {
+        **{name: set(days) for name in ("weather_clean", "weather_rejected")},
+        "online_features": {days[0]},
+    }
+
+    automation.instance.report_run_canceled(run)
+    requested = automation.tick()
+    assert {name: requested.get(name) for name in ("flights_clean", "flights_rejected")} == {
+        name: set(days) for name in ("flights_clean", "flights_rejected")
+    }
 
 
 def test_failed_landed_file_check_blocks_only_that_day(

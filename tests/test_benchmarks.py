@@ -27,6 +27,7 @@ NUMBER = r"[0-9][0-9.e+-]*"
 
 QUICK_RUNS: dict[str, list[str]] = {
     "backfill": ["backfill.py", "--quick"],
+    "landing": ["landing.py", "--quick"],
     "serving-flights": ["serving.py", "--quick", "--pipeline", "flights"],
     "serving-taxi": ["serving.py", "--quick", "--pipeline", "taxi"],
     "tuning-flights": ["tuning.py", "--quick", "--pipeline", "flights"],
@@ -55,6 +56,14 @@ FIGURES: dict[str, list[str]] = {
         rf"^ratio dagster / direct +{NUMBER} \(target",
         rf"^  flights__flight_features: work +{NUMBER} s",
         r"^flight_features identical +yes$",
+    ],
+    "landing": [
+        rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",
+        r"^daemon data-layer runs +\d+ \(",
+        rf"^CLI backfill wall s \(10 days\) +{NUMBER}$",
+        rf"^new day latency s +{NUMBER} \(median",
+        rf"^ratio daemon / CLI backfill: {NUMBER} \(target",
+        rf"^new day, worst latency: {NUMBER} s \(target",
     ],
     "serving-flights": [*SERVING_FIGURES, r"ours on (onnx|sklearn)", r"snapshot 2013-01-10"],
     "serving-taxi": [*SERVING_FIGURES, r"pyfunc_predict_fn='predict_proba'"],

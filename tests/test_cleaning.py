@@ -1,5 +1,6 @@
 """Unit tests of the cleaning rules: landed CSV parsing, flights and weather triage."""
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import date
 
@@ -9,7 +10,9 @@ import pytest
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, parse_landed_csv
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.cleaning import Cleaned, clean_flights, clean_weather
-from ml_assets.pipelines.flights.publish import source_table
+from ml_assets.pipelines.flights.publish import reference_tables, source_table
+
+REFERENCES = reference_tables()
 
 DAY = date(2013, 1, 2)
 
@@ -42,15 +45,16 @@ def rules(result: Cleaned) -> dict[str, int]:
 
 
 def test_parse_good_csv_keeps_every_value_as_text() -> None:
-    """Values stay text exactly as landed (leading zeros too); empty fields become null."""
+    """Values stay text exactly as landed (leading zeros, empty fields and null tokens too):
+    which of them mean "missing" is the source's declared policy, applied when cleaning."""
     frame = parse_landed_csv(b"a,b,c\n0042,x,1.50\n7,,NA\n")
 
     assert list(frame.columns) == ["a", "b", "c", PARSE_ERROR, RAW_TEXT]
     assert all(dtype == "string" for dtype in frame.dtypes)
     assert frame["a"].tolist() == ["0042", "7"]
     assert frame["c"].iloc[0] == "1.50"
-    assert frame["b"].isna().tolist() == [False, True]
-    assert frame["c"].isna().tolist() == [False, True]
+    assert frame["b"].tolist() == ["x", ""]
+    assert frame["c"].tolist() == ["1.50", "NA"]
     assert frame[PARSE_ERROR].isna().all()
     assert frame[RAW_TEXT].isna().all()
 
@@ -112,12 +116,16 @@ def test_clean_flights_types_and_flags_real_day() -> None:
     """A real day: nothing rejected, cancelled and diverted flights kept and flagged."""
     rows = day_rows("flights", DAY)
     raw = landed(rows)
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert result.rejected.empty
     assert_conserved(raw, result)
     assert len(result.clean) == 943
-    assert result.notes == {"cancelled": 8, "diverted": 7}
+    # 26 flights to airports the airports table lacks, 148 unknown tail numbers: kept, flagged
+    assert result.notes == {
+        "cancelled": 8, "diverted": 7, "unreferenced:dest": 26, "unreferenced:tailnum": 148
+    }  # fmt: skip
+    assert (~result.clean["dest_known"]).sum() == 26
     assert result.clean["cancelled"].sum() == (rows["dep_time"] == "NA").sum()
     assert result.clean["distance"].dtype == "int64"
     assert result.clean["arr_delay"].dtype == "float64"
@@ -126,7 +134,7 @@ def test_clean_flights_types_and_flags_real_day() -> None:
 
 def test_cancelled_and_diverted_flights_are_kept_and_flagged(flights_day: pd.DataFrame) -> None:
     raw = landed(flights_day)
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert result.rejected.empty
     assert_conserved(raw, result)
@@ -136,11 +144,13 @@ def test_cancelled_and_diverted_flights_are_kept_and_flagged(flights_day: pd.Dat
     assert clean.loc[clean["cancelled"], "dep_time"].isna().all()
     assert clean.loc[clean["diverted"], "dep_time"].notna().all()
     assert clean.loc[clean["diverted"], "arr_delay"].isna().all()
-    assert result.notes == {"cancelled": 2, "diverted": 2}
+    assert result.notes == {
+        "cancelled": 2, "diverted": 2, "unreferenced:dest": 2, "unreferenced:tailnum": 1
+    }  # fmt: skip
 
 
 def test_scheduled_departure_is_local_time(flights_day: pd.DataFrame) -> None:
-    clean = clean_flights(landed(flights_day), DAY).clean
+    clean = clean_flights(landed(flights_day), DAY, REFERENCES).clean
     first = clean.iloc[0]
 
     assert first["scheduled_departure"] == pd.Timestamp(
@@ -173,6 +183,26 @@ FLIGHT_DAMAGE = {
     "unparseable timestamp": (_set(8, "time_hour", "yesterday"), {"unparseable:time_hour": 1}),
     "another day": (_set(9, "day", "3"), {"wrong_partition": 1}),
     "missing required value": (_set(10, "carrier", "NA"), {"missing_value:carrier": 1}),
+    "other null token": (_set(10, "carrier", "N/A"), {"missing_value:carrier": 1}),
+    "padded null token": (_set(10, "dep_delay", " NA"), {"unparseable:dep_delay": 1}),
+    "malformed code": (_set(11, "dest", "lax"), {"malformed_code:dest": 1}),
+    "origin outside the domain": (_set(12, "origin", "BOS"), {"unknown_code:origin": 1}),
+    "carrier the airlines lack": (_set(13, "carrier", "ZZ"), {"unknown_code:carrier": 1}),
+    "minutes past 59": (_set(14, "sched_arr_time", "1275"), {"invalid_clock:sched_arr_time": 1}),
+    "fractional clock": (_set(14, "dep_time", "517.5"), {"invalid_clock:dep_time": 1}),
+    "delay not the clock difference": (_set(15, "dep_delay", "7"), {"inconsistent:dep_delay": 1}),
+    "delay without a time": (_set(15, "dep_time", "NA"), {"inconsistent:dep_delay": 1}),
+    "arrival delay off": (_set(1, "arr_delay", "-3"), {"inconsistent:arr_delay": 1}),
+    "longer in the air than between the clocks": (
+        _set(2, "air_time", "690"),
+        {"inconsistent:air_time": 1},
+    ),
+    "in the air but never departed": (_set(16, "air_time", "60"), {"inconsistent:air_time": 1}),
+    "hour not the scheduled hour": (_set(3, "hour", "23"), {"inconsistent:hour": 1}),
+    "time_hour not the local hour": (
+        _set(4, "time_hour", "2013-01-02T03:00:00Z"),
+        {"inconsistent:time_hour": 1},
+    ),
 }
 
 
@@ -180,7 +210,7 @@ FLIGHT_DAMAGE = {
 def test_bad_flight_rows_are_rejected_with_their_rule(flights_day: pd.DataFrame, case: str) -> None:
     damage, expected = FLIGHT_DAMAGE[case]
     raw = landed(damage(flights_day))
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert rules(result) == expected
     assert_conserved(raw, result)
@@ -191,14 +221,14 @@ def test_bad_flight_rows_are_rejected_with_their_rule(flights_day: pd.DataFrame,
 
 def test_duplicates_keep_the_first_copy(flights_day: pd.DataFrame) -> None:
     """Same key, different values: the first landed copy is kept, the later one rejected."""
-    later = flights_day.head(1).assign(arr_delay="99")
+    later = flights_day.head(1).assign(tailnum="N999ZZ")
     raw = landed(pd.concat([flights_day, later], ignore_index=True))
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert rules(result) == {"duplicate": 1}
-    assert result.rejected["arr_delay"].tolist() == ["99"]
+    assert result.rejected["tailnum"].tolist() == ["N999ZZ"]
     kept = result.clean.iloc[0]
-    assert kept["arr_delay"] == float(flights_day.loc[0, "arr_delay"])
+    assert kept["tailnum"] == flights_day.loc[0, "tailnum"]
     assert_conserved(raw, result)
 
 
@@ -208,7 +238,7 @@ def test_a_row_breaking_two_rules_is_rejected_once_by_the_first(
     damaged = _set(3, "distance", "abc")(flights_day)
     damaged.loc[3, "day"] = "5"
     raw = landed(pd.concat([damaged, damaged.iloc[[3]]], ignore_index=True))
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert rules(result) == {"unparseable:distance": 2}
     assert_conserved(raw, result)
@@ -216,7 +246,7 @@ def test_a_row_breaking_two_rules_is_rejected_once_by_the_first(
 
 def test_missing_column_rejects_every_row(flights_day: pd.DataFrame) -> None:
     raw = landed(flights_day.drop(columns="arr_delay"))
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert rules(result) == {"missing_column:arr_delay": len(flights_day)}
     assert result.clean.empty
@@ -227,7 +257,7 @@ def test_missing_column_rejects_every_row(flights_day: pd.DataFrame) -> None:
 def test_corrupt_lines_are_rejected_with_their_text(flights_day: pd.DataFrame) -> None:
     text = flights_day.to_csv(index=False) + "2013,1,2,42\n"
     raw = parse_landed_csv(text.encode())
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert rules(result) == {"corrupt_line": 1}
     assert result.rejected[RAW_TEXT].tolist() == ["2013,1,2,42"]
@@ -237,7 +267,7 @@ def test_corrupt_lines_are_rejected_with_their_text(flights_day: pd.DataFrame) -
 
 def test_empty_file_gives_empty_tables() -> None:
     raw = parse_landed_csv(b"")
-    result = clean_flights(raw, DAY)
+    result = clean_flights(raw, DAY, REFERENCES)
 
     assert result.clean.empty
     assert result.rejected.empty
@@ -265,7 +295,7 @@ def utc_hour(day: date, local_hour: int) -> pd.Timestamp:
 )
 def test_one_weather_row_per_origin_and_local_hour(day: date, hours: int) -> None:
     raw = landed(day_rows("weather", day))
-    result = clean_weather(raw, day)
+    result = clean_weather(raw, day, REFERENCES)
     clean = result.clean
 
     assert_conserved(raw, result)
@@ -288,7 +318,7 @@ def test_fall_back_day_imputes_the_hour_missing_from_the_export() -> None:
     """The 2013-11-03 export has 24 readings per station; the repeated 1 am hour is imputed."""
     day = date(2013, 11, 3)
     raw = landed(day_rows("weather", day))
-    result = clean_weather(raw, day)
+    result = clean_weather(raw, day, REFERENCES)
 
     assert result.kept_raw_rows == len(raw) == 72
     assert result.notes["hours_imputed"] == 3
@@ -314,7 +344,7 @@ def test_out_of_range_weather_value_is_blanked_then_interpolated(
     damaged = weather_day.copy()
     damaged.loc[_row_of(damaged, "EWR", 10), "humid"] = "250"
     raw = landed(damaged)
-    result = clean_weather(raw, DAY)
+    result = clean_weather(raw, DAY, REFERENCES)
 
     assert result.rejected.empty
     assert_conserved(raw, result)
@@ -332,7 +362,7 @@ def test_short_gap_is_interpolated_and_flagged_imputed(weather_day: pd.DataFrame
     missing = range(10, 10 + gap)
     drop = [_row_of(weather_day, "JFK", h) for h in missing]
     raw = landed(weather_day.drop(index=drop))
-    result = clean_weather(raw, DAY)
+    result = clean_weather(raw, DAY, REFERENCES)
 
     assert_conserved(raw, result)
     assert result.notes["hours_imputed"] == gap
@@ -351,7 +381,7 @@ def test_gap_longer_than_the_limit_stays_missing(weather_day: pd.DataFrame, gap:
     missing = range(10, 10 + gap)
     drop = [_row_of(weather_day, "LGA", h) for h in missing]
     raw = landed(weather_day.drop(index=drop))
-    result = clean_weather(raw, DAY)
+    result = clean_weather(raw, DAY, REFERENCES)
 
     assert_conserved(raw, result)
     clean = by_station_hour(result.clean)
@@ -367,7 +397,7 @@ def test_missing_wind_gust_takes_wind_speed(weather_day: pd.DataFrame) -> None:
     """No gust reported means gusts no stronger than the wind: the gust takes wind_speed."""
     damaged = weather_day.copy()
     damaged.loc[_row_of(damaged, "EWR", 12), "wind_gust"] = "31.5"
-    clean = by_station_hour(clean_weather(landed(damaged), DAY).clean)
+    clean = by_station_hour(clean_weather(landed(damaged), DAY, REFERENCES).clean)
     landed_gust = damaged.assign(
         time_hour=pd.to_datetime(damaged["time_hour"], utc=True),
         wind_gust=pd.to_numeric(damaged["wind_gust"], errors="coerce"),
@@ -392,7 +422,7 @@ def test_weather_rows_of_another_day_or_off_the_hour_are_rejected(
     damaged.loc[_row_of(damaged, "JFK", 5), "time_hour"] = "2013-01-02T10:30:00Z"
     damaged.loc[_row_of(damaged, "LGA", 7), "time_hour"] = "2013-01-05T10:00:00Z"
     raw = landed(pd.concat([damaged, damaged.head(2)], ignore_index=True))
-    result = clean_weather(raw, DAY)
+    result = clean_weather(raw, DAY, REFERENCES)
 
     assert rules(result) == {"wrong_partition": 1, "off_grid:time_hour": 2, "duplicate": 2}
     assert_conserved(raw, result)
@@ -402,7 +432,7 @@ def test_weather_rows_of_another_day_or_off_the_hour_are_rejected(
 
 def test_weather_missing_column_and_unknown_origin(weather_day: pd.DataFrame) -> None:
     raw = landed(weather_day.drop(columns="temp"))
-    result = clean_weather(raw, DAY)
+    result = clean_weather(raw, DAY, REFERENCES)
     assert rules(result) == {"missing_column:temp": 72}
     assert_conserved(raw, result)
     assert result.clean["imputed"].all()
@@ -410,7 +440,29 @@ def test_weather_missing_column_and_unknown_origin(weather_day: pd.DataFrame) ->
     damaged = weather_day.copy()
     damaged.loc[0, "origin"] = "BOS"
     raw = landed(damaged)
-    result = clean_weather(raw, DAY)
-    assert rules(result) == {"unknown_origin": 1}
+    result = clean_weather(raw, DAY, REFERENCES)
+    assert rules(result) == {"unknown_code:origin": 1}
     assert_conserved(raw, result)
     assert set(result.clean["origin"]) == set(config.ORIGINS)
+
+
+def test_the_real_year_loses_no_flight_to_the_rules_on_meaning() -> None:
+    """Every rule holds on the real 2013: no row rejected, and the flights that go to the four
+    airports the airports table lacks (BQN, PSE, SJU, STT) or have no tail number the planes
+    table knows are kept and flagged."""
+    rejected, dest_unknown, tailnum_unknown, kept = Counter(), Counter(), 0, 0
+    for (year, month, day_of_month), rows in source_table("flights").groupby(
+        ["year", "month", "day"]
+    ):
+        day = date(int(year), int(month), int(day_of_month))
+        raw = rows.astype("string").assign(**{PARSE_ERROR: pd.NA, RAW_TEXT: pd.NA})  # as parsed
+        result = clean_flights(raw, day, REFERENCES)
+        rejected.update(result.rejected[REJECTION_RULE])
+        clean = result.clean
+        dest_unknown.update(clean.loc[~clean["dest_known"], "dest"])
+        tailnum_unknown += int((~clean["tailnum_known"]).sum())
+        kept += len(clean)
+    assert rejected == Counter()
+    assert kept == 336_776
+    assert dest_unknown == {"SJU": 5819, "BQN": 896, "STT": 522, "PSE": 365}  # 7,602 flights
+    assert tailnum_unknown == 52_606

@@ -2,9 +2,11 @@
 
 import copy
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -106,9 +108,54 @@ MISTAKES = {
         "ranges names undeclared columns: speed",
     ),
     "request range of a column without one": (
-        lambda d: d["serving"]["request_fields"][8].update(range_of="flights.carrier"),
+        lambda d: d["serving"]["request_fields"][8].update(rule_of="flights.origin"),
         "<top level>",
-        "source 'flights' declares no range for 'carrier'",
+        "distance: rule_of 'flights.origin': source 'flights' declares no range for 'origin'",
+    ),
+    "request code of a column without one": (
+        lambda d: d["serving"]["request_fields"][3].update(rule_of="flights.air_time"),
+        "<top level>",
+        "source 'flights' declares no code rule for 'air_time'",
+    ),
+    "request rule given twice": (
+        lambda d: d["serving"]["request_fields"][3].update(pattern="^[A-Z]{2}$"),
+        "serving.request_fields.3",
+        "give rule_of or pattern, not both",
+    ),
+    "code looked up in a partitioned source": (
+        lambda d: d["sources"][0]["codes"]["dest"].update(reference="weather.origin"),
+        "<top level>",
+        "sources flights codes dest: reference 'weather.origin' is not an unpartitioned source",
+    ),
+    "code pattern that is not a regular expression": (
+        lambda d: d["sources"][0]["codes"]["dest"].update(pattern="^[A-Z{3}$"),
+        "sources.0.codes.dest",
+        "pattern '^[A-Z{3}$'",
+    ),
+    "domain code of another form": (
+        lambda d: d["sources"][0]["codes"]["origin"].update(domain=["EWR", "jfk"]),
+        "sources.0.codes.origin",
+        "domain codes ['jfk'] do not match the pattern",
+    ),
+    "code rule with no rule": (
+        lambda d: d["sources"][0]["codes"].update(flight={}),
+        "sources.0.codes.flight",
+        "a code rule gives a pattern, a domain or a reference",
+    ),
+    "unknown action for an unreferenced code": (
+        lambda d: d["sources"][0]["codes"]["dest"].update(unreferenced="drop"),
+        "sources.0.codes.dest.unreferenced",
+        "'flag' or 'reject'",
+    ),
+    "clock time of an undeclared column": (
+        lambda d: d["sources"][0]["clock_times"].append("landing_time"),
+        "sources.0",
+        "clock_times names undeclared columns: landing_time",
+    ),
+    "rejected share above one": (
+        lambda d: d["sources"][0].update(max_rejected_share=5),
+        "sources.0.max_rejected_share",
+        "less than or equal to 1",
     ),
     "monthly partitions mid-month": (
         lambda d: d["partitions"].update(kind="monthly", start="2013-01-15"),
@@ -200,15 +247,35 @@ def test_every_registered_declaration_is_valid(name: str) -> None:
     assert pipelines.load(name).declaration == declared
 
 
-def test_request_rules_come_from_the_declared_cleaning_ranges() -> None:
-    """One source of truth: the service's bounds are the batch cleaner's declared ranges."""
+SHARED = {
+    # field: a value the service and the cleaner both refuse, and the cleaner's rule for it
+    "distance": (6000, "out_of_range:distance"),
+    "flight": (10000, "out_of_range:flight"),
+    "sched_dep_time": (2360, "out_of_range:sched_dep_time"),
+    "carrier": ("A!", "malformed_code:carrier"),
+    "origin": ("BOS", "unknown_code:origin"),
+    "dest": ("Lax", "malformed_code:dest"),
+    "tailnum": ("N-123", "malformed_code:tailnum"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(SHARED))
+def test_the_service_and_the_cleaner_refuse_the_same_values(field: str) -> None:
+    """One source of truth: a request field with ``rule_of`` takes the cleaner's declared rule
+    of that column, so a value the batch path rejects is one the service refuses."""
+    from ml_assets.pipelines.flights.cleaning import clean_flights
+    from ml_assets.pipelines.flights.publish import reference_tables, source_table
+
+    value, rule = SHARED[field]
     declared = pipelines.declaration("flights")
-    schema = request_model(declared).model_json_schema()["properties"]
-    distance = declared.source("flights").ranges["distance"]
-    assert (schema["distance"]["minimum"], schema["distance"]["maximum"]) == (
-        distance.low,
-        distance.high,
-    )
+    model = request_model(declared)
+    with pytest.raises(ValueError, match=field):
+        model.model_validate({**declared.serving.warm_up[0], field: value})
+
+    row = source_table("flights").iloc[[0]].assign(**{field: str(value)})
+    raw = row.astype("string").assign(_parse_error=pd.NA, _raw_text=pd.NA)
+    rejected = clean_flights(raw, date(2013, 1, 1), reference_tables()).rejected
+    assert rejected["rejection_rule"].tolist() == [rule]
 
 
 def test_launchpad_overrides_are_the_declared_models(tmp_path: Path) -> None:

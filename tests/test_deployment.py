@@ -1,64 +1,49 @@
 """The deploy layer of every pipeline against real service processes: rollout, rollback, bad
 input, batch scores, and two pipelines side by side on one platform.
 
-One module-scoped platform (a home, a Dagster instance, the MLflow store, a free port for each
-pipeline's service) and, built once per pipeline on first use, a world: the pipeline's data
-landed by its publisher, its data layers materialized, a tiny model chain whose run also
-deploys the registered version (``deployed_endpoint`` starts ``ml-assets serve <pipeline>``).
-Generic tests run for every pipeline; tests that change a champion set the state they need
-first.
+One module-scoped platform and, built once per pipeline on first use, a world with its tiny
+model deployed (``serving_fixtures``). Generic tests run for every pipeline; tests that change
+a champion set the state they need first.
 """
 
-import functools
 import operator
 import os
-import signal
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import dagster as dg
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from serving_fixtures import (
+    CLASSIFY,
+    PIPELINES,
+    SETUPS,
+    Platform,
+    World,
+    go_live,
+    stop_service,
+)
 
-from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
-from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
 from ml_assets.home import (
     HOME_ENV_VAR,
-    LANDING_ENV_VAR,
-    ONLINE_STORE_ENV_VAR,
-    WAREHOUSE_ENV_VAR,
     online_store_url,
     warehouse_url,
 )
 from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR
 from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline, scores
-from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
 from ml_assets.modeling.tracking_logs import model_requirements
-from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
-from resources.platform import OPTUNA_STORAGE_ENV_VAR, platform_resources
+from resources.platform import platform_resources
 from resources.table_snapshots import TableSnapshots
-from serving.predictors import LoadedModel, load_version
+from serving.predictors import load_version
 from serving.settings import TOKEN_ENV_VAR, admin_token, is_local, serving_url, url_env_var
-from serving.spec import ServedModel, served_model
 
-CLASSIFY = "binary_classification"
-ASSETS = list(defs.assets)  # type: ignore[arg-type]
-"""Every asset of the code location: both pipelines, as a user gets them."""
 GRAPH = defs.resolve_asset_graph()
 LINEAR = {"regression": ("ridge", {"alpha": 1.0}), CLASSIFY: ("logistic_regression", {"C": 1.0})}
 """A family of each task quick to fit: the model a mismatched ONNX export is registered with."""
@@ -66,247 +51,9 @@ ABSENT = "http://192.0.2.1:8700"
 """A service on another machine (TEST-NET-1, where nothing answers): the production profile."""
 
 
-@dataclass(frozen=True)
-class Setup:
-    """What a pipeline's world is built from."""
-
-    landed: tuple[str, str]
-    """The first and last partition landed and materialized."""
-    training: dict[str, Any]
-    """``training_set`` config of the tiny model."""
-    bad_fields: tuple[tuple[dict[str, Any], str], ...]
-    """A change to a valid request and the one field its 422 must name."""
-
-
-SETUPS = {
-    "flights": Setup(
-        landed=("2013-01-01", "2013-01-28"),
-        training={"window_start": "2013-01-08", "window_end": "2013-01-28",
-                  "validation_partitions": 5, "test_partitions": 5},
-        bad_fields=(
-            ({"sched_dep_time": 1275}, "sched_dep_time"),  # 75 minutes
-            ({"sched_arr_time": 2400}, "sched_arr_time"),
-            ({"carrier": "united"}, "carrier"),
-            ({"distance": -3}, "distance"),
-            ({"date": "2013-02-30"}, "date"),
-            ({"origin": None}, "origin"),
-            ({"arr_delay": 12}, "arr_delay"),  # the target is not an input
-        ),
-    ),
-    "taxi": Setup(
-        landed=("2022-01-01", "2022-04-01"),
-        training={"window_start": "2022-01-01", "window_end": "2022-04-01",
-                  "validation_partitions": 1, "test_partitions": 1},
-        bad_fields=(
-            ({"distance": -0.5}, "distance"),
-            ({"distance": 250}, "distance"),
-            ({"hour": 24}, "hour"),
-            ({"dow": "Funday"}, "dow"),
-            ({"local": "sometimes"}, "local"),
-            ({"company": None}, "company"),
-            ({"trip_id": 17}, "trip_id"),
-            ({"tip": 1}, "tip"),  # the target is not an input
-        ),
-    ),
-}  # fmt: skip
-PIPELINES = tuple(SETUPS)
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct ports nothing listens on (held open together until all are chosen)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
-@dataclass
-class Platform:
-    """The platform every world of this module shares: home, instance, resources."""
-
-    home: Path
-    instance: dg.DagsterInstance
-    resources: dict[str, Any]
-    worlds: dict[str, "World"] = field(default_factory=dict)
-
-    def world(self, name: str) -> "World":
-        if name not in self.worlds:
-            self.worlds[name] = _build_world(self, name)
-        self.resources["mlflow"].use()  # whatever store the previous test left MLflow on
-        return self.worlds[name]
-
-    def with_services(self, **urls: str) -> dict[str, Any]:
-        """The platform's resources with the services of some pipelines elsewhere."""
-        services = self.resources["prediction_services"]
-        moved = PredictionServices(urls={**services.urls, **urls}, timeout_s=5)
-        return {**self.resources, "prediction_services": moved}
-
-
-@dataclass
-class World:
-    """One pipeline on the platform, with its tiny model registered and deployed."""
-
-    platform: Platform
-    declaration: PipelineDeclaration
-    first_version: str = ""
-    study: dict = field(default_factory=dict)
-    """The ``hyperparameter_study`` handle of the model chain."""
-
-    @property
-    def name(self) -> str:
-        return self.declaration.name
-
-    @property
-    def setup(self) -> Setup:
-        return SETUPS[self.name]
-
-    @property
-    def model_name(self) -> str:
-        return self.declaration.model.registered_model_name
-
-    @property
-    def task(self) -> str:
-        return self.declaration.model.task
-
-    @functools.cached_property
-    def served(self) -> ServedModel:
-        return served_model(self.declaration, pipelines.serving_hooks(self.name))
-
-    @property
-    def endpoint(self) -> ServingEndpoint:
-        return self.platform.resources["prediction_services"].endpoint(self.name)
-
-    @property
-    def tolerance(self) -> float:
-        return self.declaration.deploy.tolerance
-
-    def key(self, name: str) -> dg.AssetKey:
-        return self.declaration.key(name)
-
-    def op(self, name: str) -> str:
-        return f"{self.declaration.prefix}__{name}"
-
-    def partitions(self) -> list[str]:
-        """The landed partitions, in order."""
-        first, last = self.setup.landed
-        keys = self.declaration.partitions.definition().get_partition_keys()
-        return [k for k in keys if first <= k <= last]
-
-    def materialize(self, selection, assets=None, resources=None, **kwargs):
-        return dg.materialize(
-            assets or ASSETS,
-            selection=selection,
-            resources=resources or self.platform.resources,
-            instance=self.platform.instance,
-            **kwargs,
-        )
-
-    def deploy(self, version: str, resources: dict | None = None, **config):
-        """Materialize ``deployed_endpoint`` as if the model chain had just registered
-        ``version``."""
-        stub = _registered_stub(self, version)
-        assets = [a for a in ASSETS if self.key("registered_model") not in a.keys]
-        return self.materialize(
-            [stub.key, self.key("deployed_endpoint")],
-            assets=[*assets, stub],
-            resources=resources,
-            run_config={"ops": {self.op("deployed_endpoint"): {"config": config}}},
-            raise_on_error=False,
-        )
-
-    def roll_back(self, resources: dict | None = None) -> dg.ExecuteInProcessResult:
-        return build_rollback_job(self.declaration).execute_in_process(
-            resources=resources or self.platform.resources,
-            instance=self.platform.instance,
-            raise_on_error=False,
-        )
-
-    def features(self, partition: str | None = None) -> pd.DataFrame:
-        features = self.key(self.declaration.model.features_asset)
-        return read_partition(warehouse_url(), features, partition or self.setup.landed[1])
-
-    def requests(self, partition: str | None = None) -> list[dict[str, Any]]:
-        """What callers would send for the rows of the partition (default: the last)."""
-        rows = read_partition(
-            warehouse_url(),
-            self.key(self.declaration.serving.requests_asset),
-            partition or self.setup.landed[1],
-        )
-        return pipelines.serving_hooks(self.name).request_items(rows)
-
-    def registered(self, version: str) -> LoadedModel:
-        """``version`` as the registry holds it: the scikit-learn pipeline."""
-        return load_version(
-            self.model_name, version, self.served.features, self.task, prefer_onnx=False
-        )
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.endpoint.url}{path}", timeout=30)
-
-    def post(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.post(f"{self.endpoint.url}{path}", timeout=30, **kwargs)
-
-
-def _tiny_model(world: World) -> dict:
-    """Run config of a tiny model chain that any model passes: these tests are about deploys."""
-    return {
-        "ops": {
-            world.op("training_set"): {"config": world.setup.training},
-            world.op("hyperparameter_study"): {"config": {"n_trials": 3, "workers": 1}},
-            world.op("model_evaluation"): {"config": {"min_improvement_over_baseline": -100.0}},
-        }
-    }
-
-
-def _build_world(platform: Platform, name: str) -> World:
-    """Land, materialize the data layers, then one run of the model chain and its deploy."""
-    world = World(platform, pipelines.declaration(name))
-    declared = world.declaration
-    pipelines.load(name).publish(default_landing_zone(), world.partitions())
-    reference = [declared.key(s.name) for s in declared.sources if not s.partitioned]
-    if reference:
-        assert world.materialize(reference).success
-    layers = dg.AssetSelection.groups(
-        *(group(declared, layer) for layer in (INGEST, CLEAN, FEATURES))
-    )
-    first, last = world.setup.landed
-    assert world.materialize(
-        layers - dg.AssetSelection.assets(*reference),
-        tags={"dagster/asset_partition_range_start": first,
-              "dagster/asset_partition_range_end": last},
-    ).success  # fmt: skip
-    chain = world.materialize(
-        [*(world.key(n) for n in MODEL_ASSET_NAMES), world.key("deployed_endpoint")],
-        run_config=_tiny_model(world),
-    )
-    assert chain.success
-    world.first_version = chain.output_for_node(world.op("registered_model"))["version"]
-    world.study = chain.output_for_node(world.op("hyperparameter_study"))
-    return world
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    home = tmp_path_factory.mktemp("deploy")
-    names = pipelines.names()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(HOME_ENV_VAR, str(home))
-        for var in (LANDING_ENV_VAR, WAREHOUSE_ENV_VAR, ONLINE_STORE_ENV_VAR, TRACKING_URI_ENV_VAR,
-                    OPTUNA_STORAGE_ENV_VAR, TOKEN_ENV_VAR):  # fmt: skip
-            patch.delenv(var, raising=False)
-        for name, port in zip(names, _free_ports(len(names)), strict=True):
-            patch.setenv(url_env_var(name), f"http://127.0.0.1:{port}")
-        with dg.instance_for_test() as instance:
-            resources = platform_resources([pipelines.declaration(n) for n in names])
-            platform = Platform(home, instance, resources)
-            try:
-                yield platform
-            finally:
-                for world in platform.worlds.values():
-                    _stop_service(world)
-                # mlflow.set_tracking_uri also sets this; later modules must not inherit it
-                os.environ.pop(TRACKING_URI_ENV_VAR, None)
+@pytest.fixture
+def platform(serving_platform: Platform) -> Platform:
+    return serving_platform
 
 
 @pytest.fixture(params=PIPELINES)
@@ -317,13 +64,6 @@ def world(request: pytest.FixtureRequest, platform: Platform) -> World:
 @pytest.fixture
 def flights(platform: Platform) -> World:
     return platform.world("flights")
-
-
-def _deployed(world: World, version: str) -> None:
-    """Make ``version`` the live champion (the state a test starts from)."""
-    world.endpoint.ensure_running(dg.get_dagster_logger())
-    registry.promote(world.model_name, version)
-    assert world.endpoint.reload()["version"] == version
 
 
 def _register_copy(world: World, source_version: str) -> str:
@@ -380,30 +120,6 @@ def _forget_tracking_store(world: World) -> None:
     os.environ.pop(TRACKING_URI_ENV_VAR, None)
 
 
-def _registered_stub(world: World, version: str) -> dg.AssetsDefinition:
-    """``registered_model`` as if the model chain had just registered ``version``."""
-
-    @dg.asset(
-        key=world.key("registered_model"),
-        io_manager_key="json_io_manager",
-        group_name=f"{world.declaration.prefix}_{MODELS}",
-    )
-    def registered_model() -> dict:
-        return {"name": world.model_name, "version": version}
-
-    return registered_model
-
-
-def _stop_service(world: World) -> None:
-    pid_file = world.platform.home / "serving" / f"{world.name}.pid"
-    if pid_file.exists():
-        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        pid_file.unlink()
-    deadline = time.monotonic() + 30
-    while world.endpoint.is_up() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
 def _failure(result) -> str:
     return str(result.get_step_failure_events()[0])
 
@@ -412,7 +128,7 @@ def _failure(result) -> str:
 
 
 def test_deploying_starts_the_service_and_serves_the_champion(world: World) -> None:
-    _stop_service(world)
+    stop_service(world)
     assert not world.endpoint.is_up()
 
     result = world.deploy(world.first_version)
@@ -455,7 +171,7 @@ def test_service_features_equal_the_feature_asset_rows(flights: World) -> None:
 
 
 def test_predictions_over_http_equal_the_registered_model(world: World) -> None:
-    _deployed(world, world.first_version)
+    go_live(world, world.first_version)
     items, features = world.requests(), world.features()
     served = world.served
     model = world.registered(world.first_version)
@@ -483,7 +199,7 @@ def test_predictions_over_http_equal_the_registered_model(world: World) -> None:
 
 def test_unknown_lookups_get_the_documented_defaults(flights: World) -> None:
     """A plane, route and carrier the snapshot has never seen still get a prediction."""
-    _deployed(flights, flights.first_version)
+    go_live(flights, flights.first_version)
     item = {
         **flights.requests()[0],
         **{"carrier": "Q9", "tailnum": "N0NE", "origin": "EWR", "dest": "ZZZ"},
@@ -539,7 +255,7 @@ def test_admin_calls_need_the_token(world: World) -> None:
 
 
 def test_metrics_count_requests_errors_and_latency_by_version(world: World) -> None:
-    _deployed(world, world.first_version)
+    go_live(world, world.first_version)
     item = world.requests()[0]
     for _ in range(3):
         world.post("/predict", json=item)
@@ -606,7 +322,7 @@ def _onnx_of(world: World, version: str) -> bytes:
 def test_rollouts_under_load_lose_no_request(world: World) -> None:
     """A good version goes live at one instant; a mismatched one is rolled back automatically;
     and a version the service cannot load never goes live. No request fails throughout."""
-    _deployed(world, world.first_version)
+    go_live(world, world.first_version)
     good = _register_copy(world, world.first_version)
     mismatched = _register_mismatched(world, _onnx_of(world, world.first_version))
     unloadable = _register_mismatched(world, b"not an onnx model")
@@ -639,8 +355,8 @@ def test_rollouts_under_load_lose_no_request(world: World) -> None:
 
 def test_rollback_job_restores_the_previous_champion(world: World) -> None:
     second = _register_copy(world, world.first_version)
-    _deployed(world, world.first_version)
-    _deployed(world, second)
+    go_live(world, world.first_version)
+    go_live(world, second)
 
     _forget_tracking_store(world)
     result = world.roll_back()
@@ -659,7 +375,7 @@ def test_rollback_job_restores_the_previous_champion(world: World) -> None:
 
 def test_a_rollback_the_service_refuses_changes_nothing(world: World) -> None:
     """When the previous champion cannot be loaded, the champion and the live model stay."""
-    _deployed(world, world.first_version)
+    go_live(world, world.first_version)
     unloadable = _register_mismatched(world, b"not an onnx model")
     registry.promote(world.model_name, unloadable)
     registry.promote(world.model_name, world.first_version)  # unloadable is previous now
@@ -723,7 +439,7 @@ def test_every_process_of_a_fresh_home_gets_the_same_admin_token(
 def test_production_profile_starts_no_service_and_changes_nothing(world: World) -> None:
     """With the service on another machine and down, neither a deploy nor a rollback starts
     one, and neither changes the registry."""
-    _deployed(world, world.first_version)
+    go_live(world, world.first_version)
     candidate = _register_copy(world, world.first_version)
     registry.promote(world.model_name, candidate)
     registry.promote(world.model_name, world.first_version)  # a rollback has work to do
@@ -745,7 +461,7 @@ def test_production_profile_starts_no_service_and_changes_nothing(world: World) 
 
 
 def test_batch_predictions_score_every_row_with_the_champion(world: World) -> None:
-    _deployed(world, world.first_version)
+    go_live(world, world.first_version)
     _forget_tracking_store(world)
     keys = world.partitions()[-2:]
     target = world.key("batch_predictions")
@@ -810,7 +526,7 @@ def _untouched_state(world: World) -> tuple[dict, registry.Aliases]:
 def test_each_pipeline_has_its_own_service_model_and_version(platform: Platform) -> None:
     worlds = [platform.world(name) for name in PIPELINES]
     for world in worlds:
-        _deployed(world, world.first_version)
+        go_live(world, world.first_version)
 
     assert len({w.endpoint.url for w in worlds}) == len(worlds)
     assert len({w.model_name for w in worlds}) == len(worlds)
@@ -832,7 +548,7 @@ def test_deploying_or_rolling_back_one_pipeline_leaves_the_others_alone(
 ) -> None:
     worlds = {name: platform.world(name) for name in PIPELINES}
     for world in worlds.values():
-        _deployed(world, world.first_version)
+        go_live(world, world.first_version)
     actor = worlds[acting]
     others = [w for w in worlds.values() if w is not actor]
     before = [_untouched_state(w) for w in others]
@@ -856,7 +572,7 @@ def test_a_pipeline_pointed_at_another_pipelines_service_touches_neither(
     before anything changes, naming the variable to fix."""
     flights, taxi = platform.world("flights"), platform.world("taxi")
     for world in (flights, taxi):
-        _deployed(world, world.first_version)
+        go_live(world, world.first_version)
     candidate = _register_copy(flights, flights.first_version)
     registry.promote(flights.model_name, candidate)
     registry.promote(flights.model_name, flights.first_version)  # a rollback has work to do

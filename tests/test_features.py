@@ -1,7 +1,6 @@
 """Flight features: trailing statistics without leakage, calendar, plane and weather joins."""
 
 import functools
-import io
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -22,8 +21,10 @@ from ml_assets.pipelines.flights.features import (
     build_features,
     trailing_stats,
 )
-from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
+from ml_assets.pipelines.flights.publish import day_keys, publish, reference_tables, source_table
 from resources.landing_zone import LandingZone
+
+REFERENCES = reference_tables()
 
 DAY = date(2013, 1, 8)
 STATS = [f"{p}_{s}" for p in ("route", "carrier") for s in ("flights_7d", "arr_delay_mean_7d")]
@@ -41,18 +42,17 @@ def _landed(source: str, day: date) -> pd.DataFrame:
 
 @functools.cache
 def flights_on(day: date) -> pd.DataFrame:
-    return clean_flights(_landed("flights", day), day).clean
+    return clean_flights(_landed("flights", day), day, REFERENCES).clean
 
 
 @functools.cache
 def weather_on(day: date) -> pd.DataFrame:
-    return clean_weather(_landed("weather", day), day).clean
+    return clean_weather(_landed("weather", day), day, REFERENCES).clean
 
 
-@functools.cache
 def planes() -> pd.DataFrame:
     """The planes reference table, read the way the ``planes`` asset reads it."""
-    return pd.read_csv(io.BytesIO(source_table("planes").to_csv(index=False).encode()))
+    return REFERENCES["planes"]
 
 
 def history_before(day: date) -> pd.DataFrame:
@@ -323,14 +323,15 @@ def test_feature_asset_ignores_the_days_own_clean_flights(
 ) -> None:
     """Through the asset: rewriting the day's stored delays leaves every feature unchanged."""
     publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 3)))
-    planes_run = dg.materialize(
-        data_assets, selection=[key("planes")], resources=resources, instance=instance
+    references = [key("planes"), key("airports"), key("airlines")]
+    references_run = dg.materialize(
+        data_assets, selection=references, resources=resources, instance=instance
     )
-    assert planes_run.success
+    assert references_run.success
     upstream = dg.materialize(
         data_assets,
         selection=dg.AssetSelection.groups("flights_ingest", "flights_clean")
-        - dg.AssetSelection.assets(key("planes"), key("airports"), key("airlines")),
+        - dg.AssetSelection.assets(*references),
         tags={
             "dagster/asset_partition_range_start": "2013-01-01",
             "dagster/asset_partition_range_end": "2013-01-03",

@@ -264,23 +264,29 @@ def test_raw_and_clean_flights_on_s3(
     assert [f.name for f in landed] == ["2013-01-02"]
     assert landed[0].stat_signature  # the ETag
 
+    resources = {
+        "io_manager": ParquetIOManager(base_url=f"s3://{s3_bucket}/warehouse"),
+        "landing_zone": landing,
+        "online_store": TableSnapshotStore(base_url=f"s3://{s3_bucket}/online"),
+    }
+    tables = [key("planes"), key("airports"), key("airlines")]
+    assert dg.materialize(data_assets, selection=tables, resources=resources).success
     result = dg.materialize(
         data_assets,
         selection=[key("raw_flights"), key("flights_clean"), key("flights_rejected")],
         partition_key="2013-01-02",
-        resources={
-            "io_manager": ParquetIOManager(base_url=f"s3://{s3_bucket}/warehouse"),
-            "landing_zone": landing,
-            "online_store": TableSnapshotStore(base_url=f"s3://{s3_bucket}/online"),
-        },
+        resources=resources,
         instance=instance,
     )
 
     assert result.success
     objects = boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="warehouse/")
     assert sorted(o["Key"] for o in objects["Contents"]) == [
+        "warehouse/flights/airlines.parquet",
+        "warehouse/flights/airports.parquet",
         "warehouse/flights/flights_clean/2013-01-02.parquet",
         "warehouse/flights/flights_rejected/2013-01-02.parquet",
+        "warehouse/flights/planes.parquet",
         "warehouse/flights/raw_flights/2013-01-02.parquet",
     ]
     raw = _s3_parquet(s3_bucket, "warehouse/flights/raw_flights/2013-01-02.parquet")

@@ -9,8 +9,14 @@ import pandas as pd
 import pytest
 
 from ml_assets import cli
-from ml_assets.data.assets import LANDED_FILE_SCHEMA, LINES_PARSE, ROWS_CONSERVED
+from ml_assets.data.assets import (
+    LANDED_FILE_SCHEMA,
+    LINES_PARSE,
+    REJECTED_SHARE,
+    ROWS_CONSERVED,
+)
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT
+from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import FAULTS, day_keys, publish
 from resources.landing_zone import LandingZone
@@ -22,6 +28,8 @@ RunFault = Callable[[str], dg.ExecuteInProcessResult]
 RAW = key("raw_flights")
 CLEAN = key("flights_clean")
 REJECTED = key("flights_rejected")
+REFERENCE_TABLES = [key(name) for name in config.REFERENCE_TABLES]
+"""What the cleaning rules look codes up in."""
 
 
 def materialize(
@@ -76,6 +84,10 @@ def run_fault(landing_zone: LandingZone, resources: dict, instance: dg.DagsterIn
 
     def run(fault: str) -> dg.ExecuteInProcessResult:
         publish(landing_zone, day_keys(date(2013, 1, 2), date(2013, 1, 2)), fault=fault)
+        tables = dg.materialize(
+            data_assets, selection=REFERENCE_TABLES, resources=resources, instance=instance
+        )
+        assert tables.success
         return materialize([RAW, CLEAN, REJECTED], resources, instance)
 
     return run
@@ -127,6 +139,25 @@ def test_out_of_range(run_fault: RunFault, home: Path) -> None:
     assert rejected["distance"].tolist() == ["-500"] * 3
     assert stored(home, "flights_clean")["distance"].ge(17).all()
     assert_rows_conserved(result, home)
+    # 3 of 943 rows is below the declared 1%: no warning, and the counts are there to plot
+    share = evaluations(result)[("flights_clean", REJECTED_SHARE)]
+    assert share.passed and share.partition == DAY
+    assert share.metadata["rejected/out_of_range:distance"].value == 3
+    assert rejections_observed(result) == {
+        "raw_rows": FLIGHTS_ON_DAY, "rejected_rows": 3,
+        "rejected_share": 3 / FLIGHTS_ON_DAY, "rejected/out_of_range:distance": 3,
+    }  # fmt: skip
+
+
+def rejections_observed(result: dg.ExecuteInProcessResult) -> dict:
+    """The numbers the run recorded for the day's rejected rows, to be plotted over partitions."""
+    (observation,) = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert observation.asset_key == REJECTED and observation.partition == DAY
+    return {name: value.value for name, value in observation.metadata.items()}
 
 
 def assert_blocked_by_landed_file_schema(
@@ -160,6 +191,12 @@ def test_missing_column(
     assert set(rejected["rejection_rule"]) == {"missing_column:arr_delay"}
     assert stored(home, "flights_clean").empty
     assert_rows_conserved(clean_only, home)
+    # every row rejected: the warning fires on the clean layer, before the model sees it
+    share = evaluations(clean_only)[("flights_clean", REJECTED_SHARE)]
+    assert not share.passed
+    assert share.severity == dg.AssetCheckSeverity.WARN
+    assert share.metadata["rejected_share"].value == 1.0
+    assert share.description.startswith(f"100.00% of {FLIGHTS_ON_DAY} raw rows rejected")
 
 
 def test_empty_file(

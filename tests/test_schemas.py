@@ -16,7 +16,9 @@ from ml_assets.data.cleaning import parse_landed_csv
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import CARRIER, ROUTE, build_features, trailing_stats
-from ml_assets.pipelines.flights.publish import source_table
+from ml_assets.pipelines.flights.publish import reference_tables, source_table
+
+REFERENCES = reference_tables()
 
 DAY = date(2013, 1, 2)
 
@@ -48,11 +50,11 @@ def reference(name: str) -> pd.DataFrame:
 
 @functools.cache
 def features() -> pd.DataFrame:
-    flights = clean_flights(raw("flights"), DAY).clean
-    history = clean_flights(landed("flights", date(2013, 1, 1)), date(2013, 1, 1)).clean
+    flights = clean_flights(raw("flights"), DAY, REFERENCES).clean
+    history = clean_flights(landed("flights", date(2013, 1, 1)), date(2013, 1, 1), REFERENCES).clean
     return build_features(
         flights,
-        clean_weather(raw("weather"), DAY).clean,
+        clean_weather(raw("weather"), DAY, REFERENCES).clean,
         reference("planes"),
         trailing_stats(history, ROUTE, "route"),
         trailing_stats(history, CARRIER, "carrier"),
@@ -89,35 +91,35 @@ CASES: dict[str, tuple[pa.DataFrameSchema, Callable[[], pd.DataFrame], Callable,
         lambda f: f.assign(temp=pd.to_numeric(f["temp"])), "dtype('string",
     ),
     "flights_clean bad origin": (
-        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY).clean,
+        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY, REFERENCES).clean,
         _set("origin", "BOS"), "isin",
     ),
     "flights_clean out of range": (
-        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY).clean,
+        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY, REFERENCES).clean,
         _set("distance", 9000), "in_range",
     ),
     "flights_clean duplicate flight": (
-        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY).clean,
+        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY, REFERENCES).clean,
         _duplicate, "multiple_fields_uniqueness",
     ),
     "flights_clean extra column": (
-        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY).clean,
+        schemas.FLIGHTS_CLEAN, lambda: clean_flights(raw("flights"), DAY, REFERENCES).clean,
         _extra_column, "column_in_schema",
     ),
     "weather_clean out of range": (
-        schemas.WEATHER_CLEAN, lambda: clean_weather(raw("weather"), DAY).clean,
+        schemas.WEATHER_CLEAN, lambda: clean_weather(raw("weather"), DAY, REFERENCES).clean,
         _set("humid", 250.0), "in_range",
     ),
     "weather_clean duplicate hour": (
-        schemas.WEATHER_CLEAN, lambda: clean_weather(raw("weather"), DAY).clean,
+        schemas.WEATHER_CLEAN, lambda: clean_weather(raw("weather"), DAY, REFERENCES).clean,
         _duplicate, "multiple_fields_uniqueness",
     ),
     "flights_rejected without rule": (
-        schemas.FLIGHTS_REJECTED, lambda: clean_flights(raw("flights"), DAY).rejected,
+        schemas.FLIGHTS_REJECTED, lambda: clean_flights(raw("flights"), DAY, REFERENCES).rejected,
         _set("rejection_rule", None), "not_nullable",
     ),
     "weather_rejected extra column": (
-        schemas.WEATHER_REJECTED, lambda: clean_weather(raw("weather"), DAY).rejected,
+        schemas.WEATHER_REJECTED, lambda: clean_weather(raw("weather"), DAY, REFERENCES).rejected,
         _extra_column, "column_in_schema",
     ),
     "flight_features share above 1": (
@@ -170,8 +172,8 @@ def test_every_column_of_every_schema_has_a_description() -> None:
 
 def test_clean_schemas_cover_exactly_what_cleaning_produces() -> None:
     """Strict schemas: every produced column is declared and every declared one produced."""
-    flights = clean_flights(raw("flights"), DAY)
-    weather = clean_weather(raw("weather"), DAY)
+    flights = clean_flights(raw("flights"), DAY, REFERENCES)
+    weather = clean_weather(raw("weather"), DAY, REFERENCES)
 
     assert set(flights.clean.columns) == set(schemas.FLIGHTS_CLEAN.columns)
     assert set(flights.rejected.columns) == set(schemas.FLIGHTS_REJECTED.columns)
@@ -185,8 +187,8 @@ def test_clean_schemas_cover_exactly_what_cleaning_produces() -> None:
 def test_empty_partitions_conform() -> None:
     """A header-only export (2013-12-31 has no weather) cleans to tables that still conform."""
     empty_day = date(2013, 12, 31)
-    weather = clean_weather(landed("weather", empty_day), empty_day)
-    flights = clean_flights(parse_landed_csv(b""), DAY)
+    weather = clean_weather(landed("weather", empty_day), empty_day, REFERENCES)
+    flights = clean_flights(parse_landed_csv(b""), DAY, REFERENCES)
 
     assert schema_outcome(schemas.WEATHER_CLEAN, weather.clean).passed
     assert weather.clean[list(config.WEATHER_MEASURES)].isna().all().all()
@@ -198,7 +200,7 @@ def test_empty_partitions_conform() -> None:
 
 
 def test_schema_outcome_passes_with_counts() -> None:
-    clean = clean_flights(raw("flights"), DAY).clean
+    clean = clean_flights(raw("flights"), DAY, REFERENCES).clean
     outcome = schema_outcome(schemas.FLIGHTS_CLEAN, clean)
 
     assert outcome.passed
@@ -207,7 +209,7 @@ def test_schema_outcome_passes_with_counts() -> None:
 
 
 def test_schema_outcome_names_failing_rules_and_sample_rows() -> None:
-    clean = clean_flights(raw("flights"), DAY).clean.copy()
+    clean = clean_flights(raw("flights"), DAY, REFERENCES).clean.copy()
     clean.loc[[3, 7], "distance"] = 9000
     clean.loc[5, "origin"] = "BOS"
     outcome = schema_outcome(schemas.FLIGHTS_CLEAN, clean)
@@ -240,7 +242,7 @@ def test_schema_outcome_for_a_missing_column_has_no_rows_to_sample() -> None:
 
 
 def test_schema_outcome_names_an_undeclared_column() -> None:
-    clean = clean_weather(raw("weather"), DAY).clean.assign(surprise=1.0)
+    clean = clean_weather(raw("weather"), DAY, REFERENCES).clean.assign(surprise=1.0)
     outcome = schema_outcome(schemas.WEATHER_CLEAN, clean)
 
     assert not outcome.passed
@@ -248,7 +250,7 @@ def test_schema_outcome_names_an_undeclared_column() -> None:
 
 
 def test_schema_outcome_sample_hides_internal_columns() -> None:
-    rejected = clean_flights(raw("flights"), DAY).rejected.copy()
+    rejected = clean_flights(raw("flights"), DAY, REFERENCES).rejected.copy()
     corrupt = rejected.index[rejected["rejection_rule"] == "corrupt_line"]
     rejected.loc[corrupt, "rejection_rule"] = None
     outcome = schema_outcome(schemas.FLIGHTS_REJECTED, rejected)

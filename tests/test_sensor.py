@@ -1,4 +1,5 @@
-"""The landing-zone sensor: one run per new or changed file, nothing run twice, nothing lost."""
+"""The landing-zone sensor: the fewest runs for new or changed files, with the clean and feature
+partitions they determine; nothing run twice, nothing lost."""
 
 import json
 import logging
@@ -23,6 +24,7 @@ from ml_assets.definitions import defs
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
+from ml_assets.platform import IN_PROCESS
 from resources.landing_zone import LandingZone
 from resources.platform import platform_resources
 from sensors.landing_zone import (
@@ -43,6 +45,14 @@ EXPECTED_WEEK = (
     | {(key(name), None) for name in config.REFERENCE_TABLES}
 )
 """(asset, partition) of every file a freshly published week lands."""
+LANDED = {key("raw_flights"), key("raw_weather"), *(key(name) for name in config.REFERENCE_TABLES)}
+"""The assets that read landed files."""
+DOWNSTREAM = [
+    key(name)
+    for name in ("flights_clean", "flights_rejected", "weather_clean", "weather_rejected",
+                 "flight_features", "online_features")
+]  # fmt: skip
+"""What the landed files alone determine, in the order the sensor adds it to a run."""
 
 
 class Ticker:
@@ -81,24 +91,34 @@ class Ticker:
         return requests
 
 
-def covered(requests: list[dg.RunRequest]) -> list[tuple[dg.AssetKey, str | None]]:
-    """(asset, partition) of every partition the requests materialize, ranges expanded; each
-    request targets exactly one asset."""
-    assert all(len(r.asset_selection or []) == 1 for r in requests)
+def covered(
+    requests: list[dg.RunRequest], assets: set[dg.AssetKey] = LANDED
+) -> list[tuple[dg.AssetKey, str | None]]:
+    """(asset, partition) of every partition of ``assets`` the requests materialize, ranges
+    expanded; reference tables (unpartitioned) as partition None."""
     keys = config.DAILY.get_partition_keys()
+    tables = {key(name) for name in config.REFERENCE_TABLES}
     result = []
     for request in requests:
-        asset = request.asset_selection[0]
         if RANGE_START in request.tags:
             first, last = keys.index(request.tags[RANGE_START]), keys.index(request.tags[RANGE_END])
-            result.extend((asset, k) for k in keys[first : last + 1])
+            partitions = keys[first : last + 1]
         else:
-            result.append((asset, request.partition_key))
+            partitions = [request.partition_key]
+        for asset in request.asset_selection or []:
+            if asset in assets:
+                result.extend((asset, k) for k in ([None] if asset in tables else partitions))
     return result
 
 
 def targets(requests: list[dg.RunRequest]) -> set[tuple[dg.AssetKey, str | None]]:
+    """What the requests read from the landing zone."""
     return set(covered(requests))
+
+
+def downstream(request: dg.RunRequest) -> list[dg.AssetKey]:
+    """The assets a request adds to those reading landed files."""
+    return [k for k in request.asset_selection or [] if k not in LANDED]
 
 
 def flights_sources() -> list[LandedSource]:
@@ -139,39 +159,102 @@ def ticker(landing_zone: LandingZone, instance: dg.DagsterInstance) -> Ticker:
     return Ticker(landing_zone_sensor, landing_zone, instance)
 
 
-def test_a_landed_week_is_one_range_run_per_source(published_week: LandingZone, ticker: Ticker):
-    """The week's daily files of each source are one single-run range; each table one run."""
+def test_a_landed_week_is_one_range_run_with_its_clean_and_feature_layers(
+    published_week: LandingZone, ticker: Ticker
+):
+    """Both sources' daily files are one single-run range; the reference tables ride along
+    (the features read them), and so do the clean and feature partitions of the week."""
     requests = ticker.tick()
 
-    assert len(requests) == 2 + len(config.REFERENCE_TABLES) == 5
+    assert len(requests) == 1
+    (week,) = requests
     assert sorted(covered(requests), key=str) == sorted(EXPECTED_WEEK, key=str)
-    assert len(set(ticker.run_keys)) == len(requests)
-    flights = next(r for r in requests if r.asset_selection == [key("raw_flights")])
-    assert (flights.tags[RANGE_START], flights.tags[RANGE_END]) == (WEEK[0], WEEK[-1])
-    assert flights.partition_key is None
-    assert flights.tags["landing_zone/files"] == "8"
-    assert flights.run_key.startswith("flights/2013-01-01...2013-01-08:")
+    assert downstream(week) == DOWNSTREAM
+    assert (week.tags[RANGE_START], week.tags[RANGE_END]) == (WEEK[0], WEEK[-1])
+    assert week.partition_key is None
+    assert week.tags["landing_zone/files"] == str(2 * 8 + len(config.REFERENCE_TABLES))
+    assert week.run_key.startswith(
+        "flights+weather+planes+airports+airlines/2013-01-01...2013-01-08:"
+    )
 
 
 def test_a_range_request_materializes_every_partition_in_one_run(
     published_week: LandingZone, ticker: Ticker, resources: dict, instance: dg.DagsterInstance
 ):
-    flights = next(r for r in ticker.tick() if r.asset_selection == [key("raw_flights")])
+    (week,) = ticker.tick()
 
+    result = materialize(week, resources, instance)
+
+    materialized = {(e.asset_key, e.partition) for e in result.get_asset_materialization_events()}
+    assert set(covered([week], LANDED | set(DOWNSTREAM))) == materialized
+    assert {p for k, p in materialized if k == key("flight_features")} == set(WEEK)
+
+
+def materialize(
+    request: dg.RunRequest, resources: dict, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """Run ``request`` as the daemon would (its selection, partition and tags)."""
     result = dg.materialize(
-        data_assets, selection=flights.asset_selection, tags=flights.tags,
-        resources=resources, instance=instance,
+        data_assets, selection=request.asset_selection, partition_key=request.partition_key,
+        tags=request.tags, resources=resources, instance=instance,
     )  # fmt: skip
-
     assert result.success
-    materialized = {e.partition for e in result.get_asset_materialization_events()}
-    assert materialized == set(WEEK)
+    return result
+
+
+def test_a_new_day_after_its_history_runs_with_its_features(
+    published_week: LandingZone, ticker: Ticker, resources: dict, instance: dg.DagsterInstance
+):
+    """The daily case: a day lands after the week it reads as history was materialized; one
+    run materializes its raw, clean and feature partitions, in process."""
+    materialize(ticker.tick()[0], resources, instance)
+    publish(published_week, day_keys(date(2013, 1, 9), date(2013, 1, 9)))
+
+    (day,) = ticker.tick()
+
+    assert day.partition_key == "2013-01-09"
+    assert targets([day]) == {(key("raw_flights"), day.partition_key),
+                              (key("raw_weather"), day.partition_key)}  # fmt: skip
+    assert downstream(day) == DOWNSTREAM
+    assert day.run_config == IN_PROCESS
+    materialize(day, resources, instance)
+
+
+def test_features_wait_for_automation_when_their_history_is_missing(
+    landing_zone: LandingZone, ticker: Ticker
+):
+    """A day whose trailing week never landed gets its raw and clean partitions; its features
+    are left to automation, which requests them once the history exists."""
+    publish(landing_zone, ["2013-01-20"])
+
+    (day,) = ticker.tick()
+
+    assert downstream(day) == DOWNSTREAM[:4]
+
+
+def test_features_wait_when_a_day_they_read_failed_its_blocking_check(
+    published_week: LandingZone, ticker: Ticker, resources: dict, instance: dg.DagsterInstance
+):
+    """A corrupt day in the history blocks the features of the days that read it, as
+    automation's blocking-check condition does."""
+    publish(published_week, ["2013-01-05"], fault="missing-column")
+    first = ticker.tick()
+    for request in first:
+        dg.materialize(
+            data_assets, selection=request.asset_selection, tags=request.tags,
+            resources=resources, instance=instance, raise_on_error=False,
+        )  # fmt: skip
+    publish(published_week, ["2013-01-09"])
+
+    (day,) = ticker.tick()
+
+    assert downstream(day) == DOWNSTREAM[:4]
 
 
 def test_gaps_split_the_landed_days_into_ranges(landing_zone: LandingZone, ticker: Ticker) -> None:
     publish(landing_zone, [*day_keys(date(2013, 1, 1), date(2013, 1, 3)), "2013-01-06"])
 
-    flights = [r for r in ticker.tick() if r.asset_selection == [key("raw_flights")]]
+    flights = [r for r in ticker.tick() if key("raw_flights") in r.asset_selection]
 
     assert [(r.tags.get(RANGE_START), r.tags.get(RANGE_END), r.partition_key) for r in flights] == [
         ("2013-01-01", "2013-01-03", None),
@@ -229,10 +312,9 @@ def test_changed_file_requests_exactly_one_new_run_per_file(
         (key("raw_weather"), "2013-01-03"),
     }
     assert all(r.run_key not in first for r in requests)
-    assert {r.run_key.split(":")[0] for r in requests} == {
-        "flights/2013-01-03...2013-01-03",
-        "weather/2013-01-03...2013-01-03",
-    }
+    assert [r.run_key.split(":")[0] for r in requests] == [
+        "flights+weather/2013-01-03...2013-01-03"
+    ]
     cursor = json.loads(ticker.cursor)
     assert cursor["flights/2013-01-03"]["version"] == cursor["weather/2013-01-03"]["version"] == 2
     assert ticker.tick() == []
@@ -247,7 +329,7 @@ def test_one_changed_file_is_one_run(published_week: LandingZone, ticker: Ticker
     requests = ticker.tick()
 
     assert targets(requests) == {(key("raw_flights"), "2013-01-05")}
-    assert len(set(ticker.run_keys)) == len(ticker.run_keys) == 6
+    assert len(set(ticker.run_keys)) == len(ticker.run_keys) == 2
 
 
 def test_touched_file_without_new_content_requests_nothing(
@@ -286,7 +368,10 @@ def test_restart_from_stored_cursor_requests_nothing(
 
     # and it still notices what changes after the restart
     publish(published_week, day_keys(date(2013, 1, 8), date(2013, 1, 8)), fault="duplicate-rows")
-    assert len(restarted.tick()) == 2
+    assert targets(restarted.tick()) == {
+        (key("raw_flights"), "2013-01-08"),
+        (key("raw_weather"), "2013-01-08"),
+    }
 
 
 def test_reverted_content_runs_each_time_with_distinct_run_keys(
@@ -340,11 +425,13 @@ def test_files_that_name_no_partition_are_ignored(published_week: LandingZone, t
 
 
 def test_more_files_than_max_runs_per_tick_arrive_over_several_ticks(
-    published_week: LandingZone, landing_zone: LandingZone, instance: dg.DagsterInstance
+    landing_zone: LandingZone, instance: dg.DagsterInstance
 ):
-    """With a cap of 3 runs per tick, 5 runs' files arrive over 2 ticks and a day landed
+    """With a cap of 3 runs per tick, 5 separate days arrive over 2 ticks and a day landed
     mid-way on the third: every file exactly once, none lost."""
-    published_week.write_bytes("flights", "notes", b"not a partition\n")
+    days = ["2013-01-01", "2013-01-03", "2013-01-05", "2013-01-07", "2013-01-09"]
+    publish(landing_zone, days)
+    landing_zone.write_bytes("flights", "notes", b"not a partition\n")
     capped = Ticker(
         build_landing_zone_sensor("capped", flights_sources(), max_runs_per_tick=3),
         landing_zone,
@@ -358,13 +445,12 @@ def test_more_files_than_max_runs_per_tick_arrive_over_several_ticks(
         seen.extend(covered(requests))
         # A file landed mid-way is picked up too, once.
         if len(sizes) == 2:
-            publish(landing_zone, day_keys(date(2013, 1, 9), date(2013, 1, 9)))
+            publish(landing_zone, ["2013-01-11"])
         assert len(sizes) < 20, "the sensor never drained the landing zone"
 
-    assert sizes == [3, 2, 2]
-    expected = EXPECTED_WEEK | {
-        (key("raw_flights"), "2013-01-09"),
-        (key("raw_weather"), "2013-01-09"),
+    assert sizes == [3, 2, 1]
+    expected = {(key(name), None) for name in config.REFERENCE_TABLES} | {
+        (key(raw), day) for raw in ("raw_flights", "raw_weather") for day in [*days, "2013-01-11"]
     }
     assert len(seen) == len(set(seen)) == len(expected)
     assert set(seen) == expected
@@ -412,7 +498,7 @@ def test_daemon_skips_run_keys_it_has_already_launched(
 
     Runs the sensor daemon's own tick function against an in-process code location.
     """
-    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)))  # five files: five runs
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)))  # five files: one run
     logger = logging.getLogger("test_sensor_daemon")
     location_file = tmp_path / "location.py"
     location_file.write_text(CODE_LOCATION)
@@ -427,7 +513,7 @@ def test_daemon_skips_run_keys_it_has_already_launched(
         with freeze_time(now):
             list(execute_sensor_iteration(workspace, logger, None, None))
         first_runs = queued_instance.get_runs()
-        assert len(first_runs) == 5
+        assert len(first_runs) == 1
         assert len({r.tags["dagster/run_key"] for r in first_runs}) == len(first_runs)
 
         # Lose the cursor, as if the sensor were reset, then tick again past the interval.

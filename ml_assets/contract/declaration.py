@@ -8,6 +8,7 @@ launchpad (``training``, ``tuning``, ``acceptance``, ``deploy``) are Dagster ``C
 so an override is the same model with other values, never a hand-merged dict.
 """
 
+import re
 from datetime import date
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +79,47 @@ class RangeRule(Strict):
         return self
 
 
+CONVENTIONAL_NULLS = ("", "NA", "N/A", "null")
+"""What exports write for a missing value; a source reads them as missing unless it says
+otherwise."""
+
+
+class CodeRule(Strict):
+    """What a code column (an identifier drawn from a known set) may hold.
+
+    A value of another form is rejected as ``malformed_code:<column>``; a well-formed value
+    outside ``domain`` as ``unknown_code:<column>``. A well-formed code that the ``reference``
+    table lacks is kept and counted (``flag``: the clean table's ``<column>_known`` is false) or
+    rejected as ``unknown_code:<column>`` (``reject``).
+    """
+
+    pattern: str | None = None
+    """A regular expression the whole value matches."""
+    domain: list[str] | None = Field(default=None, min_length=1)
+    """The only codes this pipeline accepts."""
+    reference: str | None = Field(default=None, pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")
+    """``table.column``: the reference table (an unpartitioned source) that lists the codes."""
+    unreferenced: Literal["flag", "reject"] = "flag"
+
+    @model_validator(mode="after")
+    def _valid(self) -> "CodeRule":
+        if self.pattern is None and self.domain is None and self.reference is None:
+            raise ValueError("a code rule gives a pattern, a domain or a reference")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(f"pattern {self.pattern!r}: {error}") from error
+            misfits = [c for c in self.domain or [] if not re.fullmatch(self.pattern, c)]
+            if misfits:
+                raise ValueError(f"domain codes {misfits} do not match the pattern")
+        return self
+
+    @property
+    def reference_table(self) -> str | None:
+        return self.reference.split(".")[0] if self.reference else None
+
+
 class Source(Strict):
     """A landing-zone folder an upstream system exports to, and the rules for its rows."""
 
@@ -93,13 +135,32 @@ class Source(Strict):
     required: list[str] = Field(default_factory=list)
     """Columns a row cannot do without."""
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
+    codes: dict[str, CodeRule] = Field(default_factory=dict)
+    """Code columns and what they may hold."""
+    clock_times: list[str] = Field(default_factory=list)
+    """HHMM columns: hour 00-24 and minute 00-59 (2400 is the end of the day), else the row
+    is rejected as ``invalid_clock:<column>``."""
+    null_tokens: list[str] = Field(default_factory=lambda: list(CONVENTIONAL_NULLS))
+    """Values read as missing in every column."""
+    null_tokens_by_column: dict[str, list[str]] = Field(default_factory=dict)
+    """Columns whose missing values are written otherwise (``[]``: every value is literal)."""
+    max_rejected_share: float = Field(default=0.01, ge=0, le=1)
+    """A partition that rejects a larger share of its raw rows gets a warning, before the
+    model sees the data."""
 
     @model_validator(mode="after")
     def _columns_declared(self) -> "Source":
         if self.columns:
             _unique(self.columns, "columns")
-            for what, names in (("key", self.key), ("required", self.required),
-                                ("ranges", list(self.ranges))):  # fmt: skip
+            named = {
+                "key": self.key,
+                "required": self.required,
+                "ranges": list(self.ranges),
+                "codes": list(self.codes),
+                "clock_times": self.clock_times,
+                "null_tokens_by_column": list(self.null_tokens_by_column),
+            }
+            for what, names in named.items():
                 unknown = [n for n in names if n not in self.columns]
                 if unknown:
                     raise ValueError(f"{what} names undeclared columns: {', '.join(unknown)}")
@@ -108,6 +169,10 @@ class Source(Strict):
     @property
     def extension(self) -> str:
         return f".{self.format}"
+
+    def nulls(self, column: str) -> list[str]:
+        """The values read as missing in ``column``."""
+        return self.null_tokens_by_column.get(column, self.null_tokens)
 
 
 class Training(dg.Config):
@@ -279,22 +344,40 @@ class RequestField(Strict):
     required: bool = True
     low: int | float | None = None
     high: int | float | None = None
-    range_of: str | None = Field(default=None, pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")
-    """``source.column``: take ``low``/``high`` from that source's declared range rule, so the
-    batch cleaner and the service cannot drift apart."""
+    rule_of: str | None = Field(default=None, pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")
+    """``source.column``: validate the field by that column's declared rules (its range; its
+    code rule's pattern and domain), so the batch cleaner and the service cannot drift apart.
+    A code's reference table is the cleaner's alone: the service scores an unlisted code as an
+    unseen one."""
     pattern: str | None = None
     choices: list[str] | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> "RequestField":
         numeric = self.type in ("int", "float", "hhmm")
-        if (self.low is not None or self.high is not None or self.range_of) and not numeric:
+        if (self.low is not None or self.high is not None) and not numeric:
             raise ValueError(f"a {self.type} field has no range")
-        if self.range_of and (self.low is not None or self.high is not None):
-            raise ValueError("give range_of or low/high, not both")
         if (self.pattern or self.choices) and self.type != "str":
             raise ValueError("pattern and choices apply to str fields")
+        own = [n for n in ("low", "high", "pattern", "choices") if getattr(self, n) is not None]
+        if self.rule_of and own:
+            raise ValueError(f"give rule_of or {'/'.join(own)}, not both")
         return self
+
+    def rules(self, declaration: "PipelineDeclaration") -> dict[str, Any]:
+        """The field's ``low``, ``high``, ``pattern`` and ``choices`` (None: no such rule),
+        its own or those of the source column it names."""
+        if self.rule_of is None:
+            return {n: getattr(self, n) for n in ("low", "high", "pattern", "choices")}
+        source, column = self.rule_of.split(".")
+        declared = declaration.source(source)
+        bounds, code = declared.ranges.get(column), declared.codes.get(column)
+        return {
+            "low": bounds.low if bounds else None,
+            "high": bounds.high if bounds else None,
+            "pattern": code.pattern if code else None,
+            "choices": code.domain if code else None,
+        }
 
 
 class Serving(Strict):
@@ -309,6 +392,13 @@ class Serving(Strict):
     """Rows a caller would send requests for (the smoke test's requests are built from them)."""
     snapshot_asset: str | None = Field(default=None, pattern=NAME)
     """The online feature snapshot requests are looked up in, if the features need one."""
+    snapshot_date_field: str | None = None
+    """The request field (a ``date``) that the loaded snapshot must cover: the snapshot of a
+    partition holds what is looked up for that partition's dates only, so lookups for another
+    date would miss and silently give the defaults."""
+    outside_snapshot: Literal["warn", "refuse"] = "warn"
+    """An item dated outside the loaded snapshot: scored with the lookups' defaults and a
+    ``date_outside_snapshot`` warning (``warn``), or refused with 422 (``refuse``)."""
     warm_up: list[dict[str, Any]] = Field(min_length=1)
     """Requests scored before a model goes live; they must give finite predictions."""
     batch_columns: list[str] = Field(default_factory=list)
@@ -320,6 +410,20 @@ class Serving(Strict):
     def _distinct(cls, fields: list[RequestField]) -> list[RequestField]:
         _unique([f.name for f in fields], "request fields")
         return fields
+
+    @model_validator(mode="after")
+    def _snapshot_dates(self) -> "Serving":
+        name = self.snapshot_date_field
+        if name is None:
+            if "outside_snapshot" in self.model_fields_set:
+                raise ValueError("outside_snapshot applies to a snapshot_date_field; none is given")
+            return self
+        if self.snapshot_asset is None:
+            raise ValueError(f"snapshot_date_field {name!r} needs a snapshot_asset")
+        types = {f.name: f.type for f in self.request_fields}
+        if types.get(name) != "date":
+            raise ValueError(f"snapshot_date_field {name!r} is not a date request field")
+        return self
 
 
 class PipelineDeclaration(Strict):
@@ -339,15 +443,30 @@ class PipelineDeclaration(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "PipelineDeclaration":
         _unique([s.name for s in self.sources], "sources")
-        for field in self.serving.request_fields:
-            if field.range_of:
-                source, column = field.range_of.split(".")
-                if column not in self.source(source).ranges:
+        tables = {s.name for s in self.sources if not s.partitioned}
+        for source in self.sources:
+            for column, rule in source.codes.items():
+                if rule.reference_table is not None and rule.reference_table not in tables:
                     raise ValueError(
-                        f"serving.request_fields {field.name}: range_of {field.range_of!r}: "
-                        f"source {source!r} declares no range for {column!r}"
+                        f"sources {source.name} codes {column}: reference {rule.reference!r} "
+                        f"is not an unpartitioned source (those: {', '.join(sorted(tables))})"
                     )
+        for field in self.serving.request_fields:
+            if field.rule_of:
+                self._check_rule_of(field)
         return self
+
+    def _check_rule_of(self, field: RequestField) -> None:
+        where = f"serving.request_fields {field.name}: rule_of {field.rule_of!r}"
+        source, column = field.rule_of.split(".")
+        if source not in {s.name for s in self.sources}:
+            raise ValueError(f"{where}: no source {source!r}")
+        declared = self.source(source)
+        numeric = field.type in ("int", "float", "hhmm")
+        has_rule = column in (declared.ranges if numeric else declared.codes)
+        if not has_rule:
+            kind = "range" if numeric else "code rule"
+            raise ValueError(f"{where}: source {source!r} declares no {kind} for {column!r}")
 
     @property
     def prefix(self) -> str:

@@ -1,7 +1,7 @@
 """The prediction request model of a pipeline, built from its declared request fields."""
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
@@ -14,49 +14,32 @@ def _clock_time(value: int) -> int:
     return value
 
 
+EARLIEST_DATE, LATEST_DATE = dt.date(1678, 1, 1), dt.date(2261, 12, 31)
+"""The dates a request may carry: those whose times pandas and numpy hold as nanosecond
+timestamps (1677-09-22 to 2262-04-11), in any time zone, which the feature code works in."""
+
 TYPES: dict[str, Any] = {
     "int": int,
     "float": float,
     "str": str,
     "bool": bool,
-    "date": dt.date,
+    "date": Annotated[dt.date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)],
     "hhmm": Annotated[int, AfterValidator(_clock_time)],
 }
 
 
-def _bounds(declaration: PipelineDeclaration, field: RequestField) -> dict[str, float]:
-    if field.range_of:
-        source, column = field.range_of.split(".")
-        rule = declaration.source(source).ranges[column]
-        return {"ge": rule.low, "le": rule.high}
-    return {
-        bound: value
-        for bound, value in (("ge", field.low), ("le", field.high))
-        if value is not None
-    }
-
-
 def _field(declaration: PipelineDeclaration, field: RequestField) -> tuple[Any, Any]:
+    declared = field.rules(declaration)
     kind = TYPES[field.type]
-    if field.choices:
-        kind = Annotated[str, AfterValidator(_one_of(field.choices))]
-    rules: dict[str, Any] = {"description": field.description, **_bounds(declaration, field)}
-    if field.pattern:
-        rules["pattern"] = field.pattern
+    if declared["choices"]:
+        kind = Literal[tuple(declared["choices"])]
+    rules: dict[str, Any] = {"description": field.description}
+    for bound, name in (("ge", "low"), ("le", "high"), ("pattern", "pattern")):
+        if declared[name] is not None:
+            rules[bound] = declared[name]
     if field.required:
         return kind, Field(**rules)
     return kind | None, Field(default=None, **rules)
-
-
-def _one_of(choices: list[str]):
-    allowed = frozenset(choices)
-
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(sorted(allowed))}")
-        return value
-
-    return check
 
 
 def request_model(declaration: PipelineDeclaration) -> type[BaseModel]:
@@ -64,7 +47,7 @@ def request_model(declaration: PipelineDeclaration) -> type[BaseModel]:
     fields = {f.name: _field(declaration, f) for f in declaration.serving.request_fields}
     return create_model(
         f"{declaration.name.title().replace('_', '')}Request",
-        __config__=ConfigDict(extra="forbid", frozen=True),
+        __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
         __doc__=f"One {declaration.name} prediction request.",
         **fields,
     )

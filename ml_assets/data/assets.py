@@ -2,11 +2,14 @@
 
 Built from a pipeline's declaration (key prefix, partitions, sources) and its Pandera schemas.
 Partitioned assets handle every partition key of their run (one partition, or a year in a
-single-run backfill) and exchange ``dict[partition_key, DataFrame]`` with the IO manager.
+single-run backfill) one partition at a time: they read a range input as a lazy mapping
+(``PartitionFrames``) and return a ``PartitionStream`` that produces each partition while the
+IO manager writes it, checking it on the way; the check evaluations, one per partition, follow
+the output. Memory does not grow with the range.
 """
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 
 import dagster as dg
@@ -17,14 +20,16 @@ from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.declaration import PipelineDeclaration, Source
 from ml_assets.data.checks import (
     CheckOutcome,
+    SchemaCheck,
+    rejected_share_outcome,
     report_per_partition,
     row_conservation_outcome,
     schema_outcome,
-    schema_outcomes,
 )
 from ml_assets.data.cleaning import PARSE_ERROR, REJECTION_RULE, Cleaned, parse_landed
 from ml_assets.data.metadata import table_definition_metadata
 from resources.landing_zone import LandingZone
+from resources.partition_frames import FrameSpill, PartitionStream
 
 INGEST, CLEAN, FEATURES = "ingest", "clean", "features"
 
@@ -32,6 +37,7 @@ LANDED_FILE_SCHEMA = "landed_file_schema"
 LINES_PARSE = "lines_parse"
 CLEAN_SCHEMA = "clean_schema"
 ROWS_CONSERVED = "rows_conserved"
+REJECTED_SHARE = "rejected_share"
 FEATURE_SCHEMA = "feature_schema"
 
 
@@ -132,22 +138,26 @@ def raw_asset(
                 f"{landing_zone.uri(source.name, missing[0], ext)}). Publish them, then re-run.",
                 metadata={"missing_partitions": len(missing)},
             )
-        frames = {
-            k: parse_landed(landing_zone.read_bytes(source.name, k, ext), source.format)
-            for k in context.partition_keys
-        }
+        landed_schema = SchemaCheck(schema)
+        lines: dict[str, CheckOutcome] = {}
+
+        def parsed(partition_key: str) -> pd.DataFrame:
+            frame = parse_landed(
+                landing_zone.read_bytes(source.name, partition_key, ext), source.format
+            )
+            landed_schema.add(partition_key, frame)
+            lines[partition_key] = _lines_outcome(frame)
+            return frame
+
+        keys = context.partition_keys
         yield dg.Output(
-            frames,
-            metadata={"landed_file": landing_zone.uri(source.name, context.partition_keys[0], ext)}
-            if len(frames) == 1
+            PartitionStream(keys, parsed),
+            metadata={"landed_file": landing_zone.uri(source.name, keys[0], ext)}
+            if len(keys) == 1
             else {},
         )
-        yield from report_per_partition(
-            context, key, LANDED_FILE_SCHEMA, schema_outcomes(schema, frames)
-        )
-        yield from report_per_partition(
-            context, key, LINES_PARSE, {k: _lines_outcome(f) for k, f in frames.items()}
-        )
+        yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, landed_schema.outcomes())
+        yield from report_per_partition(context, key, LINES_PARSE, lines)
 
     return raw
 
@@ -203,19 +213,24 @@ def landed_assets(
 def clean_assets(
     declaration: PipelineDeclaration,
     source: str,
-    clean: Callable[[pd.DataFrame, date], Cleaned],
+    clean: Callable[[pd.DataFrame, date, Mapping[str, pd.DataFrame]], Cleaned],
     clean_schema: pa.DataFrameSchema,
     rejected_schema: pa.DataFrameSchema,
     description: str,
 ) -> dg.AssetsDefinition:
     """``<source>_clean`` and ``<source>_rejected``: every raw row ends up in exactly one.
 
-    ``clean`` triages one partition's raw rows (its key parsed as the partition's first day).
+    ``clean`` triages one partition's raw rows (its key parsed as the partition's first day),
+    given the reference tables the source's code rules name, by table name.
     """
     raw_key, clean_key = declaration.key(f"raw_{source}"), declaration.key(f"{source}_clean")
+    declared = declaration.source(source)
+    references = sorted({r.reference_table for r in declared.codes.values() if r.reference_table})
+    bar = declared.max_rejected_share
+    rejected_key = declaration.key(f"{source}_rejected")
     common = {
         "group_name": group(declaration, CLEAN),
-        "code_version": "1",
+        "code_version": "2",
         "kinds": {"pandas", "parquet"},
         "owners": declaration.owners,
         "automation_condition": refresh_stale_partitions(),
@@ -231,13 +246,16 @@ def clean_assets(
                 **common,
             ),
             "rejected": dg.AssetOut(
-                key=declaration.key(f"{source}_rejected"),
+                key=rejected_key,
                 description=f"Raw {source} rows that a cleaning rule rejected, with the rule.",
                 metadata=table_definition_metadata(rejected_schema),
                 **common,
             ),
         },
-        ins={"raw": dg.AssetIn(raw_key)},
+        ins={
+            "raw": dg.AssetIn(raw_key),
+            **{table: dg.AssetIn(declaration.key(table)) for table in references},
+        },
         check_specs=[
             partition_check(
                 declaration, f"{source}_clean", CLEAN_SCHEMA, f"Conforms to {clean_schema.name}."
@@ -248,44 +266,63 @@ def clean_assets(
                 ROWS_CONSERVED,
                 "raw rows = clean rows + rejected rows",
             ),
+            partition_check(
+                declaration,
+                f"{source}_clean",
+                REJECTED_SHARE,
+                f"At most {bar:.1%} of the raw rows rejected (warns).",
+                blocking=False,
+            ),
         ],
         **partitioned(declaration),
     )
     def clean_partitions(
-        context: dg.AssetExecutionContext, raw: dict[str, pd.DataFrame]
+        context: dg.AssetExecutionContext, raw: Mapping[str, pd.DataFrame], **tables: pd.DataFrame
     ) -> Iterator:
-        results = {k: clean(raw[k], date.fromisoformat(k)) for k in context.partition_keys}
-        rules = Counter(
-            rule for r in results.values() for rule in r.rejected[REJECTION_RULE].tolist()
-        )
+        keys = context.partition_keys
+        rules: Counter[str] = Counter()
         notes: Counter[str] = Counter()
-        for result in results.values():
-            notes.update(result.notes)
-        yield dg.Output(
-            {k: r.clean for k, r in results.items()},
-            output_name="clean",
-            metadata={f"rule/{name}": int(n) for name, n in notes.items()},
-        )
-        yield dg.Output(
-            {k: r.rejected for k, r in results.items()},
-            output_name="rejected",
-            metadata={"rejections_by_rule": dict(rules)},
-        )
-        yield from report_per_partition(
-            context,
-            clean_key,
-            CLEAN_SCHEMA,
-            schema_outcomes(clean_schema, {k: r.clean for k, r in results.items()}),
-        )
-        yield from report_per_partition(
-            context,
-            clean_key,
-            ROWS_CONSERVED,
-            {
-                k: row_conservation_outcome(len(raw[k]), r.kept_raw_rows, len(r.rejected))
-                for k, r in results.items()
-            },
-        )
+        schema_check = SchemaCheck(clean_schema)
+        conserved: dict[str, CheckOutcome] = {}
+        share: dict[str, CheckOutcome] = {}
+        with FrameSpill(prefix=f"{source}_rejected_") as rejected:
+
+            def cleaned(partition_key: str) -> pd.DataFrame:
+                rows = raw[partition_key]
+                result = clean(rows, date.fromisoformat(partition_key), tables)
+                rules.update(result.rejected[REJECTION_RULE].tolist())
+                notes.update(result.notes)
+                schema_check.add(partition_key, result.clean)
+                conserved[partition_key] = row_conservation_outcome(
+                    len(rows), result.kept_raw_rows, len(result.rejected)
+                )
+                share[partition_key] = rejected_share_outcome(
+                    len(rows), result.rejected[REJECTION_RULE], bar
+                )
+                rejected.write(partition_key, result.rejected)
+                return result.clean
+
+            # One pass: the clean rows are written as each partition is cleaned, its rejected
+            # rows set aside on disk, then written as the second output.
+            yield dg.Output(
+                PartitionStream(
+                    keys,
+                    cleaned,
+                    metadata=lambda: {f"rule/{name}": int(n) for name, n in notes.items()},
+                ),
+                output_name="clean",
+            )
+            yield dg.Output(
+                rejected.frames(),
+                output_name="rejected",
+                metadata={"rejections_by_rule": dict(rules)},
+            )
+        yield from report_per_partition(context, clean_key, CLEAN_SCHEMA, schema_check.outcomes())
+        yield from report_per_partition(context, clean_key, ROWS_CONSERVED, conserved)
+        yield from report_per_partition(context, clean_key, REJECTED_SHARE, share)
+        for partition_key, outcome in sorted(share.items()):  # plotted over partitions
+            numbers = {k: v for k, v in outcome.metadata.items() if k != "bar"}
+            yield dg.AssetObservation(rejected_key, partition=partition_key, metadata=numbers)
 
     return clean_partitions
 
@@ -320,12 +357,18 @@ def features_asset(
         automation_condition=refresh_stale_partitions(),
         **partitioned(declaration),
     )
-    def feature_rows(context: dg.AssetExecutionContext, **inputs: dict[str, pd.DataFrame]):
+    def feature_rows(context: dg.AssetExecutionContext, **inputs: Mapping[str, pd.DataFrame]):
         rows = inputs[upstream]
-        frames = {key: features(rows[key]) for key in context.partition_keys}
-        yield dg.Output(frames)
+        schema_check = SchemaCheck(schema)
+
+        def feature_frame(partition_key: str) -> pd.DataFrame:
+            frame = features(rows[partition_key])
+            schema_check.add(partition_key, frame)
+            return frame
+
+        yield dg.Output(PartitionStream(context.partition_keys, feature_frame))
         yield from report_per_partition(
-            context, context.asset_key, FEATURE_SCHEMA, schema_outcomes(schema, frames)
+            context, context.asset_key, FEATURE_SCHEMA, schema_check.outcomes()
         )
 
     return feature_rows

@@ -2,8 +2,10 @@
 
 Pandera validates a frame lazily (every failing rule at once); the outcome carries the failing
 rules, how often each failed and a sample of the failing rows. Partitioned assets compute one
-outcome per partition key of the run and report each against its own partition, so a year-long
-single-run backfill shows which days failed, and a failed blocking check stops downstream steps.
+outcome per partition key of the run while they produce the partitions (in bounded chunks, see
+``SchemaCheck``) and report each against its own partition once the output is written, so a
+year-long single-run backfill shows which days failed, and a failed blocking check stops
+downstream steps.
 """
 
 from collections.abc import Iterator, Mapping
@@ -19,6 +21,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from pandera.errors import SchemaError, SchemaErrors
 
 SAMPLE_ROWS = 5
+CHUNK_ROWS = 20_000
+"""Most rows Pandera validates in one call: a run's partitions are checked in chunks of about
+this size (several small partitions together, a large one in slices), so the memory a check
+takes does not grow with the range or the partition."""
 
 
 @dataclass(frozen=True)
@@ -31,36 +37,102 @@ class CheckOutcome:
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
 
-def schema_outcome(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> CheckOutcome:
-    """Validate ``frame`` against ``schema``; on failure, name each rule with counts and samples."""
+def schema_outcome(
+    schema: pa.DataFrameSchema, frame: pd.DataFrame, chunk_rows: int = CHUNK_ROWS
+) -> CheckOutcome:
+    """Validate ``frame`` against ``schema``; on failure, name each rule with counts and samples.
+
+    A frame of more than ``chunk_rows`` rows is validated in slices of that many rows, its
+    uniqueness rules over the whole frame; the outcome is the same as for one call.
+    """
+    if len(frame) <= chunk_rows:
+        cases = _failure_cases(schema, frame)
+    else:
+        cases = _sliced_failure_cases(schema, frame, chunk_rows)
+    if cases is None:
+        return _conforms(schema, frame)
+    # A missing or undeclared column is reported against the schema: name the column.
+    about_columns = cases["check"].isin(["column_in_dataframe", "column_in_schema"])
+    column = cases["column"].where(~about_columns, cases["failure_case"])
+    rules = (
+        cases.assign(column=column.fillna("<frame>").astype(str))
+        .groupby(["column", "check"], dropna=False)
+        .size()
+        .rename("failures")
+        .reset_index()
+        .sort_values("failures", ascending=False)
+    )
+    row_index = pd.to_numeric(cases["index"], errors="coerce").dropna().astype(int).unique()
+    sample = frame.iloc[[i for i in row_index[:SAMPLE_ROWS] if i < len(frame)]]
+    return CheckOutcome(
+        passed=False,
+        description=f"{len(cases)} failures of {len(rules)} rule(s) of {schema.name}",
+        metadata={
+            "failure_count": len(cases),
+            "failing_rules": dg.MetadataValue.md(rules.to_markdown(index=False)),
+            "sample_failing_rows": dg.MetadataValue.md(_sample_markdown(sample)),
+            "rows_checked": len(frame),
+        },
+    )
+
+
+def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Pandera's failure cases of ``frame`` (one row per failing value), None if it conforms."""
     try:
         schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        cases = errors.failure_cases
-        # A missing or undeclared column is reported against the schema: name the column.
-        about_columns = cases["check"].isin(["column_in_dataframe", "column_in_schema"])
-        column = cases["column"].where(~about_columns, cases["failure_case"])
-        rules = (
-            cases.assign(column=column.fillna("<frame>").astype(str))
-            .groupby(["column", "check"], dropna=False)
-            .size()
-            .rename("failures")
-            .reset_index()
-            .sort_values("failures", ascending=False)
-        )
-        row_index = pd.to_numeric(cases["index"], errors="coerce").dropna().astype(int).unique()
-        sample = frame.iloc[[i for i in row_index[:SAMPLE_ROWS] if i < len(frame)]]
-        return CheckOutcome(
-            passed=False,
-            description=f"{len(cases)} failures of {len(rules)} rule(s) of {schema.name}",
-            metadata={
-                "failure_count": len(cases),
-                "failing_rules": dg.MetadataValue.md(rules.to_markdown(index=False)),
-                "sample_failing_rows": dg.MetadataValue.md(_sample_markdown(sample)),
-                "rows_checked": len(frame),
-            },
-        )
-    return _conforms(schema, frame)
+        return errors.failure_cases
+    return None
+
+
+def _sliced_failure_cases(
+    schema: pa.DataFrameSchema, frame: pd.DataFrame, chunk_rows: int
+) -> pd.DataFrame | None:
+    """``_failure_cases`` of a large frame, validated ``chunk_rows`` rows at a time.
+
+    A slice cannot see a duplicate in another slice, so the slices are validated without the
+    uniqueness rules, which are then checked on the whole frame (as Pandera reports them:
+    every copy of a repeated value). A rule about the whole frame (a missing column, a wrong
+    type) fails in every slice and is counted once.
+    """
+    unique_columns = [name for name, column in schema.columns.items() if column.unique]
+    sliced = schema.update_columns({name: {"unique": False} for name in unique_columns})
+    sliced.unique = None
+    found = [
+        _failure_cases(sliced, frame.iloc[start : start + chunk_rows])
+        for start in range(0, len(frame), chunk_rows)
+    ]
+    for names, check, context in [
+        *(([name], "field_uniqueness", "Column") for name in unique_columns),
+        *(
+            [(list(schema.unique), "multiple_fields_uniqueness", "DataFrameSchema")]
+            * bool(schema.unique)
+        ),
+    ]:
+        if not set(names) <= set(frame.columns):
+            continue  # the missing column is reported by the slices
+        repeated = frame.duplicated(subset=names, keep=False).to_numpy()
+        if repeated.any():
+            rows = frame.loc[repeated, names]
+            found.append(
+                pd.DataFrame(
+                    {
+                        "schema_context": context,
+                        "column": [name for name in names for _ in range(len(rows))],
+                        "check": check,
+                        "check_number": None,
+                        "failure_case": [v for name in names for v in rows[name].tolist()],
+                        "index": [i for _ in names for i in rows.index.tolist()],
+                    }
+                )
+            )
+    cases = [c for c in found if c is not None and len(c)]
+    if not cases:
+        return None
+    merged = pd.concat(cases, ignore_index=True)
+    whole_frame = merged["index"].isna()
+    once = merged[whole_frame].astype(str).drop_duplicates().index
+    return merged[~whole_frame | merged.index.isin(once)].reset_index(drop=True)
 
 
 def _conforms(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> CheckOutcome:
@@ -71,26 +143,64 @@ def _conforms(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> CheckOutcome:
     )
 
 
+class SchemaCheck:
+    """``schema_outcome`` of each partition of a run, fed the partitions as they are produced.
+
+    Pandera's fixed cost per call dominates small frames (a year-long backfill validates 365 of
+    them), so consecutive partitions with identical columns and types are validated together in
+    chunks of up to ``chunk_rows`` rows (then every column rule sees every row it would see
+    alone); only a chunk that fails is checked partition by partition, so a failure is always
+    reported against the partitions that have it. At most one chunk of frames is held.
+    """
+
+    def __init__(self, schema: pa.DataFrameSchema, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.schema = schema
+        self.chunk_rows = chunk_rows
+        self._outcomes: dict[str, CheckOutcome] = {}
+        self._pending: list[tuple[str, pd.DataFrame]] = []
+        self._pending_rows = 0
+        self._pending_shape: tuple | None = None
+
+    def add(self, key: str, frame: pd.DataFrame) -> None:
+        """Check ``frame``, the partition ``key``, (perhaps later, with the next ones)."""
+        shape = tuple(frame.dtypes.items())
+        if self._pending and (
+            shape != self._pending_shape or self._pending_rows + len(frame) > self.chunk_rows
+        ):
+            self._flush()
+        self._pending.append((key, frame))
+        self._pending_rows += len(frame)
+        self._pending_shape = shape
+        if self._pending_rows >= self.chunk_rows:
+            self._flush()
+
+    def outcomes(self) -> dict[str, CheckOutcome]:
+        """The outcome of every partition added so far, by partition key."""
+        self._flush()
+        return dict(self._outcomes)
+
+    def _flush(self) -> None:
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if len(pending) > 1:
+            try:
+                self.schema.validate(pd.concat([f for _, f in pending], ignore_index=True))
+            except (SchemaError, SchemaErrors, ValueError, TypeError):
+                pass
+            else:
+                self._outcomes.update({key: _conforms(self.schema, f) for key, f in pending})
+                return
+        for key, frame in pending:
+            self._outcomes[key] = schema_outcome(self.schema, frame, self.chunk_rows)
+
+
 def schema_outcomes(
     schema: pa.DataFrameSchema, frames: Mapping[str, pd.DataFrame]
 ) -> dict[str, CheckOutcome]:
-    """``schema_outcome`` of every partition, validating all of them in one pass when it can.
-
-    A year-long backfill validates 365 frames; Pandera's fixed cost per call dominates small
-    frames, so partitions with identical columns and types are checked together first (then
-    every column rule sees every row it would see alone). Only if that fails, or the columns or
-    types differ, is each partition checked on its own, so a failure is always reported against
-    the partitions that have it.
-    """
-    shapes = {tuple(frame.dtypes.items()) for frame in frames.values()}
-    if len(frames) > 1 and len(shapes) == 1:
-        try:
-            schema.validate(pd.concat(frames.values(), ignore_index=True), lazy=False)
-        except (SchemaError, SchemaErrors, ValueError, TypeError):
-            pass
-        else:
-            return {key: _conforms(schema, frame) for key, frame in frames.items()}
-    return {key: schema_outcome(schema, frame) for key, frame in frames.items()}
+    """``schema_outcome`` of every partition of ``frames`` (see ``SchemaCheck``)."""
+    check = SchemaCheck(schema)
+    for key, frame in frames.items():
+        check.add(key, frame)
+    return check.outcomes()
 
 
 def row_conservation_outcome(raw_rows: int, kept_rows: int, rejected_rows: int) -> CheckOutcome:
@@ -106,6 +216,32 @@ def row_conservation_outcome(raw_rows: int, kept_rows: int, rejected_rows: int) 
         f"{raw_rows - kept_rows - rejected_rows} unaccounted for",
         metadata,
     )
+
+
+def rejected_share_outcome(raw_rows: int, rules: pd.Series, bar: float) -> CheckOutcome:
+    """A warning when more than ``bar`` of a partition's raw rows were rejected: an upstream
+    degrading shows before the model sees the data. ``rules``: the rejected rows' rules."""
+    share = len(rules) / raw_rows if raw_rows else 0.0
+    counts = rules.value_counts()
+    top = ", ".join(f"{rule} {n}" for rule, n in counts.head(3).items())
+    return CheckOutcome(
+        passed=share <= bar,
+        description=f"{share:.2%} of {raw_rows} raw rows rejected (bar {bar:.2%})"
+        + (f": {top}" if top else ""),
+        metadata={**rejection_metadata(raw_rows, rules), "bar": float(bar)},
+        severity=dg.AssetCheckSeverity.WARN,
+    )
+
+
+def rejection_metadata(raw_rows: int, rules: pd.Series) -> dict[str, float | int]:
+    """A partition's rejections as numbers the UI plots over partitions: the rejected share
+    and the rows each rule rejected (``rejected/<rule>``)."""
+    return {
+        "raw_rows": raw_rows,
+        "rejected_rows": len(rules),
+        "rejected_share": len(rules) / raw_rows if raw_rows else 0.0,
+        **{f"rejected/{rule}": int(n) for rule, n in rules.value_counts().items()},
+    }
 
 
 def report_per_partition(

@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 
 import pandera.pandas as pa
 
-from ml_assets.contract.declaration import RangeRule
+from ml_assets.contract.declaration import RangeRule, Source
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
 
 LINE_DESCRIPTIONS = {
@@ -40,3 +40,15 @@ def range_checks(column: str, ranges: Mapping[str, RangeRule]) -> Sequence[pa.Ch
     """The declared range of ``column`` as a Pandera check (none if it has no range)."""
     rule = ranges.get(column)
     return [pa.Check.in_range(rule.low, rule.high)] if rule else []
+
+
+def flag_columns(source: Source) -> dict[str, pa.Column]:
+    """The clean table's ``<column>_known`` flags: one per code column whose codes the
+    reference table may lack without the row being rejected."""
+    return {
+        f"{column}_known": pa.Column(
+            bool, description=f"The {column} code is listed in {rule.reference} (flagged, kept)."
+        )
+        for column, rule in source.codes.items()
+        if rule.reference is not None and rule.unreferenced == "flag"
+    }

@@ -1,20 +1,57 @@
 """Dagster's SQLite event log storage, keeping its connections open between events."""
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dagster._core.event_api import EventHandlerFn
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
+    SqliteEventLogStorageWatchdog,
 )
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
+from watchdog.events import FileSystemEvent
+from watchdog.observers import Observer
 
 from ml_assets.instance.forking import fork_safe
+
+
+class _RunLogWatchdog(SqliteEventLogStorageWatchdog):
+    """Dagster's watcher of one run's database, also woken by its write-ahead log.
+
+    With connections kept open, a run's events land in ``<run_id>.db-wal`` and reach
+    ``<run_id>.db`` only at a checkpoint (when the last connection closes, or the log grows
+    past 1,000 pages): watching the database file alone, the UI's run page would stop at the
+    first event until the run's processes exit.
+    """
+
+    RECHECK_SECONDS = 0.25
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._patterns = [self._log_path, f"{self._log_path}-wal"]
+        self._reading = threading.Lock()
+        self._recheck: threading.Timer | None = None
+
+    def _process_log(self) -> None:
+        with self._reading:  # the file events' thread and the recheck timer: one at a time
+            super()._process_log()
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        self._process_log()
+        # A commit's last file write precedes the update of the log's index (shared memory,
+        # which raises no file event): read once more after it, or the last event waits for
+        # the next write.
+        if self._recheck is None or not self._recheck.is_alive():
+            self._recheck = threading.Timer(self.RECHECK_SECONDS, self._process_log)
+            self._recheck.daemon = True
+            self._recheck.start()
 
 
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
@@ -41,6 +78,17 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         cls, inst_data: ConfigurableClassData | None, config_value: dict
     ) -> "KeptOpenSqliteEventLogStorage":
         return cls(inst_data=inst_data, **config_value)
+
+    def watch(self, run_id: str, cursor: str | None, callback: EventHandlerFn) -> None:
+        """Follow a run's events as they are written (see ``_RunLogWatchdog``)."""
+        if not self._obs:
+            self._obs = Observer()
+            self._obs.start()
+        watchdog = _RunLogWatchdog(self, run_id, callback, cursor)
+        self._watchers[run_id][callback] = (
+            watchdog,
+            self._obs.schedule(watchdog, self._base_dir, recursive=True),
+        )
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:

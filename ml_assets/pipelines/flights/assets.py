@@ -18,11 +18,12 @@ from ml_assets.data.assets import (
     partition_check,
     partitioned,
 )
-from ml_assets.data.checks import report_per_partition, schema_outcomes
+from ml_assets.data.checks import SchemaCheck, report_per_partition
 from ml_assets.data.metadata import table_definition_metadata
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import FeatureLookups, lookup_tables
+from resources.partition_frames import PartitionStream
 from resources.table_snapshots import TableSnapshotStore
 
 DECLARATION = config.DECLARATION
@@ -98,22 +99,24 @@ def previous_days(partition_key: str, days: int) -> list[str]:
 )
 def flight_features(
     context: dg.AssetExecutionContext,
-    flights_clean: dict[str, pd.DataFrame],
-    weather_clean: dict[str, pd.DataFrame],
+    flights_clean: Mapping[str, pd.DataFrame],
+    weather_clean: Mapping[str, pd.DataFrame],
     planes: pd.DataFrame,
 ) -> Iterator:
-    features = {
-        day: FeatureLookups(
+    schema_check = SchemaCheck(schemas.FLIGHT_FEATURES)
+
+    def day_features(day: str) -> pd.DataFrame:
+        lookups = FeatureLookups(
             **lookup_tables(_history(flights_clean, day), weather_clean[day], planes)
-        ).frame(flights_clean[day])
-        for day in context.partition_keys
-    }
-    yield dg.Output(features)
+        )
+        frame = lookups.frame(flights_clean[day])
+        schema_check.add(day, frame)
+        return frame
+
+    # each day is computed, checked and written before the next: memory holds a window
+    yield dg.Output(PartitionStream(context.partition_keys, day_features))
     yield from report_per_partition(
-        context,
-        context.asset_key,
-        FEATURE_SCHEMA,
-        schema_outcomes(schemas.FLIGHT_FEATURES, features),
+        context, context.asset_key, FEATURE_SCHEMA, schema_check.outcomes()
     )
 
 
@@ -151,8 +154,8 @@ def _history(flights_clean: Mapping[str, pd.DataFrame], day: str) -> pd.DataFram
 def online_features(
     context: dg.AssetExecutionContext,
     online_store: TableSnapshotStore,
-    flights_clean: dict[str, pd.DataFrame],
-    weather_clean: dict[str, pd.DataFrame],
+    flights_clean: Mapping[str, pd.DataFrame],
+    weather_clean: Mapping[str, pd.DataFrame],
     planes: pd.DataFrame,
 ) -> dg.MaterializeResult:
     snapshots = online_store.snapshots()

@@ -15,7 +15,8 @@ WEATHER = DECLARATION.source("weather")
 FLIGHTS_SOURCE, WEATHER_SOURCE = FLIGHTS.name, WEATHER.name
 REFERENCE_TABLES = tuple(s.name for s in DECLARATION.sources if not s.partitioned)
 
-ORIGINS = ("EWR", "JFK", "LGA")
+ORIGINS = tuple(FLIGHTS.codes["origin"].domain or ())
+"""The New York airports the flights leave from (and whose weather is recorded)."""
 
 FLIGHT_COLUMNS = tuple(FLIGHTS.columns)
 FLIGHT_KEY = tuple(FLIGHTS.key)

@@ -72,7 +72,12 @@ FEATURE_COLUMNS = (*IDENTITY_COLUMNS, *MODEL_FEATURES, TARGET)
 """The columns of ``flight_features``, in order."""
 
 
-@functools.cache
+NO_HOLIDAY_DAYS = 366
+"""``days_to_holiday`` where the calendar knows no holiday near the date (years outside the
+holidays package's range): as far as a holiday gets within a year."""
+
+
+@functools.lru_cache(maxsize=64)  # bounded: request dates are the caller's choice
 def _holidays(years: tuple[int, ...]) -> np.ndarray:
     import holidays
 
@@ -88,10 +93,13 @@ def _days_to_holiday(days: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=int)
     years = days.astype("datetime64[Y]").astype(int) + 1970
     known = _holidays(tuple(range(int(years.min()) - 1, int(years.max()) + 2)))
+    if not len(known):
+        return np.full(len(days), NO_HOLIDAY_DAYS, dtype=int)
     position = np.searchsorted(known, days)
     after = known[np.minimum(position, len(known) - 1)]
     before = known[np.maximum(position - 1, 0)]
-    return np.minimum(np.abs(after - days), np.abs(days - before)).astype(int)
+    nearest = np.minimum(np.abs(after - days), np.abs(days - before)).astype(int)
+    return np.minimum(nearest, NO_HOLIDAY_DAYS)
 
 
 @functools.lru_cache(maxsize=1 << 16)

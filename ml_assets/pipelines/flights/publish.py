@@ -32,6 +32,17 @@ def source_table(name: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+@functools.cache
+def reference_tables() -> dict[str, pd.DataFrame]:
+    """The reference tables as the platform reads them once landed (typed by pandas)."""
+    from ml_assets.data.cleaning import parse_landed
+
+    return {
+        name: parse_landed(source_table(name).to_csv(index=False).encode(), "csv", typed=True)
+        for name in config.REFERENCE_TABLES
+    }
+
+
 def _duplicate_rows(lines: list[str]) -> list[str]:
     return lines + lines[1:6]
 

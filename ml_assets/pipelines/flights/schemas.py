@@ -5,7 +5,7 @@ The descriptions are what the Dagster UI shows as each asset's column schema.
 
 import pandera.pandas as pa
 
-from ml_assets.data.schemas import range_checks, raw_schema, rejected_schema
+from ml_assets.data.schemas import flag_columns, range_checks, raw_schema, rejected_schema
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.features import CATEGORICAL_FEATURES, STAT_NAMES, TARGET
 
@@ -89,6 +89,7 @@ FLIGHTS_CLEAN = pa.DataFrameSchema(
         "time_hour": pa.Column("datetime64[ns, UTC]", description=FLIGHT_DESCRIPTIONS["time_hour"]),
         "cancelled": pa.Column(bool, description="The flight never departed (no departure time)."),
         "diverted": pa.Column(bool, description="Departed but has no arrival delay (diverted)."),
+        **flag_columns(config.FLIGHTS),
         "scheduled_departure": pa.Column(
             f"datetime64[ns, {config.TIMEZONE}]",
             nullable=True,

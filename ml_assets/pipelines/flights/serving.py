@@ -4,7 +4,9 @@ A request carries what a scheduler knows before departure (the fields declared i
 ``pipeline.yaml``). Its features come from the same ``FeatureLookups`` the ``flight_features``
 asset uses, over the latest ``online_features`` snapshot. Lookups that miss (an unknown plane,
 route or carrier, no weather for the hour) give the documented defaults: missing values, which
-the model was trained with, and 0 recent flights; they never fail a request.
+the model was trained with, and 0 recent flights; they never fail a request. A snapshot holds
+one day's weather and statistics, so the declaration names ``date`` as the request field the
+snapshot must cover: the service warns about (or refuses) an item of another day.
 """
 
 from collections.abc import Mapping, Sequence
