@@ -177,7 +177,7 @@ def _answered(platform: LivePlatform, pipeline: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def first_models(live_platform: LivePlatform) -> FirstModels:
+def first_models(live_platform: LivePlatform, pytestconfig: pytest.Config) -> FirstModels:
     seconds: dict[str, float] = {}
 
     def every_pipeline_answers() -> bool:
@@ -190,5 +190,7 @@ def first_models(live_platform: LivePlatform) -> FirstModels:
     wait_for(every_pipeline_answers, remaining, "every pipeline's first served prediction")
     wait_for(live_platform.settled, 300, "the runs after the first deploys to finish")
     figures = ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
-    print(f"\nfirst served prediction after `ml-assets dev` started: {figures}", file=sys.stderr)
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # shown in the session's output, passed or not
+        reporter.write_line(f"first served prediction after `ml-assets dev` started: {figures}")
     return FirstModels(live_platform, seconds)

@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pytest_plugins
 
 from ml_assets.home import PROJECT_ROOT
 
 COPIED = ("ml_assets", "resources", "sensors", "jobs", "serving", "pyproject.toml",
-          "workspace.yaml", "tests/conftest.py")  # fmt: skip
+          "workspace.yaml", "tests/conftest.py",
+          *(f"tests/{plugin}.py" for plugin in pytest_plugins))  # fmt: skip
+"""The code, and the test configuration a user's new test runs with (with its plugins)."""
 
 
 @pytest.fixture(scope="module")
