@@ -190,7 +190,7 @@ def first_models(live_platform: LivePlatform, pytestconfig: pytest.Config) -> Fi
     wait_for(every_pipeline_answers, remaining, "every pipeline's first served prediction")
     wait_for(live_platform.settled, 300, "the runs after the first deploys to finish")
     figures = ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:  # shown in the session's output, passed or not
-        reporter.write_line(f"first served prediction after `ml-assets dev` started: {figures}")
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # in the session's output, passed or not
+        print(f"\nfirst served prediction after `ml-assets dev` started: {figures}", flush=True)
     return FirstModels(live_platform, seconds)
