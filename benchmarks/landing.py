@@ -62,6 +62,8 @@ from _common import (
     pipeline_names,
     target,
 )
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 PIPELINE = "flights"
 YEAR = ("2013-01-01", "2013-12-31")
@@ -71,7 +73,6 @@ HISTORY = ("2013-01-01", "2013-01-07")
 NEW_DAYS, QUICK_NEW_DAYS = 3, 1
 RATIO_TARGET = 3.0
 NEW_DAY_TARGET_S = 20.0
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 LOCATION = {"repositoryLocationName": "ml_assets", "repositoryName": "__repository__"}
 

@@ -2,8 +2,8 @@
 
 import dagster as dg
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
-
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 
 def refresh_stale_partitions() -> dg.AutomationCondition:

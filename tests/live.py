@@ -27,7 +27,6 @@ from ml_assets import pipelines
 from ml_assets.home import PROJECT_ROOT
 from serving.settings import url_env_var
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 FIRST_PREDICTION_TARGET_S = 600.0
 """Issue 10: fresh clone to first served prediction within 10 minutes on 2 cores (the

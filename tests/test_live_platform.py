@@ -16,10 +16,10 @@ the features of the 7 days after the range, which the seeding has not landed.
 from collections import Counter
 from datetime import date, timedelta
 
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from live import (
     FIRST_PREDICTION_TARGET_S,
-    RANGE_END,
-    RANGE_START,
     FirstModels,
     LivePlatform,
     tag,

@@ -42,16 +42,13 @@ def _minutes(hhmm: pd.Series) -> pd.Series:
     return (hhmm // 100) * 60 + hhmm % 100
 
 
-def _utc_offsets(zones: pd.Series, day: date) -> pd.Series:
-    """Each time zone's UTC offset in minutes at noon of ``day`` (NaN: unknown zone)."""
-    noon = datetime.combine(day, time(12))
-    offsets = {}
-    for zone in zones.dropna().unique():
-        try:
-            offsets[zone] = noon.replace(tzinfo=ZoneInfo(zone)).utcoffset().total_seconds() / 60
-        except (ZoneInfoNotFoundError, ValueError):
-            offsets[zone] = np.nan
-    return zones.map(offsets).astype("float64")
+def _utc_offset(zone: str, day: date) -> float:
+    """A time zone's UTC offset in minutes at noon of ``day`` (NaN: unknown zone)."""
+    try:
+        offset = datetime.combine(day, time(12), tzinfo=ZoneInfo(zone)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return np.nan
+    return offset.total_seconds() / 60
 
 
 def _cross_check_flights(triage: Triage, day: date, airports: pd.DataFrame) -> None:
@@ -92,8 +89,9 @@ def _cross_check_flights(triage: Triage, day: date, airports: pd.DataFrame) -> N
     on_time = (p["hour"].map(utc[0]) == p["time_hour"]) | (p["hour"].map(utc[1]) == p["time_hour"])
     triage.reject(p["hour"].notna() & ~on_time, "inconsistent:time_hour")
     zones = triage.values["dest"].map(airports.set_index("faa")["tzone"])
-    arrival = _minutes(p["arr_time"]) - _utc_offsets(zones, day)
-    departure = _minutes(p["dep_time"]) - _utc_offsets(pd.Series(config.TIMEZONE), day).iloc[0]
+    offsets = {zone: _utc_offset(zone, day) for zone in zones.dropna().unique()}
+    arrival = _minutes(p["arr_time"]) - zones.map(offsets).astype("float64")
+    departure = _minutes(p["dep_time"]) - _utc_offset(config.TIMEZONE, day)
     elapsed = (arrival - departure) % MINUTES_PER_DAY
     triage.reject(p["air_time"] > elapsed, "inconsistent:air_time")
 
