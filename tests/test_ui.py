@@ -17,7 +17,9 @@ A flow sees the run where the UI polls instead: the runs list, the asset's page,
 import re
 
 import pytest
-from live import RANGE_END, RANGE_START, FirstModels, LivePlatform, tag, wait_for
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
+from live import FirstModels, LivePlatform, tag, wait_for
 from playwright.sync_api import Page, expect
 from ui_flows import (
     Screenshots,
