@@ -1,20 +1,32 @@
-"""The prediction service vs. ``mlflow models serve``: the same registered model, one row at a time.
+"""The prediction service vs. ``mlflow models serve``, and what its log and shadow cost.
 
-Run as ``.venv/bin/python benchmarks/serving.py [--pipeline flights|taxi] [--quick]`` from the
-project root (``--home DIR`` reuses a home an earlier run kept with ``--keep``, skipping the
-build). On a temporary ``$ML_ASSETS_HOME`` a child process lands the pipeline's data with its
-publisher and materializes it through the code location's jobs (``<prefix>_reference_tables``,
-``<prefix>_data`` over the range as one run, online snapshots included when the pipeline
-declares one, then ``<prefix>_model`` with a short Optuna study); the registered version is
-then aliased ``champion``. The acceptance bar is relaxed for this run (a model up to 100% worse
-than the baseline is registered): the benchmark measures serving, not the model. Then, one
-server after the other, each in its own process with one worker:
+The same registered model, one row at a time. Run as ``.venv/bin/python benchmarks/serving.py
+[--pipeline flights|taxi] [--quick]`` from the project root (``--home DIR`` reuses a home an
+earlier run kept with ``--keep``, skipping the build). On a temporary ``$ML_ASSETS_HOME`` a child
+process lands the pipeline's data with its publisher and materializes it through the code
+location's jobs (``<prefix>_reference_tables``, ``<prefix>_data`` over the range as one run, online
+snapshots included when the pipeline declares one, then ``<prefix>_model`` with a short Optuna
+study); the registered version is then aliased ``champion``. The acceptance bar is relaxed for this
+run (a model up to 100% worse than the baseline is registered): the benchmark measures serving, not
+the model. Then, one server after the other, each in its own process with one worker:
 
-- **ours**: ``ml-assets serve PIPELINE`` (FastAPI on uvicorn; ONNX Runtime when the version has
-  a verified export, else scikit-learn), ``POST /predict`` with one row's *request* fields
-  (the pipeline's ``request_items`` of its ``requests_asset``): the service validates them,
-  looks them up in the latest online snapshot if the pipeline has one, and computes the
-  features itself;
+- **ours**, in three configurations on the same model and payloads, one after the other:
+  ``ml-assets serve PIPELINE`` (FastAPI on uvicorn; ONNX Runtime when the version has a
+  verified export, else scikit-learn), ``POST /predict`` with one row's *request* fields (the
+  pipeline's ``request_items`` of its ``requests_asset``): the service validates them, looks
+  them up in the latest online snapshot if the pipeline has one, and computes the features
+  itself.
+
+  - **plain**: ``--no-prediction-log``, the champion alone;
+  - **log**: as a user starts it, every prediction going to the prediction log (queued on the
+    request path, written as Parquet by a background thread) under
+    ``$ML_ASSETS_PREDICTION_LOG_URL``, here ``<home>/prediction_log/<configuration>``. This
+    is the configuration compared with MLflow (the "ours" rows);
+  - **log + shadow**: the log, and a challenger in shadow, scored on every request and logged,
+    never returned. It is a second registry version of the champion's own run (the same
+    model), its ``challenger`` alias set and its ``rollout_stage`` tag ``shadow``; once
+    measured, the alias points back where it was and the copy is tagged ``rolled_back``.
+
 - **MLflow**: ``mlflow models serve --env-manager local`` on the same version (the scikit-learn
   pipeline as a pyfunc), ``POST /invocations`` with the same row's *precomputed* features
   (``dataframe_split``) from the features asset. MLflow does less work per request than ours.
@@ -26,25 +38,32 @@ from its skops file with the reviewed types only, logged with
 same skops trusted types) and registered as ``<model>-predict-proba``; MLflow serves that copy
 and answers ``[p(0), p(1)]``; ours answers ``<prediction>_probability``.
 
-The payloads are real rows of the partition the service serves (its snapshot's, or the last
-one built). Every payload is first sent to both servers: their predictions (probabilities of
-the positive class) must agree within the pipeline's declared ``deploy.tolerance`` (0.01 min
-for flights, 1e-4 for taxi), each answer must name the row asked for and the version built,
-and no measured request may fail; otherwise the exit code is 1. Then each server gets the same
-load from the same lean client (raw sockets, pre-encoded requests, keep-alive): sequential
-requests on one connection, then 8 connections at once for a fixed time; latency percentiles
-and throughput are printed with the ratios against the targets (ours at most a third of
-MLflow's median latency, at least 3 times its throughput at 8 connections). Missing a target is
-reported, not an error. Both servers run without an access log. The client's own CPU use
-(share of one core) is printed beside each figure: on two cores, client and server share the
-machine. ``--quick`` builds less data, runs a 2-trial study and a short load: the same code,
-for the test suite.
+The payloads are real rows of the partition the service serves (its snapshot's, or the last one
+built). Every payload is first sent to every server: each configuration of ours must agree with
+MLflow within the pipeline's declared ``deploy.tolerance`` (0.01 min for flights, 1e-4 for
+taxi), and each answer must name the row asked for and come from the champion (never the
+shadow). Then each server gets the same load from the same lean client (raw sockets, pre-encoded
+requests, keep-alive): sequential requests on one connection, then 8 connections at once for a
+fixed time. No measured request may fail, and a configuration that logs must have logged every
+prediction it answered: once ``GET /model`` shows nothing pending, the Parquet files of its log
+hold exactly one champion row per 200 answer (by ``(request_id, item_index, model_version)``)
+and, with the shadow, as many challenger rows of the same requests with ``returned`` false;
+otherwise the exit code is 1. Latency percentiles and throughput are printed with the ratios
+against the targets: ours at most a third of MLflow's median latency and at least 3 times its
+throughput at 8 connections; the log and the shadow together adding at most 0.2 ms to plain's
+median latency and keeping at least 90% of its throughput at 8 connections (the log alone's
+figures are printed beside them). Missing a target is reported, not an error. All servers run
+without an access log. The client's own CPU use (share of one core) is printed beside each
+figure: on two cores, client and server share the machine. ``--quick`` builds less data, runs a
+2-trial study and a short load: the same code, for the test suite.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,8 +73,8 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +103,10 @@ if TYPE_CHECKING:
 
 LATENCY_TARGET = 1 / 3
 THROUGHPUT_TARGET = 3.0
+ADDED_P50_TARGET_MS = 0.2
+"""The most the prediction log and shadow scoring together may add to plain's median latency."""
+KEPT_THROUGHPUT_TARGET = 0.9
+"""The least share of plain's throughput at 8 connections they must keep."""
 PREPARED_FILE = "serving_benchmark.json"
 PROBA_SUFFIX = "-predict-proba"
 WINDOWS = {
@@ -119,6 +142,32 @@ class Prepared:
     @classmethod
     def load(cls, home: Path) -> "Prepared":
         return cls(**json.loads((home / PREPARED_FILE).read_text()))
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way of running ours on the champion."""
+
+    name: str
+    logs: bool
+    """Whether every prediction goes to the prediction log (else ``--no-prediction-log``)."""
+    shadow: bool
+    """Whether a challenger is scored in shadow beside the champion."""
+
+    @property
+    def folder(self) -> str:
+        """Its prediction log's folder under ``<home>/prediction_log``."""
+        return self.name.replace(" + ", "-")
+
+
+PLAIN, LOGGED, SHADOWED = (
+    Configuration("plain", logs=False, shadow=False),
+    Configuration("log", logs=True, shadow=False),
+    Configuration("log + shadow", logs=True, shadow=True),
+)
+CONFIGURATIONS = (PLAIN, LOGGED, SHADOWED)
+"""Ours, measured in this order; ``LOGGED`` (as ``ml-assets serve`` starts by default) is the
+one compared with MLflow."""
 
 
 # --- building the registered model (run in a child process: --prepare HOME) ------------------
@@ -436,6 +485,13 @@ class Load:
     wall_s: float
     client_cpu_s: float
     errors: int
+    unmeasured_ok: int = 0
+    """200 answers to the requests sent before measuring (the warm-up)."""
+
+    @property
+    def ok(self) -> int:
+        """The server's 200 answers in this run, warm-up included."""
+        return len(self.latencies) - self.errors + self.unmeasured_ok
 
     def percentile_ms(self, q: float) -> float:
         import numpy as np
@@ -470,11 +526,12 @@ def sequential(port: int, path: str, bodies: Sequence[bytes], warm_up: int, coun
     """``count`` requests one after the other on one connection, after ``warm_up`` of them."""
     connection = Connection(port, path)
     try:
-        _drive(connection, bodies, 0, lambda sent: sent < warm_up, [])
+        warm_up_ok = warm_up - _drive(connection, bodies, 0, lambda sent: sent < warm_up, [])
         latencies: list[float] = []
         cpu, began = time.process_time(), time.perf_counter()
         errors = _drive(connection, bodies, 0, lambda sent: sent < count, latencies)
-        return Load(latencies, time.perf_counter() - began, time.process_time() - cpu, errors)
+        wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+        return Load(latencies, wall, cpu, errors, warm_up_ok)
     finally:
         connection.close()
 
@@ -540,6 +597,7 @@ def mlflow_score(answer: dict[str, Any], positive_column: int | None) -> float:
 
 
 def parity(
+    name: str,
     pipeline: str,
     prepared: Prepared,
     ours: Sequence[dict[str, Any]],
@@ -547,7 +605,8 @@ def parity(
     ids: Sequence[str],
     checks: Checks,
 ) -> float:
-    """The largest difference between the two servers' scores; what disagrees is a failure."""
+    """The largest difference between the scores of ours (server ``name``) and MLflow's; what
+    disagrees, or comes from another version than the champion, is a failure."""
     from serving.spec import score_field
 
     declared = declaration(pipeline)
@@ -561,13 +620,13 @@ def parity(
             wrong_rows.append(f"{predicted[model.id_column]} for {expected}")
         difference = abs(float(predicted[field]) - mlflow_score(their, prepared.positive_column))
         worst = max(worst, difference if math.isfinite(difference) else math.inf)
-    checks.require(not wrong_rows, f"ours answered for other rows: {wrong_rows[:5]}")
+    checks.require(not wrong_rows, f"{name} answered for other rows: {wrong_rows[:5]}")
     checks.require(
-        versions == {prepared.version}, f"ours answered from {versions}, not v{prepared.version}"
+        versions == {prepared.version}, f"{name} answered from {versions}, not v{prepared.version}"
     )
     checks.require(
         worst <= declared.deploy.tolerance,
-        f"{field} differs by up to {worst:.4g} (tolerance {declared.deploy.tolerance:g})",
+        f"{name}: {field} differs by up to {worst:.4g} (tolerance {declared.deploy.tolerance:g})",
     )
     return worst
 
@@ -577,6 +636,8 @@ class Measured:
     name: str
     sequential: Load
     concurrent: Load
+    answered: int
+    """The server's 200 answers in all: the parity pass, the warm-up and the measured loads."""
 
 
 @dataclass(frozen=True)
@@ -603,22 +664,251 @@ def serve(
     return server, wait_ready(server, ready_paths)
 
 
-def exercise(
-    name: str, server: Server, path: str, bodies: Sequence[bytes], load: LoadSettings
-) -> tuple[list[dict[str, Any]], Measured]:
-    """Every payload once (for parity), then the sequential and the concurrent load; stops it."""
+@contextlib.contextmanager
+def stopping(server: Server) -> Iterator[Server]:
+    """The server, stopped on leaving (the next one is measured on a quiet machine)."""
     try:
-        answered = answers(server.port, path, bodies)
-        print(f"  {name}: {load.requests} sequential requests …", flush=True)
-        alone = sequential(server.port, path, bodies, load.warm_up, load.requests)
-        print(f"  {name}: {load.clients} connections for {load.seconds:g} s …", flush=True)
-        together = concurrent(server.port, path, bodies, load.clients, load.seconds)
-        return answered, Measured(name, alone, together)
+        yield server
     finally:
         stop_server(server)
 
 
-def report(ours: Measured, theirs: Measured, clients: int) -> tuple[str, list[str]]:
+def exercise(
+    name: str, server: Server, path: str, bodies: Sequence[bytes], load: LoadSettings
+) -> tuple[list[dict[str, Any]], Measured]:
+    """Every payload once (for parity), then the sequential and the concurrent load."""
+    answered = answers(server.port, path, bodies)
+    print(f"  {name}: {load.requests} sequential requests …", flush=True)
+    alone = sequential(server.port, path, bodies, load.warm_up, load.requests)
+    print(f"  {name}: {load.clients} connections for {load.seconds:g} s …", flush=True)
+    together = concurrent(server.port, path, bodies, load.clients, load.seconds)
+    return answered, Measured(name, alone, together, len(answered) + alone.ok + together.ok)
+
+
+# --- ours: plain, with the prediction log, with a shadow ---------------------------------------
+
+
+@dataclass
+class Session:
+    """What every server of one benchmark run shares."""
+
+    home: Path
+    pipeline: str
+    prepared: Prepared
+    env: Mapping[str, str]
+    load: LoadSettings
+    checks: Checks
+    servers: list[Server]
+    """Every server started (the benchmark stops whatever is still running on exit)."""
+    payloads: Payloads | None = None
+    """Built once the first server says which snapshot it serves."""
+
+
+@dataclass
+class OursRun:
+    configuration: Configuration
+    described: dict[str, Any]
+    """``GET /model`` once it was ready."""
+    ready_s: float
+    answers: list[dict[str, Any]]
+    measured: Measured
+    logged: str | None
+    """What its prediction log holds (None: it logs nothing)."""
+
+
+@contextlib.contextmanager
+def shadow_challenger(name: str, champion: str) -> Iterator[str]:
+    """A second registry version of the champion's own run (the same model), aliased
+    ``challenger`` and tagged ``rollout_stage=shadow``, so a service that starts serves it in
+    shadow; on leaving, the alias points where it did and the copy is tagged ``rolled_back``,
+    so later services serve the champion alone."""
+    import io
+    import logging
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.deployment import registry
+    from ml_assets.monitoring import ROLLED_BACK
+    from resources.mlflow_tracking import MlflowTracking, tracking_uri
+    from serving.challenger import SHADOW, STAGE_TAG
+
+    MlflowTracking(tracking_uri=tracking_uri()).use()
+    client = MlflowClient()
+    source = client.get_model_version(name, champion)
+    tags = {k: v for k, v in source.tags.items() if k != STAGE_TAG}
+    tags["serving_benchmark"] = f"shadow copy of v{champion}"
+    # MLflow's notes on registering ("already exists", "Created version", and that the run's
+    # model is a logged model): a line of ours says what was registered
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    with contextlib.redirect_stderr(io.StringIO()):
+        registered = mlflow.register_model(f"runs:/{source.run_id}/model", name, tags=tags)
+    copy = str(registered.version)
+    print(f"registered {name} v{copy}: v{champion}'s run again, to serve in shadow", flush=True)
+    before = registry.alias_version(name, registry.CHALLENGER)
+    try:
+        client.set_registered_model_alias(name, registry.CHALLENGER, copy)
+        registry.set_stage(name, copy, SHADOW, "serving benchmark: the shadow's cost")
+        yield copy
+    finally:
+        registry.set_stage(name, copy, ROLLED_BACK, "serving benchmark: measured")
+        if before is None:
+            client.delete_registered_model_alias(name, registry.CHALLENGER)
+        else:
+            client.set_registered_model_alias(name, registry.CHALLENGER, before)
+
+
+def ours_command(pipeline: str, configuration: Configuration) -> list[str]:
+    return [
+        str(BIN / "ml-assets"), "serve", pipeline, "--port", "{port}", "--log-level", "warning",
+        *([] if configuration.logs else ["--no-prediction-log"]),
+    ]  # fmt: skip
+
+
+IDENTITY = ["request_id", "item_index", "model_version"]
+"""What identifies a logged prediction (``serving.prediction_log.COLUMNS``)."""
+
+
+def settled_log(server: Server, rows: int, timeout_s: float = 30.0) -> tuple[dict[str, Any], float]:
+    """``GET /model`` once its prediction log has nothing pending and has written ``rows``
+    predictions (``pending`` drops when the writer takes a batch, before its files exist), or
+    after ``timeout_s``; and the seconds waited."""
+    began = time.perf_counter()
+    while True:
+        described = get_json(server.port, "/model")
+        figures = described["prediction_log"]
+        waited = time.perf_counter() - began
+        if (figures["pending"] == 0 and figures["written"] >= rows) or waited > timeout_s:
+            return described, waited
+        time.sleep(0.05)
+
+
+def check_log(
+    name: str, server: Server, folder: Path, measured: Measured, champion: str,
+    shadow: str | None, checks: Checks,
+) -> str:  # fmt: skip
+    """Once written, the log's files must hold one champion prediction per 200 answer (each
+    once, returned) and, with a shadow, one challenger prediction of each of the same requests
+    (never returned); a summary line."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    answered = measured.answered
+    described, waited = settled_log(server, answered * (2 if shadow else 1))
+    figures = described["prediction_log"]
+    columns = [*IDENTITY, "role", "returned"]
+    files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
+    rows = (
+        pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files])
+        if files
+        else pd.DataFrame({c: [] for c in columns})
+    )
+    champions, challengers = (rows[rows["role"] == role] for role in ("champion", "challenger"))
+    logged = f"ours ({name}) logged"
+    checks.require(
+        len(champions) == answered,
+        f"{logged} {len(champions)} champion predictions for {answered} answers ({figures})",
+    )
+    checks.require(
+        set(champions["model_version"]) <= {champion} and bool(champions["returned"].all()),
+        f"{logged} champion predictions of {set(champions['model_version'])} (v{champion}), "
+        f"{int((~champions['returned'].astype(bool)).sum())} of them not returned",
+    )
+    repeated = int(rows.duplicated(IDENTITY).sum())
+    checks.require(not repeated, f"{logged} {repeated} predictions more than once")
+    checks.require(
+        len(challengers) == (answered if shadow else 0),
+        f"{logged} {len(challengers)} challenger predictions, "
+        f"{'one per answer' if shadow else 'with no challenger'} expected",
+    )
+    once = f"{repeated} repeated" if repeated else "each once"
+    summary = (
+        f"logged ({name}): {len(champions)} champion predictions for {answered} answers, {once}"
+    )
+    if shadow:
+        checks.require(
+            set(challengers["model_version"]) <= {shadow}
+            and not challengers["returned"].astype(bool).any()
+            and set(challengers["request_id"]) == set(champions["request_id"]),
+            f"{logged} challenger predictions of {set(challengers['model_version'])} (v{shadow}), "
+            f"{int(challengers['returned'].astype(bool).sum())} returned, or of other requests",
+        )
+        stats = described["rollout"]["challenger"]
+        checks.require(
+            stats["requests"] == answered and stats["errors"] == 0,
+            f"the shadow scored {stats['requests']} requests ({stats['errors']} errors), "
+            f"not {answered}",
+        )
+        summary += (
+            f"; {len(challengers)} shadow (v{shadow}) predictions of the same requests, none "
+            f"returned; shadow scoring p50 {stats['latency_p50_ms']:.3f} ms "
+            f"(p95 {stats['latency_p95_ms']:.3f}) in GET /model"
+        )
+    return (
+        f"{summary}; {len(files)} files, {figures['dropped']} dropped, "
+        f"{figures['write_failures']} failed writes; written {waited:.1f} s after the load"
+    )
+
+
+def run_ours(session: Session, configuration: Configuration, shadow: str | None) -> OursRun:
+    """Ours in ``configuration`` (``shadow``: the challenger version it must serve in shadow):
+    started, described, exercised, its prediction log checked, stopped."""
+    from ml_assets.home import PREDICTION_LOG_ENV_VAR
+
+    prepared, checks, name = session.prepared, session.checks, configuration.name
+    folder = session.home / "prediction_log" / configuration.folder
+    shutil.rmtree(folder, ignore_errors=True)  # what an earlier run on a reused home logged
+    server, ready = serve(
+        f"ml-assets serve ({name})",
+        ours_command(session.pipeline, configuration),
+        {**session.env, PREDICTION_LOG_ENV_VAR: str(folder)},
+        session.home / f"serve_ours_{configuration.folder}.log",
+        ["/ready"],
+        session.servers,
+    )
+    with stopping(server):
+        described = get_json(server.port, "/model")
+        first = session.payloads is None
+        if first:
+            partition = described.get("snapshot") or prepared.partition
+            session.payloads = build_payloads(session.pipeline, partition, session.load.payloads)
+        payloads = session.payloads
+        rollout = described["rollout"]
+        challenger = (rollout["challenger"] or {}).get("version")
+        print(
+            f"ours ({name}): ready in {ready:.1f} s; {described['name']} v{described['version']} "
+            f"on {described['predictor']}, snapshot {described['snapshot']}"
+            + (f", v{challenger} in {rollout['stage']}" if challenger else "")
+            + (f"; {len(payloads.ours)} rows of {payloads.partition} as payloads" if first else ""),
+            flush=True,
+        )
+        checks.require(
+            described["version"] == prepared.version,
+            f"ours ({name}) serves v{described['version']}, the champion is v{prepared.version}",
+        )
+        expected = ("shadow", shadow) if shadow else ("full", None)
+        checks.require(
+            (rollout["stage"], challenger) == expected,
+            f"ours ({name}) serves stage {rollout['stage']} with challenger {challenger}, "
+            f"not {expected}",
+        )
+        checks.require(
+            ("prediction_log" in described) == configuration.logs,
+            f"ours ({name}) {'does not log' if configuration.logs else 'logs'} its predictions",
+        )
+        answered, measured = exercise(name, server, "/predict", payloads.ours, session.load)
+        logged = (
+            check_log(name, server, folder, measured, prepared.version, shadow, checks)
+            if configuration.logs
+            else None
+        )
+    return OursRun(configuration, described, ready, answered, measured, logged)
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def load_table(measured: Sequence[Measured], clients: int, label: str) -> str:
     rows = [
         (
             m.name,
@@ -626,21 +916,26 @@ def report(ours: Measured, theirs: Measured, clients: int) -> tuple[str, list[st
             len(load.latencies),
             load.errors,
             load.percentile_ms(50),
+            load.percentile_ms(95),
             load.percentile_ms(99),
             load.throughput,
             load.client_cpu_s / load.wall_s,
         )
-        for m in (ours, theirs)
+        for m in measured
         for mode, load in (
             ("sequential, 1 connection", m.sequential),
             (f"{clients} connections", m.concurrent),
         )
     ]
-    rendered = table(
-        ("server", "load", "requests", "errors", "p50 ms", "p99 ms", "req/s", "client CPU"),
+    return table(
+        (label, "load", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s", "client CPU"),
         rows,
-        floatfmt=(None, None, None, None, ".3f", ".3f", ".0f", ".0%"),
+        floatfmt=(None, None, None, None, ".3f", ".3f", ".3f", ".0f", ".0%"),
     )
+
+
+def report(ours: Measured, theirs: Measured, clients: int) -> tuple[str, list[str]]:
+    """Ours against MLflow: the table and the target lines."""
     latency = ours.sequential.percentile_ms(50) / theirs.sequential.percentile_ms(50)
     throughput = ours.concurrent.throughput / theirs.concurrent.throughput
     lines = [
@@ -653,7 +948,42 @@ def report(ours: Measured, theirs: Measured, clients: int) -> tuple[str, list[st
             f"{THROUGHPUT_TARGET:g}",
         ),
     ]
-    return rendered, lines
+    return load_table([ours, theirs], clients, "server"), lines
+
+
+def cost_report(runs: Mapping[Configuration, Measured], clients: int) -> tuple[str, list[str]]:
+    """What the prediction log and the shadow cost against plain: the table and the lines."""
+    plain = runs[PLAIN]
+
+    def added_ms(m: Measured, q: float) -> float:
+        return m.sequential.percentile_ms(q) - plain.sequential.percentile_ms(q)
+
+    def kept(m: Measured) -> float:
+        return m.concurrent.throughput / plain.concurrent.throughput
+
+    logged, both = runs[LOGGED], runs[SHADOWED]
+    lines = [
+        target(
+            "p50 added by the prediction log and the shadow, ms (sequential)",
+            added_ms(both, 50),
+            ADDED_P50_TARGET_MS,
+            True,
+            f"{ADDED_P50_TARGET_MS:g} ms",
+        ),
+        target(
+            f"throughput at {clients} connections, log + shadow / plain",
+            kept(both),
+            KEPT_THROUGHPUT_TARGET,
+            False,
+            f"{KEPT_THROUGHPUT_TARGET:g}",
+        ),
+        *(
+            f"{m.name} vs plain: p50 {added_ms(m, 50):+.3f} ms, p95 {added_ms(m, 95):+.3f} ms, "
+            f"throughput at {clients} connections {kept(m):.3f} of plain's"
+            for m in (logged, both)
+        ),
+    ]
+    return load_table([runs[c] for c in CONFIGURATIONS], clients, "ours"), lines
 
 
 def main() -> int:
@@ -666,13 +996,13 @@ def main() -> int:
     parser.add_argument("--warm-up", type=int, help="requests before measuring (200; 20)")
     parser.add_argument("--requests", type=int, help="sequential requests (2000; 200)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
-    parser.add_argument("--seconds", type=float, help="concurrent load duration (10; 2)")
+    parser.add_argument("--seconds", type=float, help="concurrent load duration (10; 1)")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
         prepare(args.prepare, args.pipeline, args.quick)
         return 0
-    defaults = (50, 20, 200, 2.0) if args.quick else (200, 200, 2000, 10.0)
+    defaults = (50, 20, 200, 1.0) if args.quick else (200, 200, 2000, 10.0)
     given = (args.payloads, args.warm_up, args.requests, args.seconds)
     payloads, warm_up, requests, seconds = (
         default if value is None else value for value, default in zip(given, defaults, strict=True)
@@ -686,41 +1016,29 @@ def benchmark(home: Path, pipeline: str, quick: bool, load: LoadSettings, reuse:
     began = time.perf_counter()
     env = enter_home(home)
     warnings.simplefilter("ignore")  # Dagster's beta/preview notes on importing the platform
-    servers: list[Server] = []
     checks = Checks()
+    session: Session | None = None
     try:
         if not reuse:
             build_home(home, env, pipeline, quick)
         from resources.mlflow_tracking import tracking_uri
 
         prepared = Prepared.load(home)
+        declared = declaration(pipeline)
         print(f"{os.cpu_count()} CPUs; load average {load_average()}", flush=True)
         if note := bytecode_note():
             print(note)
-        ours, ours_ready = serve(
-            "ml-assets serve",
-            [str(BIN / "ml-assets"), "serve", pipeline, "--port", "{port}",
-             "--log-level", "warning"],
-            env,
-            home / "serve_ours.log",
-            ["/ready"],
-            servers,
-        )  # fmt: skip
-        described = get_json(ours.port, "/model")
-        payloads = build_payloads(
-            pipeline, described.get("snapshot") or prepared.partition, load.payloads
-        )
-        print(
-            f"ours: ready in {ours_ready:.1f} s; {described['name']} v{described['version']} on "
-            f"{described['predictor']}, snapshot {described['snapshot']}; "
-            f"{len(payloads.ours)} rows of {payloads.partition} as payloads",
-            flush=True,
-        )
-        checks.require(
-            described["version"] == prepared.version,
-            f"ours serves v{described['version']}, the champion is v{prepared.version}",
-        )
-        ours_answers, ours_measured = exercise("ours", ours, "/predict", payloads.ours, load)
+        session = Session(home, pipeline, prepared, env, load, checks, [])
+        runs: dict[Configuration, OursRun] = {}
+        for configuration in CONFIGURATIONS:
+            with (
+                shadow_challenger(declared.model.registered_model_name, prepared.version)
+                if configuration.shadow
+                else contextlib.nullcontext()
+            ) as shadow:
+                runs[configuration] = run_ours(session, configuration, shadow)
+        payloads = session.payloads
+        assert payloads is not None
 
         theirs, theirs_ready = serve(
             "mlflow models serve",
@@ -730,19 +1048,26 @@ def benchmark(home: Path, pipeline: str, quick: bool, load: LoadSettings, reuse:
             {**env, "MLFLOW_TRACKING_URI": tracking_uri(), "UVICORN_ACCESS_LOG": "false"},
             home / "serve_mlflow.log",
             ["/ping", "/health"],
-            servers,
+            session.servers,
         )  # fmt: skip
         print(f"MLflow: ready in {theirs_ready:.1f} s; {prepared.mlflow_model}", flush=True)
-        theirs_answers, theirs_measured = exercise(
-            "MLflow", theirs, "/invocations", payloads.mlflow, load
-        )
+        with stopping(theirs):
+            theirs_answers, theirs_measured = exercise(
+                "MLflow", theirs, "/invocations", payloads.mlflow, load
+            )
 
-        worst = parity(pipeline, prepared, ours_answers, theirs_answers, payloads.ids, checks)
-        for m in (ours_measured, theirs_measured):
+        worst = max(
+            parity(f"ours ({c.name})", pipeline, prepared, run.answers, theirs_answers,
+                   payloads.ids, checks)
+            for c, run in runs.items()
+        )  # fmt: skip
+        ours = replace(runs[LOGGED].measured, name="ours")
+        for m in (*(run.measured for run in runs.values()), theirs_measured):
             failed = m.sequential.errors + m.concurrent.errors
             checks.require(not failed, f"{m.name} answered {failed} measured requests with errors")
-        rendered, ratios = report(ours_measured, theirs_measured, load.clients)
-        declared = declaration(pipeline)
+        rendered, ratios = report(ours, theirs_measured, load.clients)
+        costs, cost_lines = cost_report({c: run.measured for c, run in runs.items()}, load.clients)
+        described = runs[LOGGED].described
         copy = (
             f" (a copy logged with pyfunc_predict_fn='predict_proba', positive class in column "
             f"{prepared.positive_column})"
@@ -756,17 +1081,27 @@ def benchmark(home: Path, pipeline: str, quick: bool, load: LoadSettings, reuse:
             "payloads: ours gets request fields (validated, features computed per request"
             f"{', looked up in the online snapshot' if described['snapshot'] else ''}); "
             "MLflow gets the precomputed model inputs\n"
-            f"parity on {len(ours_answers)} rows: max |ours - MLflow| = {worst:.2e} "
-            f"(tolerance {declared.deploy.tolerance:g})"
+            f"parity on {len(theirs_answers)} rows: max |ours - MLflow| = {worst:.2e} "
+            f"(tolerance {declared.deploy.tolerance:g}; each of "
+            f"{', '.join(c.name for c in CONFIGURATIONS)})"
         )
-        print(f"\n{rendered}\n")
+        print(
+            "\nours against MLflow (ours: the log configuration, as ml-assets serve starts):"
+            f"\n{rendered}\n"
+        )
         print("\n".join(ratios))
+        print(
+            "\nwhat the prediction log and a shadow (a second version of the same model) cost, "
+            f"against plain (--no-prediction-log):\n{costs}\n"
+        )
+        print("\n".join(cost_lines))
+        print("\n".join(run.logged for run in runs.values() if run.logged))
         if quick:
             print("(quick mode: targets are reported, never a failure)")
         print(f"\nwall time {time.perf_counter() - began:.0f} s")
         return checks.report()
     finally:
-        for server in servers:
+        for server in session.servers if session is not None else []:
             stop_server(server)
 
 

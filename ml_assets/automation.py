@@ -1,12 +1,16 @@
 """The platform's automation conditions, in one place: data layers, model layer, deploys."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 
-def refresh_stale_partitions() -> dg.AutomationCondition:
+def refresh_stale_partitions(
+    may_be_missing: Sequence[dg.AssetKey] = (),
+) -> dg.AutomationCondition:
     """Materialize each partition that is missing or whose upstream or code changed, once it can.
 
     ``AutomationCondition.eager()`` only looks at the latest time partition and only at data
@@ -18,16 +22,20 @@ def refresh_stale_partitions() -> dg.AutomationCondition:
     - a partition is requested again when an input partition is updated or its code_version
       changes;
     - never while the partition or an input is in progress, while a run that is not finished
-      targets the partition (``TargetedByUnfinishedRun``), while an input is missing, or while a
+      targets the partition (``TargetedByUnfinishedRun``), while an input is missing (except
+      those in ``may_be_missing``: inputs that exist only for some partitions), or while a
       blocking check of any input partition it reads (the day and its history) has not passed.
     """
     condition = dg.AutomationCondition
+    deps_missing = condition.any_deps_missing()
+    if may_be_missing:
+        deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
     return (
         (
             (condition.missing() & ~condition.execution_failed())
             | (condition.any_deps_updated() | condition.code_version_changed()).since_last_handled()
         )
-        & ~condition.any_deps_missing()
+        & ~deps_missing
         & ~condition.any_deps_in_progress()
         & ~condition.in_progress()
         & ~TargetedByUnfinishedRun()
@@ -127,12 +135,48 @@ class PartitionsMaterialized(dg.AutomationCondition):
         )
 
 
+class CheckFailedSince(dg.AutomationCondition):
+    """True when ``check`` has failed (on any partition) since the target was last
+    materialized: how a degraded live model asks for retraining.
+
+    A check of another asset is not a dependency, so no built-in condition reads it; this one
+    reads the check's newest failed execution from the instance (in the code server)."""
+
+    def __init__(self, check: dg.AssetCheckKey) -> None:
+        self.check = check
+
+    @property
+    def name(self) -> str:
+        return f"check_failed_since_materialized({self.check.to_user_string()})"
+
+    def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
+        from dagster._core.storage.asset_check_execution_record import (
+            AssetCheckExecutionRecordStatus,
+        )
+
+        instance = context.asset_graph_view.instance
+        failed = instance.event_log_storage.get_asset_check_execution_history(
+            self.check, limit=1, status={AssetCheckExecutionRecordStatus.FAILED}
+        )
+        latest = instance.get_latest_materialization_event(context.key)
+        since = latest.timestamp if latest is not None else 0.0
+        fired = bool(failed) and failed[0].create_timestamp > since
+        return dg.AutomationResult(
+            context, context.candidate_subset if fired else context.get_empty_subset()
+        )
+
+
 def retrain_on_schedule(
-    cron: str, features: dg.AssetKey, minimum: int, window: tuple[str, str]
+    cron: str,
+    features: dg.AssetKey,
+    minimum: int,
+    window: tuple[str, str],
+    degraded: dg.AssetCheckKey | None = None,
 ) -> dg.AutomationCondition:
     """Train once the training ``window`` first holds ``minimum`` feature partitions (a
-    newcomer's first model, without waiting for the cron); then retrain when the cron ticks or
-    the code changes; never while the features are being written."""
+    newcomer's first model, without waiting for the cron); then retrain when the cron ticks,
+    the code changes or the live model's ``degraded`` check fails; never while the features
+    are being written."""
     condition = dg.AutomationCondition
     first = (
         condition.missing()
@@ -142,9 +186,22 @@ def retrain_on_schedule(
     scheduled = (
         condition.cron_tick_passed(cron) | condition.code_version_changed()
     ).since_last_handled()
+    if degraded is not None:
+        scheduled = scheduled | CheckFailedSince(degraded)
     return (
         (first | scheduled) & ~condition.in_progress() & ~condition.any_deps_in_progress()
     ).with_label(f"retrain_on_schedule({cron})")
+
+
+def summarize_upstream() -> dg.AutomationCondition:
+    """Run after any upstream partition updates (an unpartitioned summary of partitions, some
+    of which may never exist)."""
+    condition = dg.AutomationCondition
+    return (
+        (condition.any_deps_updated() | condition.code_version_changed()).since_last_handled()
+        & ~condition.any_deps_in_progress()
+        & ~condition.in_progress()
+    ).with_label("summarize_upstream")
 
 
 def follow_upstream() -> dg.AutomationCondition:

@@ -7,6 +7,8 @@
   partitions of every pipeline whose landing zone is empty);
 - ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store;
 - ``ml-assets serve PIPELINE`` starts the prediction service for the pipeline's champion;
+- ``ml-assets rollout PIPELINE [--promote | --roll-back]`` shows where a staged rollout
+  stands and what the declared bars decide, or carries out a person's decision;
 - ``ml-assets new-pipeline NAME`` writes a runnable skeleton of a new pipeline.
 """
 
@@ -125,11 +127,48 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     os.execvp(command[0], command)
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    """Print the rollout's state and decision; with an action, run the pipeline's rollout job
+    on the instance (``$DAGSTER_HOME``), so the UI records it."""
+    import json
+
+    import dagster as dg
+
+    from jobs.rollout import build_rollout_job
+    from ml_assets import pipelines
+    from ml_assets.deployment import staged_rollout
+    from resources.platform import platform_resources
+
+    declared = pipelines.declaration(args.pipeline)
+    resources = platform_resources([pipelines.declaration(n) for n in pipelines.names()])
+    endpoint = resources["prediction_services"].endpoint(args.pipeline)
+    state = staged_rollout.challenger_state(endpoint)
+    if state is None:
+        print(f"No version of {args.pipeline} is rolling out (or its service does not answer).")
+        return 1 if (args.promote or args.roll_back) else 0
+    stage, stats = state
+    decision = staged_rollout.decide(stage, stats, declared.rollout)
+    shown = {"stage": stage, "challenger": stats, "decision": decision.__dict__}
+    print(json.dumps(shown, indent=2))
+    if not (args.promote or args.roll_back):
+        return 0
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    action = "promote" if args.promote else "roll_back"
+    result = build_rollout_job(declared).execute_in_process(
+        run_config={"ops": {f"{declared.prefix}_advance_rollout": {"config": {"action": action}}}},
+        resources=resources,
+        instance=dg.DagsterInstance.get(),
+        raise_on_error=False,
+    )
+    print(f"{action}: {'done' if result.success else 'failed'} (run {result.run_id})")
+    return 0 if result.success else 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ml_assets import pipelines
-    from ml_assets.home import online_store_url
+    from ml_assets.home import online_store_url, prediction_log_url
     from resources.mlflow_tracking import MlflowTracking, tracking_uri
     from resources.table_snapshots import TableSnapshots
     from serving.app import create_app
@@ -139,7 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
     MlflowTracking(tracking_uri=tracking_uri()).use()
     declared = pipelines.declaration(args.pipeline)
     served = served_model(declared, pipelines.serving_hooks(args.pipeline), args.max_batch)
-    app = create_app(served, TableSnapshots(online_store_url()), admin_token())
+    log_url = None if args.no_prediction_log else prediction_log_url()
+    app = create_app(served, TableSnapshots(online_store_url()), admin_token(), log_url)
     port = args.port or declared.serving.port
     print(f"{args.pipeline} prediction service on http://{args.host}:{port}", flush=True)
     uvicorn.run(
@@ -203,7 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="default: the pipeline's declared port")
     serve.add_argument("--max-batch", type=int, help="most items per request")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--no-prediction-log",
+        action="store_true",
+        help="do not log predictions (monitoring then sees only batch predictions)",
+    )
     serve.set_defaults(run=_serve)
+
+    rollout = commands.add_parser("rollout", help="a staged rollout: where it stands, or act")
+    rollout.add_argument("pipeline", choices=registered)
+    act = rollout.add_mutually_exclusive_group()
+    act.add_argument("--promote", action="store_true", help="make the challenger the champion")
+    act.add_argument("--roll-back", action="store_true", help="take the challenger out")
+    rollout.set_defaults(run=_rollout)
 
     new = commands.add_parser("new-pipeline", help="write a runnable skeleton of a new pipeline")
     new.add_argument("name", help="the pipeline's name: lower case letters, digits, _")

@@ -4,6 +4,7 @@ import dagster as dg
 
 from ml_assets import pipelines
 from ml_assets.executor import forkserver_or_in_process_executor
+from ml_assets.monitoring.alerts import build_alerts_sensor
 from ml_assets.platform import pipeline_definitions
 from resources.platform import platform_resources
 
@@ -31,7 +32,8 @@ def _platform() -> dg.Definitions:
                 minimum_interval_seconds=10,
                 # conditions of our own (PartitionsMaterialized) run where the code is
                 use_user_code_server=True,
-            )
+            ),
+            build_alerts_sensor(),
         ],
     )
 

@@ -13,6 +13,7 @@ HOME_ENV_VAR = "ML_ASSETS_HOME"
 LANDING_ENV_VAR = "ML_ASSETS_LANDING_URL"
 WAREHOUSE_ENV_VAR = "ML_ASSETS_WAREHOUSE_URL"
 ONLINE_STORE_ENV_VAR = "ML_ASSETS_ONLINE_STORE_URL"
+PREDICTION_LOG_ENV_VAR = "ML_ASSETS_PREDICTION_LOG_URL"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +38,12 @@ def online_store_url() -> str:
     """Where online feature snapshots live: ``$ML_ASSETS_ONLINE_STORE_URL`` or
     ``<warehouse>/online``."""
     return os.environ.get(ONLINE_STORE_ENV_VAR) or f"{warehouse_url().rstrip('/')}/online"
+
+
+def prediction_log_url() -> str:
+    """Where the prediction services append what they served: ``$ML_ASSETS_PREDICTION_LOG_URL``
+    or ``<home>/prediction_log``."""
+    return os.environ.get(PREDICTION_LOG_ENV_VAR) or str(ml_assets_home() / "prediction_log")
 
 
 def dagster_home() -> Path:

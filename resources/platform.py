@@ -11,6 +11,7 @@ from typing import Any
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment.endpoint import PredictionServices
 from ml_assets.home import online_store_url, warehouse_url
+from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import MlflowTracking, tracking_uri
@@ -36,4 +37,5 @@ def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, An
         "prediction_services": PredictionServices(
             urls={p.name: serving_url(p.name, p.serving.port) for p in pipelines}
         ),
+        "alert_webhook": AlertWebhook(url=alert_webhook_url()),
     }

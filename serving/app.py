@@ -5,14 +5,21 @@
   as much as scoring it); ``serving.openapi`` describes it in ``/openapi.json`` all the same.
   Where features are looked up in a snapshot by date, an item dated outside the loaded
   snapshot gets a ``date_outside_snapshot`` warning beside its prediction, or a 422, as the
-  declaration's ``serving.outside_snapshot`` says.
+  declaration's ``serving.outside_snapshot`` says. Every answer carries a ``request_id``;
+  every prediction goes to the prediction log (``serving.prediction_log``), off the request
+  path. An admin's request with ``x-model-version`` is answered by that loaded version.
+- A challenger rolling out (``serving.challenger``) is scored on the same columns beside the
+  champion: in shadow it is logged, never returned; as a canary it answers its share of
+  request keys. Its errors, latency and agreement are in ``GET /model`` and ``/metrics``.
 - ``GET /health`` (the process answers, and for which pipeline), ``GET /ready`` (a model is
-  live), ``GET /model`` (version, run, trained-on partitions), ``GET /metrics`` (Prometheus).
-- ``POST /admin/reload`` (bearer token): load the champion (or a given version) and the latest
-  online feature snapshot beside the live model, score the warm-up items, then swap the two
-  in one assignment, so every response comes wholly from the old model or the new one and no
-  request fails during a rollout. A model that cannot be loaded or scores the warm-up items
-  badly is rejected and the live one stays.
+  live), ``GET /model`` (version, run, trained-on partitions, rollout, prediction log),
+  ``GET /metrics`` (Prometheus).
+- ``POST /admin/reload`` (bearer token): load the champion (or a given version), the
+  challenger the registry says is rolling out, and the latest online feature snapshot beside
+  the live ones, score the warm-up items, then swap them in one assignment, so every response
+  comes wholly from the old models or the new ones and no request fails during a rollout. A
+  model that cannot be loaded or scores the warm-up items badly is rejected and the live one
+  stays.
 """
 
 import asyncio
@@ -20,6 +27,8 @@ import datetime as dt
 import hmac
 import json
 import logging
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +41,19 @@ from pydantic import TypeAdapter, ValidationError
 
 from resources.table_snapshots import TableSnapshots
 from serving import openapi
+from serving.challenger import STAGE_TAG, STAGES, Challenger, agreeing
 from serving.metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
+from serving.prediction_log import PredictionLog, Scored
 from serving.predictors import LoadedModel, NoChampion, load_version, resolve_alias
 from serving.spec import ServedModel
 
-CHAMPION = "champion"
+CHAMPION, CHALLENGER = "champion", "challenger"
 API_VERSION = "1"
 """The version of the service's API (``info.version`` of its OpenAPI document)."""
 BYTES_PER_ITEM = 1024
 """Request bodies above ``max_batch`` items of this size are refused before parsing (413)."""
+FORCED_VERSION = "x-model-version"
+"""Header of an admin's request naming the loaded version that must answer it."""
 INLINE_ITEMS = 32
 """Larger batches are scored on a worker thread, so single requests are not held up."""
 log = logging.getLogger("serving")
@@ -55,6 +68,8 @@ class Live:
     snapshot: str | None
     covers: tuple[dt.date, dt.date] | None = None
     """The dates ``[first, end)`` the snapshot holds lookups for (None: no date check)."""
+    challenger: Challenger | None = None
+    """The version rolling out beside the champion, if any (scored on the same columns)."""
 
 
 class ReloadRejected(Exception):
@@ -62,8 +77,14 @@ class ReloadRejected(Exception):
 
 
 class Service:
-    def __init__(self, served: ServedModel, snapshots: TableSnapshots, token: str) -> None:
-        self.served, self.snapshots, self.token = served, snapshots, token
+    def __init__(
+        self,
+        served: ServedModel,
+        snapshots: TableSnapshots,
+        token: str,
+        log: PredictionLog | None = None,
+    ) -> None:
+        self.served, self.snapshots, self.token, self.log = served, snapshots, token, log
         self.live: Live | None = None
         self.reloading = asyncio.Lock()
         self.one = TypeAdapter(served.request)
@@ -90,7 +111,34 @@ class Service:
             raise ReloadRejected(f"{name} v{version} gave non-finite warm-up predictions")
         dates = self.served.snapshot_dates
         covers = dates(snapshot) if dates is not None and snapshot is not None else None
-        return Live(model, lookups, snapshot, covers)
+        challenger = self._challenger(version, self.served.columns(lookups, warm_up))
+        return Live(model, lookups, snapshot, covers, challenger)
+
+    def _challenger(self, champion: str, warm_up: Any) -> Challenger | None:
+        """The ``challenger`` alias's version when the registry says it is rolling out (its
+        ``rollout_stage`` tag), loaded and warmed up like the champion; None otherwise."""
+        from mlflow.tracking import MlflowClient
+
+        name = self.served.registered_model
+        try:
+            version = resolve_alias(name, CHALLENGER)
+        except NoChampion:
+            return None
+        if version == champion:
+            return None
+        stage = MlflowClient().get_model_version(name, version).tags.get(STAGE_TAG)
+        if stage not in STAGES:
+            return None
+        try:
+            model = load_version(name, version, self.served.features, self.served.task)
+            scores = model.predictor.predict(warm_up)
+        except Exception as error:
+            raise ReloadRejected(
+                f"{name} v{version} ({stage}): {type(error).__name__}: {error}"
+            ) from error
+        if not np.all(np.isfinite(scores)):
+            raise ReloadRejected(f"{name} v{version} ({stage}) gave non-finite warm-up predictions")
+        return Challenger(model, stage)
 
     def _lookups(self) -> tuple[Any, str | None]:
         """The latest complete snapshot's lookups and its partition (None, None without one)."""
@@ -118,12 +166,57 @@ class Service:
             "snapshot": live.snapshot,
             "loaded_at": model.loaded_at,
             "ready": True,
+            "rollout": self._rollout(live),
+            **({"prediction_log": self.log.figures()} if self.log is not None else {}),
+        }
+
+    def _rollout(self, live: Live) -> dict[str, Any]:
+        challenger = live.challenger
+        if challenger is None:
+            return {"stage": "full", "challenger": None}
+        return {
+            "stage": challenger.stage,
+            "canary_share": self.served.rollout.canary_share,
+            "challenger": {
+                "version": challenger.model.version,
+                "run_id": challenger.model.run_id,
+                **challenger.stats.summary(),
+            },
         }
 
 
-def _score(live: Live, served: ServedModel, items: list) -> tuple[Any, np.ndarray]:
+@dataclass(frozen=True)
+class Scores:
+    """A request scored: the champion's scores and, beside them, the challenger's."""
+
+    columns: Any
+    champion: np.ndarray
+    challenger: np.ndarray | None = None
+    challenger_ms: float = 0.0
+    challenger_failed: bool = False
+
+
+def _score(live: Live, served: ServedModel, items: list) -> Scores:
+    """Score ``items`` with the champion and, on the same columns, the challenger; a failing
+    challenger is counted, never felt by the caller."""
     columns = served.columns(live.lookups, items)
-    return columns, live.model.predictor.predict(columns) if items else np.zeros(0)
+    predictor = live.model.predictor
+    inputs = predictor.inputs(columns) if items else None
+    champion = predictor.predict_inputs(inputs) if items else np.zeros(0)
+    challenger = live.challenger
+    if challenger is None or not items:
+        return Scores(columns, champion)
+    began = time.perf_counter()
+    try:
+        other = challenger.model.predictor
+        shared = inputs if other.kind == predictor.kind else other.inputs(columns)
+        scores = other.predict_inputs(shared)
+        if len(scores) != len(items) or not np.all(np.isfinite(scores)):
+            raise ValueError("non-finite or missing scores")
+    except Exception as error:
+        log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
+        return Scores(columns, champion, challenger_failed=True)
+    return Scores(columns, champion, scores, (time.perf_counter() - began) * 1000)
 
 
 def _outside(served: ServedModel, live: Live, items: Sequence[Any]) -> list[int]:
@@ -182,6 +275,78 @@ def _answers(
     ]
 
 
+def _authorized(service: Service, request: Request) -> bool:
+    given = request.headers.get("authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {service.token}".encode())
+
+
+def _forced(service: Service, live: Live, request: Request, items: list, outside) -> Response:
+    """An admin's request answered by the loaded version it names (``x-model-version``): how
+    a deploy smoke-tests a challenger before any caller sees it. Neither logged nor counted."""
+    if not _authorized(service, request):
+        return _error(401, f"{FORCED_VERSION} needs 'Authorization: Bearer <token>'")
+    version = request.headers[FORCED_VERSION]
+    loaded = [live.model, *([live.challenger.model] if live.challenger else [])]
+    chosen = next((m for m in loaded if m.version == version), None)
+    if chosen is None:
+        return _error(409, f"v{version} is not loaded (loaded: {[m.version for m in loaded]})")
+    served = service.served
+    columns = served.columns(live.lookups, items)
+    scores = chosen.predictor.predict(columns) if items else np.zeros(0)
+    ids = columns[served.id_column] if items else []
+    warnings = _warnings(served, live, items, outside)
+    payload = {
+        "model_version": chosen.version,
+        "request_id": uuid.uuid4().hex,
+        "predictions": _answers(served, chosen, ids, scores, warnings),
+    }
+    return Response(json.dumps(payload), media_type="application/json")
+
+
+def _record(
+    service: Service,
+    metrics: ServiceMetrics,
+    live: Live,
+    scored: Scores,
+    items: list,
+    ids: Any,
+    request_id: str,
+    began: float,
+    canary: bool,
+    body: bytes | None,
+) -> None:
+    """Count the request for the challenger's rollout and queue both versions' predictions for
+    the prediction log (no I/O here)."""
+    challenger, served = live.challenger, service.served
+    champion_ms = (time.perf_counter() - began) * 1000 - scored.challenger_ms
+    metrics.model_seconds.labels(live.model.version, CHAMPION).observe(champion_ms / 1000)
+    if challenger is not None:
+        version = challenger.model.version
+        if scored.challenger is None:
+            challenger.stats.failed()
+            metrics.model_errors.labels(version, CHALLENGER).inc()
+        else:
+            thresholds = (live.model.threshold, challenger.model.threshold)
+            agree = agreeing(
+                served.task, scored.champion, scored.challenger, thresholds,
+                served.rollout.agreement_tolerance,
+            )  # fmt: skip
+            challenger.stats.scored(len(items), agree, scored.challenger_ms, canary)
+            metrics.model_seconds.labels(version, CHALLENGER).observe(scored.challenger_ms / 1000)
+    if service.log is None:
+        return
+    served_at = time.time()
+    service.log.append(
+        Scored(request_id, served_at, champion_ms, live.model.version, CHAMPION, "full",
+               not canary, items, ids, scored.champion, body)
+    )  # fmt: skip
+    if challenger is not None and scored.challenger is not None:
+        service.log.append(
+            Scored(request_id, served_at, scored.challenger_ms, challenger.model.version,
+                   CHALLENGER, challenger.stage, canary, items, ids, scored.challenger, body)
+        )  # fmt: skip
+
+
 def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -202,8 +367,23 @@ def _predict_description(served: ServedModel) -> str:
     )
 
 
-def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> FastAPI:
-    service = Service(served, snapshots, token)
+def create_app(
+    served: ServedModel, snapshots: TableSnapshots, token: str, log_url: str | None = None
+) -> FastAPI:
+    """The service of ``served``; with ``log_url``, every prediction goes to the prediction
+    log there (``serving.prediction_log``)."""
+    prediction_log = (
+        PredictionLog(
+            log_url,
+            served.pipeline,
+            served.partition_of,
+            served.monitoring.log_flush_seconds,
+            served.monitoring.log_flush_records,
+        )
+        if log_url is not None
+        else None
+    )
+    service = Service(served, snapshots, token, prediction_log)
     metrics = ServiceMetrics()
 
     async def lifespan(app: FastAPI):
@@ -211,7 +391,11 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
             service.live = await run_in_threadpool(service.prepare, None)
         except ReloadRejected as error:
             log.warning("starting without a model: %s", error)
+        if prediction_log is not None:
+            prediction_log.start()
         yield
+        if prediction_log is not None:
+            await run_in_threadpool(prediction_log.stop)
 
     app = FastAPI(
         title=f"{served.registered_model} predictions",
@@ -235,12 +419,15 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
         openapi_extra=openapi.predict_body(served),
         responses={
             200: {"model": openapi.answer_model(served), "description": "The predictions."},
+            401: {"model": openapi.Problem, "description": f"{FORCED_VERSION} without the token."},
+            409: {"model": openapi.Problem, "description": f"{FORCED_VERSION} is not loaded."},
             413: {"model": openapi.Problem, "description": f"Over {served.max_batch} items."},
             422: {"model": openapi.Invalid, "description": "An invalid item, field named."},
             503: {"model": openapi.Problem, "description": "No model is live yet."},
         },
     )
     async def predict(request: Request) -> Response:
+        began = time.perf_counter()
         limit = served.max_batch * BYTES_PER_ITEM
         if int(request.headers.get("content-length") or 0) > limit:
             return _error(413, f"request body over {limit} bytes")
@@ -264,19 +451,38 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
         outside = _outside(served, live, items)
         if outside and served.outside_snapshot == "refuse":
             return _error(422, _refusal(served, live, items, outside, is_list))
+        if request.headers.get(FORCED_VERSION) is not None:
+            return _forced(service, live, request, items, outside)
         if len(items) > INLINE_ITEMS:  # keep the event loop free for other requests
-            columns, scores = await run_in_threadpool(_score, live, served, items)
+            scored = await run_in_threadpool(_score, live, served, items)
         else:
-            columns, scores = _score(live, served, items)
-        metrics.predictions.labels(live.model.version).inc(len(items))
-        ids = columns[served.id_column] if items else []
+            scored = _score(live, served, items)
+        ids = scored.columns[served.id_column] if items else []
+        answering, scores = live.model, scored.champion
+        challenger = live.challenger
+        canary = (
+            challenger is not None
+            and scored.challenger is not None
+            and challenger.answers(str(ids[0]), served.rollout.canary_share)
+        )
+        if canary:
+            answering, scores = challenger.model, scored.challenger  # type: ignore[union-attr]
+        request.scope[VERSION_KEY] = answering.version
+        metrics.predictions.labels(answering.version).inc(len(items))
+        request_id = uuid.uuid4().hex
         payload = {
-            "model_version": live.model.version,
+            "model_version": answering.version,
+            "request_id": request_id,
             "predictions": _answers(
-                served, live.model, ids, scores, _warnings(served, live, items, outside)
+                served, answering, ids, scores, _warnings(served, live, items, outside)
             ),
         }
-        return Response(json.dumps(payload), media_type="application/json")
+        if items:
+            one = None if is_list else body
+            _record(service, metrics, live, scored, items, ids, request_id, began, canary, one)
+        return Response(
+            json.dumps(payload), media_type="application/json", headers={"x-request-id": request_id}
+        )
 
     @app.get(
         "/health",
@@ -345,8 +551,7 @@ def create_app(served: ServedModel, snapshots: TableSnapshots, token: str) -> Fa
         },
     )
     async def reload(request: Request) -> JSONResponse:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {service.token}".encode()):
+        if not _authorized(service, request):
             return _error(401, "admin calls need 'Authorization: Bearer <token>'")
         body = await request.body()
         try:

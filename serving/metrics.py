@@ -1,4 +1,5 @@
-"""Prometheus metrics of the service: requests, errors and latency by route and model version."""
+"""Prometheus metrics of the service: requests, errors and latency by route and model version,
+and each loaded version's scoring (the champion and a rolling-out challenger)."""
 
 import time
 
@@ -24,6 +25,16 @@ class ServiceMetrics:
         self.latency = Histogram(
             "prediction_service_request_duration_seconds", "Time to answer a request.", labels,
             buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.model_seconds = Histogram(
+            "prediction_service_model_scoring_seconds",
+            "Time each loaded version took per request: the champion's whole request, the "
+            "challenger's scoring beside it.", ("model_version", "role"),
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.model_errors = Counter(
+            "prediction_service_model_errors", "Requests a loaded version failed to score.",
+            ("model_version", "role"), registry=self.registry,
         )  # fmt: skip
         self.predictions = Counter(
             "prediction_service_predictions", "Items scored.", ("model_version",),

@@ -76,6 +76,43 @@ class NotLive(Closed):
     ready: Literal[False]
 
 
+class ChallengerState(Closed):
+    """The version rolling out beside the champion and what it did since it was loaded (in
+    this process)."""
+
+    version: str
+    run_id: str
+    since: float = Field(description="When it was loaded, in seconds since the epoch.")
+    requests: int = Field(description="Requests it scored, in shadow or as the canary.")
+    answered: int = Field(description="Of those, the ones it answered (as the canary).")
+    errors: int = Field(description="Requests it failed to score (the champion answered).")
+    error_rate: float
+    items: int
+    agreement: float | None = Field(description="Share of items it agrees on with the champion.")
+    latency_p50_ms: float | None = Field(description="Its own scoring time per request.")
+    latency_p95_ms: float | None
+
+
+class RolloutState(Closed):
+    """Where the rollout of a new version stands: ``full`` (the champion alone), ``shadow``
+    (the challenger is scored and logged, never returned) or ``canary`` (it answers the
+    declared share of request keys)."""
+
+    stage: Literal["full", "shadow", "canary"]
+    canary_share: float | None = None
+    challenger: ChallengerState | None
+
+
+class LogFigures(Closed):
+    """The prediction log of this process: predictions queued, written, dropped."""
+
+    pending: int
+    written: int
+    dropped: int = Field(description="Lost to a full queue (the log never blocks a request).")
+    outside_partitions: int = Field(description="Written, dated outside the partitions.")
+    write_failures: int = Field(description="Failed writes (their batches are retried).")
+
+
 class Reload(Closed):
     """Which version to load; without one (or an empty body), the champion."""
 
@@ -103,6 +140,8 @@ def described_model(served: ServedModel) -> type[BaseModel]:
         snapshot=(str | None, Field(description="The partition of the loaded feature snapshot.")),
         loaded_at=(float, Field(description="When it went live, in seconds since the epoch.")),
         ready=(Literal[True], ...),
+        rollout=(RolloutState, ...),
+        prediction_log=(LogFigures | None, Field(default=None, description="Without it: off.")),
         **threshold,
     )
 
@@ -132,6 +171,7 @@ def answer_model(served: ServedModel) -> type[BaseModel]:
         f"{_stem(served)}Answer",
         __base__=Closed,
         model_version=(str, Field(description="The registry version that answered.")),
+        request_id=(str, Field(description="The request's id in the prediction log.")),
         predictions=(list[prediction], ...),
     )
 

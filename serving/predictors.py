@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,9 +25,16 @@ REVIEWED_TYPES = sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in ty
 class Predictor(Protocol):
     kind: str
 
-    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    def inputs(self, columns: Mapping[str, np.ndarray]) -> Any:
+        """What the model reads, built from feature columns; predictors of the same ``kind``
+        and features read the same inputs, so a champion and a challenger share them."""
+        ...
+
+    def predict_inputs(self, inputs: Any) -> np.ndarray:
         """The model's scores of the rows: predictions or positive-class probabilities."""
         ...
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
 
 @dataclass
@@ -37,10 +44,18 @@ class OnnxPredictor:
     task: Task
     kind: str = "onnx"
 
-    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        from ml_assets.modeling.onnx_export import onnx_scores
+    def inputs(self, columns: Mapping[str, np.ndarray]) -> Any:
+        from ml_assets.modeling.onnx_export import onnx_inputs
 
-        return onnx_scores(self.session, columns, self.features, self.task)
+        return onnx_inputs(columns, self.features)
+
+    def predict_inputs(self, inputs: Any) -> np.ndarray:
+        from ml_assets.modeling.onnx_export import onnx_scores_of_inputs
+
+        return onnx_scores_of_inputs(self.session, inputs, self.task)
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.predict_inputs(self.inputs(columns))
 
 
 @dataclass
@@ -50,11 +65,17 @@ class SklearnPredictor:
     task: Task
     kind: str = "sklearn"
 
-    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    def inputs(self, columns: Mapping[str, np.ndarray]) -> Any:
         import pandas as pd
 
         names = [*self.features.categorical, *self.features.numeric]
-        return scores(self.pipeline, pd.DataFrame({n: columns[n] for n in names}), self.task)
+        return pd.DataFrame({n: columns[n] for n in names})
+
+    def predict_inputs(self, inputs: Any) -> np.ndarray:
+        return scores(self.pipeline, inputs, self.task)
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.predict_inputs(self.inputs(columns))
 
 
 @dataclass(frozen=True)

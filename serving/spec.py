@@ -3,14 +3,15 @@ declaration and its serving hooks (never from its asset code)."""
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.declaration import Monitoring, PipelineDeclaration, Rollout
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.contract.requests import request_model
 from ml_assets.modeling.estimators import Features
@@ -51,6 +52,12 @@ class ServedModel:
     """What an item dated outside the snapshot gets: a warning beside its prediction, or 422."""
     snapshot_dates: Callable[[str], tuple[dt.date, dt.date]] | None = None
     """The local dates ``[first, end)`` the snapshot of a partition covers."""
+    rollout: Rollout = field(default_factory=Rollout)
+    """The canary's share and what counts as agreeing with the champion."""
+    monitoring: Monitoring = field(default_factory=Monitoring)
+    """How often the prediction log is flushed."""
+    partition_of: Callable[[BaseModel, float], str | None] = lambda item, served_at: None
+    """The partition a served item's outcome lands in (None: outside the partitions)."""
 
     @property
     def score_field(self) -> str:
@@ -79,6 +86,22 @@ def served_model(
         snapshot_date_field=serving.snapshot_date_field,
         outside_snapshot=serving.outside_snapshot,
         snapshot_dates=_partition_dates(declaration) if serving.snapshot_date_field else None,
+        rollout=declaration.rollout,
+        monitoring=declaration.monitoring,
+        partition_of=_partition_of(declaration),
+    )
+
+
+def _partition_of(declaration: PipelineDeclaration) -> Callable[[BaseModel, float], str | None]:
+    """The partition of a served item: that of its ``monitoring.event_date_field``, or else of
+    the local date it was served on."""
+    partitions = declaration.partitions
+    dated = declaration.monitoring.event_date_field
+    if dated is not None:
+        return lambda item, served_at: partitions.key_of(getattr(item, dated))
+    zone = ZoneInfo(partitions.timezone)
+    return lambda item, served_at: partitions.key_of(
+        dt.datetime.fromtimestamp(served_at, zone).date()
     )
 
 

@@ -17,8 +17,9 @@ from resources.platform import platform_resources
 
 pytest_plugins = ["live", "serving_fixtures", "ui_flows"]
 """Session fixtures shared across modules: ``live_platform`` and ``first_models``, the running
-``ml-assets dev`` (``tests/live.py``); ``serving_platform``, the deploy layer's worlds
-(``tests/serving_fixtures.py``); the browser flows' options (``tests/ui_flows.py``)."""
+``ml-assets dev`` (``tests/live.py``); ``serving_platform``, the deploy layer's worlds, with
+``world`` (each pipeline's) and ``flights`` on it (``tests/serving_fixtures.py``); the browser
+flows' options (``tests/ui_flows.py``)."""
 
 
 @pytest.fixture

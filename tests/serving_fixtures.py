@@ -41,10 +41,12 @@ from ml_assets.home import (
     warehouse_url,
 )
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
+from ml_assets.monitoring import ROLLED_BACK
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
 from resources.platform import OPTUNA_STORAGE_ENV_VAR, platform_resources
+from serving.challenger import STAGES
 from serving.predictors import LoadedModel, load_version
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 from serving.spec import ServedModel, served_model
@@ -192,7 +194,8 @@ class World:
 
     def deploy(self, version: str, resources: dict | None = None, **config):
         """Materialize ``deployed_endpoint`` as if the model chain had just registered
-        ``version``."""
+        ``version``; it replaces the champion at once unless ``staged=True`` is given."""
+        config.setdefault("staged", False)
         stub = registered_stub(self, version)
         assets = [a for a in ASSETS if self.key("registered_model") not in a.keys]
         return self.materialize(
@@ -298,10 +301,75 @@ def open_platform(home: Path) -> Iterator[Platform]:
 
 
 def go_live(world: World, version: str) -> None:
-    """Make ``version`` the live champion (the state a test starts from)."""
+    """Make ``version`` the live champion, alone (the state a test starts from): a rollout
+    another test left going is ended."""
     world.endpoint.ensure_running(dg.get_dagster_logger())
+    rolling = registry.alias_version(world.model_name, registry.CHALLENGER)
+    if rolling is not None and registry.stage(world.model_name, rolling) in STAGES:
+        registry.set_stage(world.model_name, rolling, ROLLED_BACK, "ended by a test")
     registry.promote(world.model_name, version)
-    assert world.endpoint.reload()["version"] == version
+    served = world.endpoint.reload()
+    assert served["version"] == version
+    assert served["rollout"]["stage"] == "full"
+
+
+LINEAR = {"regression": ("ridge", {"alpha": 1.0}), CLASSIFY: ("logistic_regression", {"C": 1.0})}
+
+
+def log_model(world: World, pipeline, X: pd.DataFrame, trusted, onnx: bytes | None = None) -> str:
+    """Register ``pipeline`` (fitted on ``X``) as a new version, with ``onnx`` as its run's
+    ONNX export if given; skops trusts ``trusted``, as the model's own files would declare."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR
+    from ml_assets.modeling.estimators import scores
+    from ml_assets.modeling.tracking_logs import model_requirements
+
+    experiment = world.platform.resources["mlflow"].experiment_id(
+        world.declaration.model.experiment
+    )
+    with mlflow.start_run(experiment_id=experiment, run_name="made-by-the-test"):
+        info = mlflow.sklearn.log_model(
+            pipeline, name="model", serialization_format="skops", skops_trusted_types=trusted,
+            signature=infer_signature(X.head(), scores(pipeline, X.head(), world.task)),
+            pip_requirements=model_requirements(),  # not inferred: 10-40 s a model here
+        )  # fmt: skip
+        if onnx is not None:
+            scratch = world.platform.home / "tmp" / ONNX_ARTIFACT
+            scratch.parent.mkdir(parents=True, exist_ok=True)
+            scratch.write_bytes(onnx)
+            mlflow.log_artifact(str(scratch), ONNX_DIR)
+    return str(mlflow.register_model(info.model_uri, world.model_name).version)
+
+
+def register_linear(world: World, onnx: bytes | None = None, flip: bool = False) -> str:
+    """A linear model fitted here, registered: with ``onnx``, another model's export (or bytes
+    that are no model at all) as its own, so it is not the model it was registered with;
+    ``flip`` fits it to the opposite target (an hour later, or the other class), so it scores
+    well-formed answers that disagree with every real model."""
+    from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
+
+    model = world.declaration.model
+    features = world.features()
+    rows = features[features[model.target].notna()]
+    target = rows[model.target]
+    if flip:
+        target = 1 - target if world.task == CLASSIFY else target + 60
+    family, params = LINEAR[world.task]
+    pipeline = build_pipeline(family, params, world.served.features, world.task)
+    pipeline.fit(rows[model.features], target)
+    trusted = list(SKOPS_TRUSTED_TYPES[world.task, family])
+    return log_model(world, pipeline, rows[model.features], trusted, onnx)
+
+
+def register_copy(world: World, source_version: str) -> str:
+    """A new registry version of the same trained model (and tags): a good model to roll out."""
+    import mlflow
+
+    source = mlflow.tracking.MlflowClient().get_model_version(world.model_name, source_version)
+    copy = mlflow.register_model(f"runs:/{source.run_id}/model", world.model_name, tags=source.tags)
+    return str(copy.version)
 
 
 def registered_stub(world: World, version: str) -> dg.AssetsDefinition:
@@ -333,3 +401,19 @@ def serving_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platf
     """The session's deploy-layer platform (a plugin fixture: see ``tests/conftest.py``)."""
     with open_platform(tmp_path_factory.mktemp("serving")) as platform:
         yield platform
+
+
+@pytest.fixture
+def platform(serving_platform: Platform) -> Platform:
+    return serving_platform
+
+
+@pytest.fixture(params=PIPELINES)
+def world(request: pytest.FixtureRequest, serving_platform: Platform) -> World:
+    """Each pipeline's world (a test module may override it, e.g. to go live first)."""
+    return serving_platform.world(request.param)
+
+
+@pytest.fixture
+def flights(serving_platform: Platform) -> World:
+    return serving_platform.world("flights")

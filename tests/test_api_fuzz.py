@@ -114,7 +114,7 @@ def test_the_document_describes_predict_from_the_declaration(world: World) -> No
         choices = field.rules(world.declaration)["choices"]
         if choices:
             assert item["properties"][field.name]["enum"] == choices
-    assert set(operation["responses"]) == {"200", "413", "422", "503"}
+    assert set(operation["responses"]) == {"200", "401", "409", "413", "422", "503"}
     answer = _resolve(document, operation["responses"]["200"]["content"]["application/json"])
     prediction = _resolve(document, answer["properties"]["predictions"]["items"])
     served = world.served

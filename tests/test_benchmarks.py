@@ -43,6 +43,16 @@ SERVING_FIGURES = [
     rf"^parity on 50 rows: max \|ours - MLflow\| = {NUMBER}",
     rf"^p50 latency, ours / MLflow \(sequential\): {NUMBER} \(target",
     rf"^throughput at 8 connections, ours / MLflow: {NUMBER} \(target",
+    *(
+        rf"^{configuration} +{load} +\d+ +0 +{NUMBER} +{NUMBER} +{NUMBER}"
+        for configuration in ("plain", "log", r"log \+ shadow")
+        for load in ("sequential, 1 connection", "8 connections")
+    ),
+    rf"^p50 added by the prediction log and the shadow, ms \(sequential\): -?{NUMBER} \(target",
+    rf"^throughput at 8 connections, log \+ shadow / plain: {NUMBER} \(target",
+    r"^logged \(log\): (\d+) champion predictions for \1 answers, each once",
+    r"^logged \(log \+ shadow\): (\d+) champion predictions for \1 answers, each once; "
+    r"\1 shadow \(v\d+\) predictions of the same requests, none returned",
 ]
 TUNING_FIGURES = [
     rf"^1 +{NUMBER} +\d+/\d+ +{NUMBER} +{NUMBER} ",

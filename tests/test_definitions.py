@@ -13,11 +13,12 @@ from ml_assets import pipelines
 from ml_assets.definitions import defs
 from ml_assets.home import PROJECT_ROOT
 
-LAYERS = ("ingest", "clean", "features", "models", "deploy")
+LAYERS = ("ingest", "clean", "features", "models", "deploy", "monitor")
 PIPELINES = pipelines.names()
 NOT_TABLES = {"online_features", "hyperparameter_study", "trained_model", "model_evaluation",
-              "registered_model", "deployed_endpoint"}  # fmt: skip
-"""JSON handles to MLflow, Optuna and the service, and the multi-table online snapshot."""
+              "registered_model", "deployed_endpoint", "rollout_comparison"}  # fmt: skip
+"""JSON handles to MLflow, Optuna and the service, the multi-table online snapshot, and the
+rollout comparison (a decision with its figures)."""
 TABLES = [s for s in sorted(defs.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string())
           if s.key.path[-1] not in NOT_TABLES]  # fmt: skip
 """Assets stored as one table per partition, which must declare their columns."""

@@ -23,6 +23,9 @@ from serving_fixtures import (
     Platform,
     World,
     go_live,
+    log_model,
+    register_copy,
+    register_linear,
     stop_service,
 )
 
@@ -34,9 +37,7 @@ from ml_assets.home import (
     online_store_url,
     warehouse_url,
 )
-from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR
-from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline, scores
-from ml_assets.modeling.tracking_logs import model_requirements
+from ml_assets.modeling.artifacts import ONNX_ARTIFACT
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
 from resources.platform import platform_resources
@@ -45,70 +46,9 @@ from serving.predictors import load_version
 from serving.settings import TOKEN_ENV_VAR, admin_token, is_local, serving_url, url_env_var
 
 GRAPH = defs.resolve_asset_graph()
-LINEAR = {"regression": ("ridge", {"alpha": 1.0}), CLASSIFY: ("logistic_regression", {"C": 1.0})}
 """A family of each task quick to fit: the model a mismatched ONNX export is registered with."""
 ABSENT = "http://192.0.2.1:8700"
 """A service on another machine (TEST-NET-1, where nothing answers): the production profile."""
-
-
-@pytest.fixture
-def platform(serving_platform: Platform) -> Platform:
-    return serving_platform
-
-
-@pytest.fixture(params=PIPELINES)
-def world(request: pytest.FixtureRequest, platform: Platform) -> World:
-    return platform.world(request.param)
-
-
-@pytest.fixture
-def flights(platform: Platform) -> World:
-    return platform.world("flights")
-
-
-def _register_copy(world: World, source_version: str) -> str:
-    """A new registry version of the same trained model (and tags): a good model to roll out."""
-    import mlflow
-
-    source = mlflow.tracking.MlflowClient().get_model_version(world.model_name, source_version)
-    copy = mlflow.register_model(f"runs:/{source.run_id}/model", world.model_name, tags=source.tags)
-    return str(copy.version)
-
-
-def _log_model(world: World, pipeline, X: pd.DataFrame, trusted, onnx: bytes | None = None) -> str:
-    """Register ``pipeline`` (fitted on ``X``) as a new version, with ``onnx`` as its run's
-    ONNX export if given; skops trusts ``trusted``, as the model's own files would declare."""
-    import mlflow
-    from mlflow.models import infer_signature
-
-    experiment = world.platform.resources["mlflow"].experiment_id(
-        world.declaration.model.experiment
-    )
-    with mlflow.start_run(experiment_id=experiment, run_name="made-by-the-test"):
-        info = mlflow.sklearn.log_model(
-            pipeline, name="model", serialization_format="skops", skops_trusted_types=trusted,
-            signature=infer_signature(X.head(), scores(pipeline, X.head(), world.task)),
-            pip_requirements=model_requirements(),  # not inferred: 10-40 s a model here
-        )  # fmt: skip
-        if onnx is not None:
-            scratch = world.platform.home / "tmp" / ONNX_ARTIFACT
-            scratch.parent.mkdir(parents=True, exist_ok=True)
-            scratch.write_bytes(onnx)
-            mlflow.log_artifact(str(scratch), ONNX_DIR)
-    return str(mlflow.register_model(info.model_uri, world.model_name).version)
-
-
-def _register_mismatched(world: World, onnx: bytes) -> str:
-    """A version whose ONNX export is not the model it was registered with: a linear model
-    fitted here, with another model's export (or bytes that are no model at all)."""
-    model = world.declaration.model
-    features = world.features()
-    rows = features[features[model.target].notna()]
-    family, params = LINEAR[world.task]
-    pipeline = build_pipeline(family, params, world.served.features, world.task)
-    pipeline.fit(rows[model.features], rows[model.target])
-    trusted = list(SKOPS_TRUSTED_TYPES[world.task, family])
-    return _log_model(world, pipeline, rows[model.features], trusted, onnx)
 
 
 def _forget_tracking_store(world: World) -> None:
@@ -323,9 +263,9 @@ def test_rollouts_under_load_lose_no_request(world: World) -> None:
     """A good version goes live at one instant; a mismatched one is rolled back automatically;
     and a version the service cannot load never goes live. No request fails throughout."""
     go_live(world, world.first_version)
-    good = _register_copy(world, world.first_version)
-    mismatched = _register_mismatched(world, _onnx_of(world, world.first_version))
-    unloadable = _register_mismatched(world, b"not an onnx model")
+    good = register_copy(world, world.first_version)
+    mismatched = register_linear(world, _onnx_of(world, world.first_version))
+    unloadable = register_linear(world, b"not an onnx model")
     item = world.requests()[0]
 
     with Traffic(world.endpoint.url, item) as traffic:
@@ -354,7 +294,7 @@ def test_rollouts_under_load_lose_no_request(world: World) -> None:
 
 
 def test_rollback_job_restores_the_previous_champion(world: World) -> None:
-    second = _register_copy(world, world.first_version)
+    second = register_copy(world, world.first_version)
     go_live(world, world.first_version)
     go_live(world, second)
 
@@ -376,7 +316,7 @@ def test_rollback_job_restores_the_previous_champion(world: World) -> None:
 def test_a_rollback_the_service_refuses_changes_nothing(world: World) -> None:
     """When the previous champion cannot be loaded, the champion and the live model stay."""
     go_live(world, world.first_version)
-    unloadable = _register_mismatched(world, b"not an onnx model")
+    unloadable = register_linear(world, b"not an onnx model")
     registry.promote(world.model_name, unloadable)
     registry.promote(world.model_name, world.first_version)  # unloadable is previous now
     before = registry.aliases(world.model_name)
@@ -440,7 +380,7 @@ def test_production_profile_starts_no_service_and_changes_nothing(world: World) 
     """With the service on another machine and down, neither a deploy nor a rollback starts
     one, and neither changes the registry."""
     go_live(world, world.first_version)
-    candidate = _register_copy(world, world.first_version)
+    candidate = register_copy(world, world.first_version)
     registry.promote(world.model_name, candidate)
     registry.promote(world.model_name, world.first_version)  # a rollback has work to do
     before = registry.aliases(world.model_name)
@@ -508,7 +448,7 @@ def test_a_model_needing_unreviewed_types_is_refused_not_unpickled(world: World)
     pipeline.fit(X, features[model.target].fillna(0))
     declared = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
     assert declared == ["_operator.neg"]  # declared by the model itself, reviewed by nobody
-    version = _log_model(world, pipeline, X, declared)
+    version = log_model(world, pipeline, X, declared)
 
     with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException):
         load_version(world.model_name, version, world.served.features, world.task)
@@ -518,9 +458,11 @@ def test_a_model_needing_unreviewed_types_is_refused_not_unpickled(world: World)
 
 
 def _untouched_state(world: World) -> tuple[dict, registry.Aliases]:
-    """What another pipeline's deploy must not change: the live model (loaded when) and the
-    registry's aliases."""
-    return world.get("/model").json(), registry.aliases(world.model_name)
+    """What another pipeline's deploy must not change: the live model (loaded when), its
+    rollout and the registry's aliases (the prediction log's figures move with any request)."""
+    described = world.get("/model").json()
+    described.pop("prediction_log")
+    return described, registry.aliases(world.model_name)
 
 
 def test_each_pipeline_has_its_own_service_model_and_version(platform: Platform) -> None:
@@ -552,7 +494,7 @@ def test_deploying_or_rolling_back_one_pipeline_leaves_the_others_alone(
     actor = worlds[acting]
     others = [w for w in worlds.values() if w is not actor]
     before = [_untouched_state(w) for w in others]
-    candidate = _register_copy(actor, actor.first_version)
+    candidate = register_copy(actor, actor.first_version)
 
     deployed = actor.deploy(candidate)
     assert deployed.success, _failure(deployed)
@@ -573,7 +515,7 @@ def test_a_pipeline_pointed_at_another_pipelines_service_touches_neither(
     flights, taxi = platform.world("flights"), platform.world("taxi")
     for world in (flights, taxi):
         go_live(world, world.first_version)
-    candidate = _register_copy(flights, flights.first_version)
+    candidate = register_copy(flights, flights.first_version)
     registry.promote(flights.model_name, candidate)
     registry.promote(flights.model_name, flights.first_version)  # a rollback has work to do
     before = [_untouched_state(w) for w in (flights, taxi)]

@@ -22,6 +22,7 @@ from live import (
     FIRST_PREDICTION_TARGET_S,
     FirstModels,
     LivePlatform,
+    post_json,
     tag,
     wait_for,
 )
@@ -131,6 +132,27 @@ def test_a_newcomer_gets_predictions_with_nothing_launched_by_hand(
             pipelines.declaration(name).model.registered_model_name, "champion"
         )
         assert _served_version(platform, name) == str(champion.version), name
+
+
+def _rollout(platform: LivePlatform, pipeline: str) -> dict:
+    """``GET /model``'s rollout state (empty while the service does not answer)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{platform.serving_url(pipeline)}/model", timeout=2) as r:
+            return json.load(r).get("rollout") or {}
+    except OSError:
+        return {}
+
+
+def _clean_rows(platform: LivePlatform):
+    """The rows of the last seeded flights day, as the requests asset holds them."""
+    from resources.parquet_io_manager import read_partition
+
+    declaration = pipelines.declaration("flights")
+    requests = declaration.key(declaration.serving.requests_asset)
+    return read_partition(str(platform.home / "warehouse"), requests, SEEDS["flights"][-1])
 
 
 def _served_version(platform: LivePlatform, pipeline: str) -> str | None:
@@ -258,11 +280,32 @@ def test_the_model_job_launched_from_the_ui_is_deployed_by_automation(
     tracked = mlflow.search_runs(search_all_experiments=True)
     assert not (tracked["status"] == "RUNNING").any(), tracked[["status"]]
     assert (tracked["tags.dagster_run_id"] == run_id).any()
+    declaration = pipelines.declaration("flights")
     registered = mlflow.tracking.MlflowClient().get_model_version_by_alias(
-        pipelines.declaration("flights").model.registered_model_name, "challenger"
+        declaration.model.registered_model_name, "challenger"
     )
+    version = str(registered.version)
+    champion = _served_version(platform, "flights")
     wait_for(
-        lambda: _served_version(platform, "flights") == str(registered.version),
+        lambda: _rollout(platform, "flights").get("challenger", {}).get("version") == version,
         240,
-        "automation to deploy the registered model",
+        "automation to deploy the registered model in shadow",
     )
+    assert _served_version(platform, "flights") == champion  # a shadow never answers
+    # the shadow's requests; then the daemon's rollout sensor decides (the new model is tiny:
+    # on the outcomes these dated requests have, it may well be rolled back)
+    items = pipelines.serving_hooks("flights").request_items(_clean_rows(platform))
+    for item in items[: declaration.rollout.shadow_requests]:
+        post_json(f"{platform.serving_url('flights')}/predict", item, 10)
+    wait_for(
+        lambda: _rollout(platform, "flights").get("stage") != "shadow",
+        120,
+        "the rollout sensor to take the shadow on",
+    )
+    stage = _rollout(platform, "flights")
+    client = mlflow.tracking.MlflowClient()
+    tag = client.get_model_version(declaration.model.registered_model_name, version).tags
+    assert (stage["stage"], tag["rollout_stage"]) in (
+        ("canary", "canary"),
+        ("full", "rolled_back"),
+    ), (stage, tag)

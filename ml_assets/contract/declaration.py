@@ -17,7 +17,13 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ml_assets.contract.search_space import FamilySpace
-from ml_assets.contract.tasks import DEFAULT_OBJECTIVE, METRICS, OBJECTIVES, Task
+from ml_assets.contract.tasks import (
+    DEFAULT_OBJECTIVE,
+    LIVE_METRICS,
+    METRICS,
+    OBJECTIVES,
+    Task,
+)
 
 NAME = r"^[a-z][a-z0-9_]*$"
 
@@ -54,6 +60,12 @@ class Partitions(Strict):
         except ZoneInfoNotFoundError as error:
             raise ValueError(f"unknown time zone {self.timezone!r}") from error
         return self
+
+    def key_of(self, day: date) -> str | None:
+        """The key of the partition holding the local date ``day``; None outside [start, end)."""
+        if not self.start <= day < self.end:
+            return None
+        return (day if self.kind == "daily" else day.replace(day=1)).isoformat()
 
     def definition(self) -> dg.TimeWindowPartitionsDefinition:
         cls = {"daily": dg.DailyPartitionsDefinition, "monthly": dg.MonthlyPartitionsDefinition}
@@ -232,6 +244,69 @@ class Deploy(dg.Config):
     )
     latency_requests: int = Field(default=50, ge=1)
     latency_budget_ms: float = Field(default=50.0, gt=0, description="p95 of single requests.")
+    staged: bool = Field(
+        default=True,
+        description="Roll a new version out beside the champion (shadow, canary, full, as "
+        "`rollout` declares); false: it replaces the champion once the smoke test passes.",
+    )
+
+
+class Rollout(dg.Config):
+    """How a new version goes live beside the champion: in shadow (scored and logged, never
+    returned), then as a canary (a share of the traffic, sticky per request key), then in full;
+    rolled back when its live figures do not hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shadow_requests: int = Field(
+        default=200, ge=0, description="Requests it scores in shadow before the canary (0: none)."
+    )
+    canary_share: float = Field(default=0.1, gt=0, lt=1, description="Share of request keys.")
+    canary_requests: int = Field(
+        default=200, ge=0, description="Requests it answers as a canary before it takes all."
+    )
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Failed scorings.")
+    max_latency_p95_ms: float = Field(default=20.0, gt=0, description="Its own scoring time.")
+    agreement_tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        description="A regression agrees with the champion within this difference; a "
+        "classifier agrees when it decides the same.",
+    )
+    min_agreement: float = Field(
+        default=0.8, ge=0, le=1, description="Share of requests where it agrees with the champion."
+    )
+
+
+class Monitoring(Strict):
+    """How the live model is watched: served predictions, live performance, feature drift."""
+
+    event_date_field: str | None = None
+    """The request field (a ``date``) that dates an item: served predictions are partitioned by
+    it, so they meet their outcomes in the partition where those land. None: by the time they
+    were served, in the partitions' time zone."""
+    metric: str | None = None
+    """What live performance is judged on; default: the acceptance metric."""
+    max_degradation: float = Field(default=0.25, gt=0)
+    """The check fails when the champion's live metric over the window is worse than its own
+    test figure by more than this share (0.25: 25%)."""
+    window_partitions: int = Field(default=7, ge=1)
+    """Partitions (ending at the checked one) whose outcomes the check pools."""
+    min_outcomes: int = Field(default=200, ge=1)
+    """Fewer predictions with an outcome in the window: the check passes as undecided."""
+    degradation_check: Literal["warn", "blocking"] = "warn"
+    max_psi: float = Field(default=0.25, gt=0)
+    """A feature whose population stability index against the training set exceeds this
+    drifted (0.1: a small shift, 0.25: a large one, by the usual reading)."""
+    drift_bins: int = Field(default=10, ge=2, le=100)
+    """Quantile bins of a numeric feature (categories are their own bins)."""
+    comparison_partitions: int = Field(default=30, ge=1)
+    """``rollout_comparison`` reads the served predictions of the last this many partitions."""
+    log_flush_seconds: float = Field(default=1.0, gt=0)
+    """The service appends its prediction log at least this often (a crash loses at most the
+    predictions of the last interval)."""
+    log_flush_records: int = Field(default=2000, ge=1)
+    """... or as soon as this many predictions wait."""
 
 
 class Baseline(Strict):
@@ -332,6 +407,14 @@ class ModelDeclaration(Strict):
     @property
     def experiment(self) -> str:
         return self.experiment_name or self.registered_model_name
+
+    def live_metric(self, monitoring: "Monitoring") -> str:
+        """The metric live performance is judged on: the declared one, or the acceptance
+        metric where live performance measures it, or else the objective."""
+        if monitoring.metric is not None:
+            return monitoring.metric
+        live = LIVE_METRICS[self.task]
+        return self.gate_metric if self.gate_metric in live else self.objective_metric
 
 
 class RequestField(Strict):
@@ -439,6 +522,8 @@ class PipelineDeclaration(Strict):
     model: ModelDeclaration
     serving: Serving
     deploy: Deploy
+    rollout: Rollout = Field(default_factory=Rollout)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _consistent(self) -> "PipelineDeclaration":
@@ -454,7 +539,21 @@ class PipelineDeclaration(Strict):
         for field in self.serving.request_fields:
             if field.rule_of:
                 self._check_rule_of(field)
+        self._check_monitoring()
         return self
+
+    def _check_monitoring(self) -> None:
+        monitoring, task = self.monitoring, self.model.task
+        dated = monitoring.event_date_field
+        if dated is not None and dated not in {
+            f.name for f in self.serving.request_fields if f.type == "date"
+        }:
+            raise ValueError(f"monitoring.event_date_field {dated!r} is not a date request field")
+        if monitoring.metric is not None and monitoring.metric not in LIVE_METRICS[task]:
+            raise ValueError(
+                f"monitoring.metric {monitoring.metric!r} is not one of "
+                f"{', '.join(LIVE_METRICS[task])} ({task})"
+            )
 
     def _check_rule_of(self, field: RequestField) -> None:
         where = f"serving.request_fields {field.name}: rule_of {field.rule_of!r}"

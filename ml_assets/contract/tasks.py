@@ -17,6 +17,9 @@ METRICS: dict[str, dict[str, str]] = {
 }
 """Each task's test metrics and whether lower or higher is better."""
 
+THRESHOLD_METRICS = ("accuracy", "f1")
+"""Classification metrics of decisions at a threshold; all others are of the raw scores."""
+
 DEFAULT_OBJECTIVE: dict[str, str] = {"regression": "mae", "binary_classification": "log_loss"}
 
 OBJECTIVES: dict[str, tuple[str, ...]] = {
@@ -28,3 +31,10 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
 
 def higher_is_better(task: str, metric: str) -> bool:
     return METRICS[task][metric] == "maximize"
+
+
+LIVE_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "rmse"),
+    "binary_classification": ("roc_auc", "log_loss", "brier"),
+}
+"""What live performance measures once outcomes land (and may judge a model on)."""

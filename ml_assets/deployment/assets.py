@@ -1,10 +1,13 @@
 """The deploy layer as assets: ``deployed_endpoint`` and ``batch_predictions``.
 
-``deployed_endpoint`` makes the newly registered version the champion, has the pipeline's
-running service load it, and smoke-tests the live endpoint: its predictions for held-out rows
-must equal the registered model's (scikit-learn, loaded from the registry) and single requests
-must answer within the latency budget. On any failure the previous champion is restored and
-reloaded and the step fails saying what went wrong, so a bad model never stays live.
+``deployed_endpoint`` puts the newly registered version live. The first version becomes the
+champion at once; a later one starts its staged rollout beside the champion (in shadow, as
+``rollout`` declares: ``staged_rollout``; the rollout sensor takes it on to the canary and to
+full, or back). Either way the running service loads it and is smoke-tested on it: its
+predictions for held-out rows must equal the registered model's (scikit-learn, loaded from the
+registry) and single requests must answer within the latency budget. On any failure the
+service is put back as it was and the step fails saying what went wrong, so a bad model never
+serves.
 """
 
 from typing import Any
@@ -17,13 +20,15 @@ from ml_assets.automation import deploy_new_registrations, refresh_stale_partiti
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.overrides import declared_defaults
 from ml_assets.contract.pipeline import ServingHooks
-from ml_assets.deployment import registry
+from ml_assets.deployment import registry, staged_rollout
 from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
 from ml_assets.deployment.rollout import undone_on_failure
 from ml_assets.home import warehouse_url
 from ml_assets.modeling.estimators import Features
+from ml_assets.monitoring import ROLLED_BACK
 from resources.mlflow_tracking import MlflowTracking
 from resources.parquet_io_manager import read_partition
+from serving.challenger import FULL
 from serving.spec import score_field
 
 DEPLOY = "deploy"
@@ -78,9 +83,10 @@ def build_deployment_assets(
     @dg.asset(
         key=declaration.key("deployed_endpoint"),
         description=(
-            f"The live prediction endpoint of {declaration.name}, serving the registered model "
-            "as champion: promoted, reloaded and smoke-tested (parity with the registry, "
-            "latency budget); rolled back to the previous champion when any step fails."
+            f"The live prediction endpoint of {declaration.name}: the registered version is "
+            "loaded and smoke-tested (parity with the registry, latency budget), as the first "
+            "champion or in a staged rollout beside the champion (shadow, canary, full; the "
+            "rollout sensor decides on its live figures); undone when any step fails."
         ),
         kinds={"fastapi", "mlflow"},
         ins={"registered_model": dg.AssetIn(declaration.key("registered_model"))},
@@ -99,18 +105,38 @@ def build_deployment_assets(
         endpoint = prediction_services.endpoint(declaration.name)
         version = str(registered_model["version"])
         endpoint.ensure_running(context.log)
-        before = registry.promote(name, version)
-        previous = before.champion
-        context.log.info(f"{name}: champion v{version} (previous: v{previous})")
-        with undone_on_failure(
-            endpoint, name, before, version, f"Deploying {name} v{version}", context.log
-        ):
-            served = endpoint.reload_champion(version)
-            smoke = _smoke_test(declaration, hooks, inputs, endpoint, served, config)
+        champion = registry.aliases(name).champion
+        staged = config.staged and champion not in (None, version)
+        if staged and staged_rollout.first_stage(declaration.rollout) != FULL:
+            stage = staged_rollout.start(endpoint, name, version, declaration.rollout)
+            served = endpoint.describe() or {}
+            context.log.info(f"{name}: v{version} in {stage} beside champion v{champion}")
+            try:
+                smoke = _smoke_test(declaration, hooks, inputs, endpoint, served, config, version)
+            except Exception as error:
+                reason = f"{type(error).__name__}: {error}"
+                registry.set_stage(name, version, ROLLED_BACK, reason)
+                endpoint.reload()
+                raise dg.Failure(
+                    f"The {stage} of {name} v{version} failed its smoke test and was rolled "
+                    f"back: {reason}. The service serves v{champion} alone."
+                ) from error
+            previous = champion
+        else:
+            before = registry.promote(name, version)
+            previous, stage = before.champion, FULL
+            context.log.info(f"{name}: champion v{version} (previous: v{previous})")
+            with undone_on_failure(
+                endpoint, name, before, version, f"Deploying {name} v{version}", context.log
+            ):
+                served = endpoint.reload_champion(version)
+                smoke = _smoke_test(declaration, hooks, inputs, endpoint, served, config, version)
+            registry.set_stage(name, version, FULL)
         handle = {
             "name": name,
             "version": version,
             "previous_version": previous,
+            "stage": stage,
             "url": endpoint.url,
             "predictor": served["predictor"],
             "snapshot": served.get("snapshot"),
@@ -122,6 +148,8 @@ def build_deployment_assets(
                 "url": dg.MetadataValue.url(endpoint.url),
                 "version": version,
                 "previous_version": str(previous),
+                "rollout/stage": stage,
+                "champion": version if stage == FULL else str(champion),
                 "predictor": served["predictor"],
                 "snapshot": str(served.get("snapshot")),
                 **{f"smoke/{k}": v for k, v in smoke.items()},
@@ -183,9 +211,11 @@ def _smoke_test(
     endpoint: ServingEndpoint,
     served: dict,
     config: Any,
+    version: str,
 ) -> dict[str, Any]:
-    """Compare the live endpoint with the registered model on rows of the served partition
-    (the snapshot's, or the latest feature partition)."""
+    """Compare the endpoint's answers from ``version`` (the champion, or the challenger beside
+    it) with the registered model on rows of the served partition (the snapshot's, or the
+    latest feature partition)."""
     from serving.predictors import load_version
 
     model = declaration.model
@@ -199,16 +229,16 @@ def _smoke_test(
     by_id = dict(zip(rows[model.id_column], items, strict=True))
     chosen = [by_id[i] for i in sample[model.id_column]]
 
-    answer, _ = endpoint.predict(chosen)
+    answer, _ = endpoint.predict(chosen, version)
     versions = {answer["model_version"]}
     field = score_field(model.task, declaration.serving.prediction)
     live = np.array([p[field] for p in answer["predictions"]], dtype="float64")
     reference = load_version(
-        model.registered_model_name, served["version"], features, model.task, prefer_onnx=False
+        model.registered_model_name, version, features, model.task, prefer_onnx=False
     )
     expected = reference.predictor.predict({c: sample[c].to_numpy() for c in sample.columns})
     difference = float(np.max(np.abs(live - expected), initial=0.0))
-    latencies = np.array(endpoint.latencies(chosen[: config.latency_requests])) * 1000
+    latencies = np.array(endpoint.latencies(chosen[: config.latency_requests], version)) * 1000
     p50, p95 = (float(np.percentile(latencies, q)) for q in (50, 95))
     result = {
         "rows": len(chosen),
@@ -217,8 +247,8 @@ def _smoke_test(
         "latency_p50_ms": round(p50, 3),
         "latency_p95_ms": round(p95, 3),
     }
-    if versions != {served["version"]}:
-        raise SmokeTestFailed(f"answers came from versions {versions}, not {served['version']}")
+    if versions != {version}:
+        raise SmokeTestFailed(f"answers came from versions {versions}, not {version}")
     if difference > config.tolerance:
         raise SmokeTestFailed(
             f"live predictions differ from the registered model's by up to {difference:.4g} "

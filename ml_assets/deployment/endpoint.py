@@ -155,22 +155,45 @@ class ServingEndpoint:
             raise ServiceUnavailable(f"the service loaded {served.get('version')}, not {version}")
         return served
 
-    def predict(self, items: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
-        """The service's answer for ``items`` and the seconds it took."""
+    def describe(self) -> dict[str, Any] | None:
+        """The service's ``GET /model`` (the live model and its rollout); None when no model
+        is live or nothing answers."""
+        import httpx
+
+        try:
+            with self._client() as client:
+                response = client.get("/model")
+        except httpx.TransportError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def _headers(self, version: str | None) -> dict[str, str]:
+        """Headers that have ``version`` (a loaded one) answer, or none: the service decides."""
+        if version is None:
+            return {}
+        return {"x-model-version": version, "Authorization": f"Bearer {self._token()}"}
+
+    def predict(
+        self, items: list[dict[str, Any]], version: str | None = None
+    ) -> tuple[dict[str, Any], float]:
+        """The service's answer for ``items`` (from the loaded ``version``, if given) and the
+        seconds it took."""
         with self._client() as client:
             began = time.perf_counter()
-            response = client.post("/predict", json=items)
+            response = client.post("/predict", json=items, headers=self._headers(version))
             elapsed = time.perf_counter() - began
         response.raise_for_status()
         return response.json(), elapsed
 
-    def latencies(self, items: list[dict[str, Any]]) -> list[float]:
+    def latencies(self, items: list[dict[str, Any]], version: str | None = None) -> list[float]:
         """Seconds per single-item request over one connection, as a caller would see them."""
+        headers = self._headers(version)
         with self._client() as client:
-            client.post("/predict", json=items[0]).raise_for_status()  # the connection is warm
+            # the connection is warm
+            client.post("/predict", json=items[0], headers=headers).raise_for_status()
             seconds = []
             for item in items:
                 began = time.perf_counter()
-                client.post("/predict", json=item).raise_for_status()
+                client.post("/predict", json=item, headers=headers).raise_for_status()
                 seconds.append(time.perf_counter() - began)
         return seconds

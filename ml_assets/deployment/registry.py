@@ -1,9 +1,14 @@
-"""Registry aliases of a deployment: ``champion`` is live, ``previous_champion`` the fallback."""
+"""Registry aliases of a deployment: ``champion`` is live, ``previous_champion`` the fallback,
+``challenger`` the newest registered version; the ``rollout_stage`` tag of a challenger says
+whether it serves beside the champion (``shadow``, ``canary``) or no longer does (``full``,
+``rolled_back``)."""
 
 import time
 from dataclasses import dataclass
 
-CHAMPION, PREVIOUS = "champion", "previous_champion"
+from serving.challenger import STAGE_TAG, STAGES
+
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous_champion", "challenger"
 
 
 def _client():
@@ -73,3 +78,19 @@ def roll_back(name: str) -> Aliases:
 def mark_rolled_back(name: str, version: str) -> None:
     """Record on ``version`` that a rollback took it out of service."""
     _client().set_model_version_tag(name, version, "rolled_back_at", str(int(time.time())))
+
+
+def stage(name: str, version: str) -> str | None:
+    """The ``rollout_stage`` of ``version`` (None: it never rolled out)."""
+    return _client().get_model_version(name, version).tags.get(STAGE_TAG)
+
+
+def set_stage(name: str, version: str, stage: str, reason: str | None = None) -> None:
+    """Put ``version`` in rollout ``stage``; services serve it so once they reload (a version
+    entering a rollout becomes the ``challenger``)."""
+    if stage in STAGES:
+        _point(name, CHALLENGER, version)
+    client = _client()
+    client.set_model_version_tag(name, version, STAGE_TAG, stage)
+    if reason is not None:
+        client.set_model_version_tag(name, version, "rollout_reason", reason[:4000])

@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ml_assets.contract.tasks import METRICS, Task, higher_is_better
+from ml_assets.contract.tasks import METRICS, THRESHOLD_METRICS, Task, higher_is_better
 
 if TYPE_CHECKING:  # the declaration imports Dagster, which study worker processes do not need
     from ml_assets.contract.declaration import Threshold
-
-THRESHOLD_METRICS = ("accuracy", "f1")
-"""Classification metrics of decisions at a threshold; all others are of the raw scores."""
 
 
 def metric_value(metric: str, y: Sequence, scores: Sequence) -> float:

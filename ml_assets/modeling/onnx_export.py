@@ -35,8 +35,9 @@ def onnx_inputs(columns: Mapping[str, Sequence], features: Features) -> dict[str
     """The model's input tensors (one ``(n, 1)`` array per column) from columns of values."""
     inputs = {}
     for name in features.categorical:
-        values = pd.Series(np.asarray(columns[name], dtype=object)).fillna("")
-        inputs[name] = values.to_numpy(dtype=object).astype(str).reshape(-1, 1)
+        values = np.array(columns[name], dtype=object)  # a copy: the caller's stays as it was
+        values[pd.isna(values)] = ""  # a missing category is the empty string, as in training
+        inputs[name] = values.astype(str).reshape(-1, 1)
     for name in features.numeric:
         inputs[name] = np.asarray(columns[name], dtype=np.float32).reshape(-1, 1)
     return inputs
@@ -48,7 +49,12 @@ def onnx_scores(
     """An ONNX Runtime session's scores of ``columns``: the predictions (regression) or the
     probability of the positive class 1 (binary classification; class probabilities are the
     second output, classes 0 and 1 in that order)."""
-    outputs = session.run(None, onnx_inputs(columns, features))
+    return onnx_scores_of_inputs(session, onnx_inputs(columns, features), task)
+
+
+def onnx_scores_of_inputs(session, inputs: Mapping[str, np.ndarray], task: Task) -> np.ndarray:
+    """``onnx_scores`` of input tensors already built (``onnx_inputs``)."""
+    outputs = session.run(None, inputs)
     if task == "regression":
         return np.asarray(outputs[0], dtype="float64").ravel()
     return np.asarray(outputs[1][:, 1], dtype="float64")

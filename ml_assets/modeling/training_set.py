@@ -5,6 +5,7 @@ import pandas as pd
 
 from ml_assets.automation import retrain_on_schedule
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
+from ml_assets.monitoring import LIVE_PERFORMANCE_CHECK
 
 
 def split_by_partition(
@@ -60,6 +61,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
             layer.features_asset,
             model.first_training_partitions,
             (model.training.window_start, model.training.window_end),
+            dg.AssetCheckKey(layer.key("live_performance"), LIVE_PERFORMANCE_CHECK),
         ),
         metadata=_schema(layer),
         **layer.common(),

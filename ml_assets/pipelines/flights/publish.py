@@ -78,12 +78,41 @@ def _empty_file(lines: list[str]) -> list[str]:
     return []
 
 
+LATE_MINUTES = 90
+
+
+def _late_flights(lines: list[str]) -> list[str]:
+    """Every flight that flew left and arrived ``LATE_MINUTES`` later than it really did (a
+    day of storms): the export stays consistent, the outcomes are worse than any model
+    expects. Weather files are unchanged."""
+    header = lines[0].split(",")
+    if "dep_delay" not in header or len(lines) < 2:
+        return lines
+    at = {name: header.index(name) for name in ("dep_time", "dep_delay", "arr_time", "arr_delay")}
+
+    def later(hhmm: str) -> str:
+        minutes = (int(hhmm) // 100 * 60 + int(hhmm) % 100 + LATE_MINUTES) % (24 * 60)
+        return str(minutes // 60 * 100 + minutes % 60)
+
+    damaged = [lines[0]]
+    for line in lines[1:]:
+        row = line.split(",")
+        for column, index in at.items():
+            if row[index] not in ("", "NA"):
+                value = row[index]
+                shifted = int(value) + LATE_MINUTES
+                row[index] = later(value) if column.endswith("_time") else str(shifted)
+        damaged.append(",".join(row))
+    return damaged
+
+
 FAULTS: dict[str, Callable[[list[str]], list[str]]] = {
     "duplicate-rows": _duplicate_rows,
     "corrupt-lines": _corrupt_lines,
     "missing-column": _missing_column,
     "out-of-range": _out_of_range,
     "empty-file": _empty_file,
+    "late-flights": _late_flights,
 }
 """Damage a daily export can suffer; each is applied to every daily file landed."""
 

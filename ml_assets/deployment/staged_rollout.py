@@ -1,0 +1,180 @@
+"""Staged rollout: a new version goes shadow → canary → full, or is rolled back.
+
+``decide`` is the rule, a pure function of what the service measured of the challenger at
+its stage and of the declared ``rollout`` bars. ``start`` puts a registered version in its
+first stage (``deployed_endpoint``); ``act`` carries a decision out (the rollout job, which
+the rollout sensor launches when a decision is due, or a person from the launchpad): each
+step changes the registry first and then reloads the service, which serves what the registry
+says, and is recorded as an observation of ``deployed_endpoint``.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.contract.declaration import PipelineDeclaration, Rollout
+from ml_assets.deployment import registry
+from ml_assets.deployment.endpoint import ServiceUnavailable, ServingEndpoint
+from ml_assets.deployment.rollout import undone_on_failure
+from ml_assets.monitoring import ROLLED_BACK, ROLLOUT_DECISION
+from ml_assets.monitoring.rollout_comparison import MIN_PAIRED
+from resources.parquet_io_manager import read_partition
+from serving.challenger import CANARY, FULL, SHADOW
+
+Action = Literal["wait", "advance", "promote", "roll_back"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def first_stage(rules: Rollout) -> str:
+    """Where a new version starts: shadow, or the canary when no shadow requests are asked."""
+    if rules.shadow_requests > 0:
+        return SHADOW
+    return CANARY if rules.canary_requests > 0 else FULL
+
+
+def decide(
+    stage: str,
+    stats: dict[str, Any],
+    rules: Rollout,
+    outcomes: dict[str, Any] | None = None,
+) -> Decision:
+    """What to do with a challenger at ``stage`` that measured ``stats`` (``GET /model``'s
+    ``rollout.challenger``): roll back as soon as its errors exceed what the stage allows, or
+    once the stage's requests are in and its error rate or latency miss a bar, or it is worse
+    than the champion: on the actual outcomes where enough of its predictions have one
+    (``outcomes``: ``rollout_comparison.compare``'s verdict, ``keep`` meaning worse), else by
+    disagreeing with the champion; otherwise advance (shadow → canary) or promote; wait while
+    the requests are not in."""
+    needed = rules.shadow_requests if stage == SHADOW else rules.canary_requests
+    requests, errors = stats.get("requests", 0), stats.get("errors", 0)
+    allowed = rules.max_error_rate * max(needed, 1)
+    if errors > allowed:
+        return Decision(
+            "roll_back", f"{errors} failed scorings, over the {allowed:g} that {needed} allow"
+        )
+    if requests < needed:
+        return Decision("wait", f"{requests} of {needed} {stage} requests")
+    misses = []
+    if stats.get("error_rate", 0.0) > rules.max_error_rate:
+        misses.append(f"error rate {stats['error_rate']:.3%} > {rules.max_error_rate:.3%}")
+    p95 = stats.get("latency_p95_ms")
+    if p95 is not None and p95 > rules.max_latency_p95_ms:
+        misses.append(f"scoring p95 {p95:.2f} ms > {rules.max_latency_p95_ms:g} ms")
+    agreement = stats.get("agreement")
+    judged = outcomes is not None and outcomes.get("paired", 0) >= MIN_PAIRED
+    if judged and outcomes["decision"] == "keep":  # type: ignore[index]
+        misses.append(f"worse than the champion on outcomes: {outcomes['reason']}")  # type: ignore[index]
+    elif not judged and agreement is not None and agreement < rules.min_agreement:
+        misses.append(f"agreement with the champion {agreement:.1%} < {rules.min_agreement:.1%}")
+    if misses:
+        return Decision("roll_back", "; ".join(misses))
+    held = f"held over {requests} {stage} requests"
+    if stage == SHADOW and rules.canary_requests > 0:
+        return Decision("advance", held)
+    return Decision("promote", held)
+
+
+def outcome_comparison(
+    declaration: PipelineDeclaration, champion: str, challenger: str
+) -> dict[str, Any] | None:
+    """The two versions' served predictions that have an outcome by now, compared
+    (``rollout_comparison.compare``); None when the challenger has served none in any
+    partition."""
+    from ml_assets.home import prediction_log_url, warehouse_url
+    from ml_assets.monitoring.outcomes import scored_outcomes
+    from ml_assets.monitoring.rollout_comparison import compare
+    from ml_assets.monitoring.served_predictions import read_log_partition
+    from resources.paths import to_upath
+
+    model = declaration.model
+    folder = to_upath(prediction_log_url()) / declaration.name
+    keys = set(declaration.partitions.definition().get_partition_keys())
+    features = to_upath(warehouse_url()).joinpath(*declaration.key(model.features_asset).path)
+    joined = []
+    for partition in sorted(p.name for p in folder.iterdir()) if folder.exists() else []:
+        if partition not in keys or not (features / f"{partition}.parquet").exists():
+            continue
+        served, _, _ = read_log_partition(declaration.name, partition)
+        served = served[served["model_version"].isin([champion, challenger])]
+        if not (served["model_version"] == challenger).any():
+            continue
+        landed = read_partition(warehouse_url(), declaration.key(model.features_asset), partition)
+        joined.append(
+            scored_outcomes(partition, landed, model.id_column, model.target, None, "", served)
+        )
+    if not joined:
+        return None
+    rows = pd.concat(joined, ignore_index=True)
+    return compare(model.task, model.live_metric(declaration.monitoring), rows, champion)
+
+
+def challenger_state(endpoint: ServingEndpoint) -> tuple[str, dict[str, Any]] | None:
+    """The stage and the measured figures of the challenger the service is rolling out."""
+    described = endpoint.describe()
+    rollout = (described or {}).get("rollout") or {}
+    if rollout.get("stage") not in (SHADOW, CANARY) or not rollout.get("challenger"):
+        return None
+    return rollout["stage"], rollout["challenger"]
+
+
+def start(endpoint: ServingEndpoint, name: str, version: str, rules: Rollout) -> str:
+    """Put ``version`` in its first stage beside the champion and have the service load it;
+    on failure the version is marked rolled back and the service reloaded without it."""
+    stage = first_stage(rules)
+    registry.set_stage(name, version, stage)
+    try:
+        served = endpoint.reload()
+        loaded = ((served.get("rollout") or {}).get("challenger") or {}).get("version")
+        if loaded != version:
+            raise ServiceUnavailable(f"the service loaded challenger {loaded}, not v{version}")
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        registry.set_stage(name, version, ROLLED_BACK, reason)
+        endpoint.reload()
+        raise dg.Failure(f"Rolling out {name} v{version} in {stage} failed: {reason}") from error
+    return stage
+
+
+def act(
+    endpoint: ServingEndpoint,
+    name: str,
+    version: str,
+    stage: str,
+    decision: Decision,
+    log: Any,
+) -> dict[str, Any]:
+    """Carry ``decision`` out on the challenger ``version`` at ``stage``; the metadata of the
+    observation that records it."""
+    if decision.action == "advance":
+        registry.set_stage(name, version, CANARY)
+        endpoint.reload()
+        new_stage = CANARY
+    elif decision.action == "promote":
+        before = registry.promote(name, version)
+        with undone_on_failure(
+            endpoint, name, before, version, f"Promoting {name} v{version}", log
+        ):
+            endpoint.reload_champion(version)
+        registry.set_stage(name, version, FULL)
+        new_stage = FULL
+    elif decision.action == "roll_back":
+        registry.set_stage(name, version, ROLLED_BACK, decision.reason)
+        endpoint.reload()
+        new_stage = ROLLED_BACK
+    else:
+        raise ValueError(f"nothing to carry out for {decision.action!r}")
+    log.info(f"{name} v{version}: {stage} → {new_stage} ({decision.reason})")
+    return {
+        ROLLOUT_DECISION: ROLLED_BACK if decision.action == "roll_back" else decision.action,
+        "rollout/version": version,
+        "rollout/from_stage": stage,
+        "rollout/stage": new_stage,
+        "rollout/reason": decision.reason,
+    }

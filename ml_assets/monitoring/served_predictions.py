@@ -1,0 +1,93 @@
+"""``served_predictions``: what the prediction service answered, per partition, from its log.
+
+The service appends each batch of predictions as new files under
+``<log>/<pipeline>/<partition>/`` (``serving.prediction_log``). A partition's materialization
+reads every file of its folder and keeps each prediction once (a batch retried after a partial
+write may be there twice), so re-materializing is idempotent and picks up what was logged
+since. The prediction log sensor asks for it when a folder changes (it has no upstream asset:
+the log is written by the services, outside Dagster).
+"""
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.data.assets import partitioned
+from ml_assets.home import prediction_log_url
+from ml_assets.monitoring.layer import common
+from resources.paths import to_upath
+from serving.prediction_log import COLUMNS
+
+IDENTITY = ["request_id", "item_index", "model_version"]
+SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("request_id", "string", "The request's id (in its answer)."),
+        dg.TableColumn("item_index", "int", "The item's position in the request."),
+        dg.TableColumn("served_at", "timestamp", "When it was answered (UTC)."),
+        dg.TableColumn("latency_ms", "float", "Time the version took for the request."),
+        dg.TableColumn("model_version", "string", "The registry version that scored it."),
+        dg.TableColumn("role", "string", "champion or challenger."),
+        dg.TableColumn("stage", "string", "full, shadow or canary: how the version served."),
+        dg.TableColumn("returned", "bool", "Whether this prediction was the answer."),
+        dg.TableColumn("item_id", "string", "The item's id column (joins with outcomes)."),
+        dg.TableColumn("score", "float", "The prediction (a classifier's probability)."),
+        dg.TableColumn("request", "string", "The item's request fields, as JSON."),
+    ]
+)
+
+
+def read_log_partition(pipeline: str, partition: str) -> tuple[pd.DataFrame, int, int]:
+    """The logged predictions of ``partition``, each once; the files read and the duplicates
+    dropped."""
+    import pyarrow.parquet as pq
+
+    folder = to_upath(prediction_log_url()) / pipeline / partition
+    files = (
+        sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and p.name[0] != ".")
+        if folder.exists()
+        else []
+    )
+    frames = []
+    for path in files:
+        with path.open("rb") as file:
+            frames.append(pq.read_table(file).to_pandas())
+    if not frames:
+        empty = pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
+        return empty.astype({"served_at": "datetime64[ns, UTC]", "score": "float64"}), 0, 0
+    rows = pd.concat(frames, ignore_index=True)
+    kept = rows.drop_duplicates(IDENTITY).sort_values(["served_at", "request_id", "item_index"])
+    kept["served_at"] = pd.to_datetime(kept["served_at"], unit="s", utc=True)
+    return kept.reset_index(drop=True), len(files), len(rows) - len(kept)
+
+
+def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=declaration.key("served_predictions"),
+        description=(
+            f"Every prediction the {declaration.name} service made (champion and challenger, "
+            "returned or in shadow), with its request, from the prediction log; each once."
+        ),
+        kinds={"pandas", "parquet"},
+        metadata={"dagster/column_schema": SCHEMA},
+        **partitioned(declaration),
+        **common(declaration),
+    )
+    def served_predictions(context: dg.AssetExecutionContext) -> dg.Output[dict]:
+        frames = {}
+        for key in context.partition_keys:
+            rows, files, duplicates = read_log_partition(declaration.name, key)
+            frames[key] = rows
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": len(rows),
+                    "requests": int(rows["request_id"].nunique()),
+                    "returned": int(rows["returned"].sum()) if len(rows) else 0,
+                    "log_files": files,
+                    "duplicates_dropped": duplicates,
+                    "versions": ", ".join(sorted(rows["model_version"].astype(str).unique())),
+                },
+                partition_key=key,
+            )
+        return dg.Output(frames)
+
+    return served_predictions

@@ -1,0 +1,73 @@
+"""A sensor that re-ingests ``served_predictions`` where the prediction log has grown.
+
+Each tick lists the pipeline's log folders (one per partition) and compares each folder's
+signature (how many files, the newest name) with the cursor's; the partitions whose folder
+changed become the fewest contiguous single-run ranges, each a run keyed by the range and the
+folders' signatures, so the same files are never ingested twice (also across daemon restarts)
+while a folder that grows again is. Files that land during a tick are seen by the next one.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
+
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.home import prediction_log_url
+from resources.paths import to_upath
+from sensors.landing_zone import contiguous_ranges
+
+INTERVAL_SECONDS = 30
+
+
+def log_signatures(pipeline: str, partitions: set[str]) -> dict[str, str]:
+    """Each logged partition's signature: its file count and newest file name."""
+    folder = to_upath(prediction_log_url()) / pipeline
+    if not folder.exists():
+        return {}
+    signatures = {}
+    for child in folder.iterdir():
+        if child.name not in partitions:
+            continue
+        names = sorted(
+            p.name for p in child.iterdir() if p.name.endswith(".parquet") and p.name[0] != "."
+        )
+        if names:
+            signatures[child.name] = f"{len(names)}:{names[-1]}"
+    return signatures
+
+
+def build_prediction_log_sensor(
+    declaration: PipelineDeclaration, run_config: dict | None = None
+) -> dg.SensorDefinition:
+    asset = declaration.key("served_predictions")
+    keys = declaration.partitions.definition().get_partition_keys()
+    order = {key: i for i, key in enumerate(keys)}
+
+    @dg.sensor(
+        name=f"{declaration.prefix}_prediction_log_sensor",
+        asset_selection=dg.AssetSelection.assets(asset),
+        minimum_interval_seconds=INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Ingest what the {declaration.name} service logged since the last run.",
+    )
+    def prediction_log_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        now = log_signatures(declaration.name, set(order))
+        changed = [p for p, signature in now.items() if seen.get(p) != signature]
+        requests = []
+        for run in contiguous_ranges(changed, order):
+            digest = hashlib.sha256("|".join(now[p] for p in run).encode()).hexdigest()[:16]
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"served:{run[0]}:{run[-1]}:{digest}",
+                    asset_selection=[asset],
+                    tags={RANGE_START: run[0], RANGE_END: run[-1]},
+                    run_config=run_config or {},
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps({**seen, **now}))
+
+    return prediction_log_sensor
