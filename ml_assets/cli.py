@@ -9,6 +9,8 @@
 - ``ml-assets serve PIPELINE`` starts the prediction service for the pipeline's champion;
 - ``ml-assets rollout PIPELINE [--promote | --roll-back]`` shows where a staged rollout
   stands and what the declared bars decide, or carries out a person's decision;
+- ``ml-assets worker [--name NAME] [--concurrency N]`` runs a Celery step worker (the
+  ``ML_ASSETS_EXECUTOR=celery`` profile);
 - ``ml-assets new-pipeline NAME`` writes a runnable skeleton of a new pipeline.
 """
 
@@ -164,6 +166,15 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """Become a Celery worker of the platform's steps (one task at a time per process)."""
+    command = [sys.executable, "-m", "celery", "-A", "ml_assets.celery_worker", "worker",
+               "--queues", "dagster", "--concurrency", str(args.concurrency),
+               "--hostname", f"{args.name}@%h", "--loglevel", args.log_level,
+               "--without-gossip", "--without-mingle"]  # fmt: skip
+    os.execvp(command[0], command)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -172,14 +183,19 @@ def _serve(args: argparse.Namespace) -> int:
     from resources.mlflow_tracking import MlflowTracking, tracking_uri
     from resources.table_snapshots import TableSnapshots
     from serving.app import create_app
-    from serving.settings import admin_token
+    from serving.settings import NoAdminToken, admin_token
     from serving.spec import served_model
 
+    try:
+        token = admin_token()
+    except NoAdminToken as error:
+        print(f"ml-assets serve: {error}", file=sys.stderr)
+        return 2
     MlflowTracking(tracking_uri=tracking_uri()).use()
     declared = pipelines.declaration(args.pipeline)
     served = served_model(declared, pipelines.serving_hooks(args.pipeline), args.max_batch)
     log_url = None if args.no_prediction_log else prediction_log_url()
-    app = create_app(served, TableSnapshots(online_store_url()), admin_token(), log_url)
+    app = create_app(served, TableSnapshots(online_store_url()), token, log_url)
     port = args.port or declared.serving.port
     print(f"{args.pipeline} prediction service on http://{args.host}:{port}", flush=True)
     uvicorn.run(
@@ -256,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     act.add_argument("--promote", action="store_true", help="make the challenger the champion")
     act.add_argument("--roll-back", action="store_true", help="take the challenger out")
     rollout.set_defaults(run=_rollout)
+
+    worker = commands.add_parser("worker", help="a Celery worker of the platform's steps")
+    worker.add_argument("--name", default="worker", help="the worker's name (NAME@host)")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps at once")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(run=_worker)
 
     new = commands.add_parser("new-pipeline", help="write a runnable skeleton of a new pipeline")
     new.add_argument("name", help="the pipeline's name: lower case letters, digits, _")

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ml_assets import pipelines
-from ml_assets.executor import forkserver_or_in_process_executor
+from ml_assets.executor import platform_executor
 from ml_assets.monitoring.alerts import build_alerts_sensor
 from ml_assets.platform import pipeline_definitions
 from resources.platform import platform_resources
@@ -16,8 +16,8 @@ def _platform() -> dg.Definitions:
     return dg.Definitions(
         # Steps in parallel processes forked from one per-run forkserver by default (a year-long
         # backfill runs its two clean steps side by side); a run may choose in_process, as the
-        # landing-zone sensor's one-step runs do.
-        executor=forkserver_or_in_process_executor,
+        # landing-zone sensor's one-step runs do. ML_ASSETS_EXECUTOR=celery: Celery workers.
+        executor=platform_executor(),
         resources=platform_resources([p.declaration for p in PIPELINES]),
         sensors=[
             dg.AutomationConditionSensorDefinition(

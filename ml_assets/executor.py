@@ -1,4 +1,7 @@
-"""The platform's default executor: Dagster's, with step processes forked from a forkserver.
+"""The platform's executor: Dagster's, with step processes forked from a forkserver; or, with
+``ML_ASSETS_EXECUTOR=celery``, dagster-celery's, every step a task for the Celery workers
+(``ml-assets worker``, ``ml_assets.celery_worker``) on the broker at
+``$ML_ASSETS_CELERY_BROKER_URL``.
 
 Dagster's default executor runs each step in a freshly *spawned* process that imports the code
 location again (pandas, Pandera, Dagster: ~2.5 s, more while other steps compete for the CPU).
@@ -14,6 +17,7 @@ pages instead of copying them: the run's memory is that of one code location plu
 own data.
 """
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,3 +42,37 @@ forkserver_or_in_process_executor = dg.multi_or_in_process_executor.configured(
     name="forkserver_or_in_process_executor",
     config_schema=dg.multi_or_in_process_executor.config_schema.as_field(),
 )
+
+
+EXECUTOR_ENV_VAR = "ML_ASSETS_EXECUTOR"
+BROKER_ENV_VAR = "ML_ASSETS_CELERY_BROKER_URL"
+DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
+STEP_RETRIES = 2
+"""A step whose worker died is run again on another (``RetryPolicy`` of every step)."""
+
+
+def on_celery() -> bool:
+    return os.environ.get(EXECUTOR_ENV_VAR, "").lower() == "celery"
+
+
+def broker_url() -> str:
+    return os.environ.get(BROKER_ENV_VAR) or DEFAULT_BROKER
+
+
+def platform_executor() -> dg.ExecutorDefinition:
+    """The executor the environment asks for (see the module's docstring)."""
+    if not on_celery():
+        return forkserver_or_in_process_executor
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(
+        {"broker": {"env": BROKER_ENV_VAR} if os.environ.get(BROKER_ENV_VAR) else DEFAULT_BROKER,
+         "backend": "rpc://", "retries": {"enabled": {}}},
+        name="celery_executor",
+    )  # fmt: skip
+
+
+def one_step_run_config() -> dict[str, Any]:
+    """Run config of runs that gain nothing from step processes: in process, except on Celery,
+    where every step is a worker's."""
+    return {} if on_celery() else {"execution": {"config": {"in_process": {}}}}

@@ -9,6 +9,7 @@ from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.metadata import column_schema
 from ml_assets.deployment.assets import build_deployment_assets
+from ml_assets.executor import one_step_run_config
 from ml_assets.modeling.assets import build_model_assets
 from ml_assets.modeling.layer import MODELS
 from ml_assets.monitoring.assets import build_monitoring_assets
@@ -17,7 +18,7 @@ from sensors.landing_zone import build_landing_zone_sensor, landed_sources
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
 
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS = one_step_run_config()
 """Run config of one-step runs, which gain nothing from step processes."""
 
 

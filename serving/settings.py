@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from ml_assets.home import ml_assets_home
 
 TOKEN_ENV_VAR = "ML_ASSETS_SERVING_TOKEN"
+TOKEN_FILE_ENV_VAR = "ML_ASSETS_SERVING_TOKEN_FILE"
+PROFILE_ENV_VAR, PRODUCTION = "ML_ASSETS_PROFILE", "production"
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -31,11 +33,26 @@ def is_local(url: str) -> bool:
     return urlsplit(url).hostname in LOOPBACK
 
 
+class NoAdminToken(RuntimeError):
+    """The production profile has no admin token configured: nothing may start without one."""
+
+
 def admin_token() -> str:
-    """``$ML_ASSETS_SERVING_TOKEN``; locally, a random token kept (mode 600) under the home."""
+    """``$ML_ASSETS_SERVING_TOKEN``, or the file ``$ML_ASSETS_SERVING_TOKEN_FILE`` names (a
+    mounted secret); locally, a random token kept (mode 600) under the home. The production
+    profile (``ML_ASSETS_PROFILE=production``) never makes one up: without a configured token
+    it raises ``NoAdminToken``."""
     configured = os.environ.get(TOKEN_ENV_VAR)
     if configured:
         return configured
+    secret = os.environ.get(TOKEN_FILE_ENV_VAR)
+    if secret:
+        return Path(secret).read_text().strip()
+    if os.environ.get(PROFILE_ENV_VAR) == PRODUCTION:
+        raise NoAdminToken(
+            f"The production profile needs the services' admin token: set {TOKEN_ENV_VAR} or "
+            f"{TOKEN_FILE_ENV_VAR} (a secret file); a random local token is not made up here."
+        )
     path = ml_assets_home() / "serving" / "admin-token"
     if not path.exists():
         _create_token(path)

@@ -78,17 +78,23 @@ def test_partitioned_checks_share_their_asset_partitions():
 
 def test_every_asset_is_refreshed_by_a_sensor_or_automation():
     """Landed files drive the ingest layer (and, in the same run, the data layers they alone
-    determine); automation conditions drive everything downstream of ingest."""
+    determine), the prediction log drives ``served_predictions``; automation conditions drive
+    everything else downstream of ingest."""
     by_sensor = set().union(
         *(
-            defs.resolve_sensor_def(f"{name}_landing_zone_sensor").asset_selection.resolve(GRAPH)
+            defs.resolve_sensor_def(f"{name}_{kind}_sensor").asset_selection.resolve(GRAPH)
             for name in PIPELINES
+            for kind in ("landing_zone", "prediction_log")
         )
     )
     automated = {spec.key for spec in SPECS if spec.automation_condition is not None}
     assert by_sensor | automated == {spec.key for spec in SPECS}
+    only_by_sensor = [spec for spec in SPECS if spec.key in by_sensor - automated]
     ingest = {f"{name}_ingest" for name in PIPELINES}
-    assert {spec.group_name for spec in SPECS if spec.key in by_sensor - automated} == ingest
+    assert {s.key.to_user_string() for s in only_by_sensor if s.group_name not in ingest} == {
+        f"{name}/served_predictions" for name in PIPELINES
+    }
+    assert ingest <= {s.group_name for s in only_by_sensor}
 
 
 def test_dagster_cli_validates_the_workspace(home: Path):

@@ -1,7 +1,6 @@
 """The Parquet IO manager: one file per partition, idempotent writes, clear errors, local and S3."""
 
 import io
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -9,8 +8,6 @@ import boto3
 import dagster as dg
 import pandas as pd
 import pytest
-import s3fs
-from moto.server import ThreadedMotoServer
 
 from ml_assets.data.assets import ROWS_CONSERVED
 from ml_assets.pipelines.flights.assets import data_assets, key
@@ -224,29 +221,6 @@ def test_failed_write_keeps_the_old_file_and_no_temporary_one(
 
 
 # S3 (moto server)
-
-
-@pytest.fixture
-def s3_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server on localhost with an empty bucket; AWS clients pointed at it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    s3fs.S3FileSystem.clear_instance_cache()
-    boto3.client("s3").create_bucket(Bucket="bucket")
-    try:
-        yield "bucket"
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
-        server.stop()
 
 
 def _s3_parquet(bucket: str, key_name: str) -> pd.DataFrame:

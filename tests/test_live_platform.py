@@ -287,7 +287,7 @@ def test_the_model_job_launched_from_the_ui_is_deployed_by_automation(
     version = str(registered.version)
     champion = _served_version(platform, "flights")
     wait_for(
-        lambda: _rollout(platform, "flights").get("challenger", {}).get("version") == version,
+        lambda: (_rollout(platform, "flights").get("challenger") or {}).get("version") == version,
         240,
         "automation to deploy the registered model in shadow",
     )

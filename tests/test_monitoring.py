@@ -324,6 +324,22 @@ def test_a_shadow_is_scored_and_logged_but_never_answers(flights: World) -> None
     metrics = flights.get("/metrics").text
     assert f'model_version="{challenger}",role="challenger"' in metrics
 
+    # the comparison on outcomes: a copy of the champion is neither better nor worse
+    _answers(flights, flights.requests(partition)[20:80])
+    _flushed(flights)
+    _materialize(flights, ["batch_predictions", "served_predictions", "live_performance"],
+                 flights.partitions())  # fmt: skip
+    result = flights.materialize([flights.key("rollout_comparison")])
+    comparison = result.output_for_node(flights.op("rollout_comparison"))
+    assert comparison["champion"] == flights.first_version
+    assert comparison["challenger"] == challenger
+    assert comparison["paired"] >= 60
+    assert comparison["decision"] == "undecided"
+    assert comparison["difference_low"] == comparison["difference_high"] == 0.0
+    by_version = {v["version"]: v for v in comparison["versions"]}
+    assert by_version[challenger]["ci_low"] <= by_version[challenger]["mae"]
+    assert by_version[challenger]["mae"] <= by_version[challenger]["ci_high"]
+
 
 def test_a_canary_answers_its_sticky_share_then_the_sensor_promotes_it(flights: World) -> None:
     go_live(flights, flights.first_version)

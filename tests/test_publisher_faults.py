@@ -18,7 +18,13 @@ from ml_assets.data.assets import (
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
-from ml_assets.pipelines.flights.publish import FAULTS, day_keys, publish
+from ml_assets.pipelines.flights.publish import (
+    FAULTS,
+    LATE_MINUTES,
+    day_keys,
+    publish,
+    source_table,
+)
 from resources.landing_zone import LandingZone
 
 DAY = "2013-01-02"
@@ -96,7 +102,24 @@ def run_fault(landing_zone: LandingZone, resources: dict, instance: dg.DagsterIn
 def test_every_fault_kind_is_covered() -> None:
     assert set(FAULTS) == {
         "duplicate-rows", "corrupt-lines", "missing-column", "out-of-range", "empty-file",
+        "late-flights",
     }  # fmt: skip
+
+
+def test_late_flights_are_a_consistent_export_whose_outcomes_are_worse(
+    run_fault: RunFault, home: Path
+) -> None:
+    """Every flight that flew is LATE_MINUTES later, times and delays alike: the export stays
+    consistent (no rule rejects it), and only its outcomes are worse."""
+    result = run_fault("late-flights")
+    assert result.success
+    assert_rows_conserved(result, home)
+    clean = stored(home, "flights_clean")
+    assert len(clean) == FLIGHTS_ON_DAY and len(stored(home, "flights_rejected")) == 0
+    real = source_table("flights")
+    day = real[(real["month"] == "1") & (real["day"] == "2") & (real["arr_delay"] != "NA")]
+    expected = day["arr_delay"].astype(float).mean() + LATE_MINUTES
+    assert clean["arr_delay"].mean() == pytest.approx(expected)
 
 
 def test_duplicate_rows(run_fault: RunFault, home: Path) -> None:

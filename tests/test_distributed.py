@@ -1,0 +1,250 @@
+"""Steps on Celery workers (``ML_ASSETS_EXECUTOR=celery``), against the real services: the
+machine's RabbitMQ and PostgreSQL, and S3 (a moto server).
+
+Two workers (``ml-assets worker``) each have their own home and Dagster home, as separate
+machines would: they share only PostgreSQL (runs and events), S3 (landing zone and warehouse)
+and the broker. The run is launched as a user launches it, with ``dagster asset materialize``.
+"""
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
+
+from ml_assets.executor import BROKER_ENV_VAR, EXECUTOR_ENV_VAR
+from ml_assets.home import (
+    HOME_ENV_VAR,
+    LANDING_ENV_VAR,
+    ONLINE_STORE_ENV_VAR,
+    PROJECT_ROOT,
+    WAREHOUSE_ENV_VAR,
+)
+from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
+from resources.landing_zone import LandingZone
+
+BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+WEEK = day_keys(date(2013, 1, 1), date(2013, 1, 7))
+
+
+def _purge_queue() -> None:
+    """Steps a killed earlier run left on the broker would be picked up by these workers."""
+    from kombu import Connection
+
+    with Connection(BROKER, connect_timeout=5) as connection:
+        connection.ensure_connection(max_retries=1)  # a broker that is down fails here, loudly
+        with contextlib.suppress(Exception):  # the queue does not exist yet
+            connection.channel().queue_purge("dagster")
+
+
+def _machine(root: Path, name: str, postgres_url: str, bucket: str) -> dict[str, str]:
+    """The environment of one "machine": its own home and Dagster home, the shared services."""
+    home = root / name
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True)
+    env = {
+        **os.environ,
+        HOME_ENV_VAR: str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        POSTGRES_ENV_VAR: postgres_url,
+        EXECUTOR_ENV_VAR: "celery",
+        BROKER_ENV_VAR: BROKER,
+        LANDING_ENV_VAR: f"s3://{bucket}/landing",
+        WAREHOUSE_ENV_VAR: f"s3://{bucket}/warehouse",
+        ONLINE_STORE_ENV_VAR: f"s3://{bucket}/online",
+    }
+    (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
+    return env
+
+
+@pytest.fixture
+def workers(
+    tmp_path: Path, postgres_url: str, s3_bucket: str
+) -> Iterator[tuple[dict[str, str], list[subprocess.Popen]]]:
+    """Two Celery workers and the launcher's environment."""
+    _purge_queue()
+    processes = []
+    for i in (1, 2):
+        env = _machine(tmp_path, f"worker-{i}", postgres_url, s3_bucket)
+        log = (tmp_path / f"worker-{i}.log").open("wb")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "ml_assets.cli", "worker", "--name", f"w{i}"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ))  # fmt: skip
+    launcher = _machine(tmp_path, "launcher", postgres_url, s3_bucket)
+    try:
+        yield launcher, processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _materialize(env: dict[str, str], selection: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ml_assets.definitions",
+         "--select", selection, *extra],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_a_week_backfill_runs_its_steps_on_two_celery_workers(
+    workers: tuple[dict[str, str], list[subprocess.Popen]],
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launcher, _ = workers
+    publish(LandingZone(url=f"s3://{s3_bucket}/landing"), WEEK)
+    tables = _materialize(launcher, 'group:flights_ingest and not key:"flights/raw_*"')
+    assert tables.returncode == 0, tables.stderr[-3000:]
+    week = _materialize(
+        launcher,
+        'key:"flights/raw_*" or group:flights_clean or group:flights_features',
+        "--partition-range", f"{WEEK[0]}...{WEEK[-1]}",
+    )  # fmt: skip
+    assert week.returncode == 0, week.stderr[-3000:]
+
+    s3 = boto3.client("s3")
+    for day in WEEK:
+        body = s3.get_object(Bucket=s3_bucket, Key=f"warehouse/flights/raw_flights/{day}.parquet")
+        raw = pd.read_parquet(io.BytesIO(body["Body"].read()))
+        flights = source_table("flights")
+        d = date.fromisoformat(day)
+        expected = flights[(flights["year"] == str(d.year)) & (flights["month"] == str(d.month))
+                           & (flights["day"] == str(d.day))]  # fmt: skip
+        assert len(raw) == len(expected), day
+        for name in ("flights_clean", "flight_features"):
+            s3.head_object(Bucket=s3_bucket, Key=f"warehouse/flights/{name}/{day}.parquet")
+
+    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
+    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
+    try:
+        [run] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        hosts = set()
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records:
+            data = record.event_log_entry.dagster_event.engine_event_data
+            worker = (data.metadata or {}).get("Celery worker")
+            if worker is not None:
+                hosts.add(str(worker.value).split("@")[0])
+    finally:
+        instance.dispose()
+    assert hosts == {"w1", "w2"}, hosts
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in (1, 2)]
+    assert all(secret not in text for text in [*logs, week.stdout, week.stderr])
+    assert secret not in _everything_recorded(launcher, monkeypatch)
+    for i in (1, 2):  # the workers wrote nothing to their own disks
+        home = tmp_path / f"worker-{i}"
+        assert not (home / "warehouse").exists() and not (home / "landing").exists()
+
+
+def _everything_recorded(launcher: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every run's config, tags and events in the instance, as text."""
+    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
+    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
+    try:
+        parts = []
+        for run in instance.get_runs():
+            parts += [repr(run.run_config), repr(run.tags)]
+            parts += [repr(r.event_log_entry) for r in instance.get_records_for_run(
+                run.run_id, limit=100_000).records]  # fmt: skip
+        return "\n".join(parts)
+    finally:
+        instance.dispose()
+
+
+MONTH = day_keys(date(2013, 1, 1), date(2013, 1, 31))
+"""From the first day: a feature partition reads the week before it."""
+
+
+def _steps_by_worker(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
+    """Each step key of the run and the workers that started it."""
+    started: dict[str, set[str]] = {}
+    for record in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+    ).records:
+        event = record.event_log_entry.dagster_event
+        worker = (event.engine_event_data.metadata or {}).get("Celery worker")
+        if worker is not None and event.step_key:
+            started.setdefault(event.step_key, set()).add(str(worker.value).split("@")[0])
+    return started
+
+
+def test_a_worker_killed_mid_step_loses_nothing(
+    workers: tuple[dict[str, str], list[subprocess.Popen]],
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL the worker running the month's feature step: the broker gives the task (acked
+    only when done) to the other worker, the run succeeds, and every partition is written
+    once, with the rows of the month."""
+    launcher, processes = workers
+    publish(LandingZone(url=f"s3://{s3_bucket}/landing"), MONTH)
+    assert (
+        _materialize(launcher, 'group:flights_ingest and not key:"flights/raw_*"').returncode == 0
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ml_assets.definitions",
+         "--select", 'key:"flights/raw_*" or group:flights_clean or group:flights_features',
+         "--partition-range", f"{MONTH[0]}...{MONTH[-1]}"],
+        cwd=PROJECT_ROOT, env=launcher, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
+    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
+    try:
+        victim = None
+        deadline = time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: MONTH[0]}), limit=1)
+            if runs:
+                started = _steps_by_worker(instance, runs[0].run_id)
+                victim = next(iter(started.get("flights__flight_features", ())), None)
+            time.sleep(0.2)
+        assert victim is not None, "the feature step never started"
+        os.killpg(processes[int(victim[1:]) - 1].pid, signal.SIGKILL)
+        _, errors = run.communicate(timeout=600)
+        assert run.returncode == 0, errors[-3000:]
+        [done] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: MONTH[0]}), limit=1)
+        assert done.status == dg.DagsterRunStatus.SUCCESS
+        survivor = {"w1", "w2"} - {victim}
+        assert _steps_by_worker(instance, done.run_id)["flights__flight_features"] == {
+            victim,
+            *survivor,
+        }
+        materialized = instance.get_materialized_partitions(
+            dg.AssetKey(["flights", "flight_features"])
+        )
+        assert set(MONTH) <= materialized
+    finally:
+        instance.dispose()
+    s3 = boto3.client("s3")
+    flights = source_table("flights")
+    expected = flights[(flights["year"] == "2013") & (flights["month"] == "1")]
+    rows = 0
+    for day in MONTH:
+        body = s3.get_object(Bucket=s3_bucket, Key=f"warehouse/flights/raw_flights/{day}.parquet")
+        rows += len(pd.read_parquet(io.BytesIO(body["Body"].read())))
+    assert rows == len(expected)
