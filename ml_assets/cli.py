@@ -99,21 +99,29 @@ def _pipelines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dev(args: argparse.Namespace) -> int:
+def _use_the_platforms_instance() -> None:
+    """Point ``DAGSTER_HOME`` at the platform's instance, writing its ``dagster.yaml`` unless
+    the user set a ``DAGSTER_HOME`` of their own (which keeps its own config)."""
     from ml_assets.instance import instance_yaml
 
-    _seed_landing_zone(args.seed_partitions)
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    if "DAGSTER_HOME" not in os.environ:  # a DAGSTER_HOME of the user's keeps its own config
+    if "DAGSTER_HOME" not in os.environ:
         (home / "dagster.yaml").write_text(instance_yaml(home))
     os.environ["DAGSTER_HOME"] = str(home)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    _seed_landing_zone(args.seed_partitions)
+    _use_the_platforms_instance()
     os.environ.setdefault("ML_ASSETS_HOME", str(ml_assets_home()))
     command = [
         sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
         "--host", args.host, "--port", str(args.port),
     ]  # fmt: skip
-    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})", flush=True)
+    print(
+        f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={dagster_home()})", flush=True
+    )
     os.execvp(command[0], command)
 
 
@@ -154,7 +162,7 @@ def _rollout(args: argparse.Namespace) -> int:
     print(json.dumps(shown, indent=2))
     if not (args.promote or args.roll_back):
         return 0
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    _use_the_platforms_instance()
     action = "promote" if args.promote else "roll_back"
     result = build_rollout_job(declared).execute_in_process(
         run_config={"ops": {f"{declared.prefix}_advance_rollout": {"config": {"action": action}}}},

@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own ``$ML_ASSETS_HOME`` and Dagster instance."""
 
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -104,6 +105,10 @@ def s3_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     s3fs.S3FileSystem.clear_instance_cache()
+    # moto keeps its buckets in the process, across servers: each test starts from none
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")
+    ).close()
     boto3.client("s3").create_bucket(Bucket="bucket")
     try:
         yield "bucket"

@@ -8,6 +8,7 @@ materialized, a tiny model trained, registered and served.
 """
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from serving_fixtures import (
 )
 
 from jobs.rollout import build_rollout_job
-from ml_assets import pipelines
+from ml_assets import cli, pipelines
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
@@ -427,22 +428,26 @@ def test_a_challenger_that_disagrees_is_rolled_back_automatically(world: World) 
     assert alert is not None and contrary in alert["text"]
 
 
-def test_a_person_can_roll_a_challenger_back(flights: World) -> None:
+def test_a_person_can_roll_a_challenger_back(
+    flights: World, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ml-assets rollout NAME`` shows where the rollout stands and what the bars decide;
+    ``--roll-back`` runs the rollout job with a person's decision."""
     go_live(flights, flights.first_version)
     challenger = register_copy(flights, flights.first_version)
     assert flights.deploy(challenger, staged=True).success
-    result = build_rollout_job(flights.declaration).execute_in_process(
-        run_config={
-            "ops": {f"{flights.declaration.prefix}_advance_rollout": {"config": {
-                "action": "roll_back"}}}
-        },
-        resources=flights.platform.resources,
-        instance=flights.platform.instance,
-    )  # fmt: skip
-    assert result.success
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the CLI's: the platform home's
+    assert cli.main(["rollout", "flights"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["stage"] == SHADOW and shown["challenger"]["version"] == challenger
+    assert shown["decision"]["action"] == "wait"
+
+    assert cli.main(["rollout", "flights", "--roll-back"]) == 0
+    assert "roll_back: done" in capsys.readouterr().out
     assert _rollout(flights)["stage"] == FULL
     assert registry.aliases(flights.model_name).champion == flights.first_version
     assert registry.stage(flights.model_name, challenger) == ROLLED_BACK
+    assert cli.main(["rollout", "flights", "--promote"]) == 1  # nothing is rolling out now
 
 
 # the chain: degraded outcomes → failed check → retraining → the new version in service
