@@ -11,14 +11,16 @@ import httpx
 from serving_fixtures import free_ports
 
 from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
+from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from serving.settings import PRODUCTION, PROFILE_ENV_VAR, TOKEN_ENV_VAR, TOKEN_FILE_ENV_VAR
 
 
 def _serve(home: Path, **env: str) -> subprocess.Popen:
     [port] = free_ports(1)
-    environment = {
-        k: v for k, v in os.environ.items() if k not in (TOKEN_ENV_VAR, TOKEN_FILE_ENV_VAR)
-    }
+    # the session's own settings stay out: a tracking URI another test left would bring its
+    # store's champion along
+    unset = (TOKEN_ENV_VAR, TOKEN_FILE_ENV_VAR, TRACKING_URI_ENV_VAR)
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
     environment.update({HOME_ENV_VAR: str(home), PROFILE_ENV_VAR: PRODUCTION, **env})
     process = subprocess.Popen(
         [sys.executable, "-m", "ml_assets.cli", "serve", "taxi", "--port", str(port)],
