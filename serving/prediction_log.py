@@ -88,7 +88,7 @@ class PredictionLog:
         self.queue: deque[Scored] = deque()
         self.pending = 0
         """Predictions queued (approximate: updated without a lock, read by the writer)."""
-        self.written = self.dropped = self.outside = self.failures = 0
+        self.written = self.dropped = self.outside = self.failures = self.in_flight = 0
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.source = f"{socket.gethostname()}-{os.getpid()}"
@@ -133,12 +133,15 @@ class PredictionLog:
             dropped = batch.pop(0)
             self.dropped += len(dropped.ids)
             overflow -= len(dropped.ids)
+        self.in_flight = sum(len(s.ids) for s in batch)
         try:
             self._write(batch)
         except Exception as error:  # the service goes on; the batch waits for the next flush
             self.failures += 1
             self.retry = batch
             log.warning("prediction log: writing %d requests failed: %s", len(batch), error)
+        finally:
+            self.in_flight = 0
 
     def _write(self, batch: list[Scored]) -> None:
         import pyarrow as pa
@@ -186,7 +189,7 @@ class PredictionLog:
 
     def figures(self) -> dict[str, int]:
         return {
-            "pending": max(self.pending, 0) + sum(len(s.ids) for s in self.retry),
+            "pending": max(self.pending, 0) + self.in_flight + sum(len(s.ids) for s in self.retry),
             "written": self.written,
             "dropped": self.dropped,
             "outside_partitions": self.outside,

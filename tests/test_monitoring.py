@@ -400,6 +400,7 @@ def test_a_challenger_that_disagrees_is_rolled_back_automatically(world: World) 
     assert _rollout(world)["stage"] == SHADOW
     rules = world.declaration.rollout
     answers = _answers(world, world.requests()[: rules.shadow_requests])
+    _flushed(world)  # the job judges on the outcomes of what the log holds
     assert {a["model_version"] for a in answers} == {world.first_version}
     agreement = _rollout(world)["challenger"]["agreement"]
     assert agreement < rules.min_agreement
@@ -513,6 +514,7 @@ def test_degraded_outcomes_retrain_and_roll_out_a_new_version(
     job = build_rollout_job(flights.declaration)
     for needed in (rules.shadow_requests, rules.canary_requests):
         _answers(flights, items[:needed])
+        _flushed(flights)  # the job judges on the outcomes of what the log holds
         result = job.execute_in_process(
             resources=flights.platform.resources, instance=flights.platform.instance
         )
