@@ -102,6 +102,21 @@ SETUPS = {
 PIPELINES = tuple(SETUPS)
 
 
+def wait_answering(url: str, path: str, process, timeout_s: float = 90.0) -> None:
+    """Return once ``url + path`` answers 200; fail if ``process`` (the service) exits or the
+    time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the service exited with {process.returncode}"
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url}{path} did not answer 200 within {timeout_s:.0f} s")
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct ports nothing listens on (held open together until all are chosen)."""
     with ExitStack() as stack:

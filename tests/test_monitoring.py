@@ -29,6 +29,7 @@ from serving_fixtures import (
     go_live,
     register_copy,
     register_linear,
+    wait_answering,
 )
 
 from jobs.rollout import build_rollout_job
@@ -192,14 +193,7 @@ def test_a_killed_service_loses_at_most_its_last_unflushed_batch(
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_answering(url, "/ready", process)
         items = flights.requests()[:50]
         answered: list[tuple[float, str]] = []
         stop = threading.Event()

@@ -4,11 +4,10 @@ environment or secret files, and nothing starts without them."""
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-from serving_fixtures import free_ports
+from serving_fixtures import free_ports, wait_answering
 
 from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
@@ -46,14 +45,7 @@ def test_the_service_takes_its_token_from_a_secret_file(tmp_path: Path) -> None:
     process = _serve(tmp_path / "home", **{TOKEN_FILE_ENV_VAR: str(secret)})
     url = f"http://127.0.0.1:{process.port}"  # type: ignore[attr-defined]
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1][-2000:]
-                time.sleep(0.2)
+        wait_answering(url, "/health", process)
         wrong = httpx.post(f"{url}/admin/reload", headers={"Authorization": "Bearer x"})
         right = httpx.post(
             f"{url}/admin/reload",

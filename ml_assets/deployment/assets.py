@@ -25,7 +25,6 @@ from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
 from ml_assets.deployment.rollout import undone_on_failure
 from ml_assets.home import warehouse_url
 from ml_assets.modeling.estimators import Features
-from ml_assets.monitoring import ROLLED_BACK
 from resources.mlflow_tracking import MlflowTracking
 from resources.parquet_io_manager import read_partition
 from serving.challenger import FULL
@@ -115,8 +114,7 @@ def build_deployment_assets(
                 smoke = _smoke_test(declaration, hooks, inputs, endpoint, served, config, version)
             except Exception as error:
                 reason = f"{type(error).__name__}: {error}"
-                registry.set_stage(name, version, ROLLED_BACK, reason)
-                endpoint.reload()
+                staged_rollout.take_out(endpoint, name, version, reason)
                 raise dg.Failure(
                     f"The {stage} of {name} v{version} failed its smoke test and was rolled "
                     f"back: {reason}. The service serves v{champion} alone."

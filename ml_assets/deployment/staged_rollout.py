@@ -124,6 +124,13 @@ def challenger_state(endpoint: ServingEndpoint) -> tuple[str, dict[str, Any]] | 
     return rollout["stage"], rollout["challenger"]
 
 
+def take_out(endpoint: ServingEndpoint, name: str, version: str, reason: str) -> None:
+    """End ``version``'s rollout: tagged rolled back with ``reason``, and the service reloaded
+    without it (the champion alone)."""
+    registry.set_stage(name, version, ROLLED_BACK, reason)
+    endpoint.reload()
+
+
 def start(endpoint: ServingEndpoint, name: str, version: str, rules: Rollout) -> str:
     """Put ``version`` in its first stage beside the champion and have the service load it;
     on failure the version is marked rolled back and the service reloaded without it."""
@@ -136,8 +143,7 @@ def start(endpoint: ServingEndpoint, name: str, version: str, rules: Rollout) ->
             raise ServiceUnavailable(f"the service loaded challenger {loaded}, not v{version}")
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"
-        registry.set_stage(name, version, ROLLED_BACK, reason)
-        endpoint.reload()
+        take_out(endpoint, name, version, reason)
         raise dg.Failure(f"Rolling out {name} v{version} in {stage} failed: {reason}") from error
     return stage
 
@@ -165,8 +171,7 @@ def act(
         registry.set_stage(name, version, FULL)
         new_stage = FULL
     elif decision.action == "roll_back":
-        registry.set_stage(name, version, ROLLED_BACK, decision.reason)
-        endpoint.reload()
+        take_out(endpoint, name, version, decision.reason)
         new_stage = ROLLED_BACK
     else:
         raise ValueError(f"nothing to carry out for {decision.action!r}")
