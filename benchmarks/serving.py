@@ -42,20 +42,23 @@ The payloads are real rows of the partition the service serves (its snapshot's, 
 built). Every payload is first sent to every server: each configuration of ours must agree with
 MLflow within the pipeline's declared ``deploy.tolerance`` (0.01 min for flights, 1e-4 for
 taxi), and each answer must name the row asked for and come from the champion (never the
-shadow). Then each server gets the same load from the same lean client (raw sockets, pre-encoded
-requests, keep-alive): sequential requests on one connection, then 8 connections at once for a
-fixed time. No measured request may fail, and a configuration that logs must have logged every
-prediction it answered: once ``GET /model`` shows nothing pending, the Parquet files of its log
-hold exactly one champion row per 200 answer (by ``(request_id, item_index, model_version)``)
-and, with the shadow, as many challenger rows of the same requests with ``returned`` false;
-otherwise the exit code is 1. Latency percentiles and throughput are printed with the ratios
-against the targets: ours at most a third of MLflow's median latency and at least 3 times its
-throughput at 8 connections; the log and the shadow together adding at most 0.2 ms to plain's
-median latency and keeping at least 90% of its throughput at 8 connections (the log alone's
-figures are printed beside them). Missing a target is reported, not an error. All servers run
-without an access log. The client's own CPU use (share of one core) is printed beside each
-figure: on two cores, client and server share the machine. ``--quick`` builds less data, runs a
-2-trial study and a short load: the same code, for the test suite.
+shadow). Then each server gets the same load from the same lean client (raw sockets, pre-
+encoded requests, keep-alive): sequential requests on one connection, then 8 connections at
+once for a fixed time. Ours' three configurations run side by side and take that load in
+interleaved rounds (5; each round in a rotated order), so a change in the machine's background
+load falls on all three alike; MLflow's server runs after them, alone. No measured request may
+fail, and a configuration that logs must have logged every prediction it answered: once ``GET
+/model`` shows nothing pending, the Parquet files of its log hold exactly one champion row per
+200 answer (by ``(request_id, item_index, model_version)``) and, with the shadow, as many
+challenger rows of the same requests with ``returned`` false; otherwise the exit code is 1.
+Latency percentiles and throughput are printed with the ratios against the targets: ours at
+most a third of MLflow's median latency and at least 3 times its throughput at 8 connections;
+the log and the shadow together adding at most 0.2 ms to plain's median latency and keeping at
+least 90% of its throughput at 8 connections (the log alone's figures are printed beside them).
+Missing a target is reported, not an error. All servers run without an access log. The client's
+own CPU use (share of one core) is printed beside each figure: on two cores, client and server
+share the machine. ``--quick`` builds less data, runs a 2-trial study and a short load: the
+same code, for the test suite.
 """
 
 import argparse
@@ -166,7 +169,8 @@ PLAIN, LOGGED, SHADOWED = (
     Configuration("log + shadow", logs=True, shadow=True),
 )
 CONFIGURATIONS = (PLAIN, LOGGED, SHADOWED)
-"""Ours, measured in this order; ``LOGGED`` (as ``ml-assets serve`` starts by default) is the
+
+"""Ours, started in this order; ``LOGGED`` (as ``ml-assets serve`` starts by default) is the
 one compared with MLflow."""
 
 
@@ -502,6 +506,17 @@ class Load:
     def throughput(self) -> float:
         return len(self.latencies) / self.wall_s
 
+    @classmethod
+    def merged(cls, loads: Sequence["Load"]) -> "Load":
+        """Several rounds of one load as one: their requests and their times added up."""
+        return cls(
+            [x for load in loads for x in load.latencies],
+            sum(load.wall_s for load in loads),
+            sum(load.client_cpu_s for load in loads),
+            sum(load.errors for load in loads),
+            sum(load.unmeasured_ok for load in loads),
+        )
+
 
 def _drive(
     connection: Connection,
@@ -647,6 +662,8 @@ class LoadSettings:
     requests: int
     clients: int
     seconds: float
+    rounds: int
+    """Interleaved rounds in which ours' configurations share the load (``exercise_together``)."""
 
 
 def serve(
@@ -850,9 +867,21 @@ def check_log(
     )
 
 
-def run_ours(session: Session, configuration: Configuration, shadow: str | None) -> OursRun:
-    """Ours in ``configuration`` (``shadow``: the challenger version it must serve in shadow):
-    started, described, exercised, its prediction log checked, stopped."""
+@dataclass
+class Started:
+    """One configuration of ours, up and checked, before the load."""
+
+    configuration: Configuration
+    server: Server
+    described: dict[str, Any]
+    """``GET /model`` once it was ready."""
+    ready_s: float
+    shadow: str | None
+
+
+def start_ours(session: Session, configuration: Configuration, shadow: str | None) -> Started:
+    """Ours in ``configuration`` (``shadow``: the challenger version it must serve in shadow),
+    started and checked to serve what it should."""
     from ml_assets.home import PREDICTION_LOG_ENV_VAR
 
     prepared, checks, name = session.prepared, session.checks, configuration.name
@@ -866,43 +895,84 @@ def run_ours(session: Session, configuration: Configuration, shadow: str | None)
         ["/ready"],
         session.servers,
     )
-    with stopping(server):
-        described = get_json(server.port, "/model")
-        first = session.payloads is None
-        if first:
-            partition = described.get("snapshot") or prepared.partition
-            session.payloads = build_payloads(session.pipeline, partition, session.load.payloads)
-        payloads = session.payloads
-        rollout = described["rollout"]
-        challenger = (rollout["challenger"] or {}).get("version")
-        print(
-            f"ours ({name}): ready in {ready:.1f} s; {described['name']} v{described['version']} "
-            f"on {described['predictor']}, snapshot {described['snapshot']}"
-            + (f", v{challenger} in {rollout['stage']}" if challenger else "")
-            + (f"; {len(payloads.ours)} rows of {payloads.partition} as payloads" if first else ""),
-            flush=True,
-        )
-        checks.require(
-            described["version"] == prepared.version,
-            f"ours ({name}) serves v{described['version']}, the champion is v{prepared.version}",
-        )
-        expected = ("shadow", shadow) if shadow else ("full", None)
-        checks.require(
-            (rollout["stage"], challenger) == expected,
-            f"ours ({name}) serves stage {rollout['stage']} with challenger {challenger}, "
-            f"not {expected}",
-        )
-        checks.require(
-            ("prediction_log" in described) == configuration.logs,
-            f"ours ({name}) {'does not log' if configuration.logs else 'logs'} its predictions",
-        )
-        answered, measured = exercise(name, server, "/predict", payloads.ours, session.load)
-        logged = (
-            check_log(name, server, folder, measured, prepared.version, shadow, checks)
-            if configuration.logs
-            else None
-        )
-    return OursRun(configuration, described, ready, answered, measured, logged)
+    described = get_json(server.port, "/model")
+    first = session.payloads is None
+    if first:
+        partition = described.get("snapshot") or prepared.partition
+        session.payloads = build_payloads(session.pipeline, partition, session.load.payloads)
+    payloads = session.payloads
+    assert payloads is not None
+    rollout = described["rollout"]
+    challenger = (rollout["challenger"] or {}).get("version")
+    print(
+        f"ours ({name}): ready in {ready:.1f} s; {described['name']} v{described['version']} "
+        f"on {described['predictor']}, snapshot {described['snapshot']}"
+        + (f", v{challenger} in {rollout['stage']}" if challenger else "")
+        + (f"; {len(payloads.ours)} rows of {payloads.partition} as payloads" if first else ""),
+        flush=True,
+    )
+    checks.require(
+        described["version"] == prepared.version,
+        f"ours ({name}) serves v{described['version']}, the champion is v{prepared.version}",
+    )
+    expected = ("shadow", shadow) if shadow else ("full", None)
+    checks.require(
+        (rollout["stage"], challenger) == expected,
+        f"ours ({name}) serves stage {rollout['stage']} with challenger {challenger}, "
+        f"not {expected}",
+    )
+    checks.require(
+        ("prediction_log" in described) == configuration.logs,
+        f"ours ({name}) {'does not log' if configuration.logs else 'logs'} its predictions",
+    )
+    return Started(configuration, server, described, ready, shadow)
+
+
+def exercise_together(
+    started: Sequence[Started], bodies: Sequence[bytes], load: LoadSettings
+) -> dict[Configuration, tuple[list[dict[str, Any]], Measured]]:
+    """``exercise`` of every started configuration, in ``ROUNDS`` interleaved rounds (each
+    round in a rotated order), so that a change in the machine's background load falls on all
+    of them alike rather than on whichever ran at that moment."""
+    rounds = load.rounds
+    warm_up = {s.configuration: answers(s.server.port, "/predict", bodies) for s in started}
+    alone: dict[Configuration, list[Load]] = {s.configuration: [] for s in started}
+    together: dict[Configuration, list[Load]] = {s.configuration: [] for s in started}
+    names = ", ".join(s.configuration.name for s in started)
+    print(
+        f"  {names}: {rounds} rounds each of {load.requests // rounds} sequential requests and "
+        f"{load.clients} connections for {load.seconds / rounds:g} s …",
+        flush=True,
+    )
+    for n in range(rounds):
+        for s in (*started[n % len(started) :], *started[: n % len(started)]):
+            port, c = s.server.port, s.configuration
+            alone[c].append(
+                sequential(
+                    port, "/predict", bodies, load.warm_up // rounds, load.requests // rounds
+                )
+            )
+            together[c].append(
+                concurrent(port, "/predict", bodies, load.clients, load.seconds / rounds)
+            )
+    measured = {}
+    for s in started:
+        c = s.configuration
+        sequential_load, concurrent_load = Load.merged(alone[c]), Load.merged(together[c])
+        total = len(warm_up[c]) + sequential_load.ok + concurrent_load.ok
+        measured[c] = (warm_up[c], Measured(c.name, sequential_load, concurrent_load, total))
+    return measured
+
+
+def finish_ours(session: Session, started: Started, measured: Measured) -> str | None:
+    """Its prediction log checked (None: it logs nothing), then the server stopped."""
+    configuration = started.configuration
+    folder = session.home / "prediction_log" / configuration.folder
+    with stopping(started.server):
+        if not configuration.logs:
+            return None
+        return check_log(configuration.name, started.server, folder, measured,
+                         session.prepared.version, started.shadow, session.checks)  # fmt: skip
 
 
 # --- reports ---------------------------------------------------------------------------------
@@ -997,17 +1067,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, help="sequential requests (2000; 200)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
     parser.add_argument("--seconds", type=float, help="concurrent load duration (10; 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of ours' loads (5; 2)")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
         prepare(args.prepare, args.pipeline, args.quick)
         return 0
-    defaults = (50, 20, 200, 1.0) if args.quick else (200, 200, 2000, 10.0)
-    given = (args.payloads, args.warm_up, args.requests, args.seconds)
-    payloads, warm_up, requests, seconds = (
+    defaults = (50, 20, 200, 1.0, 2) if args.quick else (200, 200, 2000, 10.0, 5)
+    given = (args.payloads, args.warm_up, args.requests, args.seconds, args.rounds)
+    payloads, warm_up, requests, seconds, rounds = (
         default if value is None else value for value, default in zip(given, defaults, strict=True)
     )
-    load = LoadSettings(payloads, warm_up, requests, args.clients, seconds)
+    load = LoadSettings(payloads, warm_up, requests, args.clients, seconds, rounds)
     with benchmark_home("ml_assets_serving_", args.keep, args.home) as home:
         return benchmark(home, args.pipeline, args.quick, load, reuse=args.home is not None)
 
@@ -1029,16 +1100,22 @@ def benchmark(home: Path, pipeline: str, quick: bool, load: LoadSettings, reuse:
         if note := bytecode_note():
             print(note)
         session = Session(home, pipeline, prepared, env, load, checks, [])
-        runs: dict[Configuration, OursRun] = {}
-        for configuration in CONFIGURATIONS:
+        started = []
+        for configuration in CONFIGURATIONS:  # each loads the registry's state as it starts
             with (
                 shadow_challenger(declared.model.registered_model_name, prepared.version)
                 if configuration.shadow
                 else contextlib.nullcontext()
             ) as shadow:
-                runs[configuration] = run_ours(session, configuration, shadow)
+                started.append(start_ours(session, configuration, shadow))
         payloads = session.payloads
         assert payloads is not None
+        exercised = exercise_together(started, payloads.ours, load)
+        runs = {
+            s.configuration: OursRun(s.configuration, s.described, s.ready_s, *exercised[
+                s.configuration], finish_ours(session, s, exercised[s.configuration][1]))
+            for s in started
+        }  # fmt: skip
 
         theirs, theirs_ready = serve(
             "mlflow models serve",

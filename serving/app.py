@@ -8,9 +8,11 @@
   declaration's ``serving.outside_snapshot`` says. Every answer carries a ``request_id``;
   every prediction goes to the prediction log (``serving.prediction_log``), off the request
   path. An admin's request with ``x-model-version`` is answered by that loaded version.
-- A challenger rolling out (``serving.challenger``) is scored on the same columns beside the
-  champion: in shadow it is logged, never returned; as a canary it answers its share of
-  request keys. Its errors, latency and agreement are in ``GET /model`` and ``/metrics``.
+- A challenger rolling out (``serving.challenger``) is scored on the same columns as the
+  champion: in shadow off the request path, in batches (``serving.shadow``), logged and never
+  returned; as a canary it answers its share of request keys, scored on the request path. Its
+  errors, latency and agreement are in ``GET /model`` (which first waits for the shadow
+  scoring of every request already answered) and ``/metrics``.
 - ``GET /health`` (the process answers, and for which pipeline), ``GET /ready`` (a model is
   live), ``GET /model`` (version, run, trained-on partitions, rollout, prediction log),
   ``GET /metrics`` (Prometheus).
@@ -45,6 +47,7 @@ from serving.challenger import STAGE_TAG, STAGES, Challenger, agreeing
 from serving.metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
 from serving.prediction_log import PredictionLog, Scored
 from serving.predictors import LoadedModel, NoChampion, load_version, resolve_alias
+from serving.shadow import Compared, ShadowScorer
 from serving.spec import ServedModel
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -82,9 +85,12 @@ class Service:
         served: ServedModel,
         snapshots: TableSnapshots,
         token: str,
+        metrics: ServiceMetrics,
         log: PredictionLog | None = None,
     ) -> None:
         self.served, self.snapshots, self.token, self.log = served, snapshots, token, log
+        self.metrics = metrics
+        self.scorer = ShadowScorer(self.record_challenger)
         self.live: Live | None = None
         self.reloading = asyncio.Lock()
         self.one = TypeAdapter(served.request)
@@ -170,6 +176,43 @@ class Service:
             **({"prediction_log": self.log.figures()} if self.log is not None else {}),
         }
 
+    def record_challenger(
+        self,
+        group: Sequence[Compared],
+        scores: Sequence[np.ndarray | None],
+        latency_ms: float | None,
+    ) -> None:
+        """One challenger's part of requests (``serving.shadow.Recorder``): its stats (agreement
+        with the champion, and ``latency_ms`` of a request scored alone), ``/metrics`` and the
+        prediction log; None scores are a failure, and the champion answered."""
+        challenger = group[0].challenger
+        version, rollout = challenger.model.version, self.served.rollout
+        done = [(c, s) for c, s in zip(group, scores, strict=True) if s is not None]
+        if failed := len(group) - len(done):
+            challenger.stats.failed(failed)
+            self.metrics.model_errors.labels(version, CHALLENGER).inc(failed)
+        if not done:
+            return
+        answered = [challenger.answers(str(c.ids[0]), rollout.canary_share) for c, _ in done]
+        thresholds = (group[0].champion.threshold, challenger.model.threshold)
+        agree = agreeing(
+            self.served.task,
+            np.concatenate([c.scores for c, _ in done]),
+            np.concatenate([s for _, s in done]),
+            thresholds,
+            rollout.agreement_tolerance,
+        )
+        items = sum(len(c.items) for c, _ in done)
+        challenger.stats.scored(items, agree, latency_ms, sum(answered), len(done))
+        if latency_ms is not None:
+            self.metrics.model_seconds.labels(version, CHALLENGER).observe(latency_ms / 1000)
+        if self.log is not None:
+            for (c, s), returned in zip(done, answered, strict=True):
+                self.log.append(
+                    Scored(c.request_id, c.served_at, latency_ms or 0.0, version, CHALLENGER,
+                           challenger.stage, returned, c.items, c.ids, s, c.body)
+                )  # fmt: skip
+
     def _rollout(self, live: Live) -> dict[str, Any]:
         challenger = live.challenger
         if challenger is None:
@@ -187,25 +230,30 @@ class Service:
 
 @dataclass(frozen=True)
 class Scores:
-    """A request scored: the champion's scores and, beside them, the challenger's."""
+    """A request scored: the champion's scores and, where the canary answers it, the
+    challenger's (a shadow's come later, from ``serving.shadow``)."""
 
     columns: Any
+    ids: Any
     champion: np.ndarray
-    challenger: np.ndarray | None = None
-    challenger_ms: float = 0.0
-    challenger_failed: bool = False
+    canary: np.ndarray | None = None
+    canary_ms: float | None = None
+    canary_failed: bool = False
 
 
 def _score(live: Live, served: ServedModel, items: list) -> Scores:
-    """Score ``items`` with the champion and, on the same columns, the challenger; a failing
-    challenger is counted, never felt by the caller."""
+    """Score ``items`` with the champion and, when the canary answers the request, with the
+    challenger on the same inputs; a failing canary is counted, and the champion answers."""
+    if not items:
+        return Scores(None, [], np.zeros(0))
     columns = served.columns(live.lookups, items)
+    ids = columns[served.id_column]
     predictor = live.model.predictor
-    inputs = predictor.inputs(columns) if items else None
-    champion = predictor.predict_inputs(inputs) if items else np.zeros(0)
+    inputs = predictor.inputs(columns)
+    champion = predictor.predict_inputs(inputs)
     challenger = live.challenger
-    if challenger is None or not items:
-        return Scores(columns, champion)
+    if challenger is None or not challenger.answers(str(ids[0]), served.rollout.canary_share):
+        return Scores(columns, ids, champion)
     began = time.perf_counter()
     try:
         other = challenger.model.predictor
@@ -215,8 +263,8 @@ def _score(live: Live, served: ServedModel, items: list) -> Scores:
             raise ValueError("non-finite or missing scores")
     except Exception as error:
         log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
-        return Scores(columns, champion, challenger_failed=True)
-    return Scores(columns, champion, scores, (time.perf_counter() - began) * 1000)
+        return Scores(columns, ids, champion, canary_ms=0.0, canary_failed=True)
+    return Scores(columns, ids, champion, scores, (time.perf_counter() - began) * 1000)
 
 
 def _outside(served: ServedModel, live: Live, items: Sequence[Any]) -> list[int]:
@@ -309,42 +357,30 @@ def _record(
     live: Live,
     scored: Scores,
     items: list,
-    ids: Any,
     request_id: str,
     began: float,
-    canary: bool,
     body: bytes | None,
 ) -> None:
-    """Count the request for the challenger's rollout and queue both versions' predictions for
-    the prediction log (no I/O here)."""
-    challenger, served = live.challenger, service.served
-    champion_ms = (time.perf_counter() - began) * 1000 - scored.challenger_ms
+    """Queue the champion's predictions for the prediction log and hand the challenger's part
+    on: the canary's scores recorded now, a shadow's queued for ``serving.shadow`` (no I/O
+    and no second model call here)."""
+    canary = scored.canary is not None or scored.canary_failed
+    champion_ms = (time.perf_counter() - began) * 1000 - (scored.canary_ms or 0.0)
     metrics.model_seconds.labels(live.model.version, CHAMPION).observe(champion_ms / 1000)
-    if challenger is not None:
-        version = challenger.model.version
-        if scored.challenger is None:
-            challenger.stats.failed()
-            metrics.model_errors.labels(version, CHALLENGER).inc()
-        else:
-            thresholds = (live.model.threshold, challenger.model.threshold)
-            agree = agreeing(
-                served.task, scored.champion, scored.challenger, thresholds,
-                served.rollout.agreement_tolerance,
-            )  # fmt: skip
-            challenger.stats.scored(len(items), agree, scored.challenger_ms, canary)
-            metrics.model_seconds.labels(version, CHALLENGER).observe(scored.challenger_ms / 1000)
-    if service.log is None:
-        return
     served_at = time.time()
-    service.log.append(
-        Scored(request_id, served_at, champion_ms, live.model.version, CHAMPION, "full",
-               not canary, items, ids, scored.champion, body)
-    )  # fmt: skip
-    if challenger is not None and scored.challenger is not None:
+    if service.log is not None:
         service.log.append(
-            Scored(request_id, served_at, scored.challenger_ms, challenger.model.version,
-                   CHALLENGER, challenger.stage, canary, items, ids, scored.challenger, body)
+            Scored(request_id, served_at, champion_ms, live.model.version, CHAMPION, "full",
+                   not canary, items, scored.ids, scored.champion, body)
         )  # fmt: skip
+    if live.challenger is None:
+        return
+    compared = Compared(live.model, live.challenger, scored.columns, items, scored.ids,
+                        scored.champion, request_id, served_at, body)  # fmt: skip
+    if canary:
+        service.record_challenger([compared], [scored.canary], scored.canary_ms)
+    else:
+        service.scorer.submit(compared)
 
 
 def _error(status: int, detail: Any) -> JSONResponse:
@@ -383,17 +419,19 @@ def create_app(
         if log_url is not None
         else None
     )
-    service = Service(served, snapshots, token, prediction_log)
     metrics = ServiceMetrics()
+    service = Service(served, snapshots, token, metrics, prediction_log)
 
     async def lifespan(app: FastAPI):
         try:
             service.live = await run_in_threadpool(service.prepare, None)
         except ReloadRejected as error:
             log.warning("starting without a model: %s", error)
+        service.scorer.start()
         if prediction_log is not None:
             prediction_log.start()
         yield
+        await run_in_threadpool(service.scorer.stop)  # its records go to the log: first
         if prediction_log is not None:
             await run_in_threadpool(prediction_log.stop)
 
@@ -457,16 +495,9 @@ def create_app(
             scored = await run_in_threadpool(_score, live, served, items)
         else:
             scored = _score(live, served, items)
-        ids = scored.columns[served.id_column] if items else []
         answering, scores = live.model, scored.champion
-        challenger = live.challenger
-        canary = (
-            challenger is not None
-            and scored.challenger is not None
-            and challenger.answers(str(ids[0]), served.rollout.canary_share)
-        )
-        if canary:
-            answering, scores = challenger.model, scored.challenger  # type: ignore[union-attr]
+        if scored.canary is not None:
+            answering, scores = live.challenger.model, scored.canary  # type: ignore[union-attr]
         request.scope[VERSION_KEY] = answering.version
         metrics.predictions.labels(answering.version).inc(len(items))
         request_id = uuid.uuid4().hex
@@ -474,12 +505,12 @@ def create_app(
             "model_version": answering.version,
             "request_id": request_id,
             "predictions": _answers(
-                served, answering, ids, scores, _warnings(served, live, items, outside)
+                served, answering, scored.ids, scores, _warnings(served, live, items, outside)
             ),
         }
         if items:
-            one = None if is_list else body
-            _record(service, metrics, live, scored, items, ids, request_id, began, canary, one)
+            _record(service, metrics, live, scored, items, request_id, began,
+                    None if is_list else body)  # fmt: skip
         return Response(
             json.dumps(payload), media_type="application/json", headers={"x-request-id": request_id}
         )
@@ -519,6 +550,7 @@ def create_app(
         },
     )
     async def model(request: Request) -> JSONResponse:
+        await run_in_threadpool(service.scorer.settle)  # count every request answered so far
         described = service.describe()
         request.scope[VERSION_KEY] = described.get("version")
         return JSONResponse(described, status_code=200 if described["ready"] else 404)

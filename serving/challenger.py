@@ -3,9 +3,10 @@
 The registry says what a service serves: the ``champion`` alias, and the ``challenger`` alias
 when its version carries the tag ``rollout_stage`` = ``shadow`` or ``canary`` (set by the
 rollout controller, so every replica that reloads serves the same rollout). A shadow is scored
-on every request and logged, never returned; a canary answers the requests whose key falls in
-its declared share (sticky: the same key always gets the same version) and is scored in shadow
-on the others. Either way both versions score the same feature columns, so the challenger's
+on every request and logged, never returned (off the request path: ``serving.shadow``); a
+canary answers the requests whose key falls in its declared share (sticky: the same key always
+gets the same version), scored on the request path, and is scored in shadow on the others.
+Either way both versions score the same feature columns, so the challenger's
 error rate, its scoring latency and its agreement with the champion are measured on the same
 requests, from the moment it was loaded.
 """
@@ -63,18 +64,23 @@ class ChallengerStats:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=5000))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def scored(self, items: int, agree: int, latency_ms: float, answered: bool) -> None:
+    def scored(
+        self, items: int, agree: int, latency_ms: float | None, answered: int, requests: int = 1
+    ) -> None:
+        """``requests`` scored, ``answered`` of them as the canary; ``latency_ms`` when one was
+        scored alone (``serving.shadow`` scores most shadow requests in batches)."""
         with self.lock:
-            self.requests += 1
+            self.requests += requests
             self.answered += answered
             self.items += items
             self.agreeing += agree
-            self.latencies_ms.append(latency_ms)
+            if latency_ms is not None:
+                self.latencies_ms.append(latency_ms)
 
-    def failed(self) -> None:
+    def failed(self, requests: int = 1) -> None:
         with self.lock:
-            self.requests += 1
-            self.errors += 1
+            self.requests += requests
+            self.errors += requests
 
     def summary(self) -> dict[str, Any]:
         with self.lock:

@@ -18,6 +18,7 @@ partitions go to ``<log>/<pipeline>/_outside/``, counted, never lost.
 import datetime as dt
 import io
 import logging
+import operator
 import os
 import socket
 import threading
@@ -85,26 +86,47 @@ class PredictionLog:
         self.flush_seconds, self.flush_records, self.max_pending = (
             flush_seconds, flush_records, max_pending,
         )  # fmt: skip
-        self.queue: deque[Scored] = deque()
-        self.pending = 0
-        """Predictions queued (approximate: updated without a lock, read by the writer)."""
+        self.queue: deque[tuple[str, tuple]] = deque()
+        """``(partition, row)``, a row's values in ``COLUMNS`` order."""
         self.written = self.dropped = self.outside = self.failures = self.in_flight = 0
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.source = f"{socket.gethostname()}-{os.getpid()}"
         self.sequence = 0
-        self.retry: list[Scored] = []
+        self.retry: list[tuple[str, tuple]] = []
         self.thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
     def append(self, scored: Scored) -> None:
-        """Queue one request's predictions; never blocks, never raises."""
-        self.queue.append(scored)
-        self.pending += len(scored.ids)
-        if self.pending >= self.flush_records:
+        """Queue one request's predictions; never blocks, never raises.
+
+        The rows are built here, a few microseconds a prediction: the writer thread would
+        hold the interpreter lock that the request handlers need for longer doing the same."""
+        try:
+            rows = self._rows(scored)
+        except Exception as error:  # a prediction that cannot be described is counted, not raised
+            self.dropped += len(scored.ids)
+            log.warning("prediction log: request %s not logged: %s", scored.request_id, error)
+            return
+        self.queue.extend(rows)
+        if len(self.queue) >= self.flush_records:
             self.wake.set()
+
+    def _rows(self, scored: Scored) -> list[tuple[str, tuple]]:
+        """``(partition, row)`` of each item (a one-item request's raw body logged as it came)."""
+        items, ids, scores = scored.items, scored.ids, scored.scores.tolist()
+        if scored.body is not None and len(items) == 1:
+            requests = [scored.body.decode()]
+        else:
+            requests = [item.model_dump_json() for item in items]
+        return [
+            (self.partition_of(item, scored.served_at) or OUTSIDE,
+             (scored.request_id, i, scored.served_at, scored.latency_ms, scored.model_version,
+              scored.role, scored.stage, scored.returned, str(ids[i]), scores[i], requests[i]))
+            for i, item in enumerate(items)
+        ]  # fmt: skip
 
     def stop(self, timeout: float = 10.0) -> None:
         """Flush what is queued and stop the writer (on a clean shutdown)."""
@@ -121,75 +143,51 @@ class PredictionLog:
 
     def flush(self) -> None:
         """Write what is queued (and what failed before); keep it for the next try on failure."""
+        taken = len(self.queue)  # what the handlers append meanwhile waits for the next flush
+        # pending until written: counted as in flight before they leave the queue
+        self.in_flight = len(self.retry) + taken
         batch, self.retry = self.retry, []
-        while self.queue:
-            scored = self.queue.popleft()
-            self.pending -= len(scored.ids)
-            batch.append(scored)
-        if not batch:
-            return
-        overflow = sum(len(s.ids) for s in batch) - self.max_pending
-        while overflow > 0 and batch:  # the oldest go first; the count says how many
-            dropped = batch.pop(0)
-            self.dropped += len(dropped.ids)
-            overflow -= len(dropped.ids)
-        self.in_flight = sum(len(s.ids) for s in batch)
+        batch += [self.queue.popleft() for _ in range(taken)]
+        if (overflow := len(batch) - self.max_pending) > 0:  # the oldest go; the count says so
+            self.dropped += overflow
+            batch = batch[overflow:]
+            self.in_flight = len(batch)
         try:
+            if not batch:
+                return
             self._write(batch)
         except Exception as error:  # the service goes on; the batch waits for the next flush
             self.failures += 1
             self.retry = batch
-            log.warning("prediction log: writing %d requests failed: %s", len(batch), error)
+            log.warning("prediction log: writing %d predictions failed: %s", len(batch), error)
         finally:
             self.in_flight = 0
 
-    def _write(self, batch: list[Scored]) -> None:
+    def _write(self, batch: list[tuple[str, tuple]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        by_partition: dict[str, dict[str, list]] = {}
-        described: dict[int, tuple[list[str], list[str]]] = {}
-        for scored in batch:
-            key = id(scored.items)  # one request's records share their items: describe once
-            if key not in described:
-                described[key] = self._describe(scored)
-            partitions, requests = described[key]
-            for partition, index in _grouped(partitions).items():
-                columns = by_partition.setdefault(partition, {c: [] for c in COLUMNS})
-                k = len(index)
-                columns["request_id"] += [scored.request_id] * k
-                columns["item_index"] += index
-                columns["served_at"] += [scored.served_at] * k
-                columns["latency_ms"] += [scored.latency_ms] * k
-                columns["model_version"] += [scored.model_version] * k
-                columns["role"] += [scored.role] * k
-                columns["stage"] += [scored.stage] * k
-                columns["returned"] += [scored.returned] * k
-                columns["item_id"] += [str(scored.ids[i]) for i in index]
-                columns["score"] += [float(scored.scores[i]) for i in index]
-                columns["request"] += [requests[i] for i in index]
-        first = dt.datetime.fromtimestamp(batch[0].served_at, dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        partitions = set(map(_PARTITION, batch))
+        if len(partitions) == 1:  # the usual case: no per-row work at all
+            rows_of = {partitions.pop(): list(map(_ROW, batch))}
+        else:
+            rows_of = {}
+            for partition, row in batch:
+                rows_of.setdefault(partition, []).append(row)
+        first = dt.datetime.fromtimestamp(batch[0][1][2], dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         self.sequence += 1
         name = f"{first}-{self.source}-{self.sequence:08d}-{uuid.uuid4().hex[:6]}.parquet"
-        for partition, columns in by_partition.items():
+        for partition, rows in rows_of.items():
+            table = pa.table(dict(zip(COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
             buffer = io.BytesIO()
-            pq.write_table(pa.table(columns), buffer)
+            pq.write_table(table, buffer)
             write_bytes_atomically(self.folder / partition / name, buffer.getvalue())
-        rows = {p: len(c["request_id"]) for p, c in by_partition.items()}
-        self.written += sum(rows.values())
-        self.outside += rows.get(OUTSIDE, 0)
-
-    def _describe(self, scored: Scored) -> tuple[list[str], list[str]]:
-        """Each item's partition and its request fields as JSON (a one-item request's raw
-        body as it came)."""
-        partitions = [self.partition_of(i, scored.served_at) or OUTSIDE for i in scored.items]
-        if scored.body is not None and len(scored.items) == 1:
-            return partitions, [scored.body.decode()]
-        return partitions, [item.model_dump_json() for item in scored.items]
+        self.written += len(batch)
+        self.outside += len(rows_of.get(OUTSIDE, ()))
 
     def figures(self) -> dict[str, int]:
         return {
-            "pending": max(self.pending, 0) + self.in_flight + sum(len(s.ids) for s in self.retry),
+            "pending": len(self.queue) + self.in_flight + len(self.retry),
             "written": self.written,
             "dropped": self.dropped,
             "outside_partitions": self.outside,
@@ -197,11 +195,4 @@ class PredictionLog:
         }
 
 
-def _grouped(partitions: list[str]) -> dict[str, list[int]]:
-    """The item positions of each partition (one group for the usual one-partition request)."""
-    if len(set(partitions)) == 1:
-        return {partitions[0]: list(range(len(partitions)))}
-    groups: dict[str, list[int]] = {}
-    for index, partition in enumerate(partitions):
-        groups.setdefault(partition, []).append(index)
-    return groups
+_PARTITION, _ROW = operator.itemgetter(0), operator.itemgetter(1)
