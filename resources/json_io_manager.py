@@ -9,7 +9,7 @@ import json
 import dagster as dg
 from upath import UPath
 
-from resources.paths import to_upath, write_bytes_atomically
+from resources.paths import read_bytes, to_upath, write_bytes_atomically
 
 
 class _JsonIOManager(dg.UPathIOManager):
@@ -21,7 +21,7 @@ class _JsonIOManager(dg.UPathIOManager):
         )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> dict:
-        return json.loads(path.read_bytes())
+        return json.loads(read_bytes(path))
 
 
 class JsonIOManager(dg.ConfigurableIOManagerFactory):

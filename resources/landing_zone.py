@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ml_assets.home import landing_zone_url
-from resources.paths import to_upath, write_bytes_atomically
+from resources.paths import read_bytes, to_upath, write_bytes_atomically
 
 CSV = ".csv"
 
@@ -44,7 +44,7 @@ class LandingZone(dg.ConfigurableResource):
         return self._file(source, name, ext).exists()
 
     def read_bytes(self, source: str, name: str, ext: str = CSV) -> bytes:
-        return self._file(source, name, ext).read_bytes()
+        return read_bytes(self._file(source, name, ext))
 
     def write_bytes(self, source: str, name: str, data: bytes, ext: str = CSV) -> str:
         """Land ``data`` atomically as ``<source>/<name><ext>``; returns the file's URI."""

@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from resources.paths import to_upath, write_bytes_atomically
+from resources.paths import read_bytes, to_upath, write_bytes_atomically
 
 MANIFEST = "_SNAPSHOT.json"
 
@@ -51,9 +51,9 @@ class TableSnapshots:
     def read(self, asset_path: Sequence[str], partition: str) -> dict[str, pd.DataFrame]:
         """The tables of ``partition``'s snapshot; ``FileNotFoundError`` if it is incomplete."""
         folder = self._dir(asset_path, partition)
-        manifest = json.loads((folder / MANIFEST).read_bytes())
+        manifest = json.loads(read_bytes(folder / MANIFEST))
         return {
-            name: pd.read_parquet(io.BytesIO((folder / f"{name}.parquet").read_bytes()))
+            name: pd.read_parquet(io.BytesIO(read_bytes(folder / f"{name}.parquet")))
             for name in manifest["rows"]
         }
 

@@ -144,7 +144,7 @@ class PredictionLog:
     def flush(self) -> None:
         """Write what is queued (and what failed before); keep it for the next try on failure."""
         taken = len(self.queue)  # what the handlers append meanwhile waits for the next flush
-        # pending until written: counted as in flight before they leave the queue
+        # pending until written: counted as being written before they leave the queue
         self.in_flight = len(self.retry) + taken
         batch, self.retry = self.retry, []
         batch += [self.queue.popleft() for _ in range(taken)]

@@ -75,7 +75,9 @@ def postgres_url() -> Iterator[str]:
     import sqlalchemy
 
     name = f"test_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    admin = sqlalchemy.create_engine(
+        f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT", pool_pre_ping=True
+    )  # a test may restart the server
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     yield f"{POSTGRES}/{name}"

@@ -27,6 +27,7 @@ NUMBER = r"[0-9][0-9.e+-]*"
 
 QUICK_RUNS: dict[str, list[str]] = {
     "backfill": ["backfill.py", "--quick"],
+    "distributed": ["distributed.py", "--quick"],
     "landing": ["landing.py", "--quick"],
     "serving-flights": ["serving.py", "--quick", "--pipeline", "flights"],
     "serving-taxi": ["serving.py", "--quick", "--pipeline", "taxi"],
@@ -66,6 +67,16 @@ FIGURES: dict[str, list[str]] = {
         rf"^ratio dagster / direct +{NUMBER} \(target",
         rf"^  flights__flight_features: work +{NUMBER} s",
         r"^flight_features identical +yes$",
+    ],
+    "distributed": [
+        *(
+            rf"^{executor} +{NUMBER} +{NUMBER} +{NUMBER} +\d+ +{NUMBER} +{NUMBER} +{NUMBER} +\d+$"
+            for executor in ("multiprocess", "celery")
+        ),
+        rf"^wall ratio celery / multiprocess: {NUMBER}$",
+        rf"^step start-up celery / multiprocess: {NUMBER}$",
+        rf"^events per second celery / multiprocess: {NUMBER}$",
+        r"rows differing between sides: 0; raw flights not as published: 0;",
     ],
     "landing": [
         rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",

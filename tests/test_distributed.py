@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -37,6 +37,10 @@ from resources.landing_zone import LandingZone
 
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 WEEK = day_keys(date(2013, 1, 1), date(2013, 1, 7))
+MONTH = day_keys(date(2013, 1, 1), date(2013, 1, 31))
+"""From the first day: a feature partition reads the week before it."""
+DATA_LAYERS = 'key:"flights/raw_*" or group:flights_clean or group:flights_features'
+REFERENCE_TABLES = 'group:flights_ingest and not key:"flights/raw_*"'
 
 
 def _purge_queue() -> None:
@@ -113,43 +117,15 @@ def test_a_week_backfill_runs_its_steps_on_two_celery_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     launcher, _ = workers
-    publish(LandingZone(url=f"s3://{s3_bucket}/landing"), WEEK)
-    tables = _materialize(launcher, 'group:flights_ingest and not key:"flights/raw_*"')
-    assert tables.returncode == 0, tables.stderr[-3000:]
-    week = _materialize(
-        launcher,
-        'key:"flights/raw_*" or group:flights_clean or group:flights_features',
-        "--partition-range", f"{WEEK[0]}...{WEEK[-1]}",
-    )  # fmt: skip
+    _land_and_build_references(launcher, s3_bucket, WEEK)
+    week = _materialize(launcher, DATA_LAYERS, "--partition-range", f"{WEEK[0]}...{WEEK[-1]}")
     assert week.returncode == 0, week.stderr[-3000:]
+    _assert_every_partition_once(s3_bucket, WEEK)
 
-    s3 = boto3.client("s3")
-    for day in WEEK:
-        body = s3.get_object(Bucket=s3_bucket, Key=f"warehouse/flights/raw_flights/{day}.parquet")
-        raw = pd.read_parquet(io.BytesIO(body["Body"].read()))
-        flights = source_table("flights")
-        d = date.fromisoformat(day)
-        expected = flights[(flights["year"] == str(d.year)) & (flights["month"] == str(d.month))
-                           & (flights["day"] == str(d.day))]  # fmt: skip
-        assert len(raw) == len(expected), day
-        for name in ("flights_clean", "flight_features"):
-            s3.head_object(Bucket=s3_bucket, Key=f"warehouse/flights/{name}/{day}.parquet")
-
-    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
-    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
-    try:
+    with _launcher_instance(launcher, monkeypatch) as instance:
         [run] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
         assert run.status == dg.DagsterRunStatus.SUCCESS
-        hosts = set()
-        for record in instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
-        ).records:
-            data = record.event_log_entry.dagster_event.engine_event_data
-            worker = (data.metadata or {}).get("Celery worker")
-            if worker is not None:
-                hosts.add(str(worker.value).split("@")[0])
-    finally:
-        instance.dispose()
+        hosts = set().union(*_steps_by_worker(instance, run.run_id).values())
     assert hosts == {"w1", "w2"}, hosts
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
     logs = [(tmp_path / f"worker-{i}.log").read_text() for i in (1, 2)]
@@ -162,21 +138,13 @@ def test_a_week_backfill_runs_its_steps_on_two_celery_workers(
 
 def _everything_recorded(launcher: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     """Every run's config, tags and events in the instance, as text."""
-    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
-    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
-    try:
+    with _launcher_instance(launcher, monkeypatch) as instance:
         parts = []
         for run in instance.get_runs():
             parts += [repr(run.run_config), repr(run.tags)]
             parts += [repr(r.event_log_entry) for r in instance.get_records_for_run(
                 run.run_id, limit=100_000).records]  # fmt: skip
         return "\n".join(parts)
-    finally:
-        instance.dispose()
-
-
-MONTH = day_keys(date(2013, 1, 1), date(2013, 1, 31))
-"""From the first day: a feature partition reads the week before it."""
 
 
 def _steps_by_worker(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
@@ -192,6 +160,73 @@ def _steps_by_worker(instance: dg.DagsterInstance, run_id: str) -> dict[str, set
     return started
 
 
+@contextlib.contextmanager
+def _launcher_instance(
+    launcher: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance as the launcher sees it (PostgreSQL)."""
+    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
+    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+
+
+def _land_and_build_references(launcher: dict[str, str], bucket: str, days: list[str]) -> None:
+    """Publish ``days`` and the reference tables, and materialize the tables on the workers."""
+    publish(LandingZone(url=f"s3://{bucket}/landing"), days)
+    tables = _materialize(launcher, REFERENCE_TABLES)
+    assert tables.returncode == 0, tables.stderr[-3000:]
+
+
+def _backfill(launcher: dict[str, str], days: list[str]) -> subprocess.Popen:
+    """The data layers' single-run backfill of ``days``, launched as a user launches it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ml_assets.definitions",
+         "--select", DATA_LAYERS, "--partition-range", f"{days[0]}...{days[-1]}"],
+        cwd=PROJECT_ROOT, env=launcher, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _worker_of_step(instance: dg.DagsterInstance, first_day: str, step: str) -> str:
+    """The worker that started ``step`` of the backfill from ``first_day``, once it did."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: first_day}), limit=1)
+        if runs and (started := _steps_by_worker(instance, runs[0].run_id).get(step)):
+            return next(iter(started))
+        time.sleep(0.2)
+    raise AssertionError(f"{step} never started")
+
+
+def _published_rows(days: list[str]) -> dict[str, int]:
+    """Flights per day as the publisher landed them (the embedded profile's raw rows)."""
+    flights = source_table("flights")
+    day = flights["year"] + "-" + flights["month"].str.zfill(2) + "-" + flights["day"].str.zfill(2)
+    counts = day.value_counts()
+    return {d: int(counts.get(d, 0)) for d in days}
+
+
+def _written_rows(bucket: str, asset: str, days: list[str]) -> dict[str, int]:
+    """Rows of each partition of ``asset`` in the warehouse on S3."""
+    s3 = boto3.client("s3")
+    rows = {}
+    for day in days:
+        body = s3.get_object(Bucket=bucket, Key=f"warehouse/flights/{asset}/{day}.parquet")
+        rows[day] = len(pd.read_parquet(io.BytesIO(body["Body"].read())))
+    return rows
+
+
+def _assert_every_partition_once(bucket: str, days: list[str]) -> None:
+    """Raw flights per partition equal the published ones; features one row per clean flight."""
+    assert _written_rows(bucket, "raw_flights", days) == _published_rows(days)
+    assert _written_rows(bucket, "flight_features", days) == _written_rows(
+        bucket, "flights_clean", days
+    )
+
+
 def test_a_worker_killed_mid_step_loses_nothing(
     workers: tuple[dict[str, str], list[subprocess.Popen]],
     s3_bucket: str,
@@ -201,29 +236,10 @@ def test_a_worker_killed_mid_step_loses_nothing(
     only when done) to the other worker, the run succeeds, and every partition is written
     once, with the rows of the month."""
     launcher, processes = workers
-    publish(LandingZone(url=f"s3://{s3_bucket}/landing"), MONTH)
-    assert (
-        _materialize(launcher, 'group:flights_ingest and not key:"flights/raw_*"').returncode == 0
-    )
-    run = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ml_assets.definitions",
-         "--select", 'key:"flights/raw_*" or group:flights_clean or group:flights_features',
-         "--partition-range", f"{MONTH[0]}...{MONTH[-1]}"],
-        cwd=PROJECT_ROOT, env=launcher, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    monkeypatch.setenv(POSTGRES_ENV_VAR, launcher[POSTGRES_ENV_VAR])
-    instance = dg.DagsterInstance.from_config(launcher["DAGSTER_HOME"])
-    try:
-        victim = None
-        deadline = time.monotonic() + 300
-        while victim is None and time.monotonic() < deadline:
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: MONTH[0]}), limit=1)
-            if runs:
-                started = _steps_by_worker(instance, runs[0].run_id)
-                victim = next(iter(started.get("flights__flight_features", ())), None)
-            time.sleep(0.2)
-        assert victim is not None, "the feature step never started"
+    _land_and_build_references(launcher, s3_bucket, MONTH)
+    run = _backfill(launcher, MONTH)
+    with _launcher_instance(launcher, monkeypatch) as instance:
+        victim = _worker_of_step(instance, MONTH[0], "flights__flight_features")
         os.killpg(processes[int(victim[1:]) - 1].pid, signal.SIGKILL)
         _, errors = run.communicate(timeout=600)
         assert run.returncode == 0, errors[-3000:]
@@ -238,13 +254,63 @@ def test_a_worker_killed_mid_step_loses_nothing(
             dg.AssetKey(["flights", "flight_features"])
         )
         assert set(MONTH) <= materialized
+    _assert_every_partition_once(s3_bucket, MONTH)
+    assert sum(_published_rows(MONTH).values()) == 27_004
+
+
+def _restart_postgres() -> float:
+    """Restart the machine's PostgreSQL (every connection dropped); it is up again afterwards
+    whatever happens. The seconds it took."""
+    [version] = [path.name for path in Path("/etc/postgresql").iterdir()]
+    cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+    began = time.monotonic()
+    try:
+        subprocess.run([*cluster, "restart"], check=True, capture_output=True, timeout=120)
     finally:
-        instance.dispose()
-    s3 = boto3.client("s3")
-    flights = source_table("flights")
-    expected = flights[(flights["year"] == "2013") & (flights["month"] == "1")]
-    rows = 0
-    for day in MONTH:
-        body = s3.get_object(Bucket=s3_bucket, Key=f"warehouse/flights/raw_flights/{day}.parquet")
-        rows += len(pd.read_parquet(io.BytesIO(body["Body"].read())))
-    assert rows == len(expected)
+        if subprocess.run([*cluster, "status"], capture_output=True).returncode != 0:
+            subprocess.run([*cluster, "start"], check=True, capture_output=True, timeout=120)
+    return time.monotonic() - began
+
+
+def _restart_rabbitmq() -> float:
+    """Restart the RabbitMQ application (connections closed, transient queues gone, durable
+    queues and persistent messages kept); it is up again afterwards whatever happens."""
+    began = time.monotonic()
+    try:
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize(
+    "restart", [_restart_postgres, _restart_rabbitmq], ids=["PostgreSQL", "RabbitMQ"]
+)
+def test_a_service_restarted_mid_run_loses_no_step(
+    workers: tuple[dict[str, str], list[subprocess.Popen]],
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    restart: Callable[[], float],
+) -> None:
+    """Restart a shared service while the week's clean step runs on a worker: the run
+    succeeds, or fails saying what it lost; relaunching the same backfill, as a user would,
+    then completes, with every partition's rows once."""
+    launcher, _ = workers
+    _land_and_build_references(launcher, s3_bucket, WEEK)
+    run = _backfill(launcher, WEEK)
+    with _launcher_instance(launcher, monkeypatch) as instance:
+        _worker_of_step(instance, WEEK[0], "clean_flights")
+    seconds = restart()
+    try:
+        _, errors = run.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        raise AssertionError("the run hung after the restart") from None
+    print(f"\nrestart took {seconds:.1f} s; the run exited {run.returncode}:\n{errors[-2000:]}")
+    if run.returncode != 0:
+        again = _materialize(launcher, DATA_LAYERS, "--partition-range", f"{WEEK[0]}...{WEEK[-1]}")
+        assert again.returncode == 0, again.stderr[-3000:]
+    with _launcher_instance(launcher, monkeypatch) as instance:
+        [latest] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
+        assert latest.status == dg.DagsterRunStatus.SUCCESS
+    _assert_every_partition_once(s3_bucket, WEEK)

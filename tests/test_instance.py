@@ -135,6 +135,28 @@ def test_threads_write_at_once_and_one_connection_stays(dagster_home: Path, prof
             assert _held_open(dagster_home) == 1
 
 
+@pytest.mark.parametrize("profile", ["postgres"], indirect=True)
+def test_a_connection_the_server_dropped_is_replaced(dagster_home: Path):
+    """A server restart closes every connection, the kept one too: the next event opens a new
+    one instead of failing on the dead one."""
+    url = os.environ[POSTGRES_ENV_VAR]
+    with _instance(dagster_home) as instance:
+        _materialize(instance, "p0")
+        admin = sqlalchemy.create_engine(url.rsplit("/", 1)[0] + "/postgres")
+        with admin.connect() as connection:
+            dropped = connection.execute(
+                sqlalchemy.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name"
+                ),
+                {"name": url.rsplit("/", 1)[1]},
+            ).scalar_one()
+        admin.dispose()
+        assert dropped >= 1
+        _materialize(instance, "p1")
+        assert instance.get_materialized_partitions(numbers.key) == {"p0", "p1"}
+
+
 @pytest.mark.parametrize("profile", ["sqlite"], indirect=True)
 def test_wipe_closes_before_deleting(dagster_home: Path):
     with _instance(dagster_home) as instance:

@@ -1,0 +1,307 @@
+"""The flights year backfill on two Celery workers against the multiprocess executor, on the
+same machine, services and data.
+
+Run as ``.venv/bin/python benchmarks/distributed.py [--quick]`` from the project root, with
+PostgreSQL and RabbitMQ running (``--postgres``, ``--broker``). On a temporary
+``$ML_ASSETS_HOME`` it starts a moto S3 server, creates a fresh PostgreSQL database for the
+Dagster instance (dropped afterwards), lands 2013 with the publisher on S3, then for each side
+runs the README's two commands (``dagster asset materialize`` of the reference tables, then of
+the data layers as one single-run backfill), timed from process start to exit
+(``backfill.run_measured``):
+
+- **multiprocess**: the platform's default executor (steps forked from a forkserver);
+- **celery**: ``ML_ASSETS_EXECUTOR=celery``, each step a task for two ``ml-assets worker``
+  processes that each have their own home (started before the timing, as a deployment's
+  workers are).
+
+Both sides use the same PostgreSQL instance and S3 landing zone, each its own warehouse prefix.
+From the event log: the run's duration (``RUN_START`` to its end), events recorded per
+second of it, and each step's start-up (its hand-off, i.e. the process starting or the task
+submitted, to ``STEP_START``). Every partition must have the same rows on both sides, and the
+raw flights the publisher's, else the exit code is 1; the wall-time ratio is reported, never
+an error. ``--quick`` backfills a week: the same code, for the test suite.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from statistics import mean
+
+from _common import (
+    PROJECT_ROOT,
+    Checks,
+    benchmark_home,
+    bytecode_note,
+    enter_home,
+    load_average,
+    partition_keys,
+    table,
+)
+from backfill import PIPELINE, Measured, _materialize, run_measured, selections
+
+POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+BUCKET = "benchmark"
+START, END, QUICK_END = date(2013, 1, 1), date(2013, 12, 31), date(2013, 1, 7)
+RUN_CONFIG = {
+    "multiprocess": {"execution": {"config": {"multiprocess": {}}}},
+    "celery": {},  # the code location's executor is celery_executor on that side
+}
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server with an empty bucket; the AWS variables that reach it (test values)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "benchmark",
+        "AWS_SECRET_ACCESS_KEY": "benchmark",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(aws)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    try:
+        yield aws
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def postgres_database(server: str) -> Iterator[str]:
+    """A fresh database on ``server``, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"benchmark_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(
+        f"{server}/postgres", isolation_level="AUTOCOMMIT", pool_pre_ping=True
+    )
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def side_env(base: dict[str, str], home: Path, side: str, postgres_url: str, broker: str) -> dict:
+    """The environment of one machine of ``side``: its own home and Dagster home, the shared
+    instance, landing zone and broker, the side's warehouse."""
+    from ml_assets.executor import BROKER_ENV_VAR, EXECUTOR_ENV_VAR
+    from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **base,
+        "ML_ASSETS_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        POSTGRES_ENV_VAR: postgres_url,
+        "ML_ASSETS_LANDING_URL": f"s3://{BUCKET}/landing",
+        "ML_ASSETS_WAREHOUSE_URL": f"s3://{BUCKET}/{side}",
+        "ML_ASSETS_ONLINE_STORE_URL": f"s3://{BUCKET}/{side}/online",
+    }
+    if side == "celery":
+        env.update({EXECUTOR_ENV_VAR: "celery", BROKER_ENV_VAR: broker})
+    os.environ[POSTGRES_ENV_VAR] = postgres_url
+    settings = instance_yaml(dagster_home) + "telemetry:\n  enabled: false\n"
+    (dagster_home / "dagster.yaml").write_text(settings)
+    return env
+
+
+@contextlib.contextmanager
+def celery_workers(
+    root: Path, env: dict[str, str], postgres_url: str, broker: str
+) -> Iterator[list[Path]]:
+    """Two ``ml-assets worker`` processes, each on its own home, ready for tasks; their logs."""
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=5) as connection:  # steps an old run left behind
+        connection.ensure_connection(max_retries=1)
+        with contextlib.suppress(Exception):
+            connection.channel().queue_purge("dagster")
+    processes, logs = [], []
+    for name in ("w1", "w2"):
+        home = root / name
+        machine = side_env(env, home, "celery", postgres_url, broker)
+        logs.append(home / "worker.log")
+        with logs[-1].open("wb") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "ml_assets.cli", "worker", "--name", name],
+                cwd=PROJECT_ROOT, env=machine, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not all(" ready." in log.read_text() for log in logs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise RuntimeError(f"a Celery worker did not start; see {logs}")
+            time.sleep(0.5)
+        yield logs
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def backfill(home: Path, env: dict[str, str], side: str, days: list[str]) -> Measured:
+    """The reference tables, then the data layers over ``days`` as one run; the latter timed."""
+    config = home / f"{side}.json"  # JSON is YAML: the side's run config
+    config.write_text(json.dumps(RUN_CONFIG[side]))
+    reference_tables, data_layers = selections()
+    run_measured(_materialize(reference_tables, config), env, home / f"{side}_reference.log")
+    return run_measured(
+        _materialize(data_layers, config, f"{days[0]}...{days[-1]}"),
+        env,
+        home / f"{side}_data_layers.log",
+    )
+
+
+def run_figures(env: dict[str, str], first_day: str) -> dict[str, float]:
+    """From the event log of the latest run over ``first_day``… in the instance of ``env``:
+    its duration, events per second, mean and largest step start-up."""
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
+
+    types = dg.DagsterEventType
+    handoffs = (types.STEP_WORKER_STARTING, types.ENGINE_EVENT)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs(
+            filters=dg.RunsFilter(tags={ASSET_PARTITION_RANGE_START_TAG: first_day}), limit=1
+        )
+        events = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
+    started = next(e.timestamp for e in events if e.dagster_event_type == types.RUN_START)
+    duration = max(e.timestamp for e in events) - started
+    startups = []
+    for step in {e.step_key for e in events if e.step_key}:
+        mine = [e for e in events if e.step_key == step]
+        begun = [e.timestamp for e in mine if e.dagster_event_type == types.STEP_START]
+        handed = [e.timestamp for e in mine if e.dagster_event_type in handoffs]
+        if begun and handed:
+            startups.append(min(begun) - min(handed))
+    return {
+        "run s": duration,
+        "events": len(events),
+        "events/s": len(events) / duration,
+        "step start-up s (mean)": mean(startups),
+        "step start-up s (max)": max(startups),
+        "steps": len(startups),
+    }
+
+
+def partition_rows(side: str, days: list[str]) -> dict[tuple[str, str], int]:
+    """Rows of every partition of the data layers the side wrote, from the Parquet footers."""
+    import pyarrow.parquet as pq
+
+    from resources.paths import read_bytes, to_upath
+
+    rows = {}
+    for asset in ("raw_flights", "flights_clean", "flights_rejected", "flight_features"):
+        folder = to_upath(f"s3://{BUCKET}/{side}/{PIPELINE}/{asset}")
+        for day in days:
+            data = read_bytes(folder / f"{day}.parquet")
+            rows[asset, day] = pq.read_metadata(io.BytesIO(data)).num_rows
+    return rows
+
+
+def published_rows(days: list[str]) -> dict[str, int]:
+    """Flights per day as the publisher lands them."""
+    from ml_assets.pipelines.flights.publish import source_table
+
+    flights = source_table("flights")
+    day = flights["year"] + "-" + flights["month"].str.zfill(2) + "-" + flights["day"].str.zfill(2)
+    counts = day.value_counts()
+    return {d: int(counts.get(d, 0)) for d in days}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a week (tests)")
+    parser.add_argument("--end", type=date.fromisoformat, help="default: 2013-12-31 (quick: 01-07)")
+    parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server URL, no database")
+    parser.add_argument("--broker", default=BROKER, help="RabbitMQ URL")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = parser.parse_args()
+    end = args.end or (QUICK_END if args.quick else END)
+    with benchmark_home("ml_assets_distributed_", args.keep) as home:
+        return benchmark(home, args, partition_keys(PIPELINE, START.isoformat(), end.isoformat()))
+
+
+def benchmark(home: Path, args: argparse.Namespace, days: list[str]) -> int:
+    from ml_assets import pipelines
+    from resources.landing_zone import LandingZone
+
+    base = enter_home(home)
+    checks = Checks()
+    with s3_server() as aws, postgres_database(args.postgres) as postgres_url:
+        base.update(aws)
+        began = time.perf_counter()
+        pipelines.load(PIPELINE).publish(LandingZone(url=f"s3://{BUCKET}/landing"), days)
+        print(f"home {home}; published {len(days)} days to S3 in "
+              f"{time.perf_counter() - began:.1f} s")  # fmt: skip
+        print(f"load average before: {load_average()}")
+        if note := bytecode_note():
+            print(note)
+        launcher = side_env(base, home / "launcher", "multiprocess", postgres_url, args.broker)
+        measured, figures = {}, {}
+        measured["multiprocess"] = backfill(home, launcher, "multiprocess", days)
+        figures["multiprocess"] = run_figures(launcher, days[0])
+        celery = side_env(base, home / "launcher", "celery", postgres_url, args.broker)
+        with celery_workers(home / "workers", base, postgres_url, args.broker):
+            measured["celery"] = backfill(home, celery, "celery", days)
+        figures["celery"] = run_figures(celery, days[0])
+        print(f"load average after: {load_average()}")
+        rows = {side: partition_rows(side, days) for side in measured}
+    header = ["executor", "wall s", "launcher CPU s", *figures["celery"]]
+    print(f"\n{len(days)} days, data layers as one run:")
+    print(table(header, [
+        [side, f"{m.wall_s:.1f}", f"{m.cpu_s:.1f}", *(f"{v:.2f}" if isinstance(v, float) else v
+                                                      for v in figures[side].values())]
+        for side, m in measured.items()
+    ], disable_numparse=True))  # fmt: skip
+    ratio = measured["celery"].wall_s / measured["multiprocess"].wall_s
+    print(f"\nwall ratio celery / multiprocess: {ratio:.2f}")
+    startup = figures["celery"]["step start-up s (mean)"]
+    print(f"step start-up celery / multiprocess: "
+          f"{startup / figures['multiprocess']['step start-up s (mean)']:.2f}")  # fmt: skip
+    events = figures["celery"]["events/s"] / figures["multiprocess"]["events/s"]
+    print(f"events per second celery / multiprocess: {events:.2f}")
+    differing = [k for k in rows["multiprocess"] if rows["celery"][k] != rows["multiprocess"][k]]
+    published = published_rows(days)
+    wrong_raw = [d for d in days if rows["celery"]["raw_flights", d] != published[d]]
+    print(f"partitions compared: {len(days)} days x {len(rows['celery']) // len(days)} assets; "
+          f"rows differing between sides: {len(differing)}; raw flights not as published: "
+          f"{len(wrong_raw)}; flights {sum(published.values())}")  # fmt: skip
+    checks.require(not differing, f"row counts differ: {differing[:5]}")
+    checks.require(not wrong_raw, f"raw flights not as published: {wrong_raw[:5]}")
+    if args.quick:
+        print("(quick mode: a week; the figures are the year's on a full run)")
+    return checks.report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
