@@ -11,6 +11,8 @@
   stands and what the declared bars decide, or carries out a person's decision;
 - ``ml-assets worker [--name NAME] [--concurrency N]`` runs a Celery step worker (the
   ``ML_ASSETS_EXECUTOR=celery`` profile);
+- ``ml-assets prod up | down | status`` starts, stops or checks the production profile on
+  this machine (``ml_assets.prod``);
 - ``ml-assets new-pipeline NAME`` writes a runnable skeleton of a new pipeline.
 """
 
@@ -213,6 +215,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prod(args: argparse.Namespace) -> int:
+    """``prod up`` (exit 2 when refused, 1 when not ready), ``prod down``, ``prod status``."""
+    from ml_assets import prod
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        if args.action == "up":
+            prod.up(args.timeout, say)
+        elif args.action == "down":
+            prod.down(say)
+        else:
+            return 0 if prod.status(say) else 1
+    except prod.Refused as refusal:
+        print(f"ml-assets prod {args.action}: {refusal}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"ml-assets prod {args.action}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _new_pipeline(args: argparse.Namespace) -> int:
     from ml_assets.scaffold import write_pipeline
 
@@ -286,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=1, help="steps at once")
     worker.add_argument("--log-level", default="info")
     worker.set_defaults(run=_worker)
+
+    prod = commands.add_parser("prod", help="the production profile on this machine (honcho)")
+    prod.add_argument("action", choices=["up", "down", "status"])
+    prod.add_argument(
+        "--timeout", type=float, default=300.0, help="up: seconds to wait for every part"
+    )
+    prod.set_defaults(run=_prod)
 
     new = commands.add_parser("new-pipeline", help="write a runnable skeleton of a new pipeline")
     new.add_argument("name", help="the pipeline's name: lower case letters, digits, _")

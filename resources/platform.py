@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.deployment.endpoint import PredictionServices
+from ml_assets.deployment.endpoint import prediction_services
 from ml_assets.home import online_store_url, warehouse_url
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
@@ -18,7 +18,6 @@ from resources.mlflow_tracking import MlflowTracking, tracking_uri
 from resources.optuna_storage import OptunaStorage, default_journal_dir
 from resources.parquet_io_manager import ParquetIOManager
 from resources.table_snapshots import TableSnapshotStore
-from serving.settings import serving_url
 
 OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
 
@@ -34,8 +33,6 @@ def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, An
         "optuna_storage": OptunaStorage(
             url=os.environ.get(OPTUNA_STORAGE_ENV_VAR) or None, journal_dir=default_journal_dir()
         ),
-        "prediction_services": PredictionServices(
-            urls={p.name: serving_url(p.name, p.serving.port) for p in pipelines}
-        ),
+        "prediction_services": prediction_services(pipelines),
         "alert_webhook": AlertWebhook(url=alert_webhook_url()),
     }

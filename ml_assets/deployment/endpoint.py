@@ -1,28 +1,54 @@
 """The pipelines' running prediction services as a Dagster resource: start (locally), reload,
-call. One service per pipeline, each at its own URL."""
+call. One service per pipeline, each at its own URL; in the production profile that URL is a
+load balancer's and the service's replicas are named too, so that a reload reaches each of
+them in turn and their figures can be summed."""
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.deployment.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
 from ml_assets.home import PROJECT_ROOT, ml_assets_home
-from serving.settings import url_env_var
+from serving.settings import serving_url, url_env_var
 
 
 class ServiceUnavailable(RuntimeError):
     pass
 
 
+def replicas_env_var(pipeline: str) -> str:
+    """The variable that names the replicas behind ``pipeline``'s (load-balanced) URL."""
+    return f"ML_ASSETS_{pipeline.upper()}_SERVING_REPLICAS"
+
+
+def serving_replicas(pipeline: str) -> list[str]:
+    """``$ML_ASSETS_<PIPELINE>_SERVING_REPLICAS``: the replicas' base URLs, comma-separated;
+    none when unset (the URL is the one service)."""
+    value = os.environ.get(replicas_env_var(pipeline), "")
+    return [url.strip() for url in value.split(",") if url.strip()]
+
+
 class PredictionServices(dg.ConfigurableResource):
-    """Where each pipeline's prediction service answers (``urls`` by pipeline name)."""
+    """Where each pipeline's prediction service answers (``urls`` by pipeline name) and, where
+    the URL is a load balancer's, its replicas (``replicas`` by pipeline name)."""
 
     urls: dict[str, str] = Field(description="Base URL of each pipeline's service.")
+    replicas: dict[str, list[str]] = Field(
+        default={}, description="Base URLs of the replicas behind a pipeline's URL."
+    )
+    balancer_socket: str | None = Field(
+        default=None,
+        description="haproxy's admin socket: replicas are drained there before they reload.",
+    )
     admin_token: str | None = Field(
         default=None, description="Bearer token of admin calls; default: serving.settings."
     )
@@ -33,20 +59,35 @@ class PredictionServices(dg.ConfigurableResource):
         from serving.settings import admin_token, is_local
 
         url = self.urls[pipeline]
+        replicas = tuple(self.replicas.get(pipeline, ()))
         return ServingEndpoint(
             pipeline=pipeline,
             url=url,
-            start_if_down=is_local(url),
+            start_if_down=is_local(url) and not replicas,
             token=self.admin_token or admin_token(),
             startup_timeout_s=self.startup_timeout_s,
             timeout_s=self.timeout_s,
+            replicas=replicas,
+            balancer_socket=self.balancer_socket,
         )
+
+
+def prediction_services(pipelines: Sequence[PipelineDeclaration]) -> PredictionServices:
+    """The services of ``pipelines`` as the environment places them (``serving_url``,
+    ``serving_replicas``, ``$ML_ASSETS_HAPROXY_SOCKET``)."""
+    return PredictionServices(
+        urls={p.name: serving_url(p.name, p.serving.port) for p in pipelines},
+        replicas={p.name: urls for p in pipelines if (urls := serving_replicas(p.name))},
+        balancer_socket=os.environ.get(BALANCER_SOCKET_ENV_VAR) or None,
+    )
 
 
 @dataclass(frozen=True)
 class ServingEndpoint:
     """The prediction service of ``pipeline`` at ``url``; ``start_if_down`` (a loopback URL:
-    the local profile) starts it when nothing answers."""
+    the local profile) starts it when nothing answers. With ``replicas`` (the services behind
+    a load balancer at ``url``), reloads reach each replica in turn, drained first at the
+    balancer's ``balancer_socket`` if given."""
 
     pipeline: str
     url: str
@@ -54,21 +95,23 @@ class ServingEndpoint:
     token: str
     startup_timeout_s: float
     timeout_s: float
+    replicas: tuple[str, ...] = ()
+    balancer_socket: str | None = None
 
     def _token(self) -> str:
         return self.token
 
-    def _client(self):
+    def _client(self, url: str | None = None):
         import httpx
 
-        return httpx.Client(base_url=self.url, timeout=self.timeout_s)
+        return httpx.Client(base_url=url or self.url, timeout=self.timeout_s)
 
-    def _health(self) -> dict[str, Any] | None:
-        """The service's ``/health`` answer; None when nothing answers."""
+    def _health(self, url: str | None = None) -> dict[str, Any] | None:
+        """The service's (or one replica's) ``/health`` answer; None when nothing answers."""
         import httpx
 
         try:
-            with self._client() as client:
+            with self._client(url) as client:
                 response = client.get("/health")
         except httpx.TransportError:
             return None
@@ -134,8 +177,27 @@ class ServingEndpoint:
         )
 
     def reload(self, version: str | None = None) -> dict[str, Any]:
-        """Ask the service to load ``version`` (default: the champion); its answer, or raise."""
-        with self._client() as client:
+        """Ask the service to load ``version`` (default: the champion); its answer, or raise.
+        With replicas, each one that answers reloads in turn, drained first; a replica that
+        is down is left out (it loads what the registry says when it starts again)."""
+        if not self.replicas:
+            return self._reload_at(self.url, version)
+        balancer = Balancer(self.balancer_socket) if self.balancer_socket else None
+        answers = {}
+        for replica in self.replicas:
+            if self._health(replica) is None:
+                continue
+            with balancer.drained(replica) if balancer else contextlib.nullcontext():
+                answers[replica] = self._reload_at(replica, version)
+        if not answers:
+            raise ServiceUnavailable(f"no replica of the {self.pipeline} service answers")
+        loaded = {url: _versions(answer) for url, answer in answers.items()}
+        if len(set(loaded.values())) > 1:
+            raise ServiceUnavailable(f"the replicas loaded different versions: {loaded}")
+        return list(answers.values())[-1]
+
+    def _reload_at(self, url: str, version: str | None) -> dict[str, Any]:
+        with self._client(url) as client:
             response = client.post(
                 "/admin/reload",
                 json={"version": version},
@@ -155,17 +217,21 @@ class ServingEndpoint:
             raise ServiceUnavailable(f"the service loaded {served.get('version')}, not {version}")
         return served
 
-    def describe(self) -> dict[str, Any] | None:
-        """The service's ``GET /model`` (the live model and its rollout); None when no model
-        is live or nothing answers."""
+    def describe(self, url: str | None = None) -> dict[str, Any] | None:
+        """The service's (or one replica's) ``GET /model``: the live model and its rollout;
+        None when no model is live or nothing answers."""
         import httpx
 
         try:
-            with self._client() as client:
+            with self._client(url) as client:
                 response = client.get("/model")
         except httpx.TransportError:
             return None
         return response.json() if response.status_code == 200 else None
+
+    def describe_each(self) -> list[dict[str, Any] | None]:
+        """``describe`` of each replica, or of the one service when there are none."""
+        return [self.describe(url) for url in self.replicas] or [self.describe()]
 
     def _headers(self, version: str | None) -> dict[str, str]:
         """Headers that have ``version`` (a loaded one) answer, or none: the service decides."""
@@ -197,3 +263,9 @@ class ServingEndpoint:
                 client.post("/predict", json=item, headers=headers).raise_for_status()
                 seconds.append(time.perf_counter() - began)
         return seconds
+
+
+def _versions(answer: dict[str, Any]) -> tuple[Any, Any]:
+    """The champion and challenger versions a reload's answer says are loaded."""
+    challenger = (answer.get("rollout") or {}).get("challenger") or {}
+    return answer.get("version"), challenger.get("version")

@@ -116,12 +116,51 @@ def outcome_comparison(
 
 
 def challenger_state(endpoint: ServingEndpoint) -> tuple[str, dict[str, Any]] | None:
-    """The stage and the measured figures of the challenger the service is rolling out."""
-    described = endpoint.describe()
-    rollout = (described or {}).get("rollout") or {}
+    """The stage and the measured figures of the challenger the service is rolling out,
+    summed over its replicas (``pooled``)."""
+    return pooled(endpoint.describe_each())
+
+
+def pooled(described: list[dict[str, Any] | None]) -> tuple[str, dict[str, Any]] | None:
+    """One challenger's stage and figures from the ``GET /model`` of each replica (None: it
+    does not answer, left out): requests, errors and items summed, the error rate and the
+    agreement over the sums, the latency percentiles the worst replica's, ``since`` the last
+    load. None when no replica rolls out a challenger, or the replicas disagree on which
+    or at what stage (a reload is passing through them)."""
+    answering = [d for d in described if d is not None]
+    states = {_stage_and_version(d) for d in answering}
+    if len(states) != 1 or None in states:
+        return None
+    stage = next(iter(states))[0]  # type: ignore[index]
+    each = [d["rollout"]["challenger"] for d in answering]
+    requests, errors, items = (
+        sum(c.get(k, 0) for c in each) for k in ("requests", "errors", "items")
+    )
+    agreeing = sum(
+        c["agreement"] * c.get("items", 0) for c in each if c.get("agreement") is not None
+    )
+    stats = {
+        **each[0],
+        "since": max(c["since"] for c in each),
+        "requests": requests,
+        "answered": sum(c.get("answered", 0) for c in each),
+        "errors": errors,
+        "error_rate": errors / requests if requests else 0.0,
+        "items": items,
+        "agreement": agreeing / items if items else None,
+        "replicas": len(each),
+    }
+    for key in ("latency_p50_ms", "latency_p95_ms"):
+        measured = [c[key] for c in each if c.get(key) is not None]
+        stats[key] = max(measured) if measured else None
+    return stage, stats
+
+
+def _stage_and_version(described: dict[str, Any]) -> tuple[str, str] | None:
+    rollout = described.get("rollout") or {}
     if rollout.get("stage") not in (SHADOW, CANARY) or not rollout.get("challenger"):
         return None
-    return rollout["stage"], rollout["challenger"]
+    return rollout["stage"], rollout["challenger"]["version"]
 
 
 def take_out(endpoint: ServingEndpoint, name: str, version: str, reason: str) -> None:
