@@ -28,7 +28,6 @@ import io
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -49,6 +48,8 @@ from _common import (
     table,
 )
 from backfill import PIPELINE, Measured, _materialize, run_measured, selections
+
+from ml_assets.processes import stop_groups
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
@@ -158,14 +159,7 @@ def celery_workers(
             time.sleep(0.5)
         yield logs
     finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_groups(processes, 30)
 
 
 def backfill(home: Path, env: dict[str, str], side: str, days: list[str]) -> Measured:

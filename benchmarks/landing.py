@@ -65,6 +65,8 @@ from _common import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
+from ml_assets.processes import stop_groups
+
 PIPELINE = "flights"
 YEAR = ("2013-01-01", "2013-12-31")
 QUICK_YEAR = ("2013-01-01", "2013-01-10")
@@ -206,12 +208,7 @@ def running_platform(home: Path) -> Iterator[Platform]:
         for service in (home / "serving").glob("*.pid"):  # started by deployed_endpoint
             with suppress(ProcessLookupError, ValueError):
                 os.killpg(int(service.read_text()), signal.SIGTERM)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_groups([process], 60)
 
 
 def land_at_once(home: Path, keys: Sequence[str]) -> float:

@@ -25,6 +25,7 @@ import pytest
 
 from ml_assets import pipelines
 from ml_assets.home import PROJECT_ROOT
+from ml_assets.processes import stop_groups
 from serving.settings import url_env_var
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
@@ -148,11 +149,7 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
         for service in (home / "serving").glob("*.pid"):  # started by deployed_endpoint
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(service.read_text()), signal.SIGTERM)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_groups([process], 30)
         log.close()
 
 

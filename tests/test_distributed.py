@@ -33,6 +33,7 @@ from ml_assets.home import (
 )
 from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
+from ml_assets.processes import stop_groups
 from resources.landing_zone import LandingZone
 
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
@@ -92,14 +93,7 @@ def workers(
     try:
         yield launcher, processes
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_groups(processes, 30)
 
 
 def _materialize(env: dict[str, str], selection: str, *extra: str) -> subprocess.CompletedProcess:
