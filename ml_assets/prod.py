@@ -8,7 +8,8 @@ artifacts proxied to S3), the Dagster webserver and daemon (PostgreSQL storage),
 step workers with homes of their own, two replicas of each pipeline's prediction service, and
 haproxy in front of the replicas (health-checked) and of the webserver (basic auth). It returns
 once everything answers. Secrets come only from the environment or secret files (``SECRETS``):
-none is written to a file, the Procfile or a log; ``up`` refuses to start without them.
+none is written to a file, the Procfile or a log; ``up`` refuses to start without them, and
+each program is started with only those it uses (``NEEDED_SECRETS``).
 
 ``down`` stops honcho (which stops its processes) and then every process that still carries
 the profile's mark in its environment, so nothing it started is left running.
@@ -50,6 +51,17 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "the S3 secret key",
 }
 """Each is read from the variable or from the file ``<variable>_FILE`` names."""
+
+S3_KEYS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
+NEEDED_SECRETS = {
+    "haproxy": frozenset({UI_PASSWORD_HASH}),
+    "s3": frozenset(),
+    "mlflow": S3_KEYS,
+    "webserver": S3_KEYS,
+    "daemon": S3_KEYS | {TOKEN_ENV_VAR},  # its sensors and the runs it launches call the services
+}
+"""The secrets each process is given; a worker and a serving replica get ``S3_KEYS`` and the
+admin token. No process sees a secret it does not use."""
 
 LOCAL = {
     "ML_ASSETS_UI_PORT": "3000",
@@ -250,7 +262,14 @@ def procfile(env: dict[str, str], local_s3: bool) -> dict[str, str]:
     processes["haproxy"] = shlex.join(
         [haproxy, "-db", "-f", str(HAPROXY_SHARED), "-f", str(folder() / "haproxy.cfg")]
     )
-    return processes
+    return {name: _with_only_its_secrets(name, command) for name, command in processes.items()}
+
+
+def _with_only_its_secrets(name: str, command: str) -> str:
+    """``command`` run with the secrets ``name`` does not need taken out of its environment
+    (honcho hands every process the environment it was started with)."""
+    unneeded = sorted(set(SECRETS) - NEEDED_SECRETS.get(name, S3_KEYS | {TOKEN_ENV_VAR}))
+    return f"unset {' '.join(unneeded)}; {command}" if unneeded else command
 
 
 def haproxy_replicas(socket_path: str) -> str:

@@ -200,6 +200,45 @@ def test_the_webserver_answers_only_with_the_basic_auth_password(profile: Profil
     assert denied.status_code == 401
 
 
+def _processes(profile: Profile) -> Iterator[tuple[list[bytes], dict[str, str]]]:
+    """The argv and environment of each process the profile started."""
+    for pid in prod.marked_processes(profile.env[prod.MARK_ENV_VAR]):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        yield argv, dict(e.decode(errors="replace").partition("=")[::2] for e in environ if e)
+
+
+PROGRAMS = {
+    b"/bin/sh": "shell", b"honcho": "honcho", b"haproxy": "haproxy", b"moto.server": "s3",
+    b"mlflow": "mlflow", b"dagster-webserver": "webserver", b"dagster-daemon": "daemon",
+    b"celery": "worker", b"serve": "serving",
+}  # fmt: skip
+"""How the profile's programs are told apart by their first arguments (the first mark found;
+a shell's command line names the program it runs)."""
+
+
+def test_each_process_is_given_only_the_secrets_it_uses(profile: Profile) -> None:
+    """Only honcho and the shells it runs each command in see every secret: the command
+    itself is started without those it does not use (children, such as the code servers
+    and MLflow's uvicorn, inherit what their program has)."""
+    given: dict[str, set[str]] = {}
+    for argv, environ in _processes(profile):
+        program = next((p for mark, p in PROGRAMS.items() if any(mark in a for a in argv[:4])), "")
+        secrets = {name for name in prod.SECRETS if name in environ}
+        given.setdefault(program, set()).update(secrets)
+        if program not in ("honcho", "shell", "haproxy"):
+            assert prod.UI_PASSWORD_HASH not in secrets, argv
+    s3, token = prod.S3_KEYS, {TOKEN_ENV_VAR}
+    assert given == {
+        "haproxy": {prod.UI_PASSWORD_HASH}, "s3": set(), "mlflow": s3, "webserver": s3,
+        "daemon": s3 | token, "worker": s3 | token, "serving": s3 | token,
+        "honcho": set(prod.SECRETS), "shell": set(prod.SECRETS), "": given.get("", set()),
+    }  # fmt: skip
+
+
 def _trips():
     """The taxi trips as the cleaner types them (ids as text, ``tip`` and ``local`` bool)."""
     from ml_assets.pipelines.taxi.publish import trips
