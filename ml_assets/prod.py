@@ -59,9 +59,10 @@ NEEDED_SECRETS = {
     "mlflow": S3_KEYS,
     "webserver": S3_KEYS,
     "daemon": S3_KEYS | {TOKEN_ENV_VAR},  # its sensors and the runs it launches call the services
+    "worker": S3_KEYS | {TOKEN_ENV_VAR},
+    "serving": S3_KEYS | {TOKEN_ENV_VAR},
 }
-"""The secrets each process is given; a worker and a serving replica get ``S3_KEYS`` and the
-admin token. No process sees a secret it does not use."""
+"""The secrets each kind of process is given: none sees a secret it does not use."""
 
 LOCAL = {
     "ML_ASSETS_UI_PORT": "3000",
@@ -231,7 +232,8 @@ def procfile(env: dict[str, str], local_s3: bool) -> dict[str, str]:
     python, bin_dir = sys.executable, Path(sys.executable).parent
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     urls = databases()
-    processes = {}
+    processes: dict[str, str] = {}
+    kinds: dict[str, str] = {}  # a process's kind in NEEDED_SECRETS, where not its name
     if local_s3:
         port = _setting("ML_ASSETS_S3_PORT")
         processes["s3"] = shlex.join([python, "-m", "moto.server", "-H", "127.0.0.1", "-p", port])
@@ -248,12 +250,14 @@ def procfile(env: dict[str, str], local_s3: bool) -> dict[str, str]:
     processes["daemon"] = shlex.join([str(bin_dir / "dagster-daemon"), "run", "-w", workspace])
     for i in range(1, WORKERS + 1):
         home = folder() / f"worker-{i}"
+        kinds[f"worker_{i}"] = "worker"
         processes[f"worker_{i}"] = _supervised(
             [python, "-m", "ml_assets.cli", "worker", "--name", worker_name(env, i)],
             {HOME_ENV_VAR: str(home), "DAGSTER_HOME": str(home / "dagster")},
         )
     for service in services():
         for i, replica in enumerate(service.replicas, start=1):
+            kinds[f"{service.name}_{i}"] = "serving"
             processes[f"{service.name}_{i}"] = _supervised([
                 python, "-m", "ml_assets.cli", "serve", service.name,
                 "--host", "127.0.0.1", "--port", str(_port(replica)),
@@ -262,13 +266,13 @@ def procfile(env: dict[str, str], local_s3: bool) -> dict[str, str]:
     processes["haproxy"] = shlex.join(
         [haproxy, "-db", "-f", str(HAPROXY_SHARED), "-f", str(folder() / "haproxy.cfg")]
     )
-    return {name: _with_only_its_secrets(name, command) for name, command in processes.items()}
+    return {name: _with_only_its_secrets(kinds.get(name, name), c) for name, c in processes.items()}
 
 
-def _with_only_its_secrets(name: str, command: str) -> str:
-    """``command`` run with the secrets ``name`` does not need taken out of its environment
-    (honcho hands every process the environment it was started with)."""
-    unneeded = sorted(set(SECRETS) - NEEDED_SECRETS.get(name, S3_KEYS | {TOKEN_ENV_VAR}))
+def _with_only_its_secrets(kind: str, command: str) -> str:
+    """``command`` run with the secrets a process of ``kind`` does not need taken out of its
+    environment (honcho hands every process the environment it was started with)."""
+    unneeded = sorted(set(SECRETS) - NEEDED_SECRETS[kind])
     return f"unset {' '.join(unneeded)}; {command}" if unneeded else command
 
 

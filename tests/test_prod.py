@@ -200,15 +200,15 @@ def test_the_webserver_answers_only_with_the_basic_auth_password(profile: Profil
     assert denied.status_code == 401
 
 
-def _processes(profile: Profile) -> Iterator[tuple[list[bytes], dict[str, str]]]:
-    """The argv and environment of each process the profile started."""
+def _processes(profile: Profile) -> Iterator[tuple[int, list[bytes], dict[str, str]]]:
+    """The pid, argv and environment of each process the profile started."""
     for pid in prod.marked_processes(profile.env[prod.MARK_ENV_VAR]):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        yield argv, dict(e.decode(errors="replace").partition("=")[::2] for e in environ if e)
+        yield pid, argv, dict(e.decode(errors="replace").partition("=")[::2] for e in environ if e)
 
 
 PROGRAMS = {
@@ -225,17 +225,18 @@ def test_each_process_is_given_only_the_secrets_it_uses(profile: Profile) -> Non
     itself is started without those it does not use (children, such as the code servers
     and MLflow's uvicorn, inherit what their program has)."""
     given: dict[str, set[str]] = {}
-    for argv, environ in _processes(profile):
+    for _, argv, environ in _processes(profile):
         program = next((p for mark, p in PROGRAMS.items() if any(mark in a for a in argv[:4])), "")
         secrets = {name for name in prod.SECRETS if name in environ}
         given.setdefault(program, set()).update(secrets)
         if program not in ("honcho", "shell", "haproxy"):
             assert prod.UI_PASSWORD_HASH not in secrets, argv
+    given.pop("", None)  # children: checked above for the UI's hash
     s3, token = prod.S3_KEYS, {TOKEN_ENV_VAR}
     assert given == {
         "haproxy": {prod.UI_PASSWORD_HASH}, "s3": set(), "mlflow": s3, "webserver": s3,
         "daemon": s3 | token, "worker": s3 | token, "serving": s3 | token,
-        "honcho": set(prod.SECRETS), "shell": set(prod.SECRETS), "": given.get("", set()),
+        "honcho": set(prod.SECRETS), "shell": set(prod.SECRETS),
     }  # fmt: skip
 
 
@@ -377,11 +378,7 @@ def test_a_rolling_reload_under_load_loses_no_request(
 def _serving_pid(profile: Profile, replica: str) -> int:
     """The pid of the ``ml-assets serve`` process listening on ``replica``'s port."""
     port = replica.rsplit(":", 1)[1]
-    for pid in prod.marked_processes(profile.env[prod.MARK_ENV_VAR]):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv, _ in _processes(profile):
         if b"serve" in argv and port.encode() in argv and b"ml_assets.cli" in argv:
             return pid
     raise AssertionError(f"no serving process on {replica}")
