@@ -19,7 +19,17 @@ From the event log: the run's duration (``RUN_START`` to its end), events record
 second of it, and each step's start-up (its hand-off, i.e. the process starting or the task
 submitted, to ``STEP_START``). Every partition must have the same rows on both sides, and the
 raw flights the publisher's, else the exit code is 1; the wall-time ratio is reported, never
-an error. ``--quick`` backfills a week: the same code, for the test suite.
+an error.
+
+Then an Optuna study of the same budget, seed and data (the tuning benchmark's: flights
+features through the pipeline's jobs, the tuning rows as the study asset takes them) two ways
+(``tuning.run_once``, the function the asset calls): two local processes sharing a journal
+file, and two shares sent to the two Celery workers (``ML_ASSETS_EXECUTOR=celery``) sharing a
+study in PostgreSQL. Every study must run its budget with no failed trial, and on Celery each
+share on a worker (who claimed it is recorded), else the exit code is 1.
+
+``--quick`` backfills a week and tunes 4 trials on two weeks: the same code, for the test
+suite.
 """
 
 import argparse
@@ -28,14 +38,17 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from statistics import mean
+from unittest import mock
 
 from _common import (
     PROJECT_ROOT,
@@ -46,15 +59,21 @@ from _common import (
     load_average,
     partition_keys,
     table,
+    window,
 )
 from backfill import PIPELINE, Measured, _materialize, run_measured, selections
+from tuning import WINDOWS, RunResult, build_tuning_data, check_runs, run_once
 
+from ml_assets.executor import BROKER_ENV_VAR, EXECUTOR_ENV_VAR, steps_by_worker
 from ml_assets.processes import stop_groups
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 BUCKET = "benchmark"
 START, END, QUICK_END = date(2013, 1, 1), date(2013, 12, 31), date(2013, 1, 7)
+LOCAL_STUDY, CELERY_STUDY = "journal file, 2 processes", "PostgreSQL, 2 Celery workers"
+STUDY_TIMEOUT_S = 3600
+KILLED_STEP = "flights__flight_features"
 RUN_CONFIG = {
     "multiprocess": {"execution": {"config": {"multiprocess": {}}}},
     "celery": {},  # the code location's executor is celery_executor on that side
@@ -107,7 +126,6 @@ def postgres_database(server: str) -> Iterator[str]:
 def side_env(base: dict[str, str], home: Path, side: str, postgres_url: str, broker: str) -> dict:
     """The environment of one machine of ``side``: its own home and Dagster home, the shared
     instance, landing zone and broker, the side's warehouse."""
-    from ml_assets.executor import BROKER_ENV_VAR, EXECUTOR_ENV_VAR
     from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
 
     dagster_home = home / "dagster"
@@ -132,8 +150,8 @@ def side_env(base: dict[str, str], home: Path, side: str, postgres_url: str, bro
 @contextlib.contextmanager
 def celery_workers(
     root: Path, env: dict[str, str], postgres_url: str, broker: str
-) -> Iterator[list[Path]]:
-    """Two ``ml-assets worker`` processes, each on its own home, ready for tasks; their logs."""
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """Two ``ml-assets worker`` processes, each on its own home, ready for tasks, by name."""
     from kombu import Connection
 
     with Connection(broker, connect_timeout=5) as connection:  # steps an old run left behind
@@ -157,9 +175,57 @@ def celery_workers(
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise RuntimeError(f"a Celery worker did not start; see {logs}")
             time.sleep(0.5)
-        yield logs
+        yield dict(zip(("w1", "w2"), processes, strict=True))
     finally:
         stop_groups(processes, 30)
+
+
+@contextlib.contextmanager
+def killing_mid_step(
+    env: dict[str, str], first_day: str, workers: dict[str, subprocess.Popen], kill: bool
+) -> Iterator[list[str]]:
+    """With ``kill``, SIGKILL the worker that starts ``KILLED_STEP`` of the backfill from
+    ``first_day`` (its whole process group, as a machine lost); the name, once done."""
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
+
+    killed: list[str] = []
+    if not kill:
+        yield killed
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            while not stop.wait(0.2):
+                runs = instance.get_runs(dg.RunsFilter(tags={RANGE_START: first_day}), limit=1)
+                started = runs and steps_by_worker(instance, runs[0].run_id).get(KILLED_STEP)
+                if started and runs[0].status == dg.DagsterRunStatus.STARTED:
+                    killed.append(victim := next(iter(started)))
+                    os.killpg(workers[victim].pid, signal.SIGKILL)
+                    print(f"killed {victim} as it started {KILLED_STEP}", flush=True)
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        watcher.join(10)
+
+
+def check_retried(env: dict[str, str], first_day: str, killed: list[str], checks: Checks) -> None:
+    """The killed step ran again on the other worker, in the same run."""
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs(dg.RunsFilter(tags={RANGE_START: first_day}), limit=1)
+        ran_on = steps_by_worker(instance, run.run_id).get(KILLED_STEP, set())
+    print(f"{KILLED_STEP} ran on {', '.join(sorted(ran_on))}; killed: {', '.join(killed)}")
+    checks.require(len(killed) == 1, "no worker was killed: the step ended before")
+    checks.require(ran_on == {"w1", "w2"}, f"{KILLED_STEP} was not retried elsewhere: {ran_on}")
 
 
 def backfill(home: Path, env: dict[str, str], side: str, days: list[str]) -> Measured:
@@ -232,12 +298,48 @@ def published_rows(days: list[str]) -> dict[str, int]:
     return {d: int(counts.get(d, 0)) for d in days}
 
 
+def _claimants(postgres_url: str, run: RunResult) -> list[str]:
+    """Who ran each share of ``run``'s study."""
+    from ml_assets.modeling.distributed_study import ShareClaims
+
+    claims = ShareClaims(postgres_url)
+    try:
+        return sorted(claims.of_study(run.study_name).values())
+    finally:
+        claims.dispose()
+
+
+def report_studies(
+    studies: dict[str, RunResult], claimants: list[str], trials: int, checks: Checks
+) -> None:
+    """The two studies side by side, their ratio, and their checks."""
+    print(f"\nOptuna study, {trials} trials, 2 workers:")
+    print(table(["storage, workers", "wall s", "done/pruned", "trials/min", "start-up s",
+                 "best value"], [
+        [name, f"{r.wall_s:.1f}", f"{r.completed}/{r.pruned}", f"{r.per_minute:.2f}",
+         f"{r.startup_s:.1f}", f"{r.best_value:.4f}"]
+        for name, r in studies.items()
+    ], disable_numparse=True))  # fmt: skip
+    local, celery = studies.values()
+    print(f"trials per minute Celery / local: {celery.per_minute / local.per_minute:.2f}; "
+          f"shares run by {', '.join(claimants)}")  # fmt: skip
+    check_runs(list(studies.values()), trials, checks)
+    checks.require(
+        len(claimants) == 2 and not any(c.startswith("caller@") for c in claimants),
+        f"the Celery study's shares were not both run by the workers: {claimants}",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a week (tests)")
     parser.add_argument("--end", type=date.fromisoformat, help="default: 2013-12-31 (quick: 01-07)")
     parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server URL, no database")
     parser.add_argument("--broker", default=BROKER, help="RabbitMQ URL")
+    parser.add_argument(
+        "--kill-worker", action="store_true", help=f"SIGKILL the Celery worker of {KILLED_STEP}"
+    )
+    parser.add_argument("--trials", type=int, help="the study's budget (16; quick 4)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
     end = args.end or (QUICK_END if args.quick else END)
@@ -251,7 +353,11 @@ def benchmark(home: Path, args: argparse.Namespace, days: list[str]) -> int:
 
     base = enter_home(home)
     checks = Checks()
-    with s3_server() as aws, postgres_database(args.postgres) as postgres_url:
+    with (
+        s3_server() as aws,
+        postgres_database(args.postgres) as postgres_url,
+        postgres_database(args.postgres) as optuna_url,  # Optuna's schema beside Dagster's clashes
+    ):
         base.update(aws)
         began = time.perf_counter()
         pipelines.load(PIPELINE).publish(LandingZone(url=f"s3://{BUCKET}/landing"), days)
@@ -264,12 +370,26 @@ def benchmark(home: Path, args: argparse.Namespace, days: list[str]) -> int:
         measured, figures = {}, {}
         measured["multiprocess"] = backfill(home, launcher, "multiprocess", days)
         figures["multiprocess"] = run_figures(launcher, days[0])
+        tuning = window(PIPELINE, args.quick, WINDOWS)
+        tuning_data, description = build_tuning_data(PIPELINE, tuning)
+        print(description)
+        trials = args.trials or (4 if args.quick else 16)
+        studies = {LOCAL_STUDY: run_once(PIPELINE, 2, trials, STUDY_TIMEOUT_S, tuning_data, home)}
         celery = side_env(base, home / "launcher", "celery", postgres_url, args.broker)
-        with celery_workers(home / "workers", base, postgres_url, args.broker):
-            measured["celery"] = backfill(home, celery, "celery", days)
+        with celery_workers(home / "workers", base, postgres_url, args.broker) as workers:
+            sending = {name: celery[name] for name in (EXECUTOR_ENV_VAR, BROKER_ENV_VAR)}
+            with mock.patch.dict(os.environ, sending):  # the study's shares go to the workers
+                studies[CELERY_STUDY] = run_once(
+                    PIPELINE, 2, trials, STUDY_TIMEOUT_S, tuning_data, home, storage=optuna_url
+                )
+            with killing_mid_step(celery, days[0], workers, args.kill_worker) as killed:
+                measured["celery"] = backfill(home, celery, "celery", days)
         figures["celery"] = run_figures(celery, days[0])
         print(f"load average after: {load_average()}")
         rows = {side: partition_rows(side, days) for side in measured}
+        claimants = _claimants(optuna_url, studies[CELERY_STUDY])
+        if args.kill_worker:
+            check_retried(celery, days[0], killed, checks)
     header = ["executor", "wall s", "launcher CPU s", *figures["celery"]]
     print(f"\n{len(days)} days, data layers as one run:")
     print(table(header, [
@@ -292,6 +412,7 @@ def benchmark(home: Path, args: argparse.Namespace, days: list[str]) -> int:
           f"{len(wrong_raw)}; flights {sum(published.values())}")  # fmt: skip
     checks.require(not differing, f"row counts differ: {differing[:5]}")
     checks.require(not wrong_raw, f"raw flights not as published: {wrong_raw[:5]}")
+    report_studies(studies, claimants, trials, checks)
     if args.quick:
         print("(quick mode: a week; the figures are the year's on a full run)")
     return checks.report()

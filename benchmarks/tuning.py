@@ -91,6 +91,7 @@ class RunResult:
     """One ``run_study`` call: timings, trials and what they fitted."""
 
     workers: int
+    study_name: str
     wall_s: float
     cpu_s: float
     startup_s: float
@@ -180,9 +181,16 @@ def _units(trial: "optuna.trial.FrozenTrial") -> tuple[str, float]:
 
 
 def run_once(
-    pipeline: str, workers: int, trials: int, timeout_s: float, data: pd.DataFrame, home: Path
+    pipeline: str,
+    workers: int,
+    trials: int,
+    timeout_s: float,
+    data: pd.DataFrame,
+    home: Path,
+    storage: str | None = None,
 ) -> RunResult:
-    """A fresh study (own journal file) of ``trials`` trials with ``workers`` processes."""
+    """A fresh study of ``trials`` trials with ``workers`` workers, on ``storage`` (default:
+    a journal file of its own)."""
     import optuna
 
     from ml_assets.modeling.estimators import Features
@@ -193,8 +201,8 @@ def run_once(
     tuning = model.tuning
     run_dir = home / f"study-{workers}w-{time.time_ns()}"
     settings = StudySettings(
-        study_name=f"tuning-benchmark-{pipeline}-{workers}w",
-        storage=str(run_dir / "study.journal"),
+        study_name=f"tuning-benchmark-{pipeline}-{workers}w-{time.time_ns()}",
+        storage=storage or str(run_dir / "study.journal"),
         n_trials=trials,
         timeout_seconds=timeout_s,
         workers=workers,
@@ -223,6 +231,7 @@ def run_once(
     starts = sorted(t.datetime_start.timestamp() for t in finished)
     result = RunResult(
         workers=workers,
+        study_name=settings.study_name,
         wall_s=wall,
         cpu_s=cpu,
         startup_s=(starts[min(workers, len(starts)) - 1] - called_at) if starts else math.nan,

@@ -4,15 +4,67 @@ dagster-celery's task (``execute_plan``) on the broker at ``$ML_ASSETS_CELERY_BR
 A task is acknowledged only once its step finished and is given back to the queue when its
 worker dies (``task_acks_late``, ``task_reject_on_worker_lost``), and a worker takes one task
 at a time, so a step of a killed worker is run by another; the run's ``RetryPolicy`` lets
-Dagster re-execute it in the same run.
+Dagster re-execute it in the same run. The workers also run the shares of Optuna studies
+(``study_share``).
+
+A task given back while its first worker still runs it (the broker restarted, so that
+worker's acknowledgement had nowhere to go) must not run the step a second time: every task
+holds a PostgreSQL advisory lock named by its id from before it starts until its result is
+stored (``OncePerTask``). The second delivery waits for the first to finish and returns its
+stored result; the lock of a worker that died goes with its connection, so its task runs again.
 """
 
-from dagster_celery.make_app import make_app
+import contextlib
+import os
+from typing import Any
+
+from celery import Task, states
 from dagster_celery.tasks import create_task
 
-from ml_assets.executor import broker_url
+from ml_assets.executor import celery_app
+from ml_assets.instance import POSTGRES_ENV_VAR
+from ml_assets.modeling.distributed_study import STUDY_SHARE_TASK
 
-app = make_app({"broker": broker_url(), "backend": "rpc://"})
+
+class OncePerTask(Task):
+    """A task that runs at most once per task id however often the broker delivers it."""
+
+    _lock: Any = None
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        self._lock = _advisory_lock(task_id)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        done = self.backend.get_task_meta(self.request.id)
+        if done["status"] == states.SUCCESS:  # a delivery before this one ran it
+            return done["result"]
+        return super().__call__(*args, **kwargs)
+
+    def after_return(self, *args: Any, **kwargs: Any) -> None:  # after the result is stored
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            with contextlib.suppress(Exception):  # a lost connection released it already
+                lock.close()
+
+
+def _advisory_lock(task_id: str):
+    """A connection holding PostgreSQL's session advisory lock for ``task_id`` (waiting for
+    it while another session holds it), or None without PostgreSQL."""
+    url = os.environ.get(POSTGRES_ENV_VAR)
+    if not url:
+        return None
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    # NullPool: closing the connection ends the session, which releases the lock
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    connection = engine.connect()
+    lock = sqlalchemy.text("SELECT pg_advisory_lock(hashtextextended(:task_id, 0))")
+    connection.execute(lock, {"task_id": task_id})
+    return connection
+
+
+app = celery_app()
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -20,4 +72,12 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
-execute_plan = create_task(app)
+execute_plan = create_task(app, base=OncePerTask)
+
+
+@app.task(name=STUDY_SHARE_TASK, bind=True)
+def study_share(self: Task, payload: dict[str, Any]) -> bool:
+    """A worker's share of an Optuna study (``ml_assets.modeling.distributed_study``)."""
+    from ml_assets.modeling.distributed_study import run_share
+
+    return run_share(payload, self.request.hostname)

@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own ``$ML_ASSETS_HOME`` and Dagster instance."""
 
+import contextlib
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -69,8 +70,8 @@ POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 fails when it is down; ``.ci/run`` starts it."""
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL, dropped afterwards."""
     import sqlalchemy
 
@@ -84,6 +85,21 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL (e.g. a Dagster instance's), dropped afterwards."""
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def optuna_postgres_url() -> Iterator[str]:
+    """Another fresh database, for Optuna studies: Optuna and Dagster both keep their schema
+    versions in an ``alembic_version`` table, so they cannot share one."""
+    with _fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,17 +13,26 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
 import boto3
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
+from pydantic import TypeAdapter
 
-from ml_assets.executor import BROKER_ENV_VAR, EXECUTOR_ENV_VAR
+from ml_assets.contract.search_space import FamilySpace
+from ml_assets.executor import (
+    BROKER_ENV_VAR,
+    EXECUTOR_ENV_VAR,
+    celery_app,
+    steps_by_worker,
+)
 from ml_assets.home import (
     HOME_ENV_VAR,
     LANDING_ENV_VAR,
@@ -32,6 +41,9 @@ from ml_assets.home import (
     WAREHOUSE_ENV_VAR,
 )
 from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+from ml_assets.modeling.distributed_study import ShareClaims
+from ml_assets.modeling.estimators import Features
+from ml_assets.modeling.study import StudySettings, run_study
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
 from ml_assets.processes import stop_groups
 from resources.landing_zone import LandingZone
@@ -119,7 +131,7 @@ def test_a_week_backfill_runs_its_steps_on_two_celery_workers(
     with _launcher_instance(launcher, monkeypatch) as instance:
         [run] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
         assert run.status == dg.DagsterRunStatus.SUCCESS
-        hosts = set().union(*_steps_by_worker(instance, run.run_id).values())
+        hosts = set().union(*steps_by_worker(instance, run.run_id).values())
     assert hosts == {"w1", "w2"}, hosts
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
     logs = [(tmp_path / f"worker-{i}.log").read_text() for i in (1, 2)]
@@ -139,19 +151,6 @@ def _everything_recorded(launcher: dict[str, str], monkeypatch: pytest.MonkeyPat
             parts += [repr(r.event_log_entry) for r in instance.get_records_for_run(
                 run.run_id, limit=100_000).records]  # fmt: skip
         return "\n".join(parts)
-
-
-def _steps_by_worker(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
-    """Each step key of the run and the workers that started it."""
-    started: dict[str, set[str]] = {}
-    for record in instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
-    ).records:
-        event = record.event_log_entry.dagster_event
-        worker = (event.engine_event_data.metadata or {}).get("Celery worker")
-        if worker is not None and event.step_key:
-            started.setdefault(event.step_key, set()).add(str(worker.value).split("@")[0])
-    return started
 
 
 @contextlib.contextmanager
@@ -189,7 +188,7 @@ def _worker_of_step(instance: dg.DagsterInstance, first_day: str, step: str) -> 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         runs = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: first_day}), limit=1)
-        if runs and (started := _steps_by_worker(instance, runs[0].run_id).get(step)):
+        if runs and (started := steps_by_worker(instance, runs[0].run_id).get(step)):
             return next(iter(started))
         time.sleep(0.2)
     raise AssertionError(f"{step} never started")
@@ -240,7 +239,7 @@ def test_a_worker_killed_mid_step_loses_nothing(
         [done] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: MONTH[0]}), limit=1)
         assert done.status == dg.DagsterRunStatus.SUCCESS
         survivor = {"w1", "w2"} - {victim}
-        assert _steps_by_worker(instance, done.run_id)["flights__flight_features"] == {
+        assert steps_by_worker(instance, done.run_id)["flights__flight_features"] == {
             victim,
             *survivor,
         }
@@ -277,23 +276,72 @@ def _restart_rabbitmq() -> float:
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize(
-    "restart", [_restart_postgres, _restart_rabbitmq], ids=["PostgreSQL", "RabbitMQ"]
-)
-def test_a_service_restarted_mid_run_loses_no_step(
+def test_postgresql_restarted_mid_run_loses_nothing(
     workers: tuple[dict[str, str], list[subprocess.Popen]],
     s3_bucket: str,
     monkeypatch: pytest.MonkeyPatch,
-    restart: Callable[[], float],
 ) -> None:
-    """Restart a shared service while the week's clean step runs on a worker: the run
-    succeeds, or fails saying what it lost; relaunching the same backfill, as a user would,
-    then completes, with every partition's rows once."""
+    """Restart PostgreSQL (runs, events and the steps' results) while the week's clean step
+    runs on a worker: the run succeeds, or fails saying what it lost; relaunching the same
+    backfill, as a user would, then completes, with every partition's rows once."""
     launcher, _ = workers
-    _land_and_build_references(launcher, s3_bucket, WEEK)
+    run = _backfill_until_clean_step_runs(launcher, s3_bucket, monkeypatch)
+    errors = _after_restart(run, _restart_postgres)
+    if run.returncode != 0:
+        again = _materialize(launcher, DATA_LAYERS, "--partition-range", f"{WEEK[0]}...{WEEK[-1]}")
+        assert again.returncode == 0, again.stderr[-3000:]
+    with _launcher_instance(launcher, monkeypatch) as instance:
+        [latest] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
+        assert latest.status == dg.DagsterRunStatus.SUCCESS, errors
+    _assert_every_partition_once(s3_bucket, WEEK)
+
+
+def test_rabbitmq_restarted_mid_run_loses_no_step(
+    workers: tuple[dict[str, str], list[subprocess.Popen]],
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Restart RabbitMQ while the week's clean step runs on a worker: the run succeeds by
+    itself. The steps' results wait in PostgreSQL, not on the broker; tasks submitted meanwhile
+    are published once it is back; the clean step, whose acknowledgement was lost with the
+    connection so the broker delivered it again, ran once, and every partition is written once."""
+    launcher, _ = workers
+    run = _backfill_until_clean_step_runs(launcher, s3_bucket, monkeypatch)
+    errors = _after_restart(run, _restart_rabbitmq)
+    assert run.returncode == 0, errors
+    with _launcher_instance(launcher, monkeypatch) as instance:
+        [done] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
+        assert done.status == dg.DagsterRunStatus.SUCCESS
+        events = [
+            record.event_log_entry.dagster_event
+            for record in instance.get_records_for_run(done.run_id, limit=100_000).records
+            if record.event_log_entry.dagster_event
+        ]
+    started = Counter(e.step_key for e in events if e.event_type == dg.DagsterEventType.STEP_START)
+    assert started and set(started.values()) == {1}, started
+    written = Counter(
+        (e.asset_key, e.partition)
+        for e in events
+        if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    assert written and set(written.values()) == {1}, written
+    _assert_every_partition_once(s3_bucket, WEEK)
+
+
+def _backfill_until_clean_step_runs(
+    launcher: dict[str, str], bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> subprocess.Popen:
+    """The week's backfill, launched once its inputs are in place; returned once its clean
+    step has started on a worker."""
+    _land_and_build_references(launcher, bucket, WEEK)
     run = _backfill(launcher, WEEK)
     with _launcher_instance(launcher, monkeypatch) as instance:
         _worker_of_step(instance, WEEK[0], "clean_flights")
+    return run
+
+
+def _after_restart(run: subprocess.Popen, restart: Callable[[], float]) -> str:
+    """Restart a service with ``restart`` and wait for ``run`` to end; its standard error."""
     seconds = restart()
     try:
         _, errors = run.communicate(timeout=600)
@@ -301,10 +349,46 @@ def test_a_service_restarted_mid_run_loses_no_step(
         run.kill()
         raise AssertionError("the run hung after the restart") from None
     print(f"\nrestart took {seconds:.1f} s; the run exited {run.returncode}:\n{errors[-2000:]}")
-    if run.returncode != 0:
-        again = _materialize(launcher, DATA_LAYERS, "--partition-range", f"{WEEK[0]}...{WEEK[-1]}")
-        assert again.returncode == 0, again.stderr[-3000:]
-    with _launcher_instance(launcher, monkeypatch) as instance:
-        [latest] = instance.get_runs(filters=dg.RunsFilter(tags={RANGE_START: WEEK[0]}), limit=1)
-        assert latest.status == dg.DagsterRunStatus.SUCCESS
-    _assert_every_partition_once(s3_bucket, WEEK)
+    return errors[-3000:]
+
+
+def test_a_study_shares_its_trials_between_the_workers(
+    workers: tuple[dict[str, str], list[subprocess.Popen]],
+    optuna_postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """With steps on Celery and the study in PostgreSQL, each worker's share of the trials is
+    a task: both idle workers claim one, the caller runs none, the budget is met exactly."""
+    launcher, _ = workers
+    for name in (EXECUTOR_ENV_VAR, BROKER_ENV_VAR, POSTGRES_ENV_VAR):
+        monkeypatch.setenv(name, launcher[name])
+    _wait_for_workers(celery_app(), 2)
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"x": rng.normal(size=400), "kind": rng.choice(["a", "b"], size=400)})
+    data["y"] = 3 * data["x"] + (data["kind"] == "a") + rng.normal(scale=0.1, size=400)
+    data["split"] = np.where(np.arange(400) < 300, "train", "validation")
+    space = TypeAdapter(list[FamilySpace]).validate_python(
+        [{"family": "ridge", "alpha": {"type": "float", "low": 0.01, "high": 10, "log": True}}]
+    )
+    settings = StudySettings(
+        study_name="shared", storage=optuna_postgres_url, n_trials=5, timeout_seconds=300,
+        workers=2, seed=0,
+    )  # fmt: skip
+    study, numbers = run_study(
+        settings, space, Features(["kind"], ["x"]), data, "y", "regression", "mae", tmp_path
+    )
+    assert len(numbers) == 5 and len(study.trials) == 5
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    claims = ShareClaims(optuna_postgres_url)
+    claimants = claims.of_study("shared").values()
+    claims.dispose()
+    assert sorted(claimant.split("@")[0] for claimant in claimants) == ["w1", "w2"]
+
+
+def _wait_for_workers(app, count: int) -> None:
+    """Until ``count`` workers answer a ping."""
+    deadline = time.monotonic() + 120
+    while len(app.control.ping(timeout=1)) < count:
+        assert time.monotonic() < deadline, "the workers did not start"
+    app.close()

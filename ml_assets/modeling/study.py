@@ -5,10 +5,12 @@ family's parameters, fits it in stages on the training sample and reports the va
 objective (a metric of the task, minimised or maximised as the metric says) after each stage so
 the pruner can stop hopeless trials early. Workers are separate processes sharing one study
 through its storage: a journal file locally, any Optuna storage URL (e.g. PostgreSQL) in
-production.
+production; when steps run on Celery and the storage is a URL, the workers' shares are Celery
+tasks for the step workers (``ml_assets.modeling.distributed_study``).
 """
 
 import contextlib
+import io
 import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -137,25 +139,27 @@ def worker_thread_limit(workers: int):
     return threadpool_limits(limits=max(1, (cores or 1) // workers))
 
 
-def _work(
+def work(
     settings: StudySettings,
     worker: int,
     space: list[FamilySpace],
     features: Features,
-    data_path: str,
+    data: str | bytes,
     target: str,
     task: Task,
     metric: str,
     trials: int,
 ) -> None:
+    """Worker number ``worker``'s share of the study: ``trials`` trials on ``data`` (a Parquet
+    file's path, or its bytes)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data = pd.read_parquet(data_path)
+    frame = pd.read_parquet(data if isinstance(data, str) else io.BytesIO(data))
     study = load_or_create(settings, METRICS[task][metric], worker)
     with worker_thread_limit(settings.workers):
         study.optimize(
-            lambda trial: objective(trial, space, features, data, target, task, metric),
+            lambda trial: objective(trial, space, features, frame, target, task, metric),
             n_trials=trials,
             timeout=settings.timeout_seconds,
             catch=(ValueError,),
@@ -188,18 +192,43 @@ def run_study(
         settings.n_trials // settings.workers + (w < settings.n_trials % settings.workers)
         for w in range(max(settings.workers, 1))
     ]
+    from ml_assets.executor import on_celery
+
+    work_args = (space, features, data, target, task, objective)
+    if settings.workers > 1 and on_celery() and "://" in settings.storage:
+        from ml_assets.modeling.distributed_study import run_shares
+
+        run_shares(settings, shares, *work_args)
+    else:
+        _run_here(settings, shares, *work_args, scratch=scratch)
+    study = load_or_create(settings, direction)
+    return study, [t.number for t in study.trials if t.number >= before]
+
+
+def _run_here(
+    settings: StudySettings,
+    shares: list[int],
+    space: list[FamilySpace],
+    features: Features,
+    data: pd.DataFrame,
+    target: str,
+    task: Task,
+    objective: str,
+    scratch: Path,
+) -> None:
+    """The shares in this process, or in worker processes of this machine (spawned)."""
     scratch.mkdir(parents=True, exist_ok=True)
     data_path = scratch / f"{settings.study_name}-{os.getpid()}.parquet"
     data.to_parquet(data_path)
     try:
-        work = (space, features, str(data_path), target, task, objective)
+        args = (space, features, str(data_path), target, task, objective)
         if settings.workers <= 1:
-            _work(settings, 0, *work, settings.n_trials)
+            work(settings, 0, *args, settings.n_trials)
         else:
             # spawn: a clean interpreter per worker, never a fork of a threaded step process
             with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn")) as pool:
                 futures = [
-                    pool.submit(_work, settings, w, *work, shares[w])
+                    pool.submit(work, settings, w, *args, shares[w])
                     for w in range(settings.workers)
                     if shares[w]
                 ]
@@ -207,8 +236,6 @@ def run_study(
                     future.result()
     finally:
         data_path.unlink(missing_ok=True)
-    study = load_or_create(settings, direction)
-    return study, [t.number for t in study.trials if t.number >= before]
 
 
 def _check_objective(study, objective: str, direction: Direction) -> None:
