@@ -28,6 +28,10 @@ file, and two shares sent to the two Celery workers (``ML_ASSETS_EXECUTOR=celery
 study in PostgreSQL. Every study must run its budget with no failed trial, and on Celery each
 share on a worker (who claimed it is recorded), else the exit code is 1.
 
+``--kill-worker SECONDS`` SIGKILLs the process group of the worker running the features step
+on the Celery side that long into the step: the step must run again on the other worker in the
+same run and every partition still match (the wall time then includes the loss).
+
 ``--quick`` backfills a week and tunes 4 trials on two weeks: the same code, for the test
 suite.
 """
@@ -182,28 +186,33 @@ def celery_workers(
 
 @contextlib.contextmanager
 def killing_mid_step(
-    env: dict[str, str], first_day: str, workers: dict[str, subprocess.Popen], kill: bool
+    env: dict[str, str], first_day: str, workers: dict[str, subprocess.Popen], after: float | None
 ) -> Iterator[list[str]]:
-    """With ``kill``, SIGKILL the worker that starts ``KILLED_STEP`` of the backfill from
-    ``first_day`` (its whole process group, as a machine lost); the name, once done."""
+    """Unless ``after`` is None, SIGKILL the worker running ``KILLED_STEP`` of the backfill from
+    ``first_day`` (its whole process group, as a machine lost) once the step has run ``after``
+    seconds; the name, once done."""
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
     killed: list[str] = []
-    if not kill:
+    if after is None:
         yield killed
         return
     stop = threading.Event()
 
     def watch() -> None:
+        began = None
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             while not stop.wait(0.2):
                 runs = instance.get_runs(dg.RunsFilter(tags={RANGE_START: first_day}), limit=1)
                 started = runs and steps_by_worker(instance, runs[0].run_id).get(KILLED_STEP)
-                if started and runs[0].status == dg.DagsterRunStatus.STARTED:
+                if not started or runs[0].status != dg.DagsterRunStatus.STARTED:
+                    continue
+                began = began or time.monotonic()
+                if time.monotonic() - began >= after:
                     killed.append(victim := next(iter(started)))
                     os.killpg(workers[victim].pid, signal.SIGKILL)
-                    print(f"killed {victim} as it started {KILLED_STEP}", flush=True)
+                    print(f"killed {victim} {after:g} s into {KILLED_STEP}", flush=True)
                     return
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -224,7 +233,7 @@ def check_retried(env: dict[str, str], first_day: str, killed: list[str], checks
         [run] = instance.get_runs(dg.RunsFilter(tags={RANGE_START: first_day}), limit=1)
         ran_on = steps_by_worker(instance, run.run_id).get(KILLED_STEP, set())
     print(f"{KILLED_STEP} ran on {', '.join(sorted(ran_on))}; killed: {', '.join(killed)}")
-    checks.require(len(killed) == 1, "no worker was killed: the step ended before")
+    checks.require(len(killed) == 1, f"no worker was killed: {KILLED_STEP} ended before")
     checks.require(ran_on == {"w1", "w2"}, f"{KILLED_STEP} was not retried elsewhere: {ran_on}")
 
 
@@ -337,8 +346,9 @@ def main() -> int:
     parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server URL, no database")
     parser.add_argument("--broker", default=BROKER, help="RabbitMQ URL")
     parser.add_argument(
-        "--kill-worker", action="store_true", help=f"SIGKILL the Celery worker of {KILLED_STEP}"
-    )
+        "--kill-worker", type=float, metavar="SECONDS",
+        help=f"SIGKILL the Celery worker of {KILLED_STEP} this long into the step",
+    )  # fmt: skip
     parser.add_argument("--trials", type=int, help="the study's budget (16; quick 4)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
@@ -388,7 +398,7 @@ def benchmark(home: Path, args: argparse.Namespace, days: list[str]) -> int:
         print(f"load average after: {load_average()}")
         rows = {side: partition_rows(side, days) for side in measured}
         claimants = _claimants(optuna_url, studies[CELERY_STUDY])
-        if args.kill_worker:
+        if args.kill_worker is not None:
             check_retried(celery, days[0], killed, checks)
     header = ["executor", "wall s", "launcher CPU s", *figures["celery"]]
     print(f"\n{len(days)} days, data layers as one run:")

@@ -35,9 +35,10 @@ class OncePerTask(Task):
         self._lock = _advisory_lock(task_id)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        done = self.backend.get_task_meta(self.request.id)
-        if done["status"] == states.SUCCESS:  # a delivery before this one ran it
-            return done["result"]
+        if self._lock is not None:  # results are in PostgreSQL: look before running
+            done = self.backend.get_task_meta(self.request.id)
+            if done["status"] == states.SUCCESS:  # a delivery before this one ran it
+                return done["result"]
         return super().__call__(*args, **kwargs)
 
     def after_return(self, *args: Any, **kwargs: Any) -> None:  # after the result is stored

@@ -9,6 +9,7 @@ and the broker. The run is launched as a user launches it, with ``dagster asset 
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -300,6 +301,7 @@ def test_rabbitmq_restarted_mid_run_loses_no_step(
     workers: tuple[dict[str, str], list[subprocess.Popen]],
     s3_bucket: str,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """Restart RabbitMQ while the week's clean step runs on a worker: the run succeeds by
     itself. The steps' results wait in PostgreSQL, not on the broker; tasks submitted meanwhile
@@ -326,6 +328,9 @@ def test_rabbitmq_restarted_mid_run_loses_no_step(
     )
     assert written and set(written.values()) == {1}, written
     _assert_every_partition_once(s3_bucket, WEEK)
+    logs = "".join((tmp_path / f"worker-{i}.log").read_text() for i in (1, 2))
+    deliveries = Counter(re.findall(r"Task execute_plan\[([0-9a-f-]+)\] received", logs))
+    assert max(deliveries.values()) > 1, "no running task was delivered again: restart too late"
 
 
 def _backfill_until_clean_step_runs(
