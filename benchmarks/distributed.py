@@ -69,6 +69,7 @@ from backfill import PIPELINE, Measured, _materialize, run_measured, selections
 from tuning import WINDOWS, RunResult, build_tuning_data, check_runs, run_once
 
 from ml_assets.executor import BROKER_ENV_VAR, EXECUTOR_ENV_VAR, steps_by_worker
+from ml_assets.instance import POSTGRES_ENV_VAR
 from ml_assets.processes import stop_groups
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -130,7 +131,7 @@ def postgres_database(server: str) -> Iterator[str]:
 def side_env(base: dict[str, str], home: Path, side: str, postgres_url: str, broker: str) -> dict:
     """The environment of one machine of ``side``: its own home and Dagster home, the shared
     instance, landing zone and broker, the side's warehouse."""
-    from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+    from ml_assets.instance import instance_yaml
 
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -387,7 +388,7 @@ def benchmark(home: Path, args: argparse.Namespace, days: list[str]) -> int:
         studies = {LOCAL_STUDY: run_once(PIPELINE, 2, trials, STUDY_TIMEOUT_S, tuning_data, home)}
         celery = side_env(base, home / "launcher", "celery", postgres_url, args.broker)
         with celery_workers(home / "workers", base, postgres_url, args.broker) as workers:
-            sending = {name: celery[name] for name in (EXECUTOR_ENV_VAR, BROKER_ENV_VAR)}
+            sending = {n: celery[n] for n in (EXECUTOR_ENV_VAR, BROKER_ENV_VAR, POSTGRES_ENV_VAR)}
             with mock.patch.dict(os.environ, sending):  # the study's shares go to the workers
                 studies[CELERY_STUDY] = run_once(
                     PIPELINE, 2, trials, STUDY_TIMEOUT_S, tuning_data, home, storage=optuna_url

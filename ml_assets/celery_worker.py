@@ -11,28 +11,42 @@ A task given back while its first worker still runs it (the broker restarted, so
 worker's acknowledgement had nowhere to go) must not run the step a second time: every task
 holds a PostgreSQL advisory lock named by its id from before it starts until its result is
 stored (``OncePerTask``). The second delivery waits for the first to finish and returns its
-stored result; the lock of a worker that died goes with its connection, so its task runs again.
+stored result; the lock of a worker that died goes with its connection
+(``ml_assets.advisory_locks``), so its task runs again. A task that cannot reach PostgreSQL
+to take its lock goes back to the queue.
 """
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task, states
+from celery.exceptions import Reject
 from dagster_celery.tasks import create_task
+from sqlalchemy.exc import OperationalError
 
+from ml_assets.advisory_locks import session_lock
 from ml_assets.executor import celery_app
 from ml_assets.instance import POSTGRES_ENV_VAR
 from ml_assets.modeling.distributed_study import STUDY_SHARE_TASK
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 
 class OncePerTask(Task):
-    """A task that runs at most once per task id however often the broker delivers it."""
+    """A task not run again once it succeeded, nor while another delivery of it runs."""
 
-    _lock: Any = None
+    _lock: "Connection | None" = None
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        self._lock = _advisory_lock(task_id)
+        url = os.environ.get(POSTGRES_ENV_VAR)
+        if not url:
+            return
+        try:
+            self._lock = session_lock(url, f"celery-task:{task_id}")
+        except OperationalError as error:  # the database is restarting: try again later
+            raise Reject(error, requeue=True) from error
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._lock is not None:  # results are in PostgreSQL: look before running
@@ -46,23 +60,6 @@ class OncePerTask(Task):
         if lock is not None:
             with contextlib.suppress(Exception):  # a lost connection released it already
                 lock.close()
-
-
-def _advisory_lock(task_id: str):
-    """A connection holding PostgreSQL's session advisory lock for ``task_id`` (waiting for
-    it while another session holds it), or None without PostgreSQL."""
-    url = os.environ.get(POSTGRES_ENV_VAR)
-    if not url:
-        return None
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    # NullPool: closing the connection ends the session, which releases the lock
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    connection = engine.connect()
-    lock = sqlalchemy.text("SELECT pg_advisory_lock(hashtextextended(:task_id, 0))")
-    connection.execute(lock, {"task_id": task_id})
-    return connection
 
 
 app = celery_app()

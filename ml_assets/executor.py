@@ -5,7 +5,8 @@
 
 On Celery, a step's result (its events) is stored in the instance's PostgreSQL, not sent back
 over the broker (``rpc://``), so a broker restart loses no result; a task submitted while the
-broker is down is published again until it is back, and the database is retried the same way.
+broker is down is published again for about a minute, and storing or reading a result while
+the database restarts is retried for up to about fifty seconds, before either fails.
 
 Dagster's default executor runs each step in a freshly *spawned* process that imports the code
 location again (pandas, Pandera, Dagster: ~2.5 s, more while other steps compete for the CPU).
@@ -23,12 +24,15 @@ own data.
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from ml_assets.instance import POSTGRES_ENV_VAR
 from ml_assets.instance.forking import freeze_heap_before_forks
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 CODE_LOCATION = "ml_assets.definitions"
 FORKSERVER = {"forkserver": {"preload_modules": [CODE_LOCATION]}}
@@ -85,7 +89,7 @@ def result_backend() -> str:
     return f"db+{postgres}" if postgres else "rpc://"
 
 
-def celery_app():
+def celery_app() -> "Celery":
     """The platform's Celery app on the environment's broker and result store: the workers'
     (``ml_assets.celery_worker``), or a client's that sends them tasks."""
     from dagster_celery.make_app import make_app

@@ -42,6 +42,7 @@ from ml_assets.home import (
     WAREHOUSE_ENV_VAR,
 )
 from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+from ml_assets.modeling import distributed_study
 from ml_assets.modeling.distributed_study import ShareClaims
 from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.study import StudySettings, run_study
@@ -330,7 +331,7 @@ def test_rabbitmq_restarted_mid_run_loses_no_step(
     _assert_every_partition_once(s3_bucket, WEEK)
     logs = "".join((tmp_path / f"worker-{i}.log").read_text() for i in (1, 2))
     deliveries = Counter(re.findall(r"Task execute_plan\[([0-9a-f-]+)\] received", logs))
-    assert max(deliveries.values()) > 1, "no running task was delivered again: restart too late"
+    assert max(deliveries.values(), default=0) > 1, "no running task was delivered again"
 
 
 def _backfill_until_clean_step_runs(
@@ -368,6 +369,7 @@ def test_a_study_shares_its_trials_between_the_workers(
     launcher, _ = workers
     for name in (EXECUTOR_ENV_VAR, BROKER_ENV_VAR, POSTGRES_ENV_VAR):
         monkeypatch.setenv(name, launcher[name])
+    monkeypatch.setattr(distributed_study, "CLAIM_GRACE_S", 30.0)  # idle workers claim at once
     _wait_for_workers(celery_app(), 2)
     rng = np.random.default_rng(0)
     data = pd.DataFrame({"x": rng.normal(size=400), "kind": rng.choice(["a", "b"], size=400)})
@@ -394,6 +396,8 @@ def test_a_study_shares_its_trials_between_the_workers(
 def _wait_for_workers(app, count: int) -> None:
     """Until ``count`` workers answer a ping."""
     deadline = time.monotonic() + 120
-    while len(app.control.ping(timeout=1)) < count:
-        assert time.monotonic() < deadline, "the workers did not start"
-    app.close()
+    try:
+        while len(app.control.ping(timeout=1)) < count:
+            assert time.monotonic() < deadline, "the workers did not start"
+    finally:
+        app.close()
