@@ -8,6 +8,7 @@ and the broker. The run is launched as a user launches it, with ``dagster asset 
 
 import contextlib
 import io
+import json
 import os
 import re
 import signal
@@ -49,6 +50,7 @@ from ml_assets.modeling.study import StudySettings, run_study
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
 from ml_assets.processes import stop_groups
 from resources.landing_zone import LandingZone
+from resources.platform import OPTUNA_STORAGE_ENV_VAR
 
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 WEEK = day_keys(date(2013, 1, 1), date(2013, 1, 7))
@@ -68,7 +70,9 @@ def _purge_queue() -> None:
             connection.channel().queue_purge("dagster")
 
 
-def _machine(root: Path, name: str, postgres_url: str, bucket: str) -> dict[str, str]:
+def _machine(
+    root: Path, name: str, postgres_url: str, optuna_url: str, bucket: str
+) -> dict[str, str]:
     """The environment of one "machine": its own home and Dagster home, the shared services."""
     home = root / name
     dagster_home = home / "dagster"
@@ -78,6 +82,7 @@ def _machine(root: Path, name: str, postgres_url: str, bucket: str) -> dict[str,
         HOME_ENV_VAR: str(home),
         "DAGSTER_HOME": str(dagster_home),
         POSTGRES_ENV_VAR: postgres_url,
+        OPTUNA_STORAGE_ENV_VAR: optuna_url,
         EXECUTOR_ENV_VAR: "celery",
         BROKER_ENV_VAR: BROKER,
         LANDING_ENV_VAR: f"s3://{bucket}/landing",
@@ -90,20 +95,20 @@ def _machine(root: Path, name: str, postgres_url: str, bucket: str) -> dict[str,
 
 @pytest.fixture
 def workers(
-    tmp_path: Path, postgres_url: str, s3_bucket: str
+    tmp_path: Path, postgres_url: str, optuna_postgres_url: str, s3_bucket: str
 ) -> Iterator[tuple[dict[str, str], list[subprocess.Popen]]]:
     """Two Celery workers and the launcher's environment."""
     _purge_queue()
     processes = []
     for i in (1, 2):
-        env = _machine(tmp_path, f"worker-{i}", postgres_url, s3_bucket)
+        env = _machine(tmp_path, f"worker-{i}", postgres_url, optuna_postgres_url, s3_bucket)
         log = (tmp_path / f"worker-{i}.log").open("wb")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "ml_assets.cli", "worker", "--name", f"w{i}"],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         ))  # fmt: skip
-    launcher = _machine(tmp_path, "launcher", postgres_url, s3_bucket)
+    launcher = _machine(tmp_path, "launcher", postgres_url, optuna_postgres_url, s3_bucket)
     try:
         yield launcher, processes
     finally:
@@ -401,3 +406,44 @@ def _wait_for_workers(app, count: int) -> None:
             assert time.monotonic() < deadline, "the workers did not start"
     finally:
         app.close()
+
+
+def test_the_study_step_on_a_worker_shares_its_trials_with_the_other(
+    workers: tuple[dict[str, str], list[subprocess.Popen]],
+    s3_bucket: str,
+    optuna_postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The hyperparameter study materialized on Celery: its step holds one worker, so the
+    other worker claims one share and the step runs the other itself; the budget is met."""
+    launcher, _ = workers
+    days = day_keys(date(2013, 1, 1), date(2013, 1, 14))
+    _land_and_build_references(launcher, s3_bucket, days)
+    data = _materialize(launcher, DATA_LAYERS, "--partition-range", f"{days[0]}...{days[-1]}")
+    assert data.returncode == 0, data.stderr[-3000:]
+    config = tmp_path / "study.yaml"
+    config.write_text(json.dumps({"ops": {
+        "flights__training_set": {"config": {
+            "window_start": "2013-01-08", "window_end": days[-1], "validation_partitions": 2,
+            "test_partitions": 1, "min_train_partitions": 4,
+        }},
+        "flights__hyperparameter_study": {"config": {"n_trials": 4, "workers": 2}},
+    }}))  # fmt: skip
+    study = _materialize(
+        launcher, 'key:"flights/training_set" or key:"flights/hyperparameter_study"',
+        "--config", str(config),
+    )  # fmt: skip
+    assert study.returncode == 0, study.stderr[-3000:]
+    with _launcher_instance(launcher, monkeypatch) as instance:
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["flights", "hyperparameter_study"])
+        )
+        assert event is not None and event.asset_materialization is not None
+        metadata = event.asset_materialization.metadata
+        [step_worker] = steps_by_worker(instance, event.run_id)["flights__hyperparameter_study"]
+    assert metadata["trials_this_run"].value == 4
+    claims = ShareClaims(optuna_postgres_url)
+    claimants = sorted(c.split("@")[0] for c in claims.of_study(metadata["study"].value).values())
+    claims.dispose()
+    assert claimants == sorted(["caller", ({"w1", "w2"} - {step_worker}).pop()]), claimants

@@ -43,7 +43,6 @@ CLAIM_GRACE_S = 1.0
 SHARE_PRIORITY = 9
 """Above every step's (dagster-celery's default is 5): a free worker takes a share first, since
 the step that waits for it holds a worker."""
-STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +154,9 @@ def _without_password(url: str) -> str:
 
 def _with_password(url: str) -> str:
     """``url``, or this machine's Optuna storage when it names the same database."""
-    mine = os.environ.get(STORAGE_ENV_VAR)
+    from resources.platform import OPTUNA_STORAGE_ENV_VAR
+
+    mine = os.environ.get(OPTUNA_STORAGE_ENV_VAR)
     return mine if mine and _without_password(mine) == url else url
 
 
