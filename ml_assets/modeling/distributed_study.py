@@ -43,6 +43,9 @@ CLAIM_GRACE_S = 1.0
 SHARE_PRIORITY = 9
 """Above every step's (dagster-celery's default is 5): a free worker takes a share first, since
 the step that waits for it holds a worker."""
+RESULT_WAIT_S = 30.0
+"""How long a share's result may take to be stored once its lock is free, before the caller
+takes its worker for lost."""
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +61,7 @@ def run_shares(
 ) -> None:
     """Run each worker's share (``shares[w]`` trials) of the study on the Celery workers, or
     here when none claims it in time; returns when every share ran or lost its worker."""
-    from celery import states
+    from celery.exceptions import TimeoutError as NoResultYet
 
     from ml_assets.executor import celery_app
 
@@ -104,10 +107,10 @@ def run_shares(
             if run_share({**payloads[share], "share": share}, me, claims, left):
                 sent.pop(share).revoke()  # its task, when a worker takes it, is a no-op
         for share, result in sent.items():
-            claims.wait_for(share)
-            if result.state == states.FAILURE:
-                result.get(disable_sync_subtasks=False)  # raises the share's error
-            elif result.state != states.SUCCESS:
+            claims.wait_for(share)  # done, or its worker gone
+            try:  # the result is stored just after the lock comes free; raises a share's error
+                result.get(timeout=RESULT_WAIT_S, disable_sync_subtasks=False)
+            except NoResultYet:
                 log.warning("study share %s lost its worker: its remaining trials are lost", share)
 
 
