@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from ml_assets.advisory_locks import session_lock
 from ml_assets.executor import celery_app
 from ml_assets.instance import POSTGRES_ENV_VAR
-from ml_assets.modeling.distributed_study import STUDY_SHARE_TASK
+from ml_assets.modeling.distributed_study import STUDY_SHARE_TASK, run_share
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -76,6 +76,4 @@ execute_plan = create_task(app, base=OncePerTask)
 @app.task(name=STUDY_SHARE_TASK, bind=True)
 def study_share(self: Task, payload: dict[str, Any]) -> bool:
     """A worker's share of an Optuna study (``ml_assets.modeling.distributed_study``)."""
-    from ml_assets.modeling.distributed_study import run_share
-
     return run_share(payload, self.request.hostname)

@@ -73,7 +73,7 @@ CELERY_SETTINGS = {
     "task_publish_retry_policy": {
         "max_retries": 30, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2,
     },
-    # the result store (the database) while it restarts: the same
+    # the result store (the database) while it restarts: up to ~50 s of jittered backoff
     "result_backend_always_retry": True,
     "result_backend_max_retries": 20,
     "result_backend_base_sleep_between_retries_ms": 200,

@@ -182,6 +182,8 @@ def run_study(
     ``data`` holds ``train`` and ``validation`` rows (column ``split``). Returns the study and
     the numbers of the trials this call ran.
     """
+    from ml_assets.executor import on_celery  # here: spawned workers need none of it
+
     direction = METRICS[task][objective]
     study = load_or_create(settings, direction)
     _check_objective(study, objective, direction)
@@ -192,8 +194,6 @@ def run_study(
         settings.n_trials // settings.workers + (w < settings.n_trials % settings.workers)
         for w in range(max(settings.workers, 1))
     ]
-    from ml_assets.executor import on_celery
-
     work_args = (space, features, data, target, task, objective)
     if settings.workers > 1 and on_celery() and "://" in settings.storage:
         from ml_assets.modeling.distributed_study import run_shares
