@@ -90,7 +90,7 @@ class Service:
     ) -> None:
         self.served, self.snapshots, self.token, self.log = served, snapshots, token, log
         self.metrics = metrics
-        self.scorer = ShadowScorer(self.record_challenger)
+        self.scorer = ShadowScorer(served.columns, self.record_challenger)
         self.live: Live | None = None
         self.reloading = asyncio.Lock()
         self.one = TypeAdapter(served.request)
@@ -233,7 +233,6 @@ class Scores:
     """A request scored: the champion's scores and, where the canary answers it, the
     challenger's (a shadow's come later, from ``serving.shadow``)."""
 
-    columns: Any
     ids: Any
     champion: np.ndarray
     canary: np.ndarray | None = None
@@ -245,7 +244,7 @@ def _score(live: Live, served: ServedModel, items: list) -> Scores:
     """Score ``items`` with the champion and, when the canary answers the request, with the
     challenger on the same inputs; a failing canary is counted, and the champion answers."""
     if not items:
-        return Scores(None, [], np.zeros(0))
+        return Scores([], np.zeros(0))
     columns = served.columns(live.lookups, items)
     ids = columns[served.id_column]
     predictor = live.model.predictor
@@ -253,7 +252,7 @@ def _score(live: Live, served: ServedModel, items: list) -> Scores:
     champion = predictor.predict_inputs(inputs)
     challenger = live.challenger
     if challenger is None or not challenger.answers(str(ids[0]), served.rollout.canary_share):
-        return Scores(columns, ids, champion)
+        return Scores(ids, champion)
     began = time.perf_counter()
     try:
         other = challenger.model.predictor
@@ -263,8 +262,8 @@ def _score(live: Live, served: ServedModel, items: list) -> Scores:
             raise ValueError("non-finite or missing scores")
     except Exception as error:
         log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
-        return Scores(columns, ids, champion, canary_ms=0.0, canary_failed=True)
-    return Scores(columns, ids, champion, scores, (time.perf_counter() - began) * 1000)
+        return Scores(ids, champion, canary_ms=0.0, canary_failed=True)
+    return Scores(ids, champion, scores, (time.perf_counter() - began) * 1000)
 
 
 def _outside(served: ServedModel, live: Live, items: Sequence[Any]) -> list[int]:
@@ -375,7 +374,7 @@ def _record(
         )  # fmt: skip
     if live.challenger is None:
         return
-    compared = Compared(live.model, live.challenger, scored.columns, items, scored.ids,
+    compared = Compared(live.model, live.challenger, live.lookups, items, scored.ids,
                         scored.champion, request_id, served_at, body)  # fmt: skip
     if canary:
         service.record_challenger([compared], [scored.canary], scored.canary_ms)

@@ -1,10 +1,13 @@
 """Shadow scoring off the request path, in batches.
 
 A challenger in shadow never answers, so a request does not wait for it: the handler queues
-the feature columns the champion was scored on, and one thread scores what is queued in
-batches, one model call per batch instead of one per request (a model call's fixed cost is
-most of a single request's scoring time). What it finds goes where the request path would
-have put it: the challenger's stats, ``/metrics`` and the prediction log.
+the request's items with the feature lookups the champion used, and one thread scores what is
+queued in batches: the batch's feature columns computed at once from all its items, then one
+model call (a model call's fixed cost is most of a single request's scoring time, and
+computing columns for many items costs a fraction of joining each request's own). The columns
+are those the champion was scored on, since the items and lookups are. What it finds goes
+where the request path would have put it: the challenger's stats, ``/metrics`` and the
+prediction log.
 
 Latency is still measured per request: at most every ``sample_s``, the first request of a
 batch is scored alone and timed, so the challenger's latency figures are those of
@@ -14,7 +17,10 @@ measure waiting for the interpreter lock while the handlers hold it.
 
 Everything here holds the interpreter lock that the request handlers need, so it is done per
 batch, not per request, wherever it can be: one model call, one agreement count, one update
-of the stats.
+of the stats. Each batch is what gathered during one linger (``linger_s``, 0.2 s): a
+challenger's figures lag the traffic by that much (``settle`` waits for them), and at a
+thousand requests a second a batch holds a couple of hundred requests, where each batch's
+fixed cost is a few microseconds a request.
 """
 
 import logging
@@ -39,7 +45,8 @@ class Compared:
 
     champion: LoadedModel
     challenger: Challenger
-    columns: Mapping[str, np.ndarray]
+    lookups: Any
+    """The feature lookups the champion's columns were computed with."""
     items: Sequence[Any]
     ids: Sequence[Any]
     scores: np.ndarray
@@ -49,22 +56,11 @@ class Compared:
     body: bytes | None
 
 
+Columns = Callable[[Any, Sequence[Any]], Mapping[str, np.ndarray]]
+"""The feature columns of items, computed with lookups (``ServedModel.columns``)."""
 Recorder = Callable[[Sequence[Compared], Sequence[np.ndarray | None], float | None], None]
 """Records one challenger's scores of requests (None: it failed on that one) and, for a
 request scored alone, its scoring time in ms."""
-
-
-def score_alone(challenger: Challenger, columns: Mapping[str, np.ndarray], n: int):
-    """The challenger's scores of one request's ``n`` items and the CPU ms they took; None for
-    scores that are missing or not finite (a failure, counted by the caller)."""
-    began = time.thread_time()
-    try:
-        scores = challenger.model.predictor.predict(columns)
-    except Exception as error:
-        log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
-        return None, (time.thread_time() - began) * 1000
-    elapsed = (time.thread_time() - began) * 1000
-    return (scores if len(scores) == n and np.all(np.isfinite(scores)) else None), elapsed
 
 
 class ShadowScorer:
@@ -72,12 +68,14 @@ class ShadowScorer:
 
     def __init__(
         self,
+        columns: Columns,
         record: Recorder,
-        linger_s: float = 0.05,
+        linger_s: float = 0.2,
         sample_s: float = 0.1,
         max_batch: int = 1024,
     ) -> None:
-        self.record, self.linger_s, self.max_batch = record, linger_s, max_batch
+        self.columns, self.record = columns, record
+        self.linger_s, self.max_batch = linger_s, max_batch
         self.sample_s = sample_s
         self.sampled = -sample_s
         self.queue: deque[Compared] = deque()
@@ -116,8 +114,12 @@ class ShadowScorer:
             self.wake.wait()
             self.wake.clear()
             time.sleep(self.linger_s)  # let a batch gather: one model call for many requests
-            while self.queue:
-                batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
+            # only what gathered: requests arriving meanwhile wait for the next linger, or
+            # under steady traffic every batch after the first would be a request or two
+            gathered = len(self.queue)
+            while gathered:
+                batch = [self.queue.popleft() for _ in range(min(gathered, self.max_batch))]
+                gathered -= len(batch)
                 self._score(batch)
                 with self.settled:
                     self.done += len(batch)
@@ -128,15 +130,49 @@ class ShadowScorer:
         if time.monotonic() - self.sampled >= self.sample_s:
             self.sampled = time.monotonic()
             first, rest = batch[0], batch[1:]
-            scores, ms = score_alone(first.challenger, first.columns, len(first.items))
-            self._recorded([first], [scores], ms)
-        while rest:  # consecutive requests of one challenger (a reload may change it)
+            self._recorded([first], *self._scored_alone(first))
+        while rest:  # consecutive requests of one challenger and snapshot (a reload changes them)
+            head = rest[0]
             same = next(
-                (i for i, c in enumerate(rest) if c.challenger is not rest[0].challenger),
+                (i for i, c in enumerate(rest)
+                 if c.challenger is not head.challenger or c.lookups is not head.lookups),
                 len(rest),
-            )
+            )  # fmt: skip
             group, rest = rest[:same], rest[same:]
-            self._recorded(group, _scored_together(group), None)
+            self._recorded(group, self._scored_together(group), None)
+
+    def _scored_alone(self, compared: Compared) -> tuple[list[np.ndarray | None], float | None]:
+        """The challenger's scores of one request and the CPU ms the model call took (None
+        scores: missing or not finite, or the call failed)."""
+        challenger = compared.challenger
+        try:
+            columns = self.columns(compared.lookups, compared.items)
+            began = time.thread_time()
+            scores = challenger.model.predictor.predict(columns)
+            elapsed = (time.thread_time() - began) * 1000
+        except Exception as error:
+            log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
+            return [None], None
+        ok = len(scores) == len(compared.items) and np.all(np.isfinite(scores))
+        return [scores if ok else None], elapsed
+
+    def _scored_together(self, group: list[Compared]) -> list[np.ndarray | None]:
+        """Each request's challenger scores from one model call on the columns of all the
+        group's items (None for a request whose scores are missing or not finite, or all of
+        them if the call fails)."""
+        challenger = group[0].challenger
+        items = [item for c in group for item in c.items]
+        try:
+            scores = challenger.model.predictor.predict(self.columns(group[0].lookups, items))
+            if len(scores) != len(items):
+                raise ValueError(f"{len(scores)} scores for {len(items)} items")
+        except Exception as error:
+            log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
+            return [None] * len(group)
+        starts = np.cumsum([0, *(len(c.items) for c in group[:-1])])
+        finite = np.logical_and.reduceat(np.isfinite(scores), starts)
+        split = np.split(scores, starts[1:])
+        return [s if ok else None for s, ok in zip(split, finite, strict=True)]
 
     def _recorded(
         self, group: list[Compared], scores: list[np.ndarray | None], ms: float | None
@@ -145,21 +181,3 @@ class ShadowScorer:
             self.record(group, scores, ms)
         except Exception:  # a recording bug must not stop shadow scoring
             log.exception("recording the challenger's scores failed")
-
-
-def _scored_together(group: list[Compared]) -> list[np.ndarray | None]:
-    """Each request's challenger scores from one model call on their joined columns (None
-    for a request whose scores are missing or not finite, or all of them if the call fails)."""
-    challenger = group[0].challenger
-    names = group[0].columns.keys()
-    joined = {n: np.concatenate([np.asarray(c.columns[n]) for c in group]) for n in names}
-    sizes = [len(c.items) for c in group]
-    try:
-        scores = challenger.model.predictor.predict(joined)
-        if len(scores) != sum(sizes):
-            raise ValueError(f"{len(scores)} scores for {sum(sizes)} items")
-    except Exception as error:
-        log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
-        return [None] * len(group)
-    split = np.split(scores, np.cumsum(sizes)[:-1])
-    return [s if np.all(np.isfinite(s)) else None for s in split]

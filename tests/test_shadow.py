@@ -1,7 +1,8 @@
 """Shadow scoring off the request path (``serving.shadow``): queued requests are scored in
-batches, one model call per batch; a batch's first request is scored alone and timed (at most
-every ``sample_s``); a failure is the failing requests' alone; a reload's new challenger is
-never given another's requests; ``settle`` waits for everything submitted before it."""
+batches, one model call per batch on columns computed for all its items; a batch's first
+request is scored alone and timed (at most every ``sample_s``); a failure is the failing
+requests' alone; a reload's new challenger is never given another's requests, nor a new
+snapshot's lookups another's; ``settle`` waits for everything submitted before it."""
 
 import threading
 import time
@@ -21,9 +22,11 @@ class Doubling:
 
     kind = "test"
 
-    def __init__(self, nan_at: float | None = None, fails: bool = False) -> None:
+    def __init__(
+        self, nan_at: float | None = None, fails: bool = False, takes_s: float = 0.0
+    ) -> None:
         self.calls: list[int] = []
-        self.nan_at, self.fails = nan_at, fails
+        self.nan_at, self.fails, self.takes_s = nan_at, fails, takes_s
 
     def inputs(self, columns: Mapping[str, np.ndarray]):
         return columns["x"]
@@ -32,12 +35,18 @@ class Doubling:
         if self.fails:
             raise RuntimeError("broken model")
         self.calls.append(len(inputs))
+        time.sleep(self.takes_s)
         scores = 2.0 * np.asarray(inputs, dtype=float)
         scores[np.asarray(inputs) == self.nan_at] = np.nan
         return scores
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.predict_inputs(self.inputs(columns))
+
+
+def _columns(lookups: float | None, items: list[float]) -> dict[str, np.ndarray]:
+    """Feature ``x``: an item's value, plus the lookups' offset (a snapshot's stand-in)."""
+    return {"x": np.asarray(items, dtype=float) + (lookups or 0.0)}
 
 
 def _challenger(predictor: Doubling) -> Challenger:
@@ -47,9 +56,11 @@ def _challenger(predictor: Doubling) -> Challenger:
 CHAMPION = LoadedModel("m", "1", "run", None, Doubling())  # type: ignore[arg-type]
 
 
-def _compared(challenger: Challenger, values: list[float], n: int) -> Compared:
-    x = np.asarray(values, dtype=float)
-    return Compared(CHAMPION, challenger, {"x": x}, list(values), [f"id{n}"] * len(values),
+def _compared(
+    challenger: Challenger, values: list[float], n: int, lookups: float | None = None
+) -> Compared:
+    x = _columns(lookups, values)["x"]
+    return Compared(CHAMPION, challenger, lookups, list(values), [f"id{n}"] * len(values),
                     2.0 * x, f"r{n}", 0.0, None)  # fmt: skip
 
 
@@ -70,7 +81,7 @@ class Recorded:
 def _scored(requests: list[Compared]) -> Recorded:
     """Submit ``requests`` at once (as a burst of traffic would) and settle."""
     recorded = Recorded()
-    scorer = ShadowScorer(recorded, linger_s=0.05)
+    scorer = ShadowScorer(_columns, recorded, linger_s=0.05)
     for compared in requests:
         scorer.submit(compared)
     scorer.start()
@@ -112,6 +123,40 @@ def test_each_challenger_scores_only_its_own_requests() -> None:
     assert len(recorded.by_request) == 10
 
 
+def test_each_snapshot_scores_only_its_own_requests() -> None:
+    """A reload swaps the snapshot (same challenger): each request's columns are computed with
+    the lookups the champion used for it."""
+    model = Doubling()
+    challenger = _challenger(model)
+    offsets = [None if n < 5 else 100.0 for n in range(8)]
+    requests = [_compared(challenger, [float(n)], n, offsets[n]) for n in range(8)]
+    recorded = _scored(requests)
+    assert model.calls == [1, 4, 3]
+    for n in range(8):
+        np.testing.assert_array_equal(
+            recorded.by_request[f"r{n}"][0], [2 * (n + (offsets[n] or 0))]
+        )
+
+
+def test_steady_traffic_is_scored_in_batches_that_each_gathered_for_the_linger() -> None:
+    """Requests arriving while a batch is scored wait for the next linger: were they scored at
+    once, steady traffic would be scored a request or two per model call."""
+    model = Doubling(takes_s=0.005)
+    challenger = _challenger(model)
+    recorded, linger_s = Recorded(), 0.05
+    scorer = ShadowScorer(_columns, recorded, linger_s=linger_s, sample_s=1e9)
+    scorer.start()
+    began = time.monotonic()
+    for n in range(300):  # a request a millisecond: five arrive while a batch is scored
+        scorer.submit(_compared(challenger, [float(n)], n))
+        time.sleep(0.001)
+    assert scorer.settle(timeout_s=10)
+    elapsed = time.monotonic() - began
+    scorer.stop()
+    assert len(recorded.by_request) == 300
+    assert len(model.calls) <= elapsed / linger_s + 2  # one per linger, and the timed first
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=40), st.floats(0, 0.003))
 def test_every_request_is_recorded_once_with_its_own_scores(sizes: list[int], pause: float) -> None:
@@ -119,7 +164,7 @@ def test_every_request_is_recorded_once_with_its_own_scores(sizes: list[int], pa
     scores are exactly its items' and ``settle`` returns only once all are recorded."""
     challenger = _challenger(Doubling())
     recorded = Recorded()
-    scorer = ShadowScorer(recorded, linger_s=0.001)
+    scorer = ShadowScorer(_columns, recorded, linger_s=0.001)
     scorer.start()
     for n, size in enumerate(sizes):
         scorer.submit(_compared(challenger, [float(n * 10 + i) for i in range(size)], n))
