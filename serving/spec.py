@@ -38,7 +38,9 @@ class ServedModel:
     lookups: Callable[[Mapping[str, pd.DataFrame]], Any] | None
     """Index a snapshot's tables for lookup (done once per reload)."""
     columns: Callable[[Any, Sequence[BaseModel]], Mapping[str, np.ndarray]]
-    """Feature columns of request items, computed with the pipeline's feature code."""
+    """Feature columns of request items, computed with the pipeline's feature code, item by
+    item: an item's features do not depend on the items beside it (one request's list, or the
+    many requests ``serving.shadow`` computes at once)."""
     id_column: str
     """A feature column that identifies an item in the response."""
     prediction: str
