@@ -3,9 +3,9 @@
 A challenger in shadow never answers, so a request does not wait for it: the handler queues
 the request's items with the feature lookups the champion used, and one thread scores what is
 queued in batches: the batch's feature columns computed at once from all its items, then one
-model call (a model call's fixed cost is most of a single request's scoring time, and
-computing columns for many items costs a fraction of joining each request's own). The columns
-are those the champion was scored on, since the items and lookups are. What it finds goes
+model call (a model call's fixed cost is most of a single request's scoring time, and the
+columns of many items cost a fraction of as many requests' columns computed one by one). They
+are the columns the champion was scored on, since the items and lookups are. What it finds goes
 where the request path would have put it: the challenger's stats, ``/metrics`` and the
 prediction log.
 
@@ -130,7 +130,7 @@ class ShadowScorer:
         if time.monotonic() - self.sampled >= self.sample_s:
             self.sampled = time.monotonic()
             first, rest = batch[0], batch[1:]
-            self._recorded([first], *self._scored_alone(first))
+            self._recorded([first], *self._scored([first]))
         while rest:  # consecutive requests of one challenger and snapshot (a reload changes them)
             head = rest[0]
             same = next(
@@ -139,40 +139,28 @@ class ShadowScorer:
                 len(rest),
             )  # fmt: skip
             group, rest = rest[:same], rest[same:]
-            self._recorded(group, self._scored_together(group), None)
+            self._recorded(group, self._scored(group)[0], None)  # timed only alone
 
-    def _scored_alone(self, compared: Compared) -> tuple[list[np.ndarray | None], float | None]:
-        """The challenger's scores of one request and the CPU ms the model call took (None
-        scores: missing or not finite, or the call failed)."""
-        challenger = compared.challenger
-        try:
-            columns = self.columns(compared.lookups, compared.items)
-            began = time.thread_time()
-            scores = challenger.model.predictor.predict(columns)
-            elapsed = (time.thread_time() - began) * 1000
-        except Exception as error:
-            log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
-            return [None], None
-        ok = len(scores) == len(compared.items) and np.all(np.isfinite(scores))
-        return [scores if ok else None], elapsed
-
-    def _scored_together(self, group: list[Compared]) -> list[np.ndarray | None]:
+    def _scored(self, group: list[Compared]) -> tuple[list[np.ndarray | None], float]:
         """Each request's challenger scores from one model call on the columns of all the
         group's items (None for a request whose scores are missing or not finite, or all of
-        them if the call fails)."""
+        them if the call fails), and the CPU ms the call took."""
         challenger = group[0].challenger
         items = [item for c in group for item in c.items]
         try:
-            scores = challenger.model.predictor.predict(self.columns(group[0].lookups, items))
+            columns = self.columns(group[0].lookups, items)
+            began = time.thread_time()
+            scores = challenger.model.predictor.predict(columns)
+            elapsed = (time.thread_time() - began) * 1000
             if len(scores) != len(items):
                 raise ValueError(f"{len(scores)} scores for {len(items)} items")
         except Exception as error:
             log.warning("challenger v%s failed to score: %s", challenger.model.version, error)
-            return [None] * len(group)
+            return [None] * len(group), 0.0
         starts = np.cumsum([0, *(len(c.items) for c in group[:-1])])
         finite = np.logical_and.reduceat(np.isfinite(scores), starts)
         split = np.split(scores, starts[1:])
-        return [s if ok else None for s, ok in zip(split, finite, strict=True)]
+        return [s if ok else None for s, ok in zip(split, finite, strict=True)], elapsed
 
     def _recorded(
         self, group: list[Compared], scores: list[np.ndarray | None], ms: float | None
