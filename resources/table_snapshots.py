@@ -22,6 +22,7 @@ class TableSnapshots:
     """Snapshots under ``base_url`` (a local directory or ``s3://…``)."""
 
     def __init__(self, base_url: str) -> None:
+        self.url = base_url
         self.base = to_upath(base_url)
 
     def _dir(self, asset_path: Sequence[str], partition: str) -> UPath:

@@ -9,10 +9,10 @@
   every prediction goes to the prediction log (``serving.prediction_log``), off the request
   path. An admin's request with ``x-model-version`` is answered by that loaded version.
 - A challenger rolling out (``serving.challenger``) is scored on the same columns as the
-  champion: in shadow off the request path, in batches (``serving.shadow``), logged and never
-  returned; as a canary it answers its share of request keys, scored on the request path. Its
-  errors, latency and agreement are in ``GET /model`` (which first waits for the shadow
-  scoring of every request already answered) and ``/metrics``.
+  champion: in shadow in a process of its own, in batches (``serving.shadow_process``), logged
+  and never returned; as a canary it answers its share of request keys, scored on the request
+  path. Its errors, latency and agreement are in ``GET /model`` (which first waits for the
+  shadow scoring of every request already answered) and ``/metrics``.
 - ``GET /health`` (the process answers, and for which pipeline), ``GET /ready`` (a model is
   live), ``GET /model`` (version, run, trained-on partitions, rollout, prediction log),
   ``GET /metrics`` (Prometheus).
@@ -44,14 +44,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from resources.table_snapshots import TableSnapshots
 from serving import openapi
-from serving.challenger import STAGE_TAG, STAGES, Challenger, agreeing
+from serving.challenger import CHALLENGER, CHAMPION, STAGE_TAG, STAGES, Challenger, Outcome
 from serving.metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
 from serving.prediction_log import PredictionLog, Scored
 from serving.predictors import LoadedModel, NoChampion, load_version, resolve_alias
-from serving.shadow import Compared, ShadowScorer
+from serving.shadow import Compared, Comparison
+from serving.shadow_process import ChildSetup, ShadowDied, Shadowed, ShadowProcess
 from serving.spec import ServedModel
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 API_VERSION = "1"
 """The version of the service's API (``info.version`` of its OpenAPI document)."""
 BYTES_PER_ITEM = 1024
@@ -87,11 +87,15 @@ class Service:
         snapshots: TableSnapshots,
         token: str,
         metrics: ServiceMetrics,
+        shadow: ChildSetup,
         log: PredictionLog | None = None,
     ) -> None:
         self.served, self.snapshots, self.token, self.log = served, snapshots, token, log
         self.metrics = metrics
-        self.scorer = ShadowScorer(served.columns, self.record_challenger)
+        self.shadow = ShadowProcess(shadow, self.count_challenger)
+        self.canary = Comparison(
+            served.task, served.rollout.agreement_tolerance, log, returned=True
+        )
         self.live: Live | None = None
         self.reloading = asyncio.Lock()
         self.one = TypeAdapter(served.request)
@@ -119,6 +123,14 @@ class Service:
         dates = self.served.snapshot_dates
         covers = dates(snapshot) if dates is not None and snapshot is not None else None
         challenger = self._challenger(version, self.served.columns(lookups, warm_up))
+        if challenger is not None:  # the shadow process scores it too: loaded before it goes live
+            try:
+                self.shadow.load(challenger.model.version, snapshot, challenger.stage)
+            except (ShadowDied, RuntimeError) as error:
+                raise ReloadRejected(
+                    f"{name} v{challenger.model.version} ({challenger.stage}) cannot be "
+                    f"scored in shadow: {error}"
+                ) from error
         return Live(model, lookups, snapshot, covers, challenger)
 
     def _challenger(self, champion: str, warm_up: Any) -> Challenger | None:
@@ -174,45 +186,27 @@ class Service:
             "loaded_at": model.loaded_at,
             "ready": True,
             "rollout": self._rollout(live),
-            **({"prediction_log": self.log.figures()} if self.log is not None else {}),
+            **({"prediction_log": self.log_figures()} if self.log is not None else {}),
         }
 
-    def record_challenger(
-        self,
-        group: Sequence[Compared],
-        scores: Sequence[np.ndarray | None],
-        latency_ms: float | None,
-    ) -> None:
-        """One challenger's part of requests (``serving.shadow.Recorder``): its stats (agreement
-        with the champion, and ``latency_ms`` of a request scored alone), ``/metrics`` and the
-        prediction log; None scores are a failure, and the champion answered."""
-        challenger = group[0].challenger
-        version, rollout = challenger.model.version, self.served.rollout
-        done = [(c, s) for c, s in zip(group, scores, strict=True) if s is not None]
-        if failed := len(group) - len(done):
-            challenger.stats.failed(failed)
-            self.metrics.model_errors.labels(version, CHALLENGER).inc(failed)
-        if not done:
-            return
-        answered = [challenger.answers(str(c.ids[0]), rollout.canary_share) for c, _ in done]
-        thresholds = (group[0].champion.threshold, challenger.model.threshold)
-        agree = agreeing(
-            self.served.task,
-            np.concatenate([c.scores for c, _ in done]),
-            np.concatenate([s for _, s in done]),
-            thresholds,
-            rollout.agreement_tolerance,
-        )
-        items = sum(len(c.items) for c, _ in done)
-        challenger.stats.scored(items, agree, latency_ms, sum(answered), len(done))
-        if latency_ms is not None:
-            self.metrics.model_seconds.labels(version, CHALLENGER).observe(latency_ms / 1000)
-        if self.log is not None:
-            for (c, s), returned in zip(done, answered, strict=True):
-                self.log.append(
-                    Scored(c.request_id, c.served_at, latency_ms or 0.0, version, CHALLENGER,
-                           challenger.stage, returned, c.items, c.ids, s, c.body)
-                )  # fmt: skip
+    def log_figures(self) -> dict[str, int]:
+        """The prediction log's figures: this process's, and the shadow process's."""
+        assert self.log is not None
+        figures = self.log.figures()
+        for name, value in self.shadow.log_figures.items():
+            figures[name] += value
+        return figures
+
+    def count_challenger(self, challenger: Challenger, outcome: Outcome) -> None:
+        """Count what the challenger did on requests in its stats and ``/metrics``."""
+        challenger.stats.count(outcome)
+        version = challenger.model.version
+        if outcome.failed:
+            self.metrics.model_errors.labels(version, CHALLENGER).inc(outcome.failed)
+        if outcome.latency_ms is not None:
+            self.metrics.model_seconds.labels(version, CHALLENGER).observe(
+                outcome.latency_ms / 1000
+            )
 
     def _rollout(self, live: Live) -> dict[str, Any]:
         challenger = live.challenger
@@ -252,7 +246,7 @@ def _score(live: Live, served: ServedModel, items: list) -> Scores:
     inputs = predictor.inputs(columns)
     champion = predictor.predict_inputs(inputs)
     challenger = live.challenger
-    if challenger is None or not challenger.answers(str(ids[0]), served.rollout.canary_share):
+    if challenger is None or not challenger.answers(ids[0], served.rollout.canary_share):
         return Scores(ids, champion)
     began = time.perf_counter()
     try:
@@ -359,11 +353,12 @@ def _record(
     items: list,
     request_id: str,
     began: float,
-    body: bytes | None,
+    body: bytes,
+    is_list: bool,
 ) -> None:
     """Queue the champion's predictions for the prediction log and hand the challenger's part
-    on: the canary's scores recorded now, a shadow's queued for ``serving.shadow`` (no I/O
-    and no second model call here)."""
+    on: the canary's scores recorded now, a shadow's queued for the shadow process
+    (``serving.shadow_process``; no I/O and no second model call here)."""
     canary = scored.canary is not None or scored.canary_failed
     champion_ms = (time.perf_counter() - began) * 1000 - (scored.canary_ms or 0.0)
     metrics.model_seconds.labels(live.model.version, CHAMPION).observe(champion_ms / 1000)
@@ -371,16 +366,22 @@ def _record(
     if service.log is not None:
         service.log.append(
             Scored(request_id, served_at, champion_ms, live.model.version, CHAMPION, "full",
-                   not canary, items, scored.ids, scored.champion, body)
+                   not canary, items, scored.ids, scored.champion, None if is_list else body)
         )  # fmt: skip
-    if live.challenger is None:
+    challenger = live.challenger
+    if challenger is None:
         return
-    compared = Compared(live.model, live.challenger, live.lookups, items, scored.ids,
-                        scored.champion, request_id, served_at, body)  # fmt: skip
+    threshold = live.model.threshold
     if canary:
-        service.record_challenger([compared], [scored.canary], scored.canary_ms)
+        compared = Compared(threshold, challenger, live.lookups, items, scored.ids,
+                            scored.champion, request_id, served_at, body)  # fmt: skip
+        service.canary([compared], [scored.canary], scored.canary_ms)
+        service.count_challenger(challenger, service.canary.take())
     else:
-        service.scorer.submit(compared)
+        service.shadow.submit(
+            Shadowed(challenger, live.lookups, live.snapshot, threshold, request_id, served_at,
+                     body, scored.ids, scored.champion)
+        )  # fmt: skip
 
 
 def _freeze_heap() -> None:
@@ -431,8 +432,14 @@ def create_app(
         if log_url is not None
         else None
     )
-    metrics = ServiceMetrics()
-    service = Service(served, snapshots, token, metrics, prediction_log)
+    import mlflow
+
+    shadow = ChildSetup(
+        served.pipeline, mlflow.get_tracking_uri(), mlflow.get_registry_uri(), snapshots.url,
+        log_url, served.monitoring.log_flush_seconds, served.monitoring.log_flush_records,
+    )  # fmt: skip
+    service = Service(served, snapshots, token, ServiceMetrics(), shadow, prediction_log)
+    metrics = service.metrics
 
     async def lifespan(app: FastAPI):
         try:
@@ -440,11 +447,11 @@ def create_app(
         except ReloadRejected as error:
             log.warning("starting without a model: %s", error)
         _freeze_heap()
-        service.scorer.start()
+        service.shadow.start()
         if prediction_log is not None:
             prediction_log.start()
         yield
-        await run_in_threadpool(service.scorer.stop)  # its records go to the log: first
+        await run_in_threadpool(service.shadow.stop)
         if prediction_log is not None:
             await run_in_threadpool(prediction_log.stop)
 
@@ -522,8 +529,7 @@ def create_app(
             ),
         }
         if items:
-            _record(service, metrics, live, scored, items, request_id, began,
-                    None if is_list else body)  # fmt: skip
+            _record(service, metrics, live, scored, items, request_id, began, body, is_list)
         return Response(
             json.dumps(payload), media_type="application/json", headers={"x-request-id": request_id}
         )
@@ -563,7 +569,7 @@ def create_app(
         },
     )
     async def model(request: Request) -> JSONResponse:
-        await run_in_threadpool(service.scorer.settle)  # count every request answered so far
+        await run_in_threadpool(service.shadow.settle)  # count every request answered so far
         described = service.describe()
         request.scope[VERSION_KEY] = described.get("version")
         return JSONResponse(described, status_code=200 if described["ready"] else 404)

@@ -22,6 +22,8 @@ import numpy as np
 
 from serving.predictors import LoadedModel
 
+CHAMPION, CHALLENGER = "champion", "challenger"
+"""The two versions' roles, and the registry aliases naming them."""
 STAGE_TAG = "rollout_stage"
 SHADOW, CANARY, FULL = "shadow", "canary", "full"
 STAGES = (SHADOW, CANARY)
@@ -50,8 +52,25 @@ def agreeing(
 
 
 @dataclass
+class Outcome:
+    """What a challenger did on some requests."""
+
+    requests: int = 0
+    """Requests it scored."""
+    answered: int = 0
+    """Of those, the requests its predictions answered (as the canary)."""
+    failed: int = 0
+    items: int = 0
+    agreeing: int = 0
+    """Items on which it agreed with the champion."""
+    latency_ms: float | None = None
+    """The scoring time of a request scored alone (``serving.shadow`` scores most shadow
+    requests in batches), if one was."""
+
+
+@dataclass
 class ChallengerStats:
-    """What the challenger did since it was loaded (this process only)."""
+    """What the challenger did since it was loaded (this service only)."""
 
     since: float = field(default_factory=time.time)
     requests: int = 0
@@ -64,23 +83,15 @@ class ChallengerStats:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=5000))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def scored(
-        self, items: int, agree: int, latency_ms: float | None, answered: int, requests: int = 1
-    ) -> None:
-        """``requests`` scored, ``answered`` of them as the canary; ``latency_ms`` when one was
-        scored alone (``serving.shadow`` scores most shadow requests in batches)."""
+    def count(self, outcome: Outcome) -> None:
         with self.lock:
-            self.requests += requests
-            self.answered += answered
-            self.items += items
-            self.agreeing += agree
-            if latency_ms is not None:
-                self.latencies_ms.append(latency_ms)
-
-    def failed(self, requests: int = 1) -> None:
-        with self.lock:
-            self.requests += requests
-            self.errors += requests
+            self.requests += outcome.requests + outcome.failed
+            self.answered += outcome.answered
+            self.errors += outcome.failed
+            self.items += outcome.items
+            self.agreeing += outcome.agreeing
+            if outcome.latency_ms is not None:
+                self.latencies_ms.append(outcome.latency_ms)
 
     def summary(self) -> dict[str, Any]:
         with self.lock:
@@ -109,6 +120,6 @@ class Challenger:
     """``shadow`` or ``canary``."""
     stats: ChallengerStats = field(default_factory=ChallengerStats)
 
-    def answers(self, key: str, share: float) -> bool:
+    def answers(self, key: Any, share: float) -> bool:
         """Whether the challenger's predictions are the answer to a request with ``key``."""
-        return self.stage == CANARY and in_canary(key, share)
+        return self.stage == CANARY and in_canary(str(key), share)

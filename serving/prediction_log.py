@@ -25,8 +25,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,9 +43,9 @@ the log twice, and ``served_predictions`` keeps it once."""
 log = logging.getLogger("serving.prediction_log")
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One request's predictions by one model: what the log records of it."""
+class Scored(NamedTuple):
+    """One request's predictions by one model: what the log records of it (a named tuple:
+    made on the request path, a quarter of a frozen dataclass's cost)."""
 
     request_id: str
     served_at: float

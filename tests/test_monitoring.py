@@ -336,6 +336,53 @@ def test_a_shadow_is_scored_and_logged_but_never_answers(flights: World) -> None
     assert by_version[challenger]["mae"] <= by_version[challenger]["ci_high"]
 
 
+def _shadow_process(world: World) -> int:
+    """The pid of the service's shadow process (its child started by multiprocessing)."""
+    service = int((world.platform.home / "serving" / f"{world.name}.pid").read_text())
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == service and b"spawn_main" in command:
+            return int(entry.name)
+    raise AssertionError(f"the {world.name} service (pid {service}) has no shadow process")
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"  # a zombie has died, its parent not yet told
+
+
+def test_a_shadow_process_that_died_is_replaced_and_loses_nothing(flights: World) -> None:
+    """Killed between batches, the shadow process is started again for the next one: the
+    champion answers throughout, and the challenger scores every request, none failed."""
+    go_live(flights, flights.first_version)
+    challenger = register_copy(flights, flights.first_version)
+    assert flights.deploy(challenger, staged=True).success
+    items = flights.requests(flights.setup.landed[1])[:20]
+    _answers(flights, items[:10])
+    assert _rollout(flights)["challenger"]["requests"] == 10
+    first = _shadow_process(flights)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _running(first) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answers = _answers(flights, items[10:])
+    assert {a["model_version"] for a in answers} == {flights.first_version}
+    stats = _rollout(flights)["challenger"]
+    deadline = time.monotonic() + 60  # the new process starts and loads the challenger
+    while stats["requests"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stats = _rollout(flights)["challenger"]
+    assert (stats["requests"], stats["errors"], stats["agreement"]) == (20, 0, 1.0)
+    assert _shadow_process(flights) != first
+
+
 def test_a_canary_answers_its_sticky_share_then_the_sensor_promotes_it(flights: World) -> None:
     go_live(flights, flights.first_version)
     challenger = register_copy(flights, flights.first_version)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from serving.challenger import SHADOW, Challenger
 from serving.predictors import LoadedModel
-from serving.shadow import Compared, ShadowScorer
+from serving.shadow import Compared, Lingering, ShadowScorer
 
 
 class Doubling:
@@ -53,15 +53,12 @@ def _challenger(predictor: Doubling) -> Challenger:
     return Challenger(LoadedModel("m", "2", "run", None, predictor), SHADOW)  # type: ignore[arg-type]
 
 
-CHAMPION = LoadedModel("m", "1", "run", None, Doubling())  # type: ignore[arg-type]
-
-
 def _compared(
     challenger: Challenger, values: list[float], n: int, lookups: float | None = None
 ) -> Compared:
     x = _columns(lookups, values)["x"]
-    return Compared(CHAMPION, challenger, lookups, list(values), [f"id{n}"] * len(values),
-                    2.0 * x, f"r{n}", 0.0, None)  # fmt: skip
+    return Compared(0.5, challenger, lookups, list(values), [f"id{n}"] * len(values),
+                    2.0 * x, f"r{n}", 0.0, b"")  # fmt: skip
 
 
 class Recorded:
@@ -78,10 +75,14 @@ class Recorded:
                 self.by_request[compared.request_id] = (s, ms)
 
 
+def _scorer(recorded: Recorded, linger_s: float, sample_s: float = 0.1) -> Lingering[Compared]:
+    return Lingering(ShadowScorer(_columns, recorded, sample_s).score, linger_s)
+
+
 def _scored(requests: list[Compared]) -> Recorded:
     """Submit ``requests`` at once (as a burst of traffic would) and settle."""
     recorded = Recorded()
-    scorer = ShadowScorer(_columns, recorded, linger_s=0.05)
+    scorer = _scorer(recorded, linger_s=0.05)
     for compared in requests:
         scorer.submit(compared)
     scorer.start()
@@ -144,7 +145,7 @@ def test_steady_traffic_is_scored_in_batches_that_each_gathered_for_the_linger()
     model = Doubling(takes_s=0.005)
     challenger = _challenger(model)
     recorded, linger_s = Recorded(), 0.05
-    scorer = ShadowScorer(_columns, recorded, linger_s=linger_s, sample_s=1e9)
+    scorer = _scorer(recorded, linger_s=linger_s, sample_s=1e9)
     scorer.start()
     began = time.monotonic()
     for n in range(300):  # a request a millisecond: five arrive while a batch is scored
@@ -164,7 +165,7 @@ def test_every_request_is_recorded_once_with_its_own_scores(sizes: list[int], pa
     scores are exactly its items' and ``settle`` returns only once all are recorded."""
     challenger = _challenger(Doubling())
     recorded = Recorded()
-    scorer = ShadowScorer(_columns, recorded, linger_s=0.001)
+    scorer = _scorer(recorded, linger_s=0.001)
     scorer.start()
     for n, size in enumerate(sizes):
         scorer.submit(_compared(challenger, [float(n * 10 + i) for i in range(size)], n))
