@@ -266,7 +266,9 @@ class _Child:
             if snapshot is not None and served.snapshot_asset is not None:
                 assert served.lookups is not None
                 lookups = served.lookups(self.snapshots.read(served.snapshot_asset, snapshot))
-            self.loaded = {key: (model, lookups)}  # the latest rollout only
+            # this rollout's and the one before: a reload loads the new one while requests
+            # of the old are still queued
+            self.loaded = {**dict(list(self.loaded.items())[-1:]), key: (model, lookups)}
         return self.loaded[key]
 
     def figures(self) -> dict[str, int]:
