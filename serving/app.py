@@ -125,7 +125,7 @@ class Service:
         challenger = self._challenger(version, self.served.columns(lookups, warm_up))
         if challenger is not None:  # the shadow process scores it too: loaded before it goes live
             try:
-                self.shadow.load(challenger.model.version, snapshot, challenger.stage)
+                self.shadow.load(challenger.model.version, snapshot)
             except (ShadowDied, RuntimeError) as error:
                 raise ReloadRejected(
                     f"{name} v{challenger.model.version} ({challenger.stage}) cannot be "

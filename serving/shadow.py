@@ -100,7 +100,6 @@ class Lingering(Generic[T]):
         process: Callable[[list[T]], None],
         linger_s: float = 0.2,
         max_batch: int = 1024,
-        name: str = "shadow-scorer",
     ) -> None:
         self.process, self.linger_s, self.max_batch = process, linger_s, max_batch
         self.queue: deque[T] = deque()
@@ -112,7 +111,7 @@ class Lingering(Generic[T]):
         """Set by ``settle``: score what is queued now, without lingering."""
         self.settled = threading.Condition()
         self.stopping = False
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -223,10 +222,10 @@ class Comparison:
         done = [(c, s) for c, s in zip(group, scores, strict=True) if s is not None]
         outcome = self.outcome
         outcome.failed += len(group) - len(done)
+        if not done:  # a failed scoring has no latency to count
+            return
         if ms is not None:
             outcome.latency_ms = ms
-        if not done:
-            return
         challenger = group[0].challenger
         outcome.requests += len(done)
         outcome.answered += len(done) if self.returned else 0

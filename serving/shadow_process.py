@@ -95,10 +95,10 @@ class ShadowProcess:
         """Queue a request for its challenger; never blocks."""
         self.queue.submit(shadowed)
 
-    def load(self, version: str, snapshot: str | None, stage: str) -> None:
+    def load(self, version: str, snapshot: str | None) -> None:
         """Have the child load ``version`` with ``snapshot``'s lookups (raises ``ShadowDied``
         or ``RuntimeError`` with the child's reason when it cannot)."""
-        self._exchange(("load", version, snapshot, stage))
+        self._exchange(("load", version, snapshot))
 
     def settle(self, timeout_s: float = 5.0) -> bool:
         """Wait until every request submitted before the call is scored and counted, and the
@@ -237,7 +237,7 @@ class _Child:
         if kind == "figures":
             return None
         if kind == "load":
-            self._loaded(*message[1:3])
+            self._loaded(*message[1:])
             return None
         _, version, snapshot, stage, threshold, requests, ids, scores, counts = message
         model, lookups = self._loaded(version, snapshot)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from serving.challenger import SHADOW, Challenger
 from serving.predictors import LoadedModel
-from serving.shadow import Compared, Lingering, ShadowScorer
+from serving.shadow import Compared, Comparison, Lingering, ShadowScorer
 
 
 class Doubling:
@@ -176,3 +176,16 @@ def test_every_request_is_recorded_once_with_its_own_scores(sizes: list[int], pa
         expected = [2.0 * (n * 10 + i) for i in range(size)]
         np.testing.assert_array_equal(recorded.by_request[f"r{n}"][0], expected)
     scorer.stop()
+
+
+def test_a_failed_scoring_counts_as_an_error_with_no_latency() -> None:
+    """A request the challenger failed on, even the one scored alone and timed, adds an error
+    and no latency figure; one it scored adds its latency."""
+    challenger = _challenger(Doubling())
+    comparison = Comparison("regression", 0.01, None, returned=False)
+    comparison([_compared(challenger, [1.0], 0)], [None], 0.0)
+    failed = comparison.take()
+    assert (failed.failed, failed.requests, failed.latency_ms) == (1, 0, None)
+    comparison([_compared(challenger, [1.0], 1)], [np.array([2.0])], 0.4)
+    scored = comparison.take()
+    assert (scored.failed, scored.requests, scored.agreeing, scored.latency_ms) == (0, 1, 1, 0.4)
