@@ -5,7 +5,7 @@ ifeq ($(UV),)
 UV := $(HOME)/.local/bin/uv
 endif
 
-.PHONY: run test lint install screenshots
+.PHONY: run test check lint install screenshots
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -20,6 +20,12 @@ test: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run pytest
+
+# The inner loop: lint and the unit tier without its slow tests (tests/tiers.py).
+check: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run pytest -m "unit and not slow"
 
 lint: install
 	$(UV) run ruff check --fix .

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
@@ -19,8 +20,8 @@ def refresh_stale_partitions(
 
     - a missing partition is requested once its inputs exist, unless its last run failed (a
       failure waits for a person or for new upstream data, instead of retrying every tick);
-    - a partition is requested again when an input partition is updated or its code_version
-      changes;
+    - a partition is requested again when an input partition it reads (itself or as history)
+      is rewritten after it (``ReadsRewrittenInputs``), or when its code_version changes;
     - never while the partition or an input is in progress, while a run that is not finished
       targets the partition (``TargetedByUnfinishedRun``), while an input is missing (except
       those in ``may_be_missing``: inputs that exist only for some partitions), or while a
@@ -30,10 +31,15 @@ def refresh_stale_partitions(
     deps_missing = condition.any_deps_missing()
     if may_be_missing:
         deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
+    inputs_rewritten = (
+        condition.any_deps_match(condition.newly_updated()) & ReadsRewrittenInputs()
+    ).since_last_handled() & ReadsRewrittenInputs()
     return (
         (
             (condition.missing() & ~condition.execution_failed())
-            | (condition.any_deps_updated() | condition.code_version_changed()).since_last_handled()
+            | inputs_rewritten
+            | condition.any_deps_match(condition.will_be_requested())
+            | condition.code_version_changed().since_last_handled()
         )
         & ~deps_missing
         & ~condition.any_deps_in_progress()
@@ -43,6 +49,67 @@ def refresh_stale_partitions(
     ).with_label("refresh_stale_partitions")
 
 
+class ReadsRewrittenInputs(dg.AutomationCondition):
+    """True for the partitions that read an input partition written after them (or are missing).
+
+    Dagster's ``any_deps_updated()`` drops an update whenever the run that wrote it also
+    targeted the reading asset, in *any* partition (``executed_with_root_target``): a run that
+    rewrote a corrected day and that day's features hid the change from the next days' features,
+    which read the day as history. This compares what was written instead: a partition is stale
+    when any partition it reads (through its partition mapping: the day and its history) has a
+    newer materialization than its own. Partitions the same run rewrote after their inputs are
+    not stale, so nothing is run twice.
+    """
+
+    @property
+    def name(self) -> str:
+        return "reads_rewritten_inputs"
+
+    def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
+        view, key, partitions_def = context.asset_graph_view, context.key, context.partitions_def
+        candidates = context.candidate_subset
+        if candidates.is_empty:
+            return dg.AutomationResult(context, candidates)
+        parents = view.asset_graph.get(key).parent_keys
+        latest = {parent: _latest_storage_ids(view, parent) for parent in parents}
+        if partitions_def is None:
+            written = _latest_storage_ids(view, key).get(None, -1)
+            newer = any(i > written for ids in latest.values() for i in ids.values())
+            return dg.AutomationResult(context, candidates if newer else context.get_empty_subset())
+
+        own = _latest_storage_ids(view, key)
+        stale = set()
+        for partition in candidates.expensively_compute_partition_keys():
+            written = own.get(partition)
+            if written is None:  # missing: whatever its inputs hold is new to it
+                stale.add(partition)
+                continue
+            single = view.get_subset_from_partition_keys(key, partitions_def, {partition})
+            for parent, ids in latest.items():
+                if not ids or max(ids.values()) <= written:
+                    continue
+                read = view.compute_parent_subset(parent, single)
+                keys = read.expensively_compute_partition_keys() if read.is_partitioned else [None]
+                if any(ids.get(k, -1) > written for k in keys):
+                    stale.add(partition)
+                    break
+        subset = view.get_subset_from_partition_keys(key, partitions_def, stale)
+        return dg.AutomationResult(context, candidates.compute_intersection(subset))
+
+
+def _latest_storage_ids(view: AssetGraphView, key: dg.AssetKey) -> dict[str | None, int]:
+    """The storage id of each partition's latest materialization (``None``: unpartitioned)."""
+    if view.asset_graph.get(key).partitions_def is None:
+        record = next(iter(view.instance.get_asset_records([key])), None)
+        storage_id = record.asset_entry.last_materialization_storage_id if record else None
+        return {} if storage_id is None else {None: storage_id}
+    return dict(
+        view.instance.get_latest_storage_id_by_partition(
+            key, dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+    )
+
+
 class TargetedByUnfinishedRun(dg.AutomationCondition):
     """True for the partitions that a queued or running run targets, written yet or not.
 
@@ -50,8 +117,10 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
     written it, while that run goes on writing the others. A tick that reads a long range run's
     partitions as missing and, a moment later, as no longer in progress (a year's range run
     writes hundreds while one tick evaluates) would request them a second time; the run's own
-    partition tags say what it targets until it ends. Runs without an asset selection (op jobs)
-    are left to ``in_progress()``.
+    partition tags say what it targets until it ends. A run that ended after the tick began
+    still counts: the tick reads the event log as of its start, where that run's last
+    partitions are still missing, while run statuses are read live. Runs without an asset
+    selection (op jobs) are left to ``in_progress()``.
     """
 
     @property
@@ -59,12 +128,16 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
         return "targeted_by_unfinished_run"
 
     def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
-        from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+        from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
 
         view, key, partitions_def = context.asset_graph_view, context.key, context.partitions_def
+        unfinished = view.instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
+        ended_during_tick = view.instance.get_runs(
+            filters=dg.RunsFilter(statuses=FINISHED_STATUSES, updated_after=view.effective_dt)
+        )
         targeted: set[str] = set()
         whole = False
-        for run in view.instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+        for run in [*unfinished, *ended_during_tick]:
             if run.asset_selection is None or key not in run.asset_selection:
                 continue
             if partitions_def is None:

@@ -17,11 +17,11 @@ from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone, default_landing_zone
 from resources.platform import platform_resources
 
-pytest_plugins = ["live", "serving_fixtures", "ui_flows"]
+pytest_plugins = ["live", "serving_fixtures", "tiers", "ui_flows"]
 """Session fixtures shared across modules: ``live_platform`` and ``first_models``, the running
 ``ml-assets dev`` (``tests/live.py``); ``serving_platform``, the deploy layer's worlds, with
 ``world`` (each pipeline's) and ``flights`` on it (``tests/serving_fixtures.py``); the browser
-flows' options (``tests/ui_flows.py``)."""
+flows' options (``tests/ui_flows.py``); the test tiers and their checks (``tests/tiers.py``)."""
 
 
 @pytest.fixture

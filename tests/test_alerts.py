@@ -30,6 +30,8 @@ from ml_assets.pipelines import declaration, names
 from resources.alert_webhook import ALERT_WEBHOOK_ENV_VAR, REDACTED, AlertWebhook
 from resources.platform import platform_resources
 
+pytestmark = pytest.mark.unit
+
 DAYS = dg.StaticPartitionsDefinition(["2024-05-01", "2024-05-02"])
 
 

@@ -31,6 +31,8 @@ from resources.table_snapshots import TableSnapshots
 from serving.app import create_app
 from serving.settings import admin_token
 
+pytestmark = pytest.mark.integration
+
 EXAMPLES = 40
 """Generated examples per operation and pipeline (the coverage phase adds its own few)."""
 CHECKS = [

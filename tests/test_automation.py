@@ -5,7 +5,7 @@ would launch) and asks ``evaluate_automation_conditions`` what the next tick wou
 """
 
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -22,6 +22,8 @@ from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone
+
+pytestmark = pytest.mark.unit
 
 REFERENCE = dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES))
 RAW = dg.AssetSelection.assets(key("raw_flights"), key("raw_weather"))
@@ -49,10 +51,11 @@ class Automation:
         self.instance = instance
         self.cursor: AssetDaemonCursor | None = None
 
-    def tick(self) -> dict[str, set[str]]:
-        """One evaluation; returns the requested partitions per asset (assets with any)."""
+    def tick(self, at: datetime | None = None) -> dict[str, set[str]]:
+        """One evaluation (as of ``at``, default now); returns the requested partitions per
+        asset (assets with any)."""
         result = dg.evaluate_automation_conditions(
-            defs=self.defs, instance=self.instance, cursor=self.cursor
+            defs=self.defs, instance=self.instance, cursor=self.cursor, evaluation_time=at
         )
         self.cursor = result.cursor
         requested = {
@@ -78,12 +81,13 @@ class Automation:
             if len(days) > 1
             else {}
         )
-        return dg.materialize(
-            data_assets,
-            selection=selection,
+        # a run that names its asset selection, as the daemon's and the sensors' runs do
+        # (``dg.materialize`` leaves it empty, which hid dagster's ``executed_with_root_target``)
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            asset_selection=list(selection.resolve(self.defs.resolve_asset_graph())),
             partition_key=days[0] if len(days) == 1 else None,
             tags=tags,
-            resources=self.resources,
             instance=self.instance,
             raise_on_error=raise_on_error,
         )
@@ -187,9 +191,9 @@ def test_what_a_landing_run_wrote_is_not_requested_again(
 def test_partitions_an_unfinished_run_targets_are_not_requested(
     landing_zone: LandingZone, automation: Automation
 ):
-    """A range run that has written some of its partitions still targets them until it ends:
-    a tick that reads them as missing is not told they are free (``in_progress()`` already
-    is, per written partition)."""
+    """A range run that has written some of its partitions still targets them until it ends
+    (and for a tick that began before it ended): a tick that reads them as missing is not told
+    they are free (``in_progress()`` already is, per written partition)."""
     days = day_keys(date(2013, 1, 1), date(2013, 1, 2))
     publish(landing_zone, days)
     automation.materialize(REFERENCE)
@@ -207,7 +211,13 @@ def test_partitions_an_unfinished_run_targets_are_not_requested(
         "online_features": {days[0]},
     }
 
+    # a tick that began before the run ended reads the event log as of its start: the run still
+    # counts, though its status is read after it ended
+    began = datetime.now(UTC)
     automation.instance.report_run_canceled(run)
+    requested = automation.tick(at=began)
+    assert not {"flights_clean", "flights_rejected"} & set(requested)
+
     requested = automation.tick()
     assert {name: requested.get(name) for name in ("flights_clean", "flights_rejected")} == {
         name: set(days) for name in ("flights_clean", "flights_rejected")

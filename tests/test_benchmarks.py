@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 900.0
 NUMBER = r"[0-9][0-9.e+-]*"
@@ -85,6 +87,8 @@ FIGURES: dict[str, list[str]] = {
         rf"^new day latency s +{NUMBER} \(median",
         rf"^ratio daemon / CLI backfill: {NUMBER} \(target",
         rf"^new day, worst latency: {NUMBER} s \(target",
+        rf"^correction latency s \(last reading day refreshed\) +{NUMBER}$",
+        rf"^corrected day, last reader refreshed: {NUMBER} s \(target",
     ],
     "serving-flights": [*SERVING_FIGURES, r"ours on (onnx|sklearn)", r"snapshot 2013-01-10"],
     "serving-taxi": [*SERVING_FIGURES, r"pyfunc_predict_fn='predict_proba'"],

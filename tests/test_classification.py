@@ -30,6 +30,8 @@ from ml_assets.modeling.plots import (
 )
 from ml_assets.modeling.study import StudySettings, best_configuration, run_study
 
+pytestmark = pytest.mark.unit
+
 CLASSIFY = "binary_classification"
 FEATURES = Features(categorical=["company"], numeric=["distance", "hour"])
 COLUMNS = [*FEATURES.categorical, *FEATURES.numeric]

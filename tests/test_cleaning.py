@@ -12,6 +12,8 @@ from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.cleaning import Cleaned, clean_flights, clean_weather
 from ml_assets.pipelines.flights.publish import reference_tables, source_table
 
+pytestmark = pytest.mark.unit
+
 REFERENCES = reference_tables()
 
 DAY = date(2013, 1, 2)

@@ -51,6 +51,8 @@ from ml_assets.pipelines.taxi.cleaning import TRIPS, clean_trips
 from ml_assets.pipelines.taxi.publish import _parquet, trips
 from ml_assets.pipelines.taxi.schemas import TRIPS_CLEAN, TRIPS_REJECTED
 
+pytestmark = pytest.mark.unit
+
 BASE_ROWS = 50
 """Rows of each real file the properties damage: small, so an example runs in milliseconds."""
 DAY, OTHER_DAY = date(2013, 1, 2), date(2013, 1, 3)

@@ -16,6 +16,8 @@ from ml_assets.contract.loading import DeclarationError, load_declaration
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.contract.requests import request_model
 
+pytestmark = pytest.mark.unit
+
 FLIGHTS_FILE = pipelines.declaration_path("flights")
 FLIGHTS = yaml.safe_load(FLIGHTS_FILE.read_text())
 

@@ -13,6 +13,8 @@ from ml_assets import pipelines
 from ml_assets.definitions import defs
 from ml_assets.home import PROJECT_ROOT
 
+pytestmark = pytest.mark.unit
+
 LAYERS = ("ingest", "clean", "features", "models", "deploy", "monitor")
 PIPELINES = pipelines.names()
 NOT_TABLES = {"online_features", "hyperparameter_study", "trained_model", "model_evaluation",

@@ -45,6 +45,8 @@ from resources.table_snapshots import TableSnapshots
 from serving.predictors import load_version
 from serving.settings import TOKEN_ENV_VAR, admin_token, is_local, serving_url, url_env_var
 
+pytestmark = pytest.mark.integration
+
 GRAPH = defs.resolve_asset_graph()
 """A family of each task quick to fit: the model a mismatched ONNX export is registered with."""
 ABSENT = "http://192.0.2.1:8700"

@@ -13,6 +13,8 @@ import yaml
 
 from ml_assets.home import PROJECT_ROOT
 
+pytestmark = pytest.mark.integration
+
 DEPLOY = PROJECT_ROOT / "deploy"
 SECRETS = {
     "POSTGRES_PASSWORD": "p",

@@ -52,6 +52,8 @@ from ml_assets.processes import stop_groups
 from resources.landing_zone import LandingZone
 from resources.platform import OPTUNA_STORAGE_ENV_VAR
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 WEEK = day_keys(date(2013, 1, 1), date(2013, 1, 7))
 MONTH = day_keys(date(2013, 1, 1), date(2013, 1, 31))

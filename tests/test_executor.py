@@ -9,6 +9,8 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from ml_assets.executor import CODE_LOCATION, forkserver_or_in_process_executor
 
+pytestmark = pytest.mark.unit
+
 
 def _where_am_i() -> dg.MaterializeResult:
     return dg.MaterializeResult(

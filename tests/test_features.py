@@ -24,6 +24,8 @@ from ml_assets.pipelines.flights.features import (
 from ml_assets.pipelines.flights.publish import day_keys, publish, reference_tables, source_table
 from resources.landing_zone import LandingZone
 
+pytestmark = pytest.mark.unit
+
 REFERENCES = reference_tables()
 
 DAY = date(2013, 1, 8)

@@ -9,6 +9,8 @@ import pytest
 from ml_assets import pipelines
 from ml_assets.home import PROJECT_ROOT
 
+pytestmark = pytest.mark.unit
+
 GENERIC = ("ml_assets", "resources", "sensors", "jobs", "serving")
 """The platform's own packages; ``ml_assets/pipelines/<name>/`` is each pipeline's."""
 PLATFORM_WORDS = {"year", "month", "day", "hour", "minute", "date", "local"}

@@ -17,6 +17,8 @@ from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
 from ml_assets.instance.postgres import PooledPostgresEventLogStorage
 from ml_assets.instance.sqlite import KeptOpenSqliteEventLogStorage
 
+pytestmark = pytest.mark.integration
+
 STORAGE = {"sqlite": KeptOpenSqliteEventLogStorage, "postgres": PooledPostgresEventLogStorage}
 
 

@@ -17,6 +17,8 @@ from resources.parquet_io_manager import ParquetIOManager
 from resources.paths import to_upath, write_bytes_atomically
 from resources.table_snapshots import TableSnapshots, TableSnapshotStore
 
+pytestmark = pytest.mark.integration
+
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 RANGE = {
     "dagster/asset_partition_range_start": "2024-01-01",

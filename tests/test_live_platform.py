@@ -13,9 +13,11 @@ downstream partition of the targeted ones, and through the 7-day history mapping
 the features of the 7 days after the range, which the seeding has not landed.
 """
 
+import time
 from collections import Counter
 from datetime import date, timedelta
 
+import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from live import (
@@ -30,6 +32,8 @@ from live import (
 from ml_assets import pipelines
 from ml_assets.cli import first_model_partitions
 from resources.table_snapshots import MANIFEST
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DATA_ASSETS = {
     "flights": ["raw_flights", "raw_weather", "flights_clean", "flights_rejected",
@@ -309,3 +313,73 @@ def test_the_model_job_launched_from_the_ui_is_deployed_by_automation(
         ("canary", "canary"),
         ("full", "rolled_back"),
     ), (stage, tag)
+
+
+CORRECTED_DAY = SEEDS["flights"][40]
+READERS = SEEDS["flights"][41:48]
+"""The days whose features read the corrected day as history (the 7 days after it)."""
+
+
+def _runs_per_partition(runs: list[dict], asset: str) -> Counter:
+    """How often ``runs`` targeted each partition of the flights ``asset`` (range or single)."""
+    keys = SEEDS["flights"]
+    counted: Counter = Counter()
+    for run in runs:
+        if not any(k["path"] == ["flights", asset] for k in run["assetSelection"] or []):
+            continue
+        start, end = tag(run, RANGE_START), tag(run, RANGE_END)
+        if start and end:
+            counted.update(keys[keys.index(start) : keys.index(end) + 1])
+        elif partition := tag(run, "dagster/partition"):
+            counted[partition] += 1
+    return counted
+
+
+def _carrier_flights(platform: LivePlatform, day: str) -> float:
+    from resources.parquet_io_manager import read_partition
+
+    declaration = pipelines.declaration("flights")
+    features = read_partition(
+        str(platform.home / "warehouse"), declaration.key("flight_features"), day
+    )
+    return float(features["carrier_flights_7d"].sum())
+
+
+def test_a_corrected_day_refreshes_every_day_that_reads_it_once(first_models: FirstModels) -> None:
+    """Issue 24: a corrected re-export of one day, landed while the daemon runs, is ingested by
+    the landing sensor in one run that also rewrites that day's features (the case Dagster's
+    ``any_deps_updated`` drops); automation then refreshes the features and online snapshots of
+    the 7 days that read the day as history, once each, and nothing else."""
+    from ml_assets.pipelines.flights.publish import publish
+    from resources.landing_zone import LandingZone
+
+    platform = first_models.platform
+    wait_for(platform.settled, 300, "the platform to settle before the correction")
+    before = {run["runId"] for run in platform.runs()}
+    features = {p.stem: p.stat().st_mtime_ns for p in platform.files("flights", "flight_features")}
+    snapshots = platform.home / "warehouse" / "online" / "flights" / "online_features"
+    snapshot_mtime = {day: (snapshots / day / MANIFEST).stat().st_mtime_ns for day in READERS}
+    carrier_flights = {day: _carrier_flights(platform, day) for day in READERS}
+
+    publish(LandingZone(url=str(platform.home / "landing")), [CORRECTED_DAY], fault="corrupt-lines")
+    landed = time.monotonic()
+
+    def refreshed(day: str) -> bool:
+        path = platform.home / "warehouse" / "flights" / "flight_features" / f"{day}.parquet"
+        return path.stat().st_mtime_ns > features[day]
+
+    wait_for(lambda: all(refreshed(day) for day in READERS), 180, "the readers' features")
+    seconds = time.monotonic() - landed
+    wait_for(platform.settled, 300, "the refresh runs to finish")
+    print(f"\ncorrection landed -> last reading day's features refreshed: {seconds:.1f} s")
+
+    runs = [run for run in platform.runs() if run["runId"] not in before]
+    assert all(run["status"] == "SUCCESS" for run in runs), runs
+    # the corrected day (the landing run) and its readers (automation) once each, nothing else
+    for asset in ("flight_features", "online_features"):
+        assert _runs_per_partition(runs, asset) == Counter([CORRECTED_DAY, *READERS]), asset
+    untouched = set(features) - {CORRECTED_DAY, *READERS}
+    assert not any(refreshed(day) for day in untouched)
+    assert all((snapshots / d / MANIFEST).stat().st_mtime_ns > m for d, m in snapshot_mtime.items())
+    # the rewritten features read the corrected day: its damaged lines are no flights any more
+    assert all(_carrier_flights(platform, day) < carrier_flights[day] for day in READERS)

@@ -4,11 +4,14 @@ tick starts the whole model chain, once per tick."""
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pytest
 
 from ml_assets import pipelines
 from ml_assets.definitions import defs
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES
 from ml_assets.pipelines.flights.assets import key
+
+pytestmark = pytest.mark.unit
 
 MODEL_KEYS = [key(name) for name in MODEL_ASSET_NAMES]
 

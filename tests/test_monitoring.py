@@ -54,6 +54,8 @@ from sensors.rollout import build_rollout_sensor
 from serving.challenger import CANARY, FULL, SHADOW, in_canary
 from serving.prediction_log import OUTSIDE
 
+pytestmark = pytest.mark.integration
+
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 

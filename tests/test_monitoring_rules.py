@@ -26,6 +26,8 @@ from ml_assets.monitoring.outcomes import (
 from serving.challenger import CANARY, SHADOW, agreeing, in_canary
 from serving.prediction_log import COLUMNS, OUTSIDE, PredictionLog, Scored
 
+pytestmark = pytest.mark.unit
+
 RULES = Rollout(shadow_requests=100, canary_requests=50, max_error_rate=0.02,
                 max_latency_p95_ms=10, min_agreement=0.8)  # fmt: skip
 

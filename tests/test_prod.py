@@ -46,6 +46,8 @@ from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
 from resources.platform import platform_resources
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 PASSWORD = f"ui-{uuid.uuid4().hex}"
 TOKEN = f"token-{uuid.uuid4().hex}"
 S3_SECRET = f"s3-secret-{uuid.uuid4().hex}"

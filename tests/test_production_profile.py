@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from serving_fixtures import free_ports, wait_answering
 
 from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from serving.settings import PRODUCTION, PROFILE_ENV_VAR, TOKEN_ENV_VAR, TOKEN_FILE_ENV_VAR
+
+pytestmark = pytest.mark.integration
 
 
 def _serve(home: Path, **env: str) -> subprocess.Popen:

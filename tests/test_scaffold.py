@@ -15,6 +15,8 @@ from conftest import pytest_plugins
 
 from ml_assets.home import PROJECT_ROOT
 
+pytestmark = pytest.mark.unit
+
 COPIED = ("ml_assets", "resources", "sensors", "jobs", "serving", "pyproject.toml",
           "workspace.yaml", "tests/conftest.py",
           *(f"tests/{plugin}.py" for plugin in pytest_plugins))  # fmt: skip

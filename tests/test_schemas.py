@@ -18,6 +18,8 @@ from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import CARRIER, ROUTE, build_features, trailing_stats
 from ml_assets.pipelines.flights.publish import reference_tables, source_table
 
+pytestmark = pytest.mark.unit
+
 REFERENCES = reference_tables()
 
 DAY = date(2013, 1, 2)

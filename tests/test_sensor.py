@@ -36,6 +36,8 @@ from sensors.landing_zone import (
     landed_sources,
 )
 
+pytestmark = pytest.mark.unit
+
 landing_zone_sensor = defs.resolve_sensor_def("flights_landing_zone_sensor")
 
 WEEK = [(date(2013, 1, 1) + timedelta(days=n)).isoformat() for n in range(8)]

@@ -9,12 +9,15 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.challenger import SHADOW, Challenger
 from serving.predictors import LoadedModel
 from serving.shadow import Compared, Comparison, Lingering, ShadowScorer
+
+pytestmark = pytest.mark.unit
 
 
 class Doubling:

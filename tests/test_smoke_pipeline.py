@@ -2,8 +2,11 @@
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from ml_assets.pipelines.flights.assets import data_assets, key
+
+pytestmark = pytest.mark.unit
 
 
 def test_one_partition_end_to_end(published_week, resources, instance, home):

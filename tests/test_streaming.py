@@ -20,6 +20,8 @@ from resources.parquet_io_manager import ParquetIOManager
 from resources.partition_frames import FrameSpill, PartitionFrames, PartitionStream
 from resources.platform import platform_resources
 
+pytestmark = pytest.mark.unit
+
 RANGES = {"flights": ("2013-01-01", "2013-01-04"), "taxi": ("2022-01-01", "2022-04-01")}
 
 

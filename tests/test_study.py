@@ -6,10 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.study import StudySettings, best_configuration, run_study
 from ml_assets.pipelines import declaration
+
+pytestmark = pytest.mark.integration
 
 SPACE = declaration("flights").model.search_space
 """The flights pipeline's declared search space (three regression families)."""

@@ -21,6 +21,8 @@ from ml_assets.pipelines.taxi.schemas import TRIPS_CLEAN
 from ml_assets.pipelines.taxi.serving import HOOKS
 from resources.landing_zone import LandingZone
 
+pytestmark = pytest.mark.unit
+
 DECLARATION = PIPELINE.declaration
 TRIPS_BY_MONTH = {"2022-01-01": 1644, "2022-02-01": 2036, "2022-03-01": 3142, "2022-04-01": 3178}
 """Trips per month in modeldata's taxi: 10,000 in all."""

@@ -14,6 +14,8 @@ from ml_assets.platform import pipeline_definitions
 from resources.landing_zone import default_landing_zone
 from resources.platform import platform_resources
 
+pytestmark = pytest.mark.unit
+
 NAME = "taxi"
 DECLARED = pipelines.declaration(NAME)
 MODEL = DECLARED.model.registered_model_name

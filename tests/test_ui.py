@@ -39,6 +39,8 @@ from ml_assets import pipelines
 from ml_assets.cli import first_model_partitions
 from ml_assets.data.assets import LANDED_FILE_SCHEMA
 
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
+
 LAYERS = ("ingest", "clean", "features", "models", "deploy")
 FLIGHT_DAYS = pipelines.declaration("flights").partitions.definition().get_partition_keys()
 LAST_SEEDED_DAY = FLIGHT_DAYS[first_model_partitions("flights") - 1]

@@ -1,0 +1,42 @@
+"""The test tiers, registered in ``pyproject.toml`` and enforced here."""
+
+import pytest
+
+TIERS = ("unit", "integration", "ui")
+"""Every test is in one tier (a ``pytestmark`` of its module, or its own mark): ``unit`` needs no
+service and starts no server, ``integration`` needs PostgreSQL, RabbitMQ, moto S3 or runs the
+platform's own processes (services, daemon, workers, benchmarks), ``ui`` drives the Dagster UI
+in a browser. ``make check`` runs the unit tier without the ``slow`` tests."""
+SLOW_TEST_S = 30.0
+"""A test that takes longer than this must be marked ``slow``, or it fails."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that is in no tier or in two."""
+    wrong = [
+        f"{item.nodeid}: {tiers or 'no tier'}"
+        for item in items
+        if len(tiers := [t for t in TIERS if item.get_closest_marker(t)]) != 1
+    ]
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one of the marks {', '.join(TIERS)}:\n" + "\n".join(wrong)
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Fail a test that took longer than ``SLOW_TEST_S`` without the ``slow`` mark."""
+    report = yield
+    if (
+        report.when == "call"
+        and report.passed
+        and call.duration > SLOW_TEST_S
+        and not item.get_closest_marker("slow")
+    ):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} took {call.duration:.0f} s (over {SLOW_TEST_S:g} s): mark it "
+            "@pytest.mark.slow, or make it faster"
+        )
+    return report
