@@ -93,10 +93,6 @@ class Lag(Grouped):
     def outputs(self) -> list[str]:
         return [f"{self.column}_lag_{p}{self.suffix}" for p in self.periods]
 
-    @property
-    def steps_back(self) -> int:
-        return max(self.periods)
-
 
 class Rolling(Grouped):
     """Statistics of the column over the ``window`` steps ending the step before the row
@@ -202,10 +198,11 @@ class Features(Strict):
             return
         partitions = self.history_partitions(self.input, kind)
         covered = partitions * (1 if kind == "daily" else SHORTEST_MONTH)
-        for transform in [*self.lags, *self.rolling]:
-            if transform.steps_back > covered:
+        reach = [(n, p) for lag in self.lags for n, p in zip(lag.outputs, lag.periods, strict=True)]
+        reach += [(window.outputs[0], window.steps_back) for window in self.rolling]
+        for name, days in reach:
+            if days > covered:
                 raise ValueError(
-                    f"{transform.outputs[0]} reads {transform.steps_back} days back but the "
-                    f"history of {self.input} covers {covered}: declare "
-                    f"history: {{{self.input}: {{days: {transform.steps_back}}}}}"
+                    f"{name} reads {days} days back but the history of {self.input} covers "
+                    f"{covered}: declare history: {{{self.input}: {{days: {days}}}}}"
                 )
