@@ -10,12 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-STATS = ("mean", "sum", "min", "max", "std")
 Stat = Literal["mean", "sum", "min", "max", "std"]
-CALENDAR = ("dayofweek", "month", "dayofyear", "weekofyear", "weekend")
+Calendar = Literal["dayofweek", "month", "dayofyear", "weekofyear", "weekend"]
 """Calendar features of a row's time: day of the week (Monday 0), month (1-12), day of the year
 (1-366), ISO week (1-53), weekend (1 on Saturday and Sunday)."""
-Calendar = Literal["dayofweek", "month", "dayofyear", "weekofyear", "weekend"]
 SHORTEST_MONTH = 28
 """Days a monthly partition covers at least."""
 
