@@ -9,13 +9,14 @@ so an override is the same model with other values, never a hand-merged dict.
 """
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ml_assets.contract.features import Features
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import (
     DEFAULT_OBJECTIVE,
@@ -61,6 +62,15 @@ class Partitions(Strict):
             raise ValueError(f"unknown time zone {self.timezone!r}") from error
         return self
 
+    def previous_keys(self, key: str, count: int) -> list[str]:
+        """The keys of the ``count`` partitions before ``key`` that exist, oldest first."""
+        first = date.fromisoformat(key)
+        if self.kind == "daily":
+            days = [first - timedelta(days=n) for n in range(count, 0, -1)]
+        else:
+            days = [_months_before(first, n) for n in range(count, 0, -1)]
+        return [day.isoformat() for day in days if day >= self.start]
+
     def key_of(self, day: date) -> str | None:
         """The key of the partition holding the local date ``day``; None outside [start, end)."""
         if not self.start <= day < self.end:
@@ -74,6 +84,11 @@ class Partitions(Strict):
             end_date=self.end.isoformat(),
             timezone=self.timezone,
         )
+
+
+def _months_before(first: date, months: int) -> date:
+    index = first.year * 12 + first.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
 
 
 class RangeRule(Strict):
@@ -519,6 +534,8 @@ class PipelineDeclaration(Strict):
     owners: list[str] = Field(default_factory=list)
     partitions: Partitions
     sources: list[Source] = Field(min_length=1)
+    features: Features = Field(default_factory=Features)
+    """The history the features asset reads and the time features the platform computes."""
     model: ModelDeclaration
     serving: Serving
     deploy: Deploy
@@ -540,6 +557,10 @@ class PipelineDeclaration(Strict):
             if field.rule_of:
                 self._check_rule_of(field)
         self._check_monitoring()
+        try:
+            self.features.check_history(self.partitions.kind)
+        except ValueError as error:
+            raise ValueError(f"features: {error}") from None
         return self
 
     def _check_monitoring(self) -> None:

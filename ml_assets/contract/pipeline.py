@@ -86,7 +86,42 @@ class Pipeline:
                 raise DeclarationError(
                     f"{self.source_file}: {where}: the pipeline has no asset {name!r}"
                 )
+        self._check_features(columns)
         validate_warm_up(self.declaration, self.source_file)
+
+    def _check_features(self, feature_columns: set[str]) -> None:
+        """The ``features:`` section against the assets: its input and histories are inputs of
+        the features asset, the transforms read columns the input has and add columns the
+        feature schema has."""
+        declared, where = self.declaration, f"{self.source_file}: features"
+        section = declared.features
+        assets = {key: a for a in self.data_assets for key in a.keys}
+        reading = assets.get(declared.key(declared.model.features_asset))
+        read = set(reading.keys_by_input_name.values()) if reading else set()
+        for name in [*([section.input] if section.input else []), *section.history]:
+            if declared.key(name) not in read:
+                raise DeclarationError(
+                    f"{where}: {declared.model.features_asset} does not read {name!r}"
+                )
+        missing = [n for n in section.outputs if n not in feature_columns]
+        if missing:
+            raise DeclarationError(
+                f"{where}: the time features {', '.join(map(repr, missing))} are not among the "
+                f"columns of {declared.model.features_asset} ({self.feature_schema.name})"
+            )
+        if section.input is None:
+            return
+        key = declared.key(section.input)
+        source = assets[key].metadata_by_key.get(key, {}) if key in assets else {}
+        schema = source.get("dagster/column_schema")
+        if schema is not None:
+            have = {column.name for column in schema.columns}
+            unknown = [n for n in section.inputs if n not in have]
+            if unknown:
+                raise DeclarationError(
+                    f"{where}: {', '.join(map(repr, unknown))} not among the columns of "
+                    f"{section.input}"
+                )
 
     @property
     def name(self) -> str:

@@ -28,6 +28,7 @@ from ml_assets.data.checks import (
 )
 from ml_assets.data.cleaning import PARSE_ERROR, REJECTION_RULE, Cleaned, parse_landed
 from ml_assets.data.metadata import table_definition_metadata
+from ml_assets.data.time_features import with_time_features
 from resources.landing_zone import LandingZone
 from resources.partition_frames import FrameSpill, PartitionStream
 
@@ -327,19 +328,36 @@ def clean_assets(
     return clean_partitions
 
 
+def history_mapping(partitions: int) -> dg.TimeWindowPartitionMapping:
+    """An input read with the ``partitions`` partitions before each partition."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-partitions, end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
+
+
 def features_asset(
     declaration: PipelineDeclaration,
     upstream: str,
-    features: Callable[[pd.DataFrame], pd.DataFrame],
+    features: Callable[..., pd.DataFrame],
     schema: pa.DataFrameSchema,
     description: str,
     code_version: str = "1",
 ) -> dg.AssetsDefinition:
-    """The model's feature rows of each partition, computed from the same partition of
-    ``upstream`` alone (``features`` maps one partition's rows to its feature rows), with a
-    blocking schema check per partition. A pipeline whose features need history or lookups
-    writes its own asset."""
+    """The model's feature rows of each partition, computed from ``upstream``, with a blocking
+    schema check per partition.
+
+    The declared time features (``features:`` in the declaration) are added to a partition's
+    rows first, computed over the declared history of ``upstream`` and the partition; then
+    ``features(rows)`` maps them to feature rows, or ``features(rows, history)`` when a history
+    is declared (``history``: the earlier partitions' rows, oldest first). Only the window a
+    partition reads is in memory. A pipeline whose features need lookups writes its own asset.
+    """
     name = declaration.model.features_asset
+    declared = declaration.features
+    if declared.input not in (None, upstream):
+        raise ValueError(f"features.input is {declared.input!r}, the asset reads {upstream!r}")
+    reach = declared.history_partitions(upstream, declaration.partitions.kind)
+    mapping = history_mapping(reach) if upstream in declared.history else None
 
     @dg.asset(
         name=name,
@@ -350,7 +368,7 @@ def features_asset(
         owners=declaration.owners,
         description=description,
         metadata=table_definition_metadata(schema),
-        ins={upstream: dg.AssetIn(declaration.key(upstream))},
+        ins={upstream: dg.AssetIn(declaration.key(upstream), partition_mapping=mapping)},
         check_specs=[
             partition_check(declaration, name, FEATURE_SCHEMA, f"Conforms to {schema.name}.")
         ],
@@ -362,7 +380,19 @@ def features_asset(
         schema_check = SchemaCheck(schema)
 
         def feature_frame(partition_key: str) -> pd.DataFrame:
-            frame = features(rows[partition_key])
+            if mapping is None:
+                frame = features(with_time_features(rows[partition_key], None, declared))
+            else:
+                earlier = [
+                    rows[key]
+                    for key in declaration.partitions.previous_keys(partition_key, reach)
+                    if key in rows
+                ]
+                history = (
+                    pd.concat(earlier, ignore_index=True) if earlier else rows[partition_key][:0]
+                )
+                current = with_time_features(rows[partition_key], history, declared)
+                frame = features(current, history)
             schema_check.add(partition_key, frame)
             return frame
 
