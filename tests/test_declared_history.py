@@ -25,6 +25,8 @@ from ml_assets.data.time_features import time_features
 from resources.parquet_io_manager import ParquetIOManager
 from resources.partition_frames import PartitionStream
 
+pytestmark = pytest.mark.unit
+
 DAYS = pd.date_range("2022-01-01", "2022-01-31", freq="D")
 STATIONS = ("north", "south")
 HISTORY_DAYS = 14
@@ -163,6 +165,7 @@ def _expanding_reference(rows: pd.DataFrame, declared: Features) -> pd.Series:
     return pd.concat(values, ignore_index=True)
 
 
+@pytest.mark.slow
 def test_one_run_and_partition_by_partition_agree_with_the_reference(
     tmp_path: Path, home: Path
 ) -> None:

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from ml_assets.contract.features import Features
 from ml_assets.data.time_features import time_features, with_time_features
 
+pytestmark = pytest.mark.unit
+
 START = date(2022, 12, 20)
 STAT = st.sampled_from(["mean", "sum", "min", "max", "std"])
 STEPS = st.sampled_from(["days", "rows"])
