@@ -164,6 +164,16 @@ MISTAKES = {
         "partitions",
         "monthly partitions start and end on the first of a month",
     ),
+    "drift reference of no feature": (
+        lambda d: d.setdefault("monitoring", {}).update(drift_reference={"altitude": "none"}),
+        "<top level>",
+        "monitoring.drift_reference: altitude not among the model's features",
+    ),
+    "unknown drift reference": (
+        lambda d: d.setdefault("monitoring", {}).update(drift_reference={"month": "last_year"}),
+        "monitoring.drift_reference.month",
+        "Input should be 'training', 'same_season' or 'none'",
+    ),
     "unknown time zone": (
         lambda d: d["partitions"].update(timezone="Mars/Olympus"),
         "partitions",

@@ -282,11 +282,15 @@ def test_feature_drift_of_training_partitions_is_small(world: World) -> None:
     last = partitions[-1]
     table = read_partition(warehouse_url(), world.key("feature_drift"), last)
     model = world.declaration.model
-    assert set(table["feature"]) == set(model.features)
+    monitoring = world.declaration.monitoring
+    unwatched = {f for f in model.features if monitoring.drift_reference_of(f) == "none"}
+    assert set(table["feature"]) == set(model.features) - unwatched
     assert (table["psi"] >= 0).all()
     metadata = _metadata(world, "feature_drift", last)
     assert metadata["max_psi"] == pytest.approx(table["psi"].max())
     assert "| feature" in metadata["report"]
+    listed = metadata["unwatched"]
+    assert all(f in listed for f in unwatched) and (unwatched or listed == "none")
 
 
 # shadow and canary

@@ -255,3 +255,60 @@ def test_stopping_flushes_what_waits(tmp_path: Path) -> None:
     log.append(_scored(2))
     log.stop()
     assert len(_read(tmp_path)) == 2
+
+
+def test_seasonal_features_are_compared_with_the_same_months_and_calendar_ones_not_at_all() -> None:
+    """Taxi's ``distance`` declared seasonal (longer trips in March), ``hour`` unwatched: March
+    compared with the train split's March rows raises no drift, where the whole split would."""
+    import dagster as dg
+
+    from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN
+    from ml_assets.monitoring import feature_drift
+
+    declared = pipelines.declaration("taxi")
+    monitoring = declared.monitoring.model_copy(
+        update={"drift_reference": {"distance": "same_season", "hour": "none"}}
+    )
+    declaration = declared.model_copy(update={"monitoring": monitoring})
+    model = declaration.model
+    rng = np.random.default_rng(3)
+    months = ["2022-01-01", "2022-02-01", "2022-03-01"]
+
+    def rows(month: str, n: int) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            {c: rng.choice(["a", "b"], n) for c in model.categorical}
+            | {c: rng.normal(size=n) for c in model.numeric}
+        )
+        frame["distance"] = rng.normal(10.0 if month == months[-1] else 2.0, 1.0, n)
+        frame["hour"] = rng.integers(0, 24, n) + (12 if month == months[-1] else 0)
+        return frame
+
+    training = pd.concat(
+        [rows(m, 2000).assign(**{PARTITION_COLUMN: m, SPLIT_COLUMN: "train"}) for m in months]
+    )
+    march = rows(months[-1], 1000)
+
+    @dg.asset(
+        key=declaration.key(model.features_asset),
+        partitions_def=declaration.partitions.definition(),
+    )
+    def features() -> dict[str, pd.DataFrame]:  # as the platform's IO manager loads partitions
+        return {months[-1]: march}
+
+    @dg.asset(key=declaration.key("training_set"))
+    def training_set() -> pd.DataFrame:
+        return training
+
+    result = dg.materialize_to_memory(
+        [features, training_set, feature_drift.build(declaration)], partition_key=months[-1]
+    )
+    table = result.asset_value(declaration.key("feature_drift"))[months[-1]]
+    by_feature = table.set_index("feature")
+    assert "hour" not in by_feature.index
+    assert by_feature.loc["distance", "reference"] == "train split, month 3"
+    assert by_feature.loc["distance", "psi"] < 0.1  # against all three months: several units
+    (event,) = [
+        e.materialization for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == declaration.key("feature_drift")
+    ]  # fmt: skip
+    assert "hour (declared unwatched)" in event.metadata["unwatched"].value

@@ -293,6 +293,9 @@ class Rollout(dg.Config):
     )
 
 
+DriftReference = Literal["training", "same_season", "none"]
+
+
 class Monitoring(Strict):
     """How the live model is watched: served predictions, live performance, feature drift."""
 
@@ -315,6 +318,11 @@ class Monitoring(Strict):
     drifted (0.1: a small shift, 0.25: a large one, by the usual reading)."""
     drift_bins: int = Field(default=10, ge=2, le=100)
     """Quantile bins of a numeric feature (categories are their own bins)."""
+    drift_reference: dict[str, DriftReference] = Field(default_factory=dict)
+    """Per model feature, what its distribution in a partition is compared with:
+    ``training`` (the train split, the default), ``same_season`` (the train rows of the same
+    calendar month as the partition: seasonal features) or ``none`` (not watched: calendar and
+    trend features, which a later partition moves by design)."""
     comparison_partitions: int = Field(default=30, ge=1)
     """``rollout_comparison`` reads the served predictions of the last this many partitions."""
     log_flush_seconds: float = Field(default=1.0, gt=0)
@@ -322,6 +330,9 @@ class Monitoring(Strict):
     predictions of the last interval)."""
     log_flush_records: int = Field(default=2000, ge=1)
     """... or as soon as this many predictions wait."""
+
+    def drift_reference_of(self, feature: str) -> DriftReference:
+        return self.drift_reference.get(feature, "training")
 
 
 class Baseline(Strict):
@@ -570,6 +581,11 @@ class PipelineDeclaration(Strict):
             f.name for f in self.serving.request_fields if f.type == "date"
         }:
             raise ValueError(f"monitoring.event_date_field {dated!r} is not a date request field")
+        unknown = sorted(set(monitoring.drift_reference) - set(self.model.features))
+        if unknown:
+            raise ValueError(
+                f"monitoring.drift_reference: {', '.join(unknown)} not among the model's features"
+            )
         if monitoring.metric is not None and monitoring.metric not in LIVE_METRICS[task]:
             raise ValueError(
                 f"monitoring.metric {monitoring.metric!r} is not one of "

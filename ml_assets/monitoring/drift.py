@@ -109,4 +109,8 @@ def drift_table(refs: Sequence[Reference], frame: pd.DataFrame) -> pd.DataFrame:
                 "share": float(actual[moved]) if len(frame) else 0.0,
             }
         )
-    return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
+    columns = ["feature", "kind", "psi", "training_missing", "missing", "moved_bin",
+               "training_share", "share"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).sort_values(
+        "psi", ascending=False, ignore_index=True
+    )

@@ -1,22 +1,24 @@
 """``feature_drift``: each feature's distribution in a partition against the training set.
 
-Per partition: the population stability index of every model feature against the train split
-of the current ``training_set`` (``ml_assets.monitoring.drift``), stored as a table and shown
-as a report (features by PSI, with the bin that moved most) and as one number per feature,
-plotted over partitions in the UI. The WARN check ``feature_drift_within_bar`` names the
-features whose PSI exceeds ``monitoring.max_psi``.
+Per partition: the population stability index of every watched model feature against its
+declared reference (``monitoring.drift_reference``): the train split of the current
+``training_set``, or its rows of the same calendar month as the partition (seasonal features);
+calendar and trend features may be left unwatched. Stored as a table and shown as a report
+(features by PSI, with the bin that moved most) and as one number per feature, plotted over
+partitions in the UI. The WARN check ``feature_drift_within_bar`` names the features whose PSI
+exceeds ``monitoring.max_psi``.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.declaration import Monitoring, PipelineDeclaration
 from ml_assets.data.assets import partition_check, partitioned
 from ml_assets.data.checks import CheckOutcome, report_per_partition
-from ml_assets.modeling.layer import SPLIT_COLUMN
+from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN
 from ml_assets.monitoring import FEATURE_DRIFT_CHECK
 from ml_assets.monitoring.drift import drift_table, references
 from ml_assets.monitoring.layer import common
@@ -25,7 +27,12 @@ SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("feature", "string", "A model feature."),
         dg.TableColumn("kind", "string", "numeric or categorical."),
-        dg.TableColumn("psi", "float", "Population stability index against the train split."),
+        dg.TableColumn(
+            "reference",
+            "string",
+            "What it is compared with (the train split, or its rows of the partition's month).",
+        ),
+        dg.TableColumn("psi", "float", "Population stability index against the reference."),
         dg.TableColumn("training_missing", "float", "Share missing in the train split."),
         dg.TableColumn("missing", "float", "Share missing in the partition."),
         dg.TableColumn("moved_bin", "string", "The bin whose share moved most."),
@@ -39,6 +46,10 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
     model, monitoring = declaration.model, declaration.monitoring
     key = declaration.key("feature_drift")
     bar = monitoring.max_psi
+    partitions_def = declaration.partitions.definition()
+
+    def month_of(partition: str) -> int:
+        return partitions_def.time_window_for_partition_key(partition).start.month
 
     @dg.asset(
         key=key,
@@ -71,18 +82,43 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         training_set: pd.DataFrame,
     ) -> Iterator:
         train = training_set[training_set[SPLIT_COLUMN] == "train"]
-        refs = references(train, model.categorical, model.numeric, monitoring.drift_bins)
+        by_reference = watched(model.categorical, model.numeric, monitoring)
+        whole = references(train, *by_reference["training"], monitoring.drift_bins)
+        row_months = train[PARTITION_COLUMN].map(month_of)
+        seasonal: dict[int, list] = {}
         frames, checks = {}, {}
         for partition in context.partition_keys:
-            table = drift_table(refs, features[partition])
+            month = month_of(partition)
+            if month not in seasonal:
+                rows = train[row_months == month]
+                seasonal[month] = (
+                    references(rows, *by_reference["same_season"], monitoring.drift_bins)
+                    if len(rows)
+                    else []
+                )
+            table = drift_table([*whole, *seasonal[month]], features[partition])
+            table.insert(
+                1,
+                "reference",
+                table["feature"].map(
+                    lambda f, m=month: (
+                        f"train split, month {m}"
+                        if monitoring.drift_reference_of(f) == "same_season"
+                        else "train split"
+                    )
+                ),
+            )
+            unwatched = _unwatched(by_reference, seasonal[month], month)
             frames[partition] = table
             drifted = table[table["psi"] > bar]
+            max_psi = float(table["psi"].max()) if len(table) else 0.0
             psi = dict(zip(table["feature"], table["psi"].round(6), strict=True))
             context.add_asset_metadata(
                 {
-                    "max_psi": float(table["psi"].max()),
+                    "max_psi": max_psi,
                     "drifted_features": len(drifted),
                     "rows": len(features[partition]),
+                    "unwatched": unwatched or "none",
                     "report": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
                     **{f"psi/{feature}": float(value) for feature, value in psi.items()},
                 },
@@ -94,7 +130,7 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
             checks[partition] = CheckOutcome(
                 drifted.empty,
                 f"PSI over {bar:g}: {listed}" if listed else f"every PSI at most {bar:g}",
-                {"max_psi": float(table["psi"].max()), "drifted": listed or "none",
+                {"max_psi": max_psi, "drifted": listed or "none",
                  "bar": bar, "training_rows": len(train)},
                 dg.AssetCheckSeverity.WARN,
             )  # fmt: skip
@@ -102,3 +138,27 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         yield from report_per_partition(context, key, FEATURE_DRIFT_CHECK, checks)
 
     return feature_drift
+
+
+def watched(
+    categorical: Sequence[str], numeric: Sequence[str], monitoring: Monitoring
+) -> dict[str, tuple[list[str], list[str]]]:
+    """The (categorical, numeric) features compared with each declared kind of reference."""
+    return {
+        kind: (
+            [f for f in categorical if monitoring.drift_reference_of(f) == kind],
+            [f for f in numeric if monitoring.drift_reference_of(f) == kind],
+        )
+        for kind in ("training", "same_season", "none")
+    }
+
+
+def _unwatched(
+    by_reference: Mapping[str, tuple[list[str], list[str]]], seasonal: Sequence, month: int
+) -> str:
+    """What the partition's table leaves out, and why (for its metadata)."""
+    none, same = ([f for group in by_reference[k] for f in group] for k in ("none", "same_season"))
+    parts = [f"{', '.join(none)} (declared unwatched)"] if none else []
+    if same and not seasonal:
+        parts.append(f"{', '.join(same)} (the train split has no rows of month {month})")
+    return "; ".join(parts)
