@@ -216,6 +216,12 @@ class Training(dg.Config):
     min_train_partitions: int = Field(
         default=7, ge=1, description="Fewest partitions before validation to train on."
     )
+    gap_partitions: int = Field(
+        default=0,
+        ge=0,
+        description="Partitions left out before validation and before test: the forecast "
+        "horizon, so that features over earlier targets do not leak across a boundary.",
+    )
 
 
 class Tuning(dg.Config):
@@ -419,7 +425,8 @@ class ModelDeclaration(Strict):
         return (
             training.min_train_partitions
             + training.validation_partitions
-            + (training.test_partitions)
+            + training.test_partitions
+            + 2 * training.gap_partitions
         )
 
     @property

@@ -38,7 +38,9 @@ class ServingHooks:
     """``(lookups, items)``: feature columns of the items (``lookups`` is None without a
     snapshot)."""
     request_items: Callable[[pd.DataFrame], list[dict[str, Any]]]
-    """What a caller would send for each row of the ``requests_asset``, in order."""
+    """What a caller would send for each row of the ``requests_asset``, in order. The deploy
+    smoke test sends a sample of them and matches each answer to its feature row by the id the
+    service answers with (``model.id_column``): items need not line up with feature rows."""
     lookups: Callable[[Mapping[str, pd.DataFrame]], Any] | None = None
     """Index a snapshot's tables for lookups, once per reload (pipelines with a snapshot)."""
 

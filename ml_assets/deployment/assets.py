@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.automation import deploy_new_registrations, refresh_stale_partitions
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.declaration import ModelDeclaration, PipelineDeclaration
 from ml_assets.contract.overrides import declared_defaults
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.deployment import registry, staged_rollout
@@ -213,7 +213,9 @@ def _smoke_test(
 ) -> dict[str, Any]:
     """Compare the endpoint's answers from ``version`` (the champion, or the challenger beside
     it) with the registered model on rows of the served partition (the snapshot's, or the
-    latest feature partition)."""
+    latest feature partition): a sample of the requests a caller would send for that
+    partition, each answer matched to its feature row by the id the service answers with
+    (``model.id_column``), so requests and feature rows need not line up."""
     from serving.predictors import load_version
 
     model = declaration.model
@@ -222,13 +224,13 @@ def _smoke_test(
         warehouse_url(), declaration.key(declaration.serving.requests_asset), partition
     )
     rows = read_partition(warehouse_url(), declaration.key(model.features_asset), partition)
-    sample = rows.sample(n=min(config.smoke_rows, len(rows)), random_state=0)
     items = hooks.request_items(requests)
-    by_id = dict(zip(rows[model.id_column], items, strict=True))
-    chosen = [by_id[i] for i in sample[model.id_column]]
+    picked = np.random.default_rng(0).permutation(len(items))[: config.smoke_rows]
+    chosen = [items[i] for i in sorted(picked)]
 
     answer, _ = endpoint.predict(chosen, version)
     versions = {answer["model_version"]}
+    sample = _feature_rows(rows, [p[model.id_column] for p in answer["predictions"]], model)
     field = score_field(model.task, declaration.serving.prediction)
     live = np.array([p[field] for p in answer["predictions"]], dtype="float64")
     reference = load_version(
@@ -257,6 +259,20 @@ def _smoke_test(
             f"p95 latency {p95:.1f} ms is over the budget of {config.latency_budget_ms} ms"
         )
     return result
+
+
+def _feature_rows(rows: pd.DataFrame, ids: list[str], model: ModelDeclaration) -> pd.DataFrame:
+    """The feature rows of ``ids`` (as the service answers them: text), in that order."""
+    by_id = rows.set_index(rows[model.id_column].astype(str))
+    if not by_id.index.is_unique:
+        raise SmokeTestFailed(f"{model.features_asset} repeats ids of {model.id_column}")
+    unknown = [i for i in ids if i not in by_id.index]
+    if unknown:
+        raise SmokeTestFailed(
+            f"the service answered {len(unknown)} {model.id_column}s that no "
+            f"{model.features_asset} row has (first: {unknown[:3]})"
+        )
+    return by_id.loc[ids].reset_index(drop=True)
 
 
 def _latest_partition(declaration: PipelineDeclaration) -> str:

@@ -9,22 +9,30 @@ from ml_assets.monitoring import LIVE_PERFORMANCE_CHECK
 
 
 def split_by_partition(
-    frame: pd.DataFrame, validation: int, test: int, min_train: int = 1
+    frame: pd.DataFrame, validation: int, test: int, min_train: int = 1, gap: int = 0
 ) -> pd.Series:
     """Label rows train / validation / test by partition: the last ``test`` partitions are
     test, the ``validation`` before them validation, the rest (at least ``min_train``) train,
-    so validation and test are strictly after train."""
+    so validation and test are strictly after train. ``gap`` partitions before validation and
+    before test are labelled ``gap`` and used for nothing: what a forecast made at the end of
+    train cannot know yet (its horizon), so lagged targets do not leak across a boundary."""
     partitions = sorted(frame[PARTITION_COLUMN].unique())
-    if len(partitions) < validation + test + min_train:
+    if len(partitions) < validation + test + min_train + 2 * gap:
         raise ValueError(
             f"{len(partitions)} feature partitions cannot hold {validation} validation and "
             f"{test} test partitions after {min_train} training partitions"
+            + (f", with a gap of {gap} before each" if gap else "")
         )
-    test_start = partitions[-test]
-    validation_start = partitions[-(test + validation)]
+    bounds = {
+        "test": partitions[-test],
+        "gap before test": partitions[-(test + gap)] if gap else None,
+        "validation": partitions[-(test + gap + validation)],
+        "gap before validation": partitions[-(test + 2 * gap + validation)] if gap else None,
+    }
     labels = pd.Series("train", index=frame.index)
-    labels[frame[PARTITION_COLUMN] >= validation_start] = "validation"
-    labels[frame[PARTITION_COLUMN] >= test_start] = "test"
+    for label, start in reversed(bounds.items()):
+        if start is not None:
+            labels[frame[PARTITION_COLUMN] >= start] = "gap" if label.startswith("gap") else label
     return labels
 
 
@@ -46,7 +54,8 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         key=layer.key("training_set"),
         description=(
             "Feature rows of the training window with a known target, split by partition into "
-            "train, validation and test (validation and test strictly after train)."
+            "train, validation and test (validation and test strictly after train, each after "
+            "the declared gap)."
         ),
         kinds={"pandas", "parquet"},
         ins={
@@ -92,9 +101,11 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
                 config.validation_partitions,
                 config.test_partitions,
                 config.min_train_partitions,
+                config.gap_partitions,
             )
         except ValueError as error:
             raise dg.Failure(f"Cannot split the training window {start}…{end}: {error}") from error
+        frame = frame[frame[SPLIT_COLUMN] != "gap"].reset_index(drop=True)
         bounds = frame.groupby(SPLIT_COLUMN)[PARTITION_COLUMN].agg(["min", "max", "count"])
         return dg.Output(
             frame,

@@ -1,0 +1,44 @@
+"""The training set's split by time: train, then validation, then test, each after a gap."""
+
+import hypothesis.strategies as st
+import pandas as pd
+import pytest
+from hypothesis import given
+
+from ml_assets.modeling.layer import PARTITION_COLUMN
+from ml_assets.modeling.training_set import split_by_partition
+
+pytestmark = pytest.mark.unit
+
+
+@given(
+    train=st.integers(1, 6),
+    validation=st.integers(1, 4),
+    test=st.integers(1, 4),
+    gap=st.integers(0, 3),
+    extra=st.integers(0, 3),
+    rows=st.integers(1, 3),
+)
+def test_each_split_is_whole_partitions_in_time_order_after_its_gap(
+    train: int, validation: int, test: int, gap: int, extra: int, rows: int
+) -> None:
+    count = train + extra + validation + test + 2 * gap
+    keys = [f"2020-01-{d:02d}" for d in range(1, count + 1)]
+    frame = pd.DataFrame({PARTITION_COLUMN: [k for k in keys for _ in range(rows)]})
+
+    labels = split_by_partition(frame, validation, test, min_train=train, gap=gap)
+
+    by_partition = labels.groupby(frame[PARTITION_COLUMN]).agg(set)
+    assert all(len(labelled) == 1 for labelled in by_partition)  # whole partitions
+    order = [next(iter(labelled)) for labelled in by_partition]
+    expected = (
+        ["train"] * (train + extra) + ["gap"] * gap + ["validation"] * validation
+        + ["gap"] * gap + ["test"] * test
+    )  # fmt: skip
+    assert order == expected
+
+
+def test_a_window_too_short_for_its_gaps_is_refused() -> None:
+    frame = pd.DataFrame({PARTITION_COLUMN: ["a", "b", "c", "d"]})
+    with pytest.raises(ValueError, match="with a gap of 1 before each"):
+        split_by_partition(frame, 1, 1, min_train=1, gap=1)
