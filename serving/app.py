@@ -1,8 +1,10 @@
 """The prediction service (FastAPI on uvicorn).
 
-- ``POST /predict``: one item or a list; 422 names the bad field, 413 for oversize batches.
-  The handler parses the raw body itself (no FastAPI body model, which costs a request about
-  as much as scoring it); ``serving.openapi`` describes it in ``/openapi.json`` all the same.
+- ``POST /predict``: one item or a list; 422 names the bad field (each field takes its own
+  JSON type only: ``ml_assets.contract.requests``), 413 for oversize batches, 415 for a body
+  that is not ``application/json``. The handler parses the raw body itself (no FastAPI body
+  model, which costs a request about as much as scoring it); ``serving.openapi`` describes it
+  in ``/openapi.json`` all the same.
   Where features are looked up in a snapshot by date, an item dated outside the loaded
   snapshot gets a ``date_outside_snapshot`` warning beside its prediction, or a 422, as the
   declaration's ``serving.outside_snapshot`` says. Every answer carries a ``request_id``;
@@ -42,6 +44,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
+from ml_assets.contract.requests import parse_item
 from resources.table_snapshots import TableSnapshots
 from serving import openapi
 from serving.challenger import CHALLENGER, CHAMPION, STAGE_TAG, STAGES, Challenger, Outcome
@@ -58,6 +61,8 @@ BYTES_PER_ITEM = 1024
 """Request bodies above ``max_batch`` items of this size are refused before parsing (413)."""
 FORCED_VERSION = "x-model-version"
 """Header of an admin's request naming the loaded version that must answer it."""
+JSON_PARAMETERS = frozenset({"", "charset=utf-8", 'charset="utf-8"'})
+"""The parameters an ``application/json`` body may declare: none, or UTF-8 (JSON's encoding)."""
 INLINE_ITEMS = 32
 """Larger batches are scored on a worker thread, so single requests are not held up."""
 log = logging.getLogger("serving")
@@ -112,7 +117,7 @@ class Service:
         try:
             model = load_version(name, version, self.served.features, self.served.task)
             lookups, snapshot = self._lookups()
-            warm_up = [self.served.request.model_validate(i) for i in self.served.warm_up]
+            warm_up = [parse_item(self.served.request, i) for i in self.served.warm_up]
             scores = model.predictor.predict(self.served.columns(lookups, warm_up))
         except ReloadRejected:
             raise
@@ -396,8 +401,26 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _error(status: int, detail: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _unsupported(request: Request, body: bytes) -> JSONResponse | None:
+    """The 415 of a request whose content type is not ``application/json`` (UTF-8), or that
+    has a body and no content type; None when it may be parsed."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        if not body:
+            return None
+        problem = "a body without a content type"
+    else:
+        media, _, parameters = declared.partition(";")
+        if media.strip().lower() == "application/json" and (
+            parameters.strip().lower() in JSON_PARAMETERS
+        ):
+            return None
+        problem = f"unsupported content type {declared!r}"
+    return _error(415, f"{problem}: {openapi.ACCEPTED}", {"accept": "application/json"})
 
 
 def _predict_description(served: ServedModel) -> str:
@@ -480,6 +503,7 @@ def create_app(
             401: {"model": openapi.Problem, "description": f"{FORCED_VERSION} without the token."},
             409: {"model": openapi.Problem, "description": f"{FORCED_VERSION} is not loaded."},
             413: {"model": openapi.Problem, "description": f"Over {served.max_batch} items."},
+            **openapi.UNSUPPORTED,
             422: {"model": openapi.Invalid, "description": "An invalid item, field named."},
             503: {"model": openapi.Problem, "description": "No model is live yet."},
         },
@@ -492,6 +516,8 @@ def create_app(
         body = await request.body()
         if len(body) > limit:  # a chunked body has no content-length
             return _error(413, f"request body over {limit} bytes")
+        if (unsupported := _unsupported(request, body)) is not None:
+            return unsupported
         live = service.live
         if live is None:
             return _error(503, "no model is live")
@@ -598,6 +624,7 @@ def create_app(
         responses={
             200: {"model": live_model, "description": "The model now live."},
             401: {"model": openapi.Problem, "description": "No or a wrong bearer token."},
+            **openapi.UNSUPPORTED,
             422: {"model": openapi.ReloadRefused, "description": "Rejected; the live one stays."},
         },
     )
@@ -605,6 +632,8 @@ def create_app(
         if not _authorized(service, request):
             return _error(401, "admin calls need 'Authorization: Bearer <token>'")
         body = await request.body()
+        if (unsupported := _unsupported(request, body)) is not None:
+            return unsupported
         try:
             version = service.reload_body.validate_json(body).version if body.strip() else None
         except ValidationError as error:

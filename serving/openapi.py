@@ -2,8 +2,9 @@
 declaration.
 
 ``POST /predict`` parses its raw body itself (the fast path), so FastAPI cannot see its request
-model; this module describes it (one item or a list of the declared request model), and builds
-the response models the handlers' JSON follows. Nothing here runs per request.
+model; this module describes it (one item or a list of the declared request model, as
+``application/json`` only, 415 otherwise), and builds the response models the handlers' JSON
+follows. Nothing here runs per request.
 """
 
 from typing import Any, Literal
@@ -20,6 +21,8 @@ REF = "#/components/schemas/{model}"
 ADMIN_TOKEN = "adminToken"
 """The security scheme of the admin calls (a bearer token)."""
 DATE_OUTSIDE_SNAPSHOT = "date_outside_snapshot"
+ACCEPTED = "send application/json (with no parameter, or charset=utf-8)"
+"""What a 415 answer says is accepted; the request bodies of the document are that type only."""
 
 
 class Closed(BaseModel):
@@ -113,6 +116,16 @@ class LogFigures(Closed):
     write_failures: int = Field(description="Failed writes (their batches are retried).")
 
 
+UNSUPPORTED: dict[int | str, dict[str, Any]] = {
+    415: {
+        "model": Problem,
+        "description": f"Another content type, or none with a body: {ACCEPTED}.",
+        "headers": {"Accept": {"description": "The accepted type.", "schema": {"type": "string"}}},
+    }
+}
+"""The 415 answer of the operations that take a JSON body, for their ``responses``."""
+
+
 class Reload(Closed):
     """Which version to load; without one (or an empty body), the champion."""
 
@@ -183,7 +196,10 @@ def predict_body(served: ServedModel) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "description": f"One item, or a list of at most {served.max_batch}.",
+            "description": f"One item, or a list of at most {served.max_batch}. A field takes "
+            'its own JSON type only: an integer field a JSON integer (not 5.0, true or "5"), '
+            'a number field any JSON number (not true or "5"), a string field a string, a '
+            'boolean field true or false, a date field a "YYYY-MM-DD" string.',
             "content": {"application/json": {"schema": {"oneOf": [item, many]}}},
         }
     }

@@ -2,16 +2,21 @@
 
 schemathesis reads each live service's ``/openapi.json`` (a real ``ml-assets serve`` process
 with its tiny model deployed, as in ``test_deployment``) and sends every operation examples
-generated from the document, valid and invalid, a bounded number per operation: no answer may
-be a server error, and every answer must have a documented status, content type and schema.
-What the fuzzer once found stays below as plain regression tests. Requests dated outside the
-loaded feature snapshot are answered as the declaration says, with a warning or a refusal.
+generated from the document, valid and invalid: a bounded number of random ones per operation,
+and every case of its coverage phase (each keyword's boundaries and violations, values of every
+wrong JSON type, undeclared and malformed content types, a missing token). No answer may be a
+server error; every answer must have a documented status, content type and schema; invalid
+data must be refused (415 for a body of an undeclared content type, 422 for a wrong field, 413
+for too many items). What the fuzzer once found stays below as plain regression tests.
+Requests dated outside the loaded feature snapshot are answered as the declaration says, with
+a warning or a refusal.
 """
 
 import asyncio
 import dataclasses
 import datetime as dt
 import gc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
+from schemathesis.config import SchemathesisConfig
 from serving_fixtures import PIPELINES, SETUPS, Platform, World, go_live
 
 from ml_assets import pipelines
@@ -34,12 +40,32 @@ from serving.settings import admin_token
 pytestmark = pytest.mark.integration
 
 EXAMPLES = 40
-"""Generated examples per operation and pipeline (the coverage phase adds its own few)."""
+"""Random examples per operation and pipeline (the coverage phase's cases come on top)."""
+CONFIG = SchemathesisConfig.from_dict(
+    {"checks": {"negative_data_rejection": {"expected-statuses": [401, 405, 413, 415, 422]}}}
+)
+"""Invalid data gets one of these: no token, an undocumented method, too many items, an
+undeclared content type, an invalid field."""
+
+
+def refuses_undeclared_content_types(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> None:
+    """A request to an operation with a body, declaring a content type its body is not
+    documented in, gets 415 (schemathesis's own checks let a 200 pass)."""
+    sent = (case.headers or {}).get("Content-Type")
+    documented = {body.media_type for body in case.operation.body}
+    if sent is not None and documented and sent.partition(";")[0].strip() not in documented:
+        assert response.status_code == 415, f"Content-Type {sent!r} answered {response.status_code}"
+
+
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
     checks.content_type_conformance,
     checks.response_schema_conformance,
+    checks.negative_data_rejection,
+    refuses_undeclared_content_types,
 ]
 
 
@@ -79,7 +105,7 @@ that)."""
 def test_every_answer_is_documented_and_none_is_a_server_error(world: World, label: str) -> None:
     """Valid and invalid examples from the live document; the admin token goes along, so the
     reloads are exercised too, not only their 401."""
-    api = schemathesis.openapi.from_url(f"{world.endpoint.url}/openapi.json")
+    api = schemathesis.openapi.from_url(f"{world.endpoint.url}/openapi.json", config=CONFIG)
     operation = api.find_operation_by_label(label)
     assert operation is not None, label
     token = {"Authorization": f"Bearer {admin_token()}"}
@@ -96,6 +122,33 @@ def test_every_answer_is_documented_and_none_is_a_server_error(world: World, lab
         case.call_and_validate(base_url=world.endpoint.url, headers=token, checks=CHECKS)
 
     answers_as_documented()
+
+
+@pytest.mark.parametrize("label", OPERATIONS)
+def test_every_coverage_case_is_answered_as_documented(world: World, label: str) -> None:
+    """Every case of schemathesis's coverage phase, under the same checks; an operation with a
+    body refuses an undeclared content type with 415 and a field of a wrong type with 422
+    (values of every other JSON type: booleans for numbers, numbers for strings, ...)."""
+    api = schemathesis.openapi.from_url(f"{world.endpoint.url}/openapi.json", config=CONFIG)
+    operation = api.find_operation_by_label(label)
+    assert operation is not None, label
+    token = {"Authorization": f"Bearer {admin_token()}"}
+    cases = api.iter_coverage_cases(
+        operation,
+        generation_modes=list(GenerationMode),
+        generation_config=api.config.generation_for(operation=operation, phase="coverage"),
+    )
+
+    refused: Counter[int] = Counter()
+    for case in cases:
+        response = case.call_and_validate(base_url=world.endpoint.url, headers=token, checks=CHECKS)
+        assert case.meta is not None
+        if case.meta.generation.mode is GenerationMode.NEGATIVE:
+            refused[response.status_code] += 1
+
+    assert refused
+    if operation.body:
+        assert refused[415] >= 2 and refused[422] >= 1, refused  # text/plain, multipart; a field
 
 
 # the document
@@ -117,7 +170,17 @@ def test_the_document_describes_predict_from_the_declaration(world: World) -> No
         choices = field.rules(world.declaration)["choices"]
         if choices:
             assert item["properties"][field.name]["enum"] == choices
-    assert set(operation["responses"]) == {"200", "401", "409", "413", "422", "503"}
+    assert set(operation["responses"]) == {"200", "401", "409", "413", "415", "422", "503"}
+    reload = document["paths"]["/admin/reload"]["post"]
+    assert set(reload["responses"]) == {"200", "401", "415", "422"}
+    for taking in (operation, reload):  # a JSON body only, and 415 says so
+        assert list(taking["requestBody"]["content"]) == ["application/json"]
+        unsupported = taking["responses"]["415"]
+        assert "application/json" in unsupported["description"]
+        assert list(unsupported["headers"]) == ["Accept"]
+        assert _resolve(document, unsupported["content"]["application/json"]) == _resolve(
+            document, {"$ref": "#/components/schemas/Problem"}
+        )
     answer = _resolve(document, operation["responses"]["200"]["content"]["application/json"])
     prediction = _resolve(document, answer["properties"]["predictions"]["items"])
     served = world.served
@@ -305,7 +368,9 @@ def test_a_live_service_keeps_its_long_lived_objects_out_of_full_collections(wor
 def test_reload_bodies_that_are_not_an_object_get_422(world: World) -> None:
     token = {"Authorization": f"Bearer {admin_token()}"}
     for body in (b"[1]", b'"1"', b"{not json", b'{"version": 1}', b'{"other": "1"}'):
-        response = world.post("/admin/reload", content=body, headers=token)
+        response = world.post(
+            "/admin/reload", content=body, headers={**token, "content-type": "application/json"}
+        )
         assert response.status_code == 422, body
         assert isinstance(response.json()["detail"], list)
 

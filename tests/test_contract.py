@@ -1,20 +1,26 @@
 """The pipeline contract: a mistake in a declaration fails at load, naming file, key and reason."""
 
 import copy
+import functools
+import math
+import re
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
 
 from ml_assets import pipelines
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.declaration import PipelineDeclaration, RequestField
 from ml_assets.contract.loading import DeclarationError, load_declaration
 from ml_assets.contract.pipeline import Pipeline
-from ml_assets.contract.requests import request_model
+from ml_assets.contract.requests import EARLIEST_DATE, LATEST_DATE, parse_item, request_model
 
 pytestmark = pytest.mark.unit
 
@@ -250,6 +256,18 @@ def test_a_warm_up_item_the_request_model_refuses_fails_at_load(tmp_path: Path) 
     with pytest.raises(DeclarationError) as error:
         _pipeline_with(tmp_path, lambda d: d["serving"]["warm_up"][0].update(sched_dep_time=975))
     assert "serving.warm_up.0.sched_dep_time: Value error, a clock time is HHMM" in str(error.value)
+    with pytest.raises(DeclarationError) as error:
+        _pipeline_with(tmp_path, lambda d: d["serving"]["warm_up"][0].update(flight="1"))
+    assert "serving.warm_up.0.flight: Input should be a valid integer" in str(error.value)
+
+
+def test_warm_up_items_are_json_as_a_caller_sends_them(tmp_path: Path) -> None:
+    """An unquoted YAML date is a Python date, which no JSON request can carry."""
+    with pytest.raises(DeclarationError) as error:
+        load_declaration(
+            _declare(tmp_path, lambda d: d["serving"]["warm_up"][0].update(date=date(2013, 7, 4)))
+        )
+    assert "serving.warm_up.0.date: input was not a valid JSON value" in str(error.value)
 
 
 @pytest.mark.parametrize("name", pipelines.names())
@@ -281,8 +299,9 @@ def test_the_service_and_the_cleaner_refuse_the_same_values(field: str) -> None:
     value, rule = SHARED[field]
     declared = pipelines.declaration("flights")
     model = request_model(declared)
-    with pytest.raises(ValueError, match=field):
-        model.model_validate({**declared.serving.warm_up[0], field: value})
+    with pytest.raises(ValidationError) as refused:
+        parse_item(model, {**declared.serving.warm_up[0], field: value})
+    assert [e["loc"] for e in refused.value.errors()] == [(field,)]
 
     row = source_table("flights").iloc[[0]].assign(**{field: str(value)})
     raw = row.astype("string").assign(_parse_error=pd.NA, _raw_text=pd.NA)
@@ -301,3 +320,114 @@ def test_launchpad_overrides_are_the_declared_models(tmp_path: Path) -> None:
     assert isinstance(config(), type(declared))
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         config(n_trials=0)
+
+
+# strict request types: a field takes its own JSON type only
+
+FIELDS = [
+    pytest.param(name, field, id=f"{name}-{field.name}")
+    for name in pipelines.names()
+    for field in pipelines.declaration(name).serving.request_fields
+]
+NUMBERS = [p for p in FIELDS if p.values[1].type in ("int", "hhmm", "float")]
+PROPERTIES = settings(max_examples=60, deadline=None, derandomize=True, database=None)
+ERROR_TYPES = {
+    "int": {"int_type"},
+    "hhmm": {"int_type"},
+    "float": {"float_type"},
+    "str": {"string_type", "literal_error"},  # a field with choices is a literal
+    "bool": {"bool_type"},
+    "date": {"date_type", "date_parsing"},
+}
+"""The pydantic error a value of another JSON type gets, by declared field type."""
+finite = st.floats(allow_nan=False, allow_infinity=False)
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+OTHER_JSON_TYPES = {
+    "int": st.booleans() | st.text() | finite,  # a whole float (5.0, 5e0) too
+    "hhmm": st.booleans() | st.text() | finite,
+    "float": st.booleans() | st.text(),
+    "str": st.booleans() | st.integers() | finite,
+    "bool": st.integers() | finite | st.text(),
+    "date": st.booleans()
+    | st.integers()
+    | finite
+    | st.text().filter(lambda s: not ISO_DATE.fullmatch(s))
+    | st.datetimes().map(datetime.isoformat),
+}
+"""JSON values of every type but a field's own, by declared field type."""
+
+
+@functools.cache
+def _model(pipeline: str) -> type[BaseModel]:
+    return request_model(pipelines.declaration(pipeline))
+
+
+def _with(pipeline: str, field: RequestField, value: Any) -> BaseModel:
+    """The pipeline's first warm-up item with ``field`` set to ``value``, parsed from JSON."""
+    item = {**pipelines.declaration(pipeline).serving.warm_up[0], field.name: value}
+    return parse_item(_model(pipeline), item)
+
+
+@pytest.mark.parametrize(("pipeline", "field"), FIELDS)
+@PROPERTIES
+@given(data=st.data())
+def test_a_field_refuses_every_other_json_type(
+    pipeline: str, field: RequestField, data: st.DataObject
+) -> None:
+    """No coercion: a boolean is not a number, a string is not a number nor a date-time a date,
+    a number is not a string; the one error names the field."""
+    value = data.draw(OTHER_JSON_TYPES[field.type])
+    with pytest.raises(ValidationError) as refused:
+        _with(pipeline, field, value)
+    (error,) = refused.value.errors()
+    assert error["loc"] == (field.name,) and error["type"] in ERROR_TYPES[field.type]
+
+
+@pytest.mark.parametrize(("pipeline", "field"), NUMBERS)
+@PROPERTIES
+@given(value=st.booleans() | st.text())
+@example(value=True)
+@example(value="5")
+@example(value="1_000")
+@example(value="1,000")
+@example(value=" 5 ")
+def test_a_number_field_refuses_any_boolean_or_string(
+    pipeline: str, field: RequestField, value: bool | str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        _with(pipeline, field, value)
+    assert [(e["type"], e["loc"]) for e in refused.value.errors()] == [
+        (f"{'float' if field.type == 'float' else 'int'}_type", (field.name,))
+    ]
+
+
+@pytest.mark.parametrize(("pipeline", "field"), NUMBERS)
+@PROPERTIES
+@given(data=st.data())
+def test_a_number_field_takes_any_json_integer_in_its_range(
+    pipeline: str, field: RequestField, data: st.DataObject
+) -> None:
+    """A float field takes JSON integers too (JSON has one number type); an int field takes
+    integers only, so ``5.0`` is refused (``test_a_field_refuses_every_other_json_type``)."""
+    rules = field.rules(pipelines.declaration(pipeline))
+    low = -(10**18) if rules["low"] is None else math.ceil(rules["low"])
+    high = 10**18 if rules["high"] is None else math.floor(rules["high"])
+    integers = st.integers(low, high)
+    if field.type == "hhmm":
+        integers = integers.filter(lambda v: v % 100 <= 59)
+    value = data.draw(integers)
+
+    parsed = getattr(_with(pipeline, field, value), field.name)
+
+    assert parsed == value and type(parsed) is (float if field.type == "float" else int)
+
+
+@PROPERTIES
+@given(day=st.dates(EARLIEST_DATE, LATEST_DATE))
+def test_a_date_field_takes_any_iso_date_string_in_its_range(day: date) -> None:
+    """A date is a ``YYYY-MM-DD`` string in JSON; the same day as a date-time is refused."""
+    field = next(f for f in pipelines.declaration("flights").serving.request_fields
+                 if f.type == "date")  # fmt: skip
+    assert _with("flights", field, day.isoformat()).date == day  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError):
+        _with("flights", field, datetime.combine(day, time()).isoformat())

@@ -6,11 +6,13 @@ model deployed (``serving_fixtures``). Generic tests run for every pipeline; tes
 a champion set the state they need first.
 """
 
+import json
 import operator
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -30,6 +32,7 @@ from serving_fixtures import (
 )
 
 from ml_assets import pipelines
+from ml_assets.contract.requests import parse_item
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
 from ml_assets.home import (
@@ -49,6 +52,7 @@ pytestmark = pytest.mark.integration
 
 GRAPH = defs.resolve_asset_graph()
 """A family of each task quick to fit: the model a mismatched ONNX export is registered with."""
+JSON = {"content-type": "application/json"}
 ABSENT = "http://192.0.2.1:8700"
 """A service on another machine (TEST-NET-1, where nothing answers): the production profile."""
 
@@ -102,7 +106,7 @@ def test_service_features_equal_the_feature_asset_rows(flights: World) -> None:
     served = flights.served
     last = flights.setup.landed[1]
     snapshot = TableSnapshots(online_store_url()).read(served.snapshot_asset, last)
-    items = [served.request.model_validate(i) for i in flights.requests()]
+    items = [parse_item(served.request, i) for i in flights.requests()]
 
     columns = served.columns(served.lookups(snapshot), items)
 
@@ -178,7 +182,91 @@ def test_missing_fields_and_malformed_json_get_422(world: World) -> None:
         missing = world.post("/predict", json=item)
         assert missing.status_code == 422
         assert [e["loc"] for e in missing.json()["detail"]] == [[name]]
-    assert world.post("/predict", content=b"{not json").status_code == 422
+    malformed = world.post("/predict", content=b"{not json", headers=JSON)
+    assert malformed.status_code == 422
+    assert [e["type"] for e in malformed.json()["detail"]] == ["json_invalid"]
+
+
+WRONG_TYPES: dict[str, tuple[Any, ...]] = {
+    "int": (True, False, "7", "1_000", "1,000", 7.0),
+    "hhmm": (True, "900", "9_00", 900.0),
+    "float": (True, "7", "7.5", "1_000", "1,000", " 7 "),
+    "str": (7, 7.5, True),
+    "bool": (1, 0, "true", "yes"),
+    "date": (20130704, "2013-07-04T00:00:00", "20130704", True),
+}
+"""Values of another JSON type for each declared field type: booleans as numbers, numeric
+strings, separators, whole floats for integers, numbers as strings, timestamps as dates."""
+
+
+def test_a_field_takes_its_own_json_type_only(world: World) -> None:
+    """Every declared field, sent each wrong value in one list: a 422 naming each item and its
+    field, nothing coerced (the property tests on the model are in ``test_contract``)."""
+    item = world.requests()[0]
+    fields = world.declaration.serving.request_fields
+    changed = [(f.name, value) for f in fields for value in WRONG_TYPES[f.type]]
+
+    response = world.post("/predict", json=[{**item, name: value} for name, value in changed])
+
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [
+        [i, name] for i, (name, _) in enumerate(changed)
+    ]
+    numeric = next(f.name for f in fields if f.type in ("int", "hhmm"))
+    one = world.post("/predict", json={**item, numeric: True})
+    assert one.json() == {
+        "detail": [{"type": "int_type", "loc": [numeric], "msg": "Input should be a valid integer"}]
+    }
+
+
+def test_a_number_field_takes_json_integers(world: World) -> None:
+    """JSON has one number type: a float field takes ``2`` as it takes ``2.0``."""
+    item = world.requests()[0]
+    for field in world.declaration.serving.request_fields:
+        if field.type == "float":
+            whole = {**item, field.name: int(item[field.name])}
+            assert isinstance(whole[field.name], int)
+            response = world.post(
+                "/predict", json=[whole, {**whole, field.name: float(whole[field.name])}]
+            )
+            assert response.status_code == 200, field.name
+            first, second = response.json()["predictions"]
+            assert first[world.served.score_field] == second[world.served.score_field]
+
+
+JSON_TYPES = (
+    "application/json",
+    "application/json; charset=utf-8",
+    "Application/JSON;charset=UTF-8",
+)
+OTHER_TYPES = (
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/xml",
+    "application/json; charset=latin-1",
+    "application/jsonl",
+    None,  # no content type
+)
+
+
+def test_bodies_that_are_not_declared_json_get_415(world: World) -> None:
+    """``application/json`` (UTF-8, its type name in any case) only; another type, or a body
+    without one, is refused before parsing with the accepted type, on both operations with a
+    body; a reload without a body needs none."""
+    go_live(world, world.first_version)
+    body = json.dumps(world.requests()[0]).encode()
+    for content_type in JSON_TYPES:
+        answered = world.post("/predict", content=body, headers={"content-type": content_type})
+        assert answered.status_code == 200, content_type
+    token = {"Authorization": f"Bearer {admin_token()}"}
+    for content_type in OTHER_TYPES:
+        headers = {} if content_type is None else {"content-type": content_type}
+        for path, sent in (("/predict", body), ("/admin/reload", b"{}")):
+            refused = world.post(path, content=sent, headers={**headers, **token})
+            assert refused.status_code == 415, (path, content_type)
+            assert refused.headers["accept"] == "application/json"
+            assert "send application/json" in refused.json()["detail"]
+    assert world.post("/admin/reload", headers=token).status_code == 200
 
 
 def test_oversize_batches_get_413(world: World) -> None:

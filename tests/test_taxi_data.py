@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ml_assets.contract.requests import request_model
+from ml_assets.contract.requests import parse_item, request_model
 from ml_assets.data.assets import FEATURE_SCHEMA, LANDED_FILE_SCHEMA, ROWS_CONSERVED
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
 from ml_assets.pipelines.taxi.cleaning import DAYS, clean_trips
@@ -67,7 +67,7 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str, str], bool
 def request_features(clean: pd.DataFrame) -> pd.DataFrame:
     """Features of ``clean`` trips computed as the service does: request items, validated."""
     model = request_model(DECLARATION)
-    items = [model.model_validate(item) for item in HOOKS.request_items(clean)]
+    items = [parse_item(model, item) for item in HOOKS.request_items(clean)]
     return pd.DataFrame(HOOKS.columns(None, items))
 
 
@@ -267,9 +267,9 @@ def test_service_inputs_follow_the_declaration_and_the_cleaning_rules() -> None:
         "duplicate-rows", "corrupt-file", "missing-column", "out-of-range", "empty-file",
     }  # fmt: skip
     model = request_model(DECLARATION)
-    warm_up = HOOKS.columns(None, [model.model_validate(i) for i in DECLARATION.serving.warm_up])
+    warm_up = HOOKS.columns(None, [parse_item(model, i) for i in DECLARATION.serving.warm_up])
     for column in DECLARATION.model.numeric:
         assert np.isfinite(warm_up[column]).all()
     assert warm_up["distance"].tolist() == [float(np.float32(17.19)), 0.0]
     with pytest.raises(ValueError, match="less than or equal to 23"):
-        model.model_validate({**DECLARATION.serving.warm_up[0], "hour": 24})
+        parse_item(model, {**DECLARATION.serving.warm_up[0], "hour": 24})

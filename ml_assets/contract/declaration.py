@@ -14,7 +14,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from ml_assets.contract.features import Features
 from ml_assets.contract.search_space import FamilySpace
@@ -515,8 +515,9 @@ class Serving(Strict):
     outside_snapshot: Literal["warn", "refuse"] = "warn"
     """An item dated outside the loaded snapshot: scored with the lookups' defaults and a
     ``date_outside_snapshot`` warning (``warn``), or refused with 422 (``refuse``)."""
-    warm_up: list[dict[str, Any]] = Field(min_length=1)
-    """Requests scored before a model goes live; they must give finite predictions."""
+    warm_up: list[dict[str, JsonValue]] = Field(min_length=1)
+    """Requests scored before a model goes live; they must give finite predictions. Items as a
+    caller sends them in JSON (a date is a quoted ``"YYYY-MM-DD"``)."""
     batch_columns: list[str] = Field(default_factory=list)
     """Feature columns copied into batch predictions beside the prediction."""
     max_batch: int = Field(default=1000, ge=1)

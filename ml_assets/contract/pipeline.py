@@ -132,12 +132,12 @@ class Pipeline:
 
 def validate_warm_up(declaration: PipelineDeclaration, source_file: Path) -> None:
     """Every warm-up item must be a valid request."""
-    from ml_assets.contract.requests import request_model
+    from ml_assets.contract.requests import parse_item, request_model
 
     model = request_model(declaration)
     for i, item in enumerate(declaration.serving.warm_up):
         try:
-            model.model_validate(item)
+            parse_item(model, item)
         except ValidationError as error:
             raise DeclarationError(
                 format_errors(source_file, error).replace("\n  ", f"\n  serving.warm_up.{i}.")

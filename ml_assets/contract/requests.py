@@ -1,9 +1,19 @@
-"""The prediction request model of a pipeline, built from its declared request fields."""
+"""The prediction request model of a pipeline, built from its declared request fields.
+
+Requests are JSON, and a field takes only its own JSON type (pydantic's strict mode, which the
+service applies to the raw body): ``int`` and ``hhmm`` a JSON integer (not ``5.0``, ``true``
+or ``"5"``); ``float`` any JSON number, integers included (not ``true`` or ``"5"``); ``str`` a
+JSON string; ``bool`` ``true`` or ``false`` (not ``1`` or ``"yes"``); ``date`` a
+``"YYYY-MM-DD"`` string (not a timestamp or a date-time). No string is read as a number, so
+neither separators (``"1_000"``, ``"1,000"``) nor spaces get through.
+"""
 
 import datetime as dt
+import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, create_model
 
 from ml_assets.contract.declaration import PipelineDeclaration, RequestField
 
@@ -26,6 +36,7 @@ TYPES: dict[str, Any] = {
     "date": Annotated[dt.date, Field(ge=EARLIEST_DATE, le=LATEST_DATE)],
     "hhmm": Annotated[int, AfterValidator(_clock_time)],
 }
+"""The Python type of each declared field type (validated strictly: see the module's note)."""
 
 
 def _field(declaration: PipelineDeclaration, field: RequestField) -> tuple[Any, Any]:
@@ -43,11 +54,20 @@ def _field(declaration: PipelineDeclaration, field: RequestField) -> tuple[Any, 
 
 
 def request_model(declaration: PipelineDeclaration) -> type[BaseModel]:
-    """One item of the pipeline's ``POST /predict``: the declared fields and their rules."""
+    """One item of the pipeline's ``POST /predict``: the declared fields and their rules,
+    each of its own JSON type only. Validate request bodies with ``model_validate_json`` (a
+    date is a string in JSON; strict Python validation wants a ``date``), and items given as
+    Python data with ``parse_item``."""
     fields = {f.name: _field(declaration, f) for f in declaration.serving.request_fields}
     return create_model(
         f"{declaration.name.title().replace('_', '')}Request",
-        __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
+        __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True),
         __doc__=f"One {declaration.name} prediction request.",
         **fields,
     )
+
+
+def parse_item(model: type[BaseModel], item: Mapping[str, JsonValue]) -> BaseModel:
+    """``item`` (a request item as JSON data: a declared warm-up request, or a row's
+    ``request_items``) validated as the service validates it in a request body."""
+    return model.model_validate_json(json.dumps(item))
