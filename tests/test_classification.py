@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from ml_assets.contract.declaration import Threshold
@@ -19,7 +21,15 @@ from ml_assets.modeling.estimators import (
     scores,
     staged_fits,
 )
-from ml_assets.modeling.metrics import bar, choose_threshold, is_better, metric_value, metrics
+from ml_assets.modeling.evaluation import scaled_errors
+from ml_assets.modeling.metrics import (
+    bar,
+    choose_threshold,
+    is_better,
+    metric_value,
+    metrics,
+    smape,
+)
 from ml_assets.modeling.onnx_export import export_onnx, onnx_scores
 from ml_assets.modeling.plots import (
     confusion_figure,
@@ -165,7 +175,7 @@ def test_classification_metrics_on_a_hand_computed_example() -> None:
 
 def test_regression_metrics_and_no_threshold_for_them() -> None:
     assert metrics("regression", [1, 2, 3], [1, 2, 5]) == pytest.approx(
-        {"mae": 2 / 3, "rmse": math.sqrt(4 / 3), "r2": 1 - 4 / 2}
+        {"mae": 2 / 3, "rmse": math.sqrt(4 / 3), "smape": (2 * 2 / 8) / 3, "r2": 1 - 4 / 2}
     )
     with pytest.raises(ValueError, match="threshold"):
         metrics("regression", [1, 2], [1, 2], threshold=0.5)
@@ -284,3 +294,22 @@ def test_classification_plots(tmp_path: Path) -> None:
     for name, figure in figures.items():
         assert figure.axes[0].get_title()
         assert save_figure(figure, tmp_path / f"{name}.png").stat().st_size > 0
+
+
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=1, max_size=50))
+def test_smape_is_between_0_and_2_and_symmetric(pairs: list[tuple[float, float]]) -> None:
+    y, predicted = zip(*pairs, strict=True)
+    value = smape(y, predicted)
+    assert 0.0 <= value <= 2.0 + 1e-12
+    assert value == pytest.approx(smape(predicted, y))
+    assert smape(y, y) == 0.0
+
+
+def test_mase_scales_each_predictor_by_the_baselines_mae() -> None:
+    results = {"model": {"mae": 3.0}, "baseline": {"mae": 4.0}, "seasonal_naive": {"mae": 6.0}}
+    scaled_errors(results)
+    assert {name: r["mase"] for name, r in results.items()} == {
+        "model": 0.75,
+        "baseline": 1.0,
+        "seasonal_naive": 1.5,
+    }

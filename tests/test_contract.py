@@ -180,6 +180,11 @@ MISTAKES = {
         "monitoring.drift_reference.month",
         "Input should be 'training', 'same_season' or 'none'",
     ),
+    "compared predictor named like the model": (
+        lambda d: d["model"].update(compare_with={"champion": "route_arr_delay_mean_7d"}),
+        "model",
+        "compare_with: champion names a predictor already",
+    ),
     "unknown time zone": (
         lambda d: d["partitions"].update(timezone="Mars/Olympus"),
         "partitions",
@@ -234,6 +239,11 @@ def _pipeline_with(tmp_path: Path, change: Callable[[dict], Any]) -> None:
             lambda d: d["model"]["baseline"].update(column="route_mean"),
             "model.baseline.column",
             "route_mean",
+        ),
+        (
+            lambda d: d["model"].update(compare_with={"last_value": "delay_yesterday"}),
+            "model.compare_with",
+            "delay_yesterday",
         ),
         (lambda d: d["serving"].update(batch_columns=["seat"]), "serving.batch_columns", "seat"),
         (

@@ -375,6 +375,9 @@ class ModelDeclaration(Strict):
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
     baseline: Baseline
+    compare_with: dict[str, str] = Field(default_factory=dict)
+    """More naive predictors the evaluation reports beside the baseline, each a feature column
+    by name (a forecast's ``seasonal_naive``: the value a season earlier; ``last_value``)."""
     objective: str | None = None
     """What the study optimises; default: MAE (regression), log loss (classification)."""
     acceptance_metric: str | None = None
@@ -405,6 +408,9 @@ class ModelDeclaration(Strict):
                 f"acceptance_metric {self.acceptance_metric!r} is not one of "
                 f"{', '.join(METRICS[self.task])} ({self.task})"
             )
+        taken = sorted(set(self.compare_with) & {"model", "baseline", "champion"})
+        if taken:
+            raise ValueError(f"compare_with: {', '.join(taken)} names a predictor already")
         families = [space.family for space in self.search_space]
         _unique(families, "search-space families")
         for space in self.search_space:

@@ -67,6 +67,7 @@ class Pipeline:
             "model.categorical": model.categorical,
             "model.numeric": model.numeric,
             "model.baseline.column": [model.baseline.column] if model.baseline.column else [],
+            "model.compare_with": list(model.compare_with.values()),
             "model.error_by": [model.error_by] if model.error_by else [],
             "serving.batch_columns": declared.serving.batch_columns,
         }

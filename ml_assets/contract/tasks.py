@@ -5,7 +5,7 @@ from typing import Literal
 Task = Literal["regression", "binary_classification"]
 
 METRICS: dict[str, dict[str, str]] = {
-    "regression": {"mae": "minimize", "rmse": "minimize", "r2": "maximize"},
+    "regression": {"mae": "minimize", "rmse": "minimize", "smape": "minimize", "r2": "maximize"},
     "binary_classification": {
         "log_loss": "minimize",
         "brier": "minimize",

@@ -41,6 +41,14 @@ def load_champion(model_name: str):
     return str(version.version), model, float(threshold) if threshold else None
 
 
+def scaled_errors(results: dict[str, dict[str, float]]) -> None:
+    """Add each predictor's MASE: its MAE over the baseline's on the same rows (the mean
+    absolute scaled error; with a seasonal naive baseline, the forecaster's usual one)."""
+    scale = results["baseline"]["mae"]
+    for values in results.values():
+        values["mase"] = values["mae"] / scale if scale else float("nan")
+
+
 def baseline_scores(layer: ModelLayer, test: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
     """The naive prediction for ``test``: the declared column (gaps take the training prior),
     or the training prior (mean target, or positive rate) for every row."""
@@ -71,14 +79,21 @@ def evaluate(
         "model": metrics(task, y, predicted, threshold),
         "baseline": metrics(task, y, baseline_scores(layer, test, train), threshold),
     }
+    prior = float(train[model.target].mean())
+    for name, column in model.compare_with.items():
+        naive = test[column].fillna(prior).to_numpy(dtype="float64")
+        results[name] = metrics(task, y, naive, threshold)
     champion_version, champion, champion_threshold = load_champion(model.registered_model_name)
     if champion is not None:
         results["champion"] = metrics(task, y, scores(champion, X, task), champion_threshold)
+    if task == "regression":
+        scaled_errors(results)
     table = pd.DataFrame(results).T.rename_axis("predictor").round(4).to_markdown()
 
     with mlflow.start_run(run_id=trained_model["run_id"], nested=True):
         mlflow.log_metrics({f"test_{k}": v for k, v in results["model"].items()})
-        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in results["baseline"].items()})
+        for name in ("baseline", *model.compare_with):
+            mlflow.log_metrics({f"{name}_test_{k}": v for k, v in results[name].items()})
         figures = (
             _regression_figures(layer, test, predicted)
             if task == "regression"

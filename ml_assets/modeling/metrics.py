@@ -23,6 +23,7 @@ def metric_value(metric: str, y: Sequence, scores: Sequence) -> float:
         "mae": m.mean_absolute_error,
         "rmse": m.root_mean_squared_error,
         "r2": m.r2_score,
+        "smape": smape,
         "roc_auc": m.roc_auc_score,
         "pr_auc": m.average_precision_score,
         # labels given: a test set of one class still has a log loss and a Brier score
@@ -32,6 +33,15 @@ def metric_value(metric: str, y: Sequence, scores: Sequence) -> float:
     if metric not in functions:
         raise ValueError(f"{metric!r} is not a metric of raw scores ({', '.join(functions)})")
     return float(functions[metric](y, scores))
+
+
+def smape(y: Sequence, predicted: Sequence) -> float:
+    """Symmetric mean absolute percentage error, in [0, 2]: the mean of
+    ``2 |y - ŷ| / (|y| + |ŷ|)``, a row whose actual and prediction are both 0 counting 0."""
+    y, predicted = np.asarray(y, dtype="float64"), np.asarray(predicted, dtype="float64")
+    scale = np.abs(y) + np.abs(predicted)
+    ratio = np.divide(2 * np.abs(y - predicted), scale, out=np.zeros_like(scale), where=scale > 0)
+    return float(ratio.mean()) if len(ratio) else float("nan")
 
 
 def metrics(
