@@ -1,6 +1,7 @@
 """``ml-assets``: the platform's command line.
 
-- ``ml-assets pipelines`` lists the registered pipelines;
+- ``ml-assets pipelines`` lists the registered pipelines, each validated as a definitions load
+  validates it (exit 1, naming the file, key and reason, when one does not load);
 - ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND]`` lands a pipeline's
   exports for the partitions in [start, end] (all of them by default);
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
@@ -87,10 +88,37 @@ def _seed_landing_zone(partitions: int | None) -> None:
         print(f"landed {name} {keys[0]}…{keys[-1]} in {landing.url}", flush=True)
 
 
-def _pipelines(args: argparse.Namespace) -> int:
-    from ml_assets import pipelines
+def _load_problem(name: str) -> str | None:
+    """Why pipeline ``name`` fails to load as the code location loads it (the file, the key and
+    the reason); None when its definitions load and validate."""
+    import dagster as dg
 
+    from ml_assets import pipelines
+    from ml_assets.contract.loading import DeclarationError
+    from ml_assets.platform import code_location
+
+    try:
+        dg.Definitions.validate_loadable(code_location([pipelines.load(name)]))
+    except DeclarationError as error:
+        return str(error)
+    except Exception as error:  # whatever a definitions load would fail with
+        return f"{pipelines.declaration_path(name)}: {type(error).__name__}: {error}"
+    return None
+
+
+def _pipelines(args: argparse.Namespace) -> int:
+    """List the pipelines whose definitions load and validate, each alone and all together as
+    the code location; print why any other does not (exit 1)."""
+    import dagster as dg
+
+    from ml_assets import pipelines
+    from ml_assets.platform import code_location
+
+    problems = {name: problem for name in pipelines.names() if (problem := _load_problem(name))}
     for name in pipelines.names():
+        if name in problems:
+            print(problems[name], file=sys.stderr)
+            continue
         declared = pipelines.declaration(name)
         keys = declared.partitions.definition().get_partition_keys()
         print(
@@ -98,6 +126,14 @@ def _pipelines(args: argparse.Namespace) -> int:
             f"{keys[0]}…{keys[-1]} ({len(keys)})  key prefix {declared.prefix}/  "
             f"model {declared.model.registered_model_name}  port {declared.serving.port}"
         )
+    if problems:
+        return 1
+    try:  # what only the pipelines together can break: a key prefix or a job name twice
+        loaded = [pipelines.load(name) for name in pipelines.names()]
+        dg.Definitions.validate_loadable(code_location(loaded))
+    except Exception as error:
+        print(f"the pipelines together: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -260,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
 
-    listing = commands.add_parser("pipelines", help="list the registered pipelines")
+    listing = commands.add_parser(
+        "pipelines", help="list the registered pipelines, validating their definitions"
+    )
     listing.set_defaults(run=_pipelines)
 
     publish = commands.add_parser("publish", help="land a pipeline's exports in the landing zone")
