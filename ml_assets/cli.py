@@ -5,7 +5,8 @@
 - ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND]`` lands a pipeline's
   exports for the partitions in [start, end] (all of them by default);
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
-  partitions of every pipeline whose landing zone is empty);
+  partitions of every pipeline whose landing zone is empty), and stops them and the prediction
+  services they started when it is stopped;
 - ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store;
 - ``ml-assets serve PIPELINE`` starts the prediction service for the pipeline's champion;
 - ``ml-assets rollout PIPELINE [--promote | --roll-back]`` shows where a staged rollout
@@ -19,10 +20,17 @@
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+import time
 from datetime import date
 
 from ml_assets.home import PROJECT_ROOT, dagster_home, ml_assets_home
+
+STOP_GRACE_S = 4.0
+"""``ml-assets dev`` stops what it started with SIGTERM, then SIGKILL after this many seconds
+(twice at most: a service a deploy started while Dagster stopped gets its own grace)."""
 
 
 def _partition_keys(name: str, start: date | None, end: date | None) -> list[str]:
@@ -150,6 +158,12 @@ def _use_the_platforms_instance() -> None:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    """Run ``dagster dev`` until it exits or this process is asked to stop (SIGINT, SIGTERM,
+    SIGHUP); then stop its process group and the prediction services the platform started on
+    this home, SIGKILL for any process left after ``STOP_GRACE_S``."""
+    from ml_assets.deployment.endpoint import started_services
+    from ml_assets.processes import stop_groups
+
     _seed_landing_zone(args.seed_partitions)
     _use_the_platforms_instance()
     os.environ.setdefault("ML_ASSETS_HOME", str(ml_assets_home()))
@@ -160,7 +174,21 @@ def _dev(args: argparse.Namespace) -> int:
     print(
         f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={dagster_home()})", flush=True
     )
-    os.execvp(command[0], command)
+    asked: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda received, _: asked.append(received))
+    # a group of its own: a Ctrl-C reaches this process only, which stops everything in turn
+    dagster = subprocess.Popen(command, start_new_session=True)
+    while dagster.poll() is None and not asked:
+        time.sleep(0.2)
+    began = time.monotonic()
+    stop_groups([dagster, *started_services()], STOP_GRACE_S)
+    stop_groups(started_services(), STOP_GRACE_S)  # one a deploy started meanwhile
+    print(
+        f"stopped Dagster and the prediction services in {time.monotonic() - began:.1f} s",
+        flush=True,
+    )
+    return 0 if asked else dagster.returncode
 
 
 def _mlflow_ui(args: argparse.Namespace) -> int:

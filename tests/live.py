@@ -7,11 +7,9 @@ of every pipeline takes minutes, so every live test reads or extends the same on
 changes it (a backfill, a model launch, a damaged file) says so and leaves the rest intact.
 """
 
-import contextlib
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -109,7 +108,35 @@ class LivePlatform:
             return None
 
 
-def _webserver_up(port: int) -> bool:
+def dev_environment(home: Path) -> dict[str, str]:
+    """The environment of an ``ml-assets dev`` on ``home``: none of the caller's platform or
+    Dagster settings, every pipeline's service on a free port (none may meet a service
+    already running)."""
+    return {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DAGSTER_", "ML_ASSETS_", "MLFLOW_"))
+        },
+        "ML_ASSETS_HOME": str(home),
+        **{url_env_var(name): f"http://127.0.0.1:{free_port()}" for name in pipelines.names()},
+    }
+
+
+def start_dev(env: dict[str, str], port: int, log: IO, *options: str) -> subprocess.Popen:
+    """``ml-assets dev`` with ``env`` on ``port``, in a process group of its own (as a
+    terminal's foreground job), its output to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ml_assets.cli", "dev", "--port", str(port), *options],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def webserver_up(port: int) -> bool:
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
     except OSError:
@@ -122,34 +149,15 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
     """``make run`` on an empty home: ``ml-assets dev`` with its default seeding."""
     home = tmp_path_factory.mktemp("live-home")
     port = free_port()
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DAGSTER_", "ML_ASSETS_", "MLFLOW_"))
-        },
-        "ML_ASSETS_HOME": str(home),
-        # every pipeline's service on a free port: none may meet a service already running
-        **{url_env_var(name): f"http://127.0.0.1:{free_port()}" for name in pipelines.names()},
-    }
+    env = dev_environment(home)
     log = (home / "dev.log").open("w")
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.cli", "dev", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_dev(env, port, log)
     try:
-        wait_for(lambda: _webserver_up(port), 120, "the Dagster webserver")
+        wait_for(lambda: webserver_up(port), 120, "the Dagster webserver")
         yield LivePlatform(port, home, env, started)
     finally:
-        for service in (home / "serving").glob("*.pid"):  # started by deployed_endpoint
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(service.read_text()), signal.SIGTERM)
-        stop_groups([process], 30)
+        stop_groups([process], 30)  # it stops the services deployed_endpoint started too
         log.close()
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,6 +24,26 @@ from serving.settings import serving_url, url_env_var
 
 class ServiceUnavailable(RuntimeError):
     pass
+
+
+def services_folder() -> Path:
+    """Where the platform keeps the services it starts: ``<pipeline>.pid`` and its log."""
+    return ml_assets_home() / "serving"
+
+
+def started_services() -> list[int]:
+    """The process groups of the prediction services the platform started on this home
+    (``<pipeline>.pid``) that still run one."""
+    groups = []
+    for pid_file in services_folder().glob("*.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):  # gone, or its file still being written
+            continue
+        if b"serve" in argv and pid_file.stem.encode() in argv:  # not a pid reused since
+            groups.append(pid)
+    return groups
 
 
 def replicas_env_var(pipeline: str) -> str:
@@ -148,7 +169,7 @@ class ServingEndpoint:
 
     def _start(self, log) -> None:
         port = self.url.rsplit(":", 1)[-1].split("/")[0]
-        folder = ml_assets_home() / "serving"
+        folder = services_folder()
         folder.mkdir(parents=True, exist_ok=True)
         log_file = folder / f"{self.pipeline}.log"
         with log_file.open("ab") as output:  # the service keeps its own copy of the file

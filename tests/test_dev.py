@@ -1,0 +1,85 @@
+"""``ml-assets dev`` (``make run``) as a user stops it: Ctrl-C or SIGTERM stops every process
+it started, the prediction services the platform started detached included."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from live import dev_environment, free_port, start_dev, wait_for, webserver_up
+
+from ml_assets.home import PROJECT_ROOT
+from ml_assets.processes import stop_groups
+
+MARK = "ML_ASSETS_TEST_DEV_MARK"
+"""Set in the environment of ``ml-assets dev``, so every process of its tree carries it."""
+START_SERVICE = """
+import logging
+from ml_assets import pipelines
+from ml_assets.deployment.endpoint import prediction_services
+services = prediction_services([pipelines.declaration("flights")])
+services.endpoint("flights").ensure_running(logging.getLogger())
+"""
+"""What ``deployed_endpoint`` does first: start the pipeline's service, detached, unless it
+answers (here without a model: it answers ``/health`` all the same)."""
+STOPPED_WITHIN_S = 10.0
+
+
+def _marked(mark: str) -> dict[int, str]:
+    """Every live process whose environment carries ``mark``: its command line by pid."""
+    needle = f"{MARK}={mark}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes().split(b"\0"):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:  # gone meanwhile
+            continue
+    return {pid: line.decode(errors="replace")[:160] for pid, line in found.items()}
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_stopping_dev_stops_every_process_it_started(tmp_path: Path, how: str) -> None:
+    """Ctrl-C (SIGINT to the terminal's foreground group) or SIGTERM to ``ml-assets dev``:
+    within 10 s no process of its tree is left, nor the service the platform started."""
+    mark = uuid.uuid4().hex
+    env = {**dev_environment(tmp_path), MARK: mark}
+    port = free_port()
+    with (tmp_path / "dev.log").open("w") as log:
+        process = start_dev(env, port, log, "--seed-partitions", "0")
+    try:
+        wait_for(lambda: webserver_up(port), 180, "the Dagster webserver")
+        started = subprocess.run(
+            [sys.executable, "-c", START_SERVICE], cwd=PROJECT_ROOT, env=env, timeout=180,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        service = int((tmp_path / "serving" / "flights.pid").read_text())
+        tree = _marked(mark)
+        kinds = ("ml_assets.cli dev", "dagster dev", "dagster_webserver", "dagster._daemon",
+                 "code-server", "ml_assets.cli serve flights")  # fmt: skip
+        assert all(any(kind in line for line in tree.values()) for kind in kinds), tree
+        assert service in tree and os.getpgid(service) != os.getpgid(process.pid)
+
+        began = time.monotonic()
+        if how == "Ctrl-C":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        deadline = began + STOPPED_WITHIN_S
+        while _marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        took = time.monotonic() - began
+        assert _marked(mark) == {}, f"left {took:.1f} s after {how}"
+        assert process.wait(1) == 0
+        print(f"{how}: {len(tree)} processes stopped in {took:.1f} s")
+    finally:
+        stop_groups([process], 5)
+        for pid in _marked(mark):
+            os.kill(pid, signal.SIGKILL)
