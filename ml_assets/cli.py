@@ -146,14 +146,25 @@ def _pipelines(args: argparse.Namespace) -> int:
 
 
 def _use_the_platforms_instance() -> None:
-    """Point ``DAGSTER_HOME`` at the platform's instance, writing its ``dagster.yaml`` unless
-    the user set a ``DAGSTER_HOME`` of their own (which keeps its own config)."""
-    from ml_assets.instance import instance_yaml
+    """Point ``DAGSTER_HOME`` at an instance with the platform's configuration: its
+    ``dagster.yaml`` is written to the platform's own Dagster home, and to a ``DAGSTER_HOME``
+    of the user's that has none yet. A user's own ``dagster.yaml`` is kept as it is, with one
+    line saying which of the platform's storages it lacks and how to get them."""
+    from ml_assets.instance import instance_yaml, missing_storages
 
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    if "DAGSTER_HOME" not in os.environ:
-        (home / "dagster.yaml").write_text(instance_yaml(home))
+    config = home / "dagster.yaml"
+    if "DAGSTER_HOME" not in os.environ or not config.exists():
+        config.write_text(instance_yaml(home))
+    elif missing := missing_storages(config.read_text(), instance_yaml(home)):
+        print(
+            f"ml-assets: keeping your {config} as it is: it lacks the platform's "
+            f"{', '.join(missing)}; for the platform's instance, move that file away and run "
+            "this again (it then writes the platform's there)",
+            file=sys.stderr,
+            flush=True,
+        )
     os.environ["DAGSTER_HOME"] = str(home)
 
 

@@ -1,5 +1,6 @@
-"""``ml-assets dev`` (``make run``) as a user stops it: Ctrl-C or SIGTERM stops every process
-it started, the prediction services the platform started detached included."""
+"""``ml-assets dev`` (``make run``) as a user starts and stops it: the Dagster instance it
+configures; stopping it (Ctrl-C, SIGTERM) stops every process it started, the prediction
+services the platform started detached included."""
 
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 from live import dev_environment, free_port, start_dev, wait_for, webserver_up
 
 from ml_assets.home import PROJECT_ROOT
+from ml_assets.instance import instance_yaml
 from ml_assets.processes import stop_groups
 
 MARK = "ML_ASSETS_TEST_DEV_MARK"
@@ -42,6 +44,48 @@ def _marked(mark: str) -> dict[int, str]:
         except OSError:  # gone meanwhile
             continue
     return {pid: line.decode(errors="replace")[:160] for pid, line in found.items()}
+
+
+def _started(home: Path, dagster_home: Path) -> subprocess.Popen:
+    """``ml-assets dev`` on ``home`` (seeding nothing) with the user's ``DAGSTER_HOME``, once
+    it has said where its UI is (its instance is configured by then)."""
+    log = home / "dev.log"
+    env = {**dev_environment(home), "DAGSTER_HOME": str(dagster_home)}
+    with log.open("w") as output:
+        process = start_dev(env, free_port(), output, "--seed-partitions", "0")
+    wait_for(lambda: "Dagster UI on" in log.read_text(), 60, "ml-assets dev to start Dagster")
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_a_users_dagster_home_without_config_gets_the_platforms(tmp_path: Path) -> None:
+    dagster_home = tmp_path / "my-dagster"
+    process = _started(tmp_path, dagster_home)
+    _stop(process)
+    assert (dagster_home / "dagster.yaml").read_text() == instance_yaml(dagster_home)
+
+
+def test_a_users_own_dagster_yaml_is_kept_and_what_it_lacks_is_said(tmp_path: Path) -> None:
+    dagster_home = tmp_path / "my-dagster"
+    dagster_home.mkdir()
+    theirs = "telemetry:\n  enabled: false\n"
+    (dagster_home / "dagster.yaml").write_text(theirs)
+    process = _started(tmp_path, dagster_home)
+    _stop(process)
+    assert (dagster_home / "dagster.yaml").read_text() == theirs
+    [said] = [line for line in (tmp_path / "dev.log").read_text().splitlines() if "lacks" in line]
+    assert f"keeping your {dagster_home / 'dagster.yaml'} as it is" in said
+    for storage in (
+        "run_storage (dagster._core.storage.runs.SqliteRunStorage)",
+        "event_log_storage (ml_assets.instance.sqlite.KeptOpenSqliteEventLogStorage)",
+        "schedule_storage (dagster._core.storage.schedules.SqliteScheduleStorage)",
+    ):
+        assert storage in said
+    assert "move that file away and run this again" in said
 
 
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
