@@ -149,7 +149,7 @@ class ServingEndpoint:
     def ensure_running(self, log) -> None:
         """Return once the pipeline's service answers at the URL; start it locally, or fail
         saying what to do. A service of another pipeline at the URL (two pipelines pointed at
-        one port) is refused before anything is changed."""
+        one port), or locally one of another home, is refused before anything is changed."""
         if not self.is_up():
             if not self.start_if_down:
                 raise ServiceUnavailable(
@@ -166,6 +166,28 @@ class ServingEndpoint:
                 f"{self.pipeline} one: point {url_env_var(self.pipeline)} at the {self.pipeline} "
                 "service (each pipeline has its own), then re-execute this run."
             )
+        self._refuse_another_homes()
+
+    def _refuse_another_homes(self) -> None:
+        """Where the platform starts the service itself (locally), raise if the service at
+        the URL belongs to another home: a platform reuses, reloads and reports only its own."""
+        health = self._health() if self.start_if_down else None
+        if health is None:  # not started here, or nothing answers (the caller says so)
+            return
+        ours, theirs = str(ml_assets_home()), health.get("home")
+        if theirs == ours:
+            return
+        whose = (
+            f"belongs to the home {theirs}, not to this one ({ours}): stop that home's "
+            f"`ml-assets dev` (or `kill -TERM -$(cat {theirs}/serving/{self.pipeline}.pid)`)"
+            if theirs
+            else "does not say which home it belongs to (an older version started it), so it "
+            f"is not taken for this one's ({ours}): stop it"
+        )
+        raise ServiceUnavailable(
+            f"The {self.pipeline} prediction service at {self.url} {whose}, or point "
+            f"{url_env_var(self.pipeline)} at a free port; then re-execute this run."
+        )
 
     def _start(self, log) -> None:
         port = self.url.rsplit(":", 1)[-1].split("/")[0]
@@ -202,6 +224,7 @@ class ServingEndpoint:
         With replicas, each one that answers reloads in turn, drained first; a replica that
         is down is left out (it loads what the registry says when it starts again)."""
         if not self.replicas:
+            self._refuse_another_homes()
             return self._reload_at(self.url, version)
         balancer = Balancer(self.balancer_socket) if self.balancer_socket else None
         answers = {}
