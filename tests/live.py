@@ -10,6 +10,7 @@ changes it (a backfill, a model launch, a damaged file) says so and leaves the r
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from ml_assets.processes import stop_groups
 from serving.settings import url_env_var
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+README_REQUEST = re.compile(r"curl -s localhost:(\d+)/predict .*? -d '(.*?)'", re.DOTALL)
+"""A ``curl`` of the README to a service's declared port, and its body."""
 FIRST_PREDICTION_TARGET_S = 600.0
 """Issue 10: fresh clone to first served prediction within 10 minutes on 2 cores (the
 install before ``ml-assets dev`` starts is outside this test)."""
@@ -50,6 +53,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def tag(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+def readme_requests() -> dict[str, dict]:
+    """The README's example request of each pipeline, by the port its ``curl`` names."""
+    by_port = {pipelines.declaration(name).serving.port: name for name in pipelines.names()}
+    text = (PROJECT_ROOT / "README.md").read_text()
+    return {by_port[int(port)]: json.loads(body) for port, body in README_REQUEST.findall(text)}
 
 
 def post_json(url: str, body: object, timeout: float = 5) -> dict:
@@ -172,7 +182,7 @@ class FirstModels:
 
 def _answered(platform: LivePlatform, pipeline: str) -> bool:
     served = pipelines.declaration(pipeline).serving
-    answer = platform.predict(pipeline, served.warm_up[0])
+    answer = platform.predict(pipeline, readme_requests()[pipeline])
     if answer is None:
         return False
     value = answer["predictions"][0][served.prediction]

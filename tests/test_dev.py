@@ -1,6 +1,7 @@
 """``ml-assets dev`` (``make run``) as a user starts and stops it: the Dagster instance it
 configures; stopping it (Ctrl-C, SIGTERM) stops every process it started, the prediction
-services the platform started detached included."""
+services the platform started detached included; the README's requests ask about what it
+lands."""
 
 import os
 import signal
@@ -8,14 +9,18 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import date
 from pathlib import Path
 
 import pytest
-from live import dev_environment, free_port, start_dev, wait_for, webserver_up
+from live import dev_environment, free_port, readme_requests, start_dev, wait_for, webserver_up
 
+from ml_assets import pipelines
+from ml_assets.cli import first_model_partitions
 from ml_assets.home import PROJECT_ROOT
 from ml_assets.instance import instance_yaml
 from ml_assets.processes import stop_groups
+from serving.spec import served_model
 
 MARK = "ML_ASSETS_TEST_DEV_MARK"
 """Set in the environment of ``ml-assets dev``, so every process of its tree carries it."""
@@ -127,3 +132,19 @@ def test_stopping_dev_stops_every_process_it_started(tmp_path: Path, how: str) -
         stop_groups([process], 5)
         for pid in _marked(mark):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("name", pipelines.names())
+def test_the_readmes_request_asks_about_what_make_run_lands(name: str) -> None:
+    """The README's ``curl`` of each pipeline is a valid request dated inside the online
+    snapshot that ``make run`` lands last (the one the service loads), so its answer carries
+    no ``date_outside_snapshot`` warning (``test_live_platform`` sends it)."""
+    declared = pipelines.declaration(name)
+    served = served_model(declared, pipelines.serving_hooks(name))
+    request = readme_requests()[name]
+    served.request.model_validate(request)
+    if served.snapshot_dates is None:
+        return
+    keys = declared.partitions.definition().get_partition_keys()
+    first, end = served.snapshot_dates(keys[first_model_partitions(name) - 1])
+    assert first <= date.fromisoformat(request[served.snapshot_date_field]) < end
