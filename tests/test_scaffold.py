@@ -101,8 +101,8 @@ def test_the_generated_test_reads_the_id_column_from_the_declaration(scaffolded:
     generated = scaffolded / "tests" / "test_demo_pipeline.py"
     assert "event_id" not in generated.read_text()
 
-    tested = _run(scaffolded, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=1",
-                  str(generated), timeout=600)  # fmt: skip
+    tested = _run(scaffolded, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(generated),
+                  timeout=600)  # fmt: skip
     assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
     assert "1 passed" in tested.stdout
 
