@@ -1,10 +1,12 @@
 """``ml-assets``: the platform's command line.
 
-- ``ml-assets pipelines`` lists the registered pipelines;
+- ``ml-assets pipelines`` lists the registered pipelines, each validated as a definitions load
+  validates it (exit 1, naming the file, key and reason, when one does not load);
 - ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND]`` lands a pipeline's
   exports for the partitions in [start, end] (all of them by default);
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
-  partitions of every pipeline whose landing zone is empty);
+  partitions of every pipeline whose landing zone is empty), and stops them and the prediction
+  services they started when it is stopped;
 - ``ml-assets mlflow-ui`` opens the MLflow UI on the platform's tracking store;
 - ``ml-assets serve PIPELINE`` starts the prediction service for the pipeline's champion;
 - ``ml-assets rollout PIPELINE [--promote | --roll-back]`` shows where a staged rollout
@@ -18,10 +20,17 @@
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+import time
 from datetime import date
 
 from ml_assets.home import PROJECT_ROOT, dagster_home, ml_assets_home
+
+STOP_GRACE_S = 4.0
+"""``ml-assets dev`` stops what it started with SIGTERM, then SIGKILL after this many seconds
+(twice at most: a service a deploy started while Dagster stopped gets its own grace)."""
 
 
 def _partition_keys(name: str, start: date | None, end: date | None) -> list[str]:
@@ -87,10 +96,37 @@ def _seed_landing_zone(partitions: int | None) -> None:
         print(f"landed {name} {keys[0]}…{keys[-1]} in {landing.url}", flush=True)
 
 
-def _pipelines(args: argparse.Namespace) -> int:
-    from ml_assets import pipelines
+def _load_problem(name: str) -> str | None:
+    """Why pipeline ``name`` fails to load as the code location loads it (the file, the key and
+    the reason); None when its definitions load and validate."""
+    import dagster as dg
 
+    from ml_assets import pipelines
+    from ml_assets.contract.loading import DeclarationError
+    from ml_assets.platform import code_location
+
+    try:
+        dg.Definitions.validate_loadable(code_location([pipelines.load(name)]))
+    except DeclarationError as error:
+        return str(error)
+    except Exception as error:  # whatever a definitions load would fail with
+        return f"{pipelines.declaration_path(name)}: {type(error).__name__}: {error}"
+    return None
+
+
+def _pipelines(args: argparse.Namespace) -> int:
+    """List the pipelines whose definitions load and validate, each alone and all together as
+    the code location; print why any other does not (exit 1)."""
+    import dagster as dg
+
+    from ml_assets import pipelines
+    from ml_assets.platform import code_location
+
+    problems = {name: problem for name in pipelines.names() if (problem := _load_problem(name))}
     for name in pipelines.names():
+        if name in problems:
+            print(problems[name], file=sys.stderr)
+            continue
         declared = pipelines.declaration(name)
         keys = declared.partitions.definition().get_partition_keys()
         print(
@@ -98,22 +134,47 @@ def _pipelines(args: argparse.Namespace) -> int:
             f"{keys[0]}…{keys[-1]} ({len(keys)})  key prefix {declared.prefix}/  "
             f"model {declared.model.registered_model_name}  port {declared.serving.port}"
         )
+    if problems:
+        return 1
+    try:  # what only the pipelines together can break: a key prefix or a job name twice
+        loaded = [pipelines.load(name) for name in pipelines.names()]
+        dg.Definitions.validate_loadable(code_location(loaded))
+    except Exception as error:
+        print(f"the pipelines together: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _use_the_platforms_instance() -> None:
-    """Point ``DAGSTER_HOME`` at the platform's instance, writing its ``dagster.yaml`` unless
-    the user set a ``DAGSTER_HOME`` of their own (which keeps its own config)."""
-    from ml_assets.instance import instance_yaml
+    """Point ``DAGSTER_HOME`` at an instance with the platform's configuration: its
+    ``dagster.yaml`` is written to the platform's own Dagster home, and to a ``DAGSTER_HOME``
+    of the user's that has none yet. A user's own ``dagster.yaml`` is kept as it is, with one
+    line saying which of the platform's storages it lacks and how to get them."""
+    from ml_assets.instance import instance_yaml, missing_storages
 
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    if "DAGSTER_HOME" not in os.environ:
-        (home / "dagster.yaml").write_text(instance_yaml(home))
+    config = home / "dagster.yaml"
+    if "DAGSTER_HOME" not in os.environ or not config.exists():
+        config.write_text(instance_yaml(home))
+    elif missing := missing_storages(config.read_text(), instance_yaml(home)):
+        print(
+            f"ml-assets: keeping your {config} as it is: it lacks the platform's "
+            f"{', '.join(missing)}; for the platform's instance, move that file away and run "
+            "this again (it then writes the platform's there)",
+            file=sys.stderr,
+            flush=True,
+        )
     os.environ["DAGSTER_HOME"] = str(home)
 
 
 def _dev(args: argparse.Namespace) -> int:
+    """Run ``dagster dev`` until it exits or this process is asked to stop (SIGINT, SIGTERM,
+    SIGHUP); then stop its process group and the prediction services the platform started on
+    this home, SIGKILL for any process left after ``STOP_GRACE_S``."""
+    from ml_assets.deployment.endpoint import started_services
+    from ml_assets.processes import stop_groups
+
     _seed_landing_zone(args.seed_partitions)
     _use_the_platforms_instance()
     os.environ.setdefault("ML_ASSETS_HOME", str(ml_assets_home()))
@@ -124,7 +185,21 @@ def _dev(args: argparse.Namespace) -> int:
     print(
         f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={dagster_home()})", flush=True
     )
-    os.execvp(command[0], command)
+    asked: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda received, _: asked.append(received))
+    # a group of its own: a Ctrl-C reaches this process only, which stops everything in turn
+    dagster = subprocess.Popen(command, start_new_session=True)
+    while dagster.poll() is None and not asked:
+        time.sleep(0.2)
+    began = time.monotonic()
+    stop_groups([dagster, *started_services()], STOP_GRACE_S)
+    stop_groups(started_services(), STOP_GRACE_S)  # one a deploy started meanwhile
+    print(
+        f"stopped Dagster and the prediction services in {time.monotonic() - began:.1f} s",
+        flush=True,
+    )
+    return 0 if asked else dagster.returncode
 
 
 def _mlflow_ui(args: argparse.Namespace) -> int:
@@ -260,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
 
-    listing = commands.add_parser("pipelines", help="list the registered pipelines")
+    listing = commands.add_parser(
+        "pipelines", help="list the registered pipelines, validating their definitions"
+    )
     listing.set_defaults(run=_pipelines)
 
     publish = commands.add_parser("publish", help="land a pipeline's exports in the landing zone")

@@ -1,5 +1,8 @@
 """What the platform builds for every pipeline from its declaration: the model, deploy and
-monitor layers, the landing-zone, rollout and prediction-log sensors and the pipeline's jobs."""
+monitor layers, the landing-zone, rollout and prediction-log sensors and the pipeline's jobs;
+and the code location of a set of pipelines, with what they share."""
+
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -9,11 +12,13 @@ from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.metadata import column_schema
 from ml_assets.deployment.assets import build_deployment_assets
-from ml_assets.executor import one_step_run_config
+from ml_assets.executor import one_step_run_config, platform_executor
 from ml_assets.modeling.assets import build_model_assets
 from ml_assets.modeling.layer import MODELS
+from ml_assets.monitoring.alerts import build_alerts_sensor
 from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.pipelines import serving_hooks
+from resources.platform import platform_resources
 from sensors.landing_zone import build_landing_zone_sensor, landed_sources
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
@@ -71,3 +76,37 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
         ],
         jobs=jobs,
     )
+
+
+def _shared(pipelines: Sequence[Pipeline]) -> dg.Definitions:
+    """Resources, executor and sensors every pipeline shares."""
+    return dg.Definitions(
+        # Steps in parallel processes forked from one per-run forkserver by default (a year-long
+        # backfill runs its two clean steps side by side); a run may choose in_process, as the
+        # landing-zone sensor's one-step runs do. ML_ASSETS_EXECUTOR=celery: Celery workers.
+        executor=platform_executor(),
+        resources=platform_resources([p.declaration for p in pipelines]),
+        sensors=[
+            dg.AutomationConditionSensorDefinition(
+                "automation",
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                # every 10 s (at most once per 5-s daemon loop). Landed days reach their features
+                # through the landing sensor's own runs; this brings up what they leave (later
+                # days that read a changed day, models, deploys), one layer per tick, which is
+                # why it is not slower. A tick evaluates every asset's condition in the code
+                # server: ~1 s of CPU (README, "Sensors and automation")
+                minimum_interval_seconds=10,
+                # conditions of our own (PartitionsMaterialized) run where the code is
+                use_user_code_server=True,
+            ),
+            build_alerts_sensor(),
+        ],
+    )
+
+
+def code_location(pipelines: Sequence[Pipeline]) -> dg.Definitions:
+    """The definitions of ``pipelines`` and what they share, as the code location
+    (``ml_assets.definitions``) builds them for the registered ones and ``ml-assets pipelines``
+    for each pipeline alone, to validate it."""
+    return dg.Definitions.merge(_shared(pipelines), *(pipeline_definitions(p) for p in pipelines))

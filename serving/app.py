@@ -15,7 +15,7 @@
   and never returned; as a canary it answers its share of request keys, scored on the request
   path. Its errors, latency and agreement are in ``GET /model`` (which first waits for the
   shadow scoring of every request already answered) and ``/metrics``.
-- ``GET /health`` (the process answers, and for which pipeline), ``GET /ready`` (a model is
+- ``GET /health`` (the process answers, for which pipeline and home), ``GET /ready`` (a model is
   live), ``GET /model`` (version, run, trained-on partitions, rollout, prediction log),
   ``GET /metrics`` (Prometheus).
 - ``POST /admin/reload`` (bearer token): load the champion (or a given version), the
@@ -45,6 +45,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from ml_assets.contract.requests import parse_item
+from ml_assets.home import ml_assets_home
 from resources.table_snapshots import TableSnapshots
 from serving import openapi
 from serving.challenger import CHALLENGER, CHAMPION, STAGE_TAG, STAGES, Challenger, Outcome
@@ -463,6 +464,7 @@ def create_app(
     )  # fmt: skip
     service = Service(served, snapshots, token, ServiceMetrics(), shadow, prediction_log)
     metrics = service.metrics
+    home = str(ml_assets_home())
 
     async def lifespan(app: FastAPI):
         try:
@@ -567,7 +569,7 @@ def create_app(
         response_model=openapi.Health,
     )
     async def health() -> dict[str, str]:
-        return {"status": "ok", "pipeline": served.pipeline}
+        return {"status": "ok", "pipeline": served.pipeline, "home": home}
 
     @app.get(
         "/ready",

@@ -70,6 +70,10 @@ class ItemWarning(Closed):
 class Health(Closed):
     status: Literal["ok"]
     pipeline: str
+    home: str = Field(
+        description="The platform home (`$ML_ASSETS_HOME`) the service belongs to: a platform "
+        "reuses or reloads a service it started only if it is of its own home."
+    )
 
 
 class NotLive(Closed):

@@ -7,11 +7,10 @@ of every pipeline takes minutes, so every live test reads or extends the same on
 changes it (a backfill, a model launch, a damaged file) says so and leaves the rest intact.
 """
 
-import contextlib
 import json
 import math
 import os
-import signal
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -29,6 +29,8 @@ from ml_assets.processes import stop_groups
 from serving.settings import url_env_var
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+README_REQUEST = re.compile(r"curl -s localhost:(\d+)/predict .*? -d '(.*?)'", re.DOTALL)
+"""A ``curl`` of the README to a service's declared port, and its body."""
 FIRST_PREDICTION_TARGET_S = 600.0
 """Issue 10: fresh clone to first served prediction within 10 minutes on 2 cores (the
 install before ``ml-assets dev`` starts is outside this test)."""
@@ -51,6 +53,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def tag(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+def readme_requests() -> dict[str, dict]:
+    """The README's example request of each pipeline, by the port its ``curl`` names."""
+    by_port = {pipelines.declaration(name).serving.port: name for name in pipelines.names()}
+    text = (PROJECT_ROOT / "README.md").read_text()
+    return {by_port[int(port)]: json.loads(body) for port, body in README_REQUEST.findall(text)}
 
 
 def post_json(url: str, body: object, timeout: float = 5) -> dict:
@@ -109,7 +118,35 @@ class LivePlatform:
             return None
 
 
-def _webserver_up(port: int) -> bool:
+def dev_environment(home: Path) -> dict[str, str]:
+    """The environment of an ``ml-assets dev`` on ``home``: none of the caller's platform or
+    Dagster settings, every pipeline's service on a free port (none may meet a service
+    already running)."""
+    return {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DAGSTER_", "ML_ASSETS_", "MLFLOW_"))
+        },
+        "ML_ASSETS_HOME": str(home),
+        **{url_env_var(name): f"http://127.0.0.1:{free_port()}" for name in pipelines.names()},
+    }
+
+
+def start_dev(env: dict[str, str], port: int, log: IO, *options: str) -> subprocess.Popen:
+    """``ml-assets dev`` with ``env`` on ``port``, in a process group of its own (as a
+    terminal's foreground job), its output to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ml_assets.cli", "dev", "--port", str(port), *options],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def webserver_up(port: int) -> bool:
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
     except OSError:
@@ -122,34 +159,15 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
     """``make run`` on an empty home: ``ml-assets dev`` with its default seeding."""
     home = tmp_path_factory.mktemp("live-home")
     port = free_port()
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DAGSTER_", "ML_ASSETS_", "MLFLOW_"))
-        },
-        "ML_ASSETS_HOME": str(home),
-        # every pipeline's service on a free port: none may meet a service already running
-        **{url_env_var(name): f"http://127.0.0.1:{free_port()}" for name in pipelines.names()},
-    }
+    env = dev_environment(home)
     log = (home / "dev.log").open("w")
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.cli", "dev", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_dev(env, port, log)
     try:
-        wait_for(lambda: _webserver_up(port), 120, "the Dagster webserver")
+        wait_for(lambda: webserver_up(port), 120, "the Dagster webserver")
         yield LivePlatform(port, home, env, started)
     finally:
-        for service in (home / "serving").glob("*.pid"):  # started by deployed_endpoint
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(service.read_text()), signal.SIGTERM)
-        stop_groups([process], 30)
+        stop_groups([process], 30)  # it stops the services deployed_endpoint started too
         log.close()
 
 
@@ -164,7 +182,7 @@ class FirstModels:
 
 def _answered(platform: LivePlatform, pipeline: str) -> bool:
     served = pipelines.declaration(pipeline).serving
-    answer = platform.predict(pipeline, served.warm_up[0])
+    answer = platform.predict(pipeline, readme_requests()[pipeline])
     if answer is None:
         return False
     value = answer["predictions"][0][served.prediction]

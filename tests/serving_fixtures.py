@@ -208,18 +208,9 @@ class World:
         )
 
     def deploy(self, version: str, resources: dict | None = None, **config):
-        """Materialize ``deployed_endpoint`` as if the model chain had just registered
-        ``version``; it replaces the champion at once unless ``staged=True`` is given."""
-        config.setdefault("staged", False)
-        stub = registered_stub(self, version)
-        assets = [a for a in ASSETS if self.key("registered_model") not in a.keys]
-        return self.materialize(
-            [stub.key, self.key("deployed_endpoint")],
-            assets=[*assets, stub],
-            resources=resources,
-            run_config={"ops": {self.op("deployed_endpoint"): {"config": config}}},
-            raise_on_error=False,
-        )
+        """``deploy`` on this world's platform (or with other ``resources``)."""
+        resources = resources or self.platform.resources
+        return deploy(self.declaration, version, resources, self.platform.instance, **config)
 
     def roll_back(self, resources: dict | None = None) -> dg.ExecuteInProcessResult:
         return build_rollback_job(self.declaration).execute_in_process(
@@ -387,18 +378,40 @@ def register_copy(world: World, source_version: str) -> str:
     return str(copy.version)
 
 
-def registered_stub(world: World, version: str) -> dg.AssetsDefinition:
+def registered_stub(declaration: PipelineDeclaration, version: str) -> dg.AssetsDefinition:
     """``registered_model`` as if the model chain had just registered ``version``."""
 
     @dg.asset(
-        key=world.key("registered_model"),
+        key=declaration.key("registered_model"),
         io_manager_key="json_io_manager",
-        group_name=f"{world.declaration.prefix}_{MODELS}",
+        group_name=f"{declaration.prefix}_{MODELS}",
     )
     def registered_model() -> dict:
-        return {"name": world.model_name, "version": version}
+        return {"name": declaration.model.registered_model_name, "version": version}
 
     return registered_model
+
+
+def deploy(
+    declaration: PipelineDeclaration,
+    version: str,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    **config: Any,
+) -> dg.ExecuteInProcessResult:
+    """Materialize ``deployed_endpoint`` as if the model chain had just registered
+    ``version``; it replaces the champion at once unless ``staged=True`` is given."""
+    config.setdefault("staged", False)
+    stub = registered_stub(declaration, version)
+    assets = [a for a in ASSETS if declaration.key("registered_model") not in a.keys]
+    return dg.materialize(
+        [*assets, stub],
+        selection=[stub.key, declaration.key("deployed_endpoint")],
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {f"{declaration.prefix}__deployed_endpoint": {"config": config}}},
+        raise_on_error=False,
+    )
 
 
 def stop_service(world: World) -> None:

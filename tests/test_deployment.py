@@ -9,11 +9,14 @@ a champion set the state they need first.
 import json
 import operator
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
 import numpy as np
 import pandas as pd
@@ -24,23 +27,29 @@ from serving_fixtures import (
     SETUPS,
     Platform,
     World,
+    deploy,
+    free_ports,
     go_live,
     log_model,
     register_copy,
     register_linear,
     stop_service,
+    wait_answering,
 )
 
+from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
 from ml_assets.contract.requests import parse_item
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
 from ml_assets.home import (
     HOME_ENV_VAR,
+    PROJECT_ROOT,
     online_store_url,
     warehouse_url,
 )
 from ml_assets.modeling.artifacts import ONNX_ARTIFACT
+from ml_assets.processes import stop_groups
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
 from resources.platform import platform_resources
@@ -485,6 +494,50 @@ def test_production_profile_starts_no_service_and_changes_nothing(world: World) 
         assert url_env_var(world.name) in _failure(result)
     assert registry.aliases(world.model_name) == before
     assert world.get("/model").json()["version"] == world.first_version
+
+
+def test_a_service_another_home_left_on_the_port_is_neither_used_nor_reloaded(
+    home: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A start on this home finds the flights port held by the service a previous home left
+    running: the deploy and the rollback fail before they change anything, naming that home
+    and what to do, and the service is left as it was (not ours to stop)."""
+    previous = tmp_path_factory.mktemp("previous-home")
+    [port] = free_ports(1)
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, HOME_ENV_VAR: str(previous)}
+    env.pop(TRACKING_URI_ENV_VAR, None)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "ml_assets.cli", "serve", "flights", "--port", str(port)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_answering(url, "/health", service)
+        monkeypatch.setenv(url_env_var("flights"), url)
+        flights = pipelines.declaration("flights")
+        resources = platform_resources([pipelines.declaration(n) for n in pipelines.names()])
+
+        deployed = deploy(flights, "1", resources, instance)
+        rolled_back = build_rollback_job(flights).execute_in_process(
+            resources=resources, instance=instance, raise_on_error=False
+        )
+
+        for result in (deployed, rolled_back):
+            assert not result.success
+            failure = _failure(result)
+            assert f"belongs to the home {previous}, not to this one ({home})" in failure
+            assert f"{previous}/serving/flights.pid" in failure
+            assert url_env_var("flights") in failure
+        assert service.poll() is None
+        health = httpx.get(f"{url}/health").json()
+        assert health == {"status": "ok", "pipeline": "flights", "home": str(previous)}
+        assert httpx.get(f"{url}/model").status_code == 404  # nothing was loaded into it
+    finally:
+        stop_groups([service], 10)
 
 
 # batch predictions

@@ -25,6 +25,7 @@ from live import (
     FirstModels,
     LivePlatform,
     post_json,
+    readme_requests,
     tag,
     wait_for,
 )
@@ -136,6 +137,15 @@ def test_a_newcomer_gets_predictions_with_nothing_launched_by_hand(
             pipelines.declaration(name).model.registered_model_name, "champion"
         )
         assert _served_version(platform, name) == str(champion.version), name
+
+
+def test_the_readmes_requests_are_answered_without_warnings(first_models: FirstModels) -> None:
+    """The README's ``curl`` bodies, sent to what ``make run`` starts: a prediction each, none
+    with a warning (a flights date outside the loaded snapshot would get one)."""
+    platform = first_models.platform
+    for name, request in readme_requests().items():
+        answer = post_json(f"{platform.serving_url(name)}/predict", request)
+        assert [p["warnings"] for p in answer["predictions"]] == [[]], (name, answer)
 
 
 def _rollout(platform: LivePlatform, pipeline: str) -> dict:

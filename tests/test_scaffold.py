@@ -23,10 +23,8 @@ COPIED = ("ml_assets", "resources", "sensors", "jobs", "serving", "pyproject.tom
 """The code, and the test configuration a user's new test runs with (with its plugins)."""
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project's code with a new pipeline ``demo`` written by the scaffold."""
-    root = tmp_path_factory.mktemp("project")
+def _copy_project(root: Path) -> Path:
+    """A copy of the project's code in ``root``."""
     for name in COPIED:
         source, target = PROJECT_ROOT / name, root / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +32,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project's code, where the first test writes a new pipeline ``demo``."""
+    return _copy_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture
+def scaffolded(tmp_path: Path) -> Path:
+    """A copy of the project's code of this test's own, with a new pipeline ``demo``."""
+    root = _copy_project(tmp_path)
+    written = _run(root, "-m", "ml_assets.cli", "new-pipeline", "demo")
+    assert written.returncode == 0, written.stderr
     return root
 
 
@@ -78,3 +91,33 @@ def test_a_bad_name_is_refused(project: Path) -> None:
     refused = _run(project, "-m", "ml_assets.cli", "new-pipeline", "My-Pipeline")
     assert refused.returncode != 0
     assert "lower case letters, digits and _" in refused.stderr
+
+
+def test_the_generated_test_reads_the_id_column_from_the_declaration(scaffolded: Path) -> None:
+    """A user replaces the sample with theirs, whose id column has another name: the
+    generated test (not touched) still passes, with a study small enough for a test."""
+    package = scaffolded / "ml_assets" / "pipelines" / "demo"
+    for path in package.iterdir():
+        if path.is_file():
+            path.write_text(path.read_text().replace("event_id", "order_id"))
+    generated = scaffolded / "tests" / "test_demo_pipeline.py"
+    assert "event_id" not in generated.read_text()
+
+    tested = _run(scaffolded, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(generated),
+                  timeout=600)  # fmt: skip
+    assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
+    assert "1 passed" in tested.stdout
+
+
+def test_pipelines_fails_on_a_feature_the_feature_schema_lacks(scaffolded: Path) -> None:
+    """``ml-assets pipelines`` validates what a definitions load validates: a declared
+    feature missing from the feature schema is named with its file and key, exit 1."""
+    declaration = scaffolded / "ml_assets" / "pipelines" / "demo" / "pipeline.yaml"
+    text = declaration.read_text()
+    declaration.write_text(text.replace("numeric: [size,", "numeric: [weekday, size,"))
+
+    listed = _run(scaffolded, "-m", "ml_assets.cli", "pipelines")
+
+    assert listed.returncode == 1
+    assert f"{declaration}: model.numeric: 'weekday' not among the columns" in listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["flights", "taxi"]

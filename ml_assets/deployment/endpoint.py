@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,6 +24,26 @@ from serving.settings import serving_url, url_env_var
 
 class ServiceUnavailable(RuntimeError):
     pass
+
+
+def services_folder() -> Path:
+    """Where the platform keeps the services it starts: ``<pipeline>.pid`` and its log."""
+    return ml_assets_home() / "serving"
+
+
+def started_services() -> list[int]:
+    """The process groups of the prediction services the platform started on this home
+    (``<pipeline>.pid``) that still run one."""
+    groups = []
+    for pid_file in services_folder().glob("*.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):  # gone, or its file still being written
+            continue
+        if b"serve" in argv and pid_file.stem.encode() in argv:  # not a pid reused since
+            groups.append(pid)
+    return groups
 
 
 def replicas_env_var(pipeline: str) -> str:
@@ -128,7 +149,7 @@ class ServingEndpoint:
     def ensure_running(self, log) -> None:
         """Return once the pipeline's service answers at the URL; start it locally, or fail
         saying what to do. A service of another pipeline at the URL (two pipelines pointed at
-        one port) is refused before anything is changed."""
+        one port), or locally one of another home, is refused before anything is changed."""
         if not self.is_up():
             if not self.start_if_down:
                 raise ServiceUnavailable(
@@ -145,10 +166,32 @@ class ServingEndpoint:
                 f"{self.pipeline} one: point {url_env_var(self.pipeline)} at the {self.pipeline} "
                 "service (each pipeline has its own), then re-execute this run."
             )
+        self._refuse_another_homes()
+
+    def _refuse_another_homes(self) -> None:
+        """Where the platform starts the service itself (locally), raise if the service at
+        the URL belongs to another home: a platform reuses, reloads and reports only its own."""
+        health = self._health() if self.start_if_down else None
+        if health is None:  # not started here, or nothing answers (the caller says so)
+            return
+        ours, theirs = str(ml_assets_home()), health.get("home")
+        if theirs == ours:
+            return
+        whose = (
+            f"belongs to the home {theirs}, not to this one ({ours}): stop that home's "
+            f"`ml-assets dev` (or `kill -TERM -$(cat {theirs}/serving/{self.pipeline}.pid)`)"
+            if theirs
+            else "does not say which home it belongs to (an older version started it), so it "
+            f"is not taken for this one's ({ours}): stop it"
+        )
+        raise ServiceUnavailable(
+            f"The {self.pipeline} prediction service at {self.url} {whose}, or point "
+            f"{url_env_var(self.pipeline)} at a free port; then re-execute this run."
+        )
 
     def _start(self, log) -> None:
         port = self.url.rsplit(":", 1)[-1].split("/")[0]
-        folder = ml_assets_home() / "serving"
+        folder = services_folder()
         folder.mkdir(parents=True, exist_ok=True)
         log_file = folder / f"{self.pipeline}.log"
         with log_file.open("ab") as output:  # the service keeps its own copy of the file
@@ -181,6 +224,7 @@ class ServingEndpoint:
         With replicas, each one that answers reloads in turn, drained first; a replica that
         is down is left out (it loads what the registry says when it starts again)."""
         if not self.replicas:
+            self._refuse_another_homes()
             return self._reload_at(self.url, version)
         balancer = Balancer(self.balancer_socket) if self.balancer_socket else None
         answers = {}

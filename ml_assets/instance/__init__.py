@@ -8,6 +8,8 @@ connections open between events (``sqlite.KeptOpenSqliteEventLogStorage``,
 import os
 from pathlib import Path
 
+import yaml
+
 POSTGRES_ENV_VAR = "DAGSTER_POSTGRES_URL"
 
 _STORAGES = """run_storage:
@@ -60,3 +62,16 @@ def instance_yaml(dagster_home: Path) -> str:
         schedule_class="SqliteScheduleStorage",
         schedule_config=f"base_dir: {home}/schedules",
     )
+
+
+def missing_storages(configured: str, platform: str) -> list[str]:
+    """The storages of the ``platform``'s ``dagster.yaml`` whose class the ``configured`` one
+    (a user's) does not use, each as ``<key> (<module>.<class>)``."""
+    theirs = yaml.safe_load(configured)
+    missing = []
+    for key, storage in yaml.safe_load(platform).items():
+        wanted = (storage["module"], storage["class"])
+        given = theirs.get(key) if isinstance(theirs, dict) else None
+        if not isinstance(given, dict) or (given.get("module"), given.get("class")) != wanted:
+            missing.append(f"{key} ({'.'.join(wanted)})")
+    return missing
