@@ -22,6 +22,8 @@ from ml_assets.instance import instance_yaml
 from ml_assets.processes import stop_groups
 from serving.spec import served_model
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 MARK = "ML_ASSETS_TEST_DEV_MARK"
 """Set in the environment of ``ml-assets dev``, so every process of its tree carries it."""
 START_SERVICE = """
