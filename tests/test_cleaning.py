@@ -448,6 +448,7 @@ def test_weather_missing_column_and_unknown_origin(weather_day: pd.DataFrame) ->
     assert set(result.clean["origin"]) == set(config.ORIGINS)
 
 
+@pytest.mark.slow
 def test_the_real_year_loses_no_flight_to_the_rules_on_meaning() -> None:
     """Every rule holds on the real 2013: no row rejected, and the flights that go to the four
     airports the airports table lacks (BQN, PSE, SJU, STT) or have no tail number the planes

@@ -358,6 +358,7 @@ def _onnx_of(world: World, version: str) -> bytes:
     return Path(path).read_bytes()
 
 
+@pytest.mark.slow
 def test_rollouts_under_load_lose_no_request(world: World) -> None:
     """A good version goes live at one instant; a mismatched one is rolled back automatically;
     and a version the service cannot load never goes live. No request fails throughout."""

@@ -17,7 +17,7 @@ from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import MlflowTracking
 from resources.platform import platform_resources
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 FIRST, LAST = "2013-01-01", "2013-02-14"
 DATA_LAYERS = dg.AssetSelection.groups("flights_ingest", "flights_clean", "flights_features")

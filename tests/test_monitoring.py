@@ -300,6 +300,7 @@ def _rollout(world: World) -> dict:
     return world.get("/model").json()["rollout"]
 
 
+@pytest.mark.slow
 def test_a_shadow_is_scored_and_logged_but_never_answers(flights: World) -> None:
     go_live(flights, flights.first_version)
     challenger = register_copy(flights, flights.first_version)
@@ -436,6 +437,7 @@ def test_a_canary_answers_its_sticky_share_then_the_sensor_promotes_it(flights: 
     assert decisions == ["promote", "advance"]
 
 
+@pytest.mark.slow
 def test_a_challenger_that_disagrees_is_rolled_back_automatically(world: World) -> None:
     """A well-formed model fitted to the opposite target passes its smoke test (the service
     scores it as the registry does) but is worse than the champion live (on the outcomes
@@ -510,6 +512,7 @@ def _requested(world: World, name: str) -> bool:
     return result.total_requested > 0
 
 
+@pytest.mark.slow
 def test_degraded_outcomes_retrain_and_roll_out_a_new_version(
     flights: World, capsys: pytest.CaptureFixture
 ) -> None:

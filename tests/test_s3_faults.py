@@ -89,6 +89,7 @@ def _published_rows(day: str) -> int:
     ],
     ids=["20% of requests throttled", "30% of PUTs applied but answered 500"],
 )
+@pytest.mark.slow
 def test_transient_errors_are_retried_and_every_row_is_written_once(
     s3_proxy: FaultProxy, s3_bucket: str, instance: dg.DagsterInstance, faults: Faults
 ) -> None:

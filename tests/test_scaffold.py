@@ -15,7 +15,7 @@ from conftest import pytest_plugins
 
 from ml_assets.home import PROJECT_ROOT
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 COPIED = ("ml_assets", "resources", "sensors", "jobs", "serving", "pyproject.toml",
           "workspace.yaml", "tests/conftest.py",

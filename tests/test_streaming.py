@@ -77,6 +77,7 @@ def _build(pipeline: str, keys: list[str], instance: dg.DagsterInstance, one_by_
 
 
 @pytest.mark.parametrize("pipeline", sorted(RANGES))
+@pytest.mark.slow
 def test_range_run_equals_partition_by_partition(
     pipeline: str,
     landing_zone: LandingZone,
