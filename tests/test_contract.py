@@ -157,6 +157,16 @@ MISTAKES = {
         "sources.0.max_rejected_share",
         "less than or equal to 1",
     ),
+    "integer id of an undeclared column": (
+        lambda d: d["sources"][0].update(integer_ids=["flight_no"]),
+        "sources.0",
+        "integer_ids names undeclared columns: flight_no",
+    ),
+    "values of no length": (
+        lambda d: d["sources"][0].update(max_length=0),
+        "sources.0.max_length",
+        "greater than or equal to 1",
+    ),
     "monthly partitions mid-month": (
         lambda d: d["partitions"].update(kind="monthly", start="2013-01-15"),
         "partitions",

@@ -278,3 +278,50 @@ def test_cli_rejects_an_unknown_fault(home: Path, capsys: pytest.CaptureFixture[
 def test_publish_rejects_an_unknown_fault(landing_zone: LandingZone) -> None:
     with pytest.raises(ValueError, match="unknown fault 'fire'"):
         publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)), fault="fire")
+
+
+# values as landed
+
+CONTROL = "".join(chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (10, 13))
+"""Every control character that does not end a line."""
+
+
+def reland(landing_zone: LandingZone, source: str, edit: Callable[[list[list[str]]], None]) -> None:
+    """Land the day's ``source`` export again, its rows' fields edited in place by ``edit``."""
+    header, *lines = landing_zone.read_bytes(source, DAY).decode().rstrip("\n").split("\n")
+    rows = [line.split(",") for line in lines]
+    edit(rows)
+    landing_zone.write_bytes(source, DAY, "\n".join([header, *map(",".join, rows), ""]).encode())
+
+
+def test_control_characters_are_kept_in_raw_and_rejected_in_clean(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """Raw keeps a tail number holding every control character exactly as landed (so does the
+    airlines table: pandas' CSV reader used to cut a name at its NUL); clean rejects that row
+    alone, as ``control_character:tailnum``, and the day's rejections count it."""
+    publish(landing_zone, [DAY])
+    tailnum = config.FLIGHT_COLUMNS.index("tailnum")
+
+    def damage(rows: list[list[str]]) -> None:
+        rows[0][tailnum] = f"N{CONTROL}1"
+
+    reland(landing_zone, config.FLIGHTS_SOURCE, damage)
+    airlines = landing_zone.read_bytes("airlines", "airlines")
+    landing_zone.write_bytes("airlines", "airlines", airlines.replace(b"Air ", b"Air\x00 "))
+
+    assert dg.materialize(
+        data_assets, selection=REFERENCE_TABLES, resources=resources, instance=instance
+    ).success
+    result = materialize([RAW, CLEAN, REJECTED], resources, instance)
+
+    assert result.success
+    raw = stored(home, "raw_flights")
+    assert raw["tailnum"].iloc[0] == f"N{CONTROL}1"
+    rejected = stored(home, "flights_rejected")
+    assert rejected["rejection_rule"].tolist() == ["control_character:tailnum"]
+    assert rejected["tailnum"].tolist() == [f"N{CONTROL}1"]
+    assert len(stored(home, "flights_clean")) == FLIGHTS_ON_DAY - 1
+    assert rejections_observed(result)["rejected/control_character:tailnum"] == 1
+    names = pd.read_parquet(home / "warehouse" / "flights" / "airlines.parquet")["name"]
+    assert "United Air\x00 Lines Inc." in set(names)

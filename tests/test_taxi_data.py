@@ -13,7 +13,9 @@ import pytest
 from ml_assets.contract.requests import request_model
 from ml_assets.data.assets import FEATURE_SCHEMA, LANDED_FILE_SCHEMA, ROWS_CONSERVED
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
+from ml_assets.pipelines.taxi import publish as publisher
 from ml_assets.pipelines.taxi.cleaning import DAYS, clean_trips
+from ml_assets.pipelines.taxi.cleaning import MONTHS as MONTH_NAMES
 from ml_assets.pipelines.taxi.definitions import PIPELINE
 from ml_assets.pipelines.taxi.features import FEATURE_COLUMNS, REQUEST_COLUMNS
 from ml_assets.pipelines.taxi.publish import FAULTS, publish
@@ -32,18 +34,25 @@ RAW, CLEAN, REJECTED, FEATURES = (
 )
 
 
+def materialize_month(
+    month: str, resources: dict, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """Materialize the month's data layers as landed."""
+    return dg.materialize(
+        PIPELINE.data_assets,
+        partition_key=month,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def land_fault(
     fault: str, landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance
 ) -> dg.ExecuteInProcessResult:
     """Land ``fault`` in the faulty month, then materialize that month's data layers."""
     publish(landing_zone, [FAULTY_MONTH], fault=fault)
-    return dg.materialize(
-        PIPELINE.data_assets,
-        partition_key=FAULTY_MONTH,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_month(FAULTY_MONTH, resources, instance)
 
 
 def stored(home: Path, asset: str, month: str) -> pd.DataFrame:
@@ -271,3 +280,59 @@ def test_service_inputs_follow_the_declaration_and_the_cleaning_rules() -> None:
     assert warm_up["distance"].tolist() == [float(np.float32(17.19)), 0.0]
     with pytest.raises(ValueError, match="less than or equal to 23"):
         model.model_validate({**DECLARATION.serving.warm_up[0], "hour": 24})
+
+
+def land_month(landing_zone: LandingZone, month: str, frame: pd.DataFrame) -> None:
+    """Land ``frame`` as the month's export, the way the publisher writes one."""
+    landing_zone.write_bytes("trips", month, publisher._parquet(frame), ".parquet")
+
+
+def month_of_trips(month: str) -> pd.DataFrame:
+    table = publisher.trips()
+    return table[table["month"] == MONTH_NAMES[date.fromisoformat(month).month - 1]].reset_index(
+        drop=True
+    )
+
+
+def observed_rejections(result: dg.ExecuteInProcessResult, month: str) -> dict:
+    """The numbers recorded for the month's rejected rows, plotted over partitions."""
+    (observation,) = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+        and event.asset_observation_data.asset_observation.partition == month
+    ]
+    return {name: value.value for name, value in observation.metadata.items()}
+
+
+def test_an_integer_id_exported_as_float_keeps_its_identity(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """One trip without an id makes the export store ``trip_id`` as floating point: raw keeps
+    what landed (``8.0``), clean and features give ``8``, the id requests and outcomes use. A
+    company holding a NUL is rejected as ``control_character:company``; both new rules are
+    counted in the month's rejections."""
+    month = MONTHS[0]
+    frame = month_of_trips(month)
+    ids = frame["trip_id"].astype(str).tolist()
+    frame["trip_id"] = frame["trip_id"].astype("float64")
+    frame.loc[0, "trip_id"] = np.nan
+    frame.loc[1, "company"] = "Taxi\x00Affiliation Services"
+    land_month(landing_zone, month, frame)
+
+    result = materialize_month(month, resources, instance)
+
+    assert result.success
+    assert stored(home, "raw_trips", month)["trip_id"].iloc[2] == f"{ids[2]}.0"
+    clean = stored(home, "trips_clean", month)
+    assert clean["trip_id"].tolist() == ids[2:]
+    assert stored(home, "trip_features", month)["trip_id"].tolist() == ids[2:]
+    rejected = stored(home, "trips_rejected", month)
+    assert rejected[REJECTION_RULE].tolist() == [
+        "missing_value:trip_id",
+        "control_character:company",
+    ]
+    assert rejected["company"].iloc[1] == "Taxi\x00Affiliation Services"  # as landed
+    observed = observed_rejections(result, month)
+    assert observed["rejected/control_character:company"] == 1
+    assert observed["rejected/missing_value:trip_id"] == 1

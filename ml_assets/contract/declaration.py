@@ -143,7 +143,13 @@ class Source(Strict):
     columns: list[str] = Field(default_factory=list)
     """The columns an export has, in order (empty: not declared)."""
     key: list[str] = Field(default_factory=list)
-    """Columns that identify a row; later copies of a key are rejected as duplicates."""
+    """Columns that identify a row; later copies of a key are rejected as duplicates. A key
+    value is never trimmed: one with whitespace around it is rejected (``whitespace:<column>``)."""
+    integer_ids: list[str] = Field(default_factory=list)
+    """Identifier columns holding whole numbers, kept as text in their canonical form (``8``,
+    whether the export wrote ``8``, ``08`` or ``8.0``); other forms are rejected as
+    ``malformed_id:<column>``. A key column that is neither this nor parsed keeps its text
+    exactly (leading zeros and all)."""
     required: list[str] = Field(default_factory=list)
     """Columns a row cannot do without."""
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
@@ -159,6 +165,8 @@ class Source(Strict):
     max_rejected_share: float = Field(default=0.01, ge=0, le=1)
     """A partition that rejects a larger share of its raw rows gets a warning, before the
     model sees the data."""
+    max_length: int = Field(default=10_000, ge=1)
+    """The most characters a value may hold; a longer one is rejected (``too_long:<column>``)."""
 
     @model_validator(mode="after")
     def _columns_declared(self) -> "Source":
@@ -166,6 +174,7 @@ class Source(Strict):
             _unique(self.columns, "columns")
             named = {
                 "key": self.key,
+                "integer_ids": self.integer_ids,
                 "required": self.required,
                 "ranges": list(self.ranges),
                 "codes": list(self.codes),
