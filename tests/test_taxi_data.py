@@ -11,7 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml_assets.contract.requests import request_model
-from ml_assets.data.assets import FEATURE_SCHEMA, LANDED_FILE_SCHEMA, ROWS_CONSERVED
+from ml_assets.data.assets import (
+    EXPORT_SCHEMA,
+    FEATURE_SCHEMA,
+    LANDED_FILE_SCHEMA,
+    ROWS_CONSERVED,
+)
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
 from ml_assets.pipelines.taxi import publish as publisher
 from ml_assets.pipelines.taxi.cleaning import DAYS, clean_trips
@@ -112,8 +117,9 @@ def test_four_real_months_end_to_end(
 
     assert result.success
     evaluated = checks(result)
-    # two raw, three clean (schema, rows conserved, rejected share), one feature check a month
-    assert len(evaluated) == 6 * len(MONTHS)
+    # two raw, four clean (schema, rows conserved, export schema, rejected share), one feature
+    # check a month
+    assert len(evaluated) == 7 * len(MONTHS)
     assert all(evaluated.values())
     rules: Counter[str] = Counter()
     for month, trips in TRIPS_BY_MONTH.items():
@@ -205,12 +211,16 @@ def test_unreadable_exports_fail_the_blocking_check_and_stop_downstream(
         partition_key=FAULTY_MONTH,
         resources=resources,
         instance=instance,
+        raise_on_error=False,
     )
-    assert forced.success
     rejected = stored(home, "trips_rejected", FAULTY_MONTH)
     assert dict(Counter(rejected[REJECTION_RULE])) == rejected_rules
     assert stored(home, "trips_clean", FAULTY_MONTH).empty
     assert checks(forced)[("trips_clean", ROWS_CONSERVED, FAULTY_MONTH)]
+    # one rule rejecting every row of a month is a changed export: a blocking failure
+    whole_file = fault == "missing-column"
+    assert checks(forced)[("trips_clean", EXPORT_SCHEMA, FAULTY_MONTH)] is not whole_file
+    assert forced.success is not whole_file
 
 
 GOOD_TRIP = {"trip_id": "1", "tip": "yes", "distance": "2.5", "company": "Sun Taxi",
@@ -336,3 +346,29 @@ def test_an_integer_id_exported_as_float_keeps_its_identity(
     observed = observed_rejections(result, month)
     assert observed["rejected/control_character:company"] == 1
     assert observed["rejected/missing_value:trip_id"] == 1
+
+
+def test_a_whole_month_in_another_format_fails_and_stops_downstream(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """Every distance exported as text with its unit (``2.5 mi``): the blocking
+    ``export_schema`` check fails naming the column and the rule, and no features are made
+    from the empty month; every row is still accounted for, and plotted."""
+    frame = month_of_trips(FAULTY_MONTH)
+    frame["distance"] = frame["distance"].map("{} mi".format)
+    land_month(landing_zone, FAULTY_MONTH, frame)
+
+    result = materialize_month(FAULTY_MONTH, resources, instance)
+
+    assert not result.success
+    assert materialized(result) == {RAW, CLEAN, REJECTED}
+    trips_in_month = TRIPS_BY_MONTH[FAULTY_MONTH]
+    export = next(e for e in result.get_asset_check_evaluations() if e.check_name == EXPORT_SCHEMA)
+    assert not export.passed and export.partition == FAULTY_MONTH
+    assert export.description.startswith(
+        f"column distance: unparseable rejected {trips_in_month} of {trips_in_month} raw rows"
+    )
+    assert checks(result)[("trips_clean", ROWS_CONSERVED, FAULTY_MONTH)]
+    observed = observed_rejections(result, FAULTY_MONTH)
+    assert observed["rejected/unparseable:distance"] == trips_in_month
+    assert observed["largest_rule_share"] == 1.0

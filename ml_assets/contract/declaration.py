@@ -132,6 +132,17 @@ class CodeRule(Strict):
         return self.reference.split(".")[0] if self.reference else None
 
 
+class WholeFile(Strict):
+    """When one rule rejects (nearly) every row of a partition, the export changed (a column's
+    type, format or units), not its rows: the partition fails its blocking ``export_schema``
+    check, naming the rule, and nothing downstream of it is materialized."""
+
+    share: float = Field(default=0.95, gt=0, le=1)
+    """The share of a partition's raw rows one rule must reject."""
+    min_rows: int = Field(default=20, ge=1)
+    """Partitions with fewer raw rows are too small to tell (their rows are judged alone)."""
+
+
 class Source(Strict):
     """A landing-zone folder an upstream system exports to, and the rules for its rows."""
 
@@ -167,6 +178,11 @@ class Source(Strict):
     model sees the data."""
     max_length: int = Field(default=10_000, ge=1)
     """The most characters a value may hold; a longer one is rejected (``too_long:<column>``)."""
+    min_rows: int = Field(default=1, ge=0)
+    """The fewest rows a partition's file may hold (a zero-byte file holds none, like a header
+    without rows); fewer fail the blocking ``landed_file_schema`` check. 0: an empty partition
+    is data."""
+    whole_file: WholeFile = Field(default_factory=WholeFile)
 
     @model_validator(mode="after")
     def _columns_declared(self) -> "Source":
