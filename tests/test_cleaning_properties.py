@@ -669,3 +669,21 @@ def test_a_control_character_in_one_code_rejects_that_row_alone() -> None:
     assert result.kept_raw_rows == BASE_ROWS - 1
     assert result.rejected["carrier"].tolist() == [fields[carrier]]  # as landed
     assert_triaged(FLIGHTS, raw, result)
+
+
+@pytest.mark.parametrize(
+    "note", [b"\xff{", b"{not json", b'{"columns": [{}]}'], ids=["not UTF-8", "not JSON", "no type"]
+)
+def test_a_damaged_pandas_note_in_a_parquet_footer_leaves_the_rows_readable(note: bytes) -> None:
+    """Found: a flipped byte in the footer's ``pandas`` note (how pandas wrote the columns)
+    raised UnicodeDecodeError, JSONDecodeError or KeyError from ``to_pandas``; the values
+    themselves were intact. The note is not needed to read them as text."""
+    table = pyarrow.table({"trip_id": [1, 2], "company": ["Sun Taxi", "Flash Cab"]})
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({b"pandas": note}), buffer)
+
+    raw = parse_landed_parquet(buffer.getvalue())
+
+    assert raw["trip_id"].tolist() == ["1", "2"]
+    assert raw["company"].tolist() == ["Sun Taxi", "Flash Cab"]
+    assert raw[PARSE_ERROR].isna().all()

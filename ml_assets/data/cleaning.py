@@ -106,7 +106,8 @@ def parse_landed_parquet(data: bytes) -> pd.DataFrame:
             {PARSE_ERROR: pd.Series([reason], dtype="string"),
              RAW_TEXT: pd.Series([pd.NA], dtype="string")}
         )  # fmt: skip
-    frame = table.to_pandas()
+    # without what pandas wrote about the columns: a damaged note would stop the conversion
+    frame = table.replace_schema_metadata(None).to_pandas()
     texts = {name: _as_text(frame[name]) for name in frame.columns}
     parsed = pd.DataFrame({name: text for name, (text, _) in texts.items()}, index=frame.index)
     error = pd.Series(pd.NA, index=frame.index, dtype="string")
