@@ -229,7 +229,7 @@ def test_failed_landed_file_check_blocks_only_that_day(
 ):
     """(e) A day whose raw file fails its blocking check is not cleaned until it is fixed."""
     publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)))
-    publish(landing_zone, day_keys(date(2013, 1, 2), date(2013, 1, 2)), fault="empty-file")
+    publish(landing_zone, day_keys(date(2013, 1, 2), date(2013, 1, 2)), fault="missing-column")
     assert automation.tick() == {}
 
     automation.materialize(REFERENCE)

@@ -1,13 +1,23 @@
 """Unit tests of the cleaning rules: landed CSV parsing, flights and weather triage."""
 
+import io
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, parse_landed_csv
+from ml_assets.contract.declaration import Source
+from ml_assets.data.cleaning import (
+    PARSE_ERROR,
+    RAW_TEXT,
+    REJECTION_RULE,
+    Triage,
+    parse_landed,
+    parse_landed_csv,
+)
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.cleaning import Cleaned, clean_flights, clean_weather
 from ml_assets.pipelines.flights.publish import reference_tables, source_table
@@ -99,6 +109,87 @@ def test_parse_real_daily_export_keeps_every_line() -> None:
     assert len(frame) == len(rows) == 943
     assert frame["tailnum"].fillna("NA").tolist() == rows["tailnum"].tolist()
     assert frame[PARSE_ERROR].isna().all()
+
+
+# values as landed and identifiers, whatever the export's format
+
+ORDERS = Source(
+    name="orders",
+    description="A generic source: an integer id, a text code, a note.",
+    columns=["order_id", "code", "note"],
+    key=["order_id", "code"],
+    integer_ids=["order_id"],
+    required=["order_id"],
+    max_length=20,
+)
+
+
+def triaged(frame: pd.DataFrame, file_format: str) -> Triage:
+    """``frame`` exported as ``file_format`` by pandas, landed, parsed and triaged by ORDERS."""
+    buffer = io.BytesIO()
+    if file_format == "csv":
+        frame.to_csv(buffer, index=False)
+    else:
+        frame.to_parquet(buffer, index=False)
+    triage = Triage(parse_landed(buffer.getvalue(), file_format), ORDERS.columns)
+    triage.declared(ORDERS)
+    return triage
+
+
+BIG = 9_007_199_254_740_993
+"""2**53 + 1: no float64 holds it."""
+ID_EXPORTS = {
+    "int64": [8, 42, BIG],
+    "text, padded with zeros and signed": ["08", "042", f"+{BIG}"],
+    # one id missing: the export stores the column as float64, the others as 8.0 and 42.0
+    "float64": [8.0, 42.0, np.nan],
+}
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+@pytest.mark.parametrize("export", sorted(ID_EXPORTS))
+def test_an_integer_id_is_its_digits_whatever_dtype_the_export_used(
+    file_format: str, export: str
+) -> None:
+    frame = pd.DataFrame({"order_id": ID_EXPORTS[export], "code": "A", "note": ["x", "y", "z"]})
+
+    triage = triaged(frame, file_format)
+
+    ids = triage.kept()["order_id"].tolist()
+    if export == "float64":
+        assert ids == ["8", "42"]
+        assert triage.rejected()[REJECTION_RULE].tolist() == ["missing_value:order_id"]
+    else:
+        assert ids == ["8", "42", str(BIG)]  # read as text: not one digit lost
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_values_are_kept_as_landed_or_rejected_with_their_rule(file_format: str) -> None:
+    """A text key keeps its leading zeros; whitespace around an id is never trimmed, a control
+    character never skipped, a value never cut: each rejects its row, with the rule."""
+    frame = pd.DataFrame(
+        {
+            "order_id": ["1", "2", "3", " 4", "5", "6", "7", "8", "9.5", "1e1"],
+            "code": ["007", "7", "7 ", "8", "A\tB", "9", "10", "11", "12", "13"],
+            "note": ["", "", "", "", "", "a\x00", "z" * 21, "fine", "", ""],
+        }
+    )
+
+    triage = triaged(frame, file_format)
+
+    kept = triage.kept()
+    assert kept["order_id"].tolist() == ["1", "2", "8"]
+    assert kept["code"].tolist() == ["007", "7", "11"]
+    assert triage.rejected()[REJECTION_RULE].tolist() == [
+        "whitespace:code",
+        "whitespace:order_id",
+        "control_character:code",
+        "control_character:note",
+        "too_long:note",
+        "malformed_id:order_id",
+        "malformed_id:order_id",
+    ]
+    assert triage.rejected()["code"].tolist()[:3] == ["7 ", "8", "A\tB"]  # as landed
 
 
 # clean_flights

@@ -11,10 +11,12 @@ stays fast and repeatable; each bug the properties found is a plain regression t
 
 import functools
 import io
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -24,6 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ml_assets.data import cleaning
 from ml_assets.data.cleaning import (
     PARSE_ERROR,
     RAW_TEXT,
@@ -50,6 +53,8 @@ from ml_assets.pipelines.flights.schemas import (
 from ml_assets.pipelines.taxi.cleaning import TRIPS, clean_trips
 from ml_assets.pipelines.taxi.publish import _parquet, trips
 from ml_assets.pipelines.taxi.schemas import TRIPS_CLEAN, TRIPS_REJECTED
+from resources.parquet_io_manager import ParquetIOManager
+from resources.paths import to_upath
 
 pytestmark = pytest.mark.unit
 
@@ -60,8 +65,9 @@ MONTH = date(2022, 1, 1)
 REFERENCES = reference_tables()
 
 COLUMN_RULES = {
-    "missing_column", "missing_value", "unparseable", "out_of_range", "malformed_code",
-    "unknown_code", "invalid_clock", "inconsistent", "off_grid", "not_whole",
+    "missing_column", "control_character", "too_long", "whitespace", "malformed_id",
+    "missing_value", "unparseable", "out_of_range", "malformed_code", "unknown_code",
+    "invalid_clock", "inconsistent", "off_grid", "not_whole",
 }  # fmt: skip
 """Rules that name the column they read, as ``rule:column``."""
 ROW_RULES = {"corrupt_line", "wrong_partition", "duplicate"}
@@ -462,7 +468,7 @@ def test_a_header_that_cannot_be_read_rejects_every_line() -> None:
     raw = parse_landed_csv(data)
 
     assert len(raw) == 2
-    assert raw[PARSE_ERROR].str.startswith("unreadable CSV file").all()
+    assert raw[PARSE_ERROR].str.startswith("the header is unreadable CSV").all()
     assert raw[RAW_TEXT].tolist() == ["2013,1,2", "2013,1,2"]
 
 
@@ -494,3 +500,192 @@ def test_parquet_text_stored_as_bytes_is_read_as_utf8() -> None:
 
     assert raw["company"].tolist() == ["Sun Taxi", pd.NA]
     assert raw[PARSE_ERROR].tolist() == [pd.NA, "company is not UTF-8 text"]
+
+
+# one bad line among good ones
+
+OVERSIZED = (2**20 + 1, 3_000_000)
+"""Field sizes past Arrow's default block (1 MiB), which made it refuse the whole file."""
+CONTROL_CHARACTERS = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (10, 13)]
+"""Control characters that do not end a line."""
+
+
+@st.composite
+def bad_line(draw: st.DrawFn, rows: list[str]) -> tuple[bytes, int | None]:
+    """A line no rule can accept, and the index of the real row it replaces (None: it is added):
+    arbitrary bytes, or a real row with an oversized field, a field too many or too few, invalid
+    UTF-8, a control character or a stray quote."""
+    kind = draw(
+        st.sampled_from(["bytes", "oversized", "fields", "not UTF-8", "control", "quote"]),
+        label="damage",
+    )
+    if kind == "bytes":
+        return draw(st.binary(min_size=1, max_size=300)), None
+    at = draw(st.integers(0, len(rows) - 1))
+    fields = [field.encode() for field in _fields(rows[at])]
+    column = draw(st.integers(0, len(fields) - 1))
+    if kind == "oversized":
+        fields[column] = b"z" * draw(st.sampled_from(OVERSIZED))
+    elif kind == "fields":
+        fields = fields[:-1] if draw(st.booleans()) else [*fields, b"x"]
+    else:
+        insert = {
+            "not UTF-8": draw(st.sampled_from(INVALID_UTF8)),
+            "control": draw(st.sampled_from(CONTROL_CHARACTERS)).encode(),
+            "quote": b'"',
+        }[kind]
+        cut = draw(st.integers(0, len(fields[column])))
+        fields[column] = fields[column][:cut] + insert + fields[column][cut:]
+    return b",".join(fields), at
+
+
+@pytest.mark.parametrize("pipeline", [FLIGHTS, WEATHER], ids=lambda p: p.name)
+@BUDGET
+@given(data=st.data())
+def test_one_bad_line_holds_back_no_other_row(pipeline: Pipeline, data: st.DataObject) -> None:
+    """Whatever one line holds, every other row is read and cleaned as if it were not there."""
+    header, *rows = CSV_BASES[pipeline.name][0]
+    line, replaced = data.draw(bad_line(rows), label="bad line")
+    good = [row.encode() for i, row in enumerate(rows) if i != replaced]
+    at = replaced if replaced is not None else data.draw(st.integers(0, len(good)), label="at")
+    damaged = b"\n".join([header.encode(), *good[:at], line, *good[at:], b""])
+    expected = undamaged(pipeline.name, b"\n".join([header.encode(), *good, b""]))
+
+    raw, result = pipeline.run(damaged)
+
+    assert_triaged(pipeline, raw, result)
+    pd.testing.assert_frame_equal(result.clean, expected.clean)
+
+
+# raw keeps every value as landed
+
+LINE_BREAKS = b"\n\r"
+
+
+def _stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` written and read back by the platform's Parquet IO manager, as a raw partition."""
+    base = tempfile.mkdtemp()
+    manager = ParquetIOManager(base_url=base).create_io_manager(dg.build_init_resource_context())
+    path = to_upath(base) / "raw.parquet"
+    manager.dump_to_path(dg.build_output_context(), frame, path)
+    return manager.load_from_path(dg.build_input_context(), path)
+
+
+@BUDGET
+@given(
+    value=st.one_of(st.text().map(str.encode), st.binary()).filter(
+        lambda v: not any(b in v for b in LINE_BREAKS)
+    )
+)
+def test_any_bytes_in_a_csv_field_are_kept_or_the_line_is_rejected_whole(value: bytes) -> None:
+    """UTF-8 text, control characters included, is stored exactly as landed; bytes that are not
+    UTF-8 make their line a row naming why, with its text (those bytes escaped), and nothing
+    else changes. A line break ends a record, quoted or not."""
+    field = b'"' + value.replace(b'"', b'""') + b'"'
+    line = b"2," + field
+    raw = _stored(parse_landed_csv(b"id,text\n1,a\n" + line + b"\n3,b\n"))
+
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        assert raw["text"].tolist() == ["a", "b", pd.NA]
+        assert raw[PARSE_ERROR].iloc[2].startswith("not UTF-8")
+        assert raw[RAW_TEXT].iloc[2] == line.decode("utf-8", "backslashreplace")
+    else:
+        assert raw["text"].tolist() == ["a", text, "b"]
+        assert raw[PARSE_ERROR].isna().all()
+
+
+@BUDGET
+@given(value=st.one_of(st.text(), st.binary()))
+def test_any_text_in_a_parquet_field_is_kept_exactly(value: str | bytes) -> None:
+    """Text (line breaks too) is stored as landed; a binary value that is not UTF-8 is left
+    empty with the reason, its neighbours unchanged."""
+    text = pyarrow.string() if isinstance(value, str) else pyarrow.binary()
+    table = pyarrow.table({"id": [1, 2, 3], "text": pyarrow.array(["a", value, "b"], text)})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    raw = _stored(parse_landed_parquet(buffer.getvalue()))
+
+    try:
+        expected = value if isinstance(value, str) else value.decode("utf-8")
+    except UnicodeDecodeError:
+        assert raw["text"].tolist() == ["a", pd.NA, "b"]
+        assert raw[PARSE_ERROR].tolist() == [pd.NA, "text is not UTF-8 text", pd.NA]
+    else:
+        assert raw["text"].tolist() == ["a", expected, "b"]
+        assert raw[PARSE_ERROR].isna().all()
+
+
+def test_an_oversized_field_holds_back_no_other_row() -> None:
+    """Found: a field longer than Arrow's block (1 MiB) made the reader refuse the whole file,
+    so every line of it was rejected as corrupt."""
+    raw = parse_landed_csv(b"a,b\n1,x\n2," + b"z" * 3_000_000 + b"\n3,ok\n")
+
+    assert raw["a"].tolist() == ["1", "2", "3"]
+    assert raw["b"].str.len().tolist() == [1, 3_000_000, 2]
+    assert raw[PARSE_ERROR].isna().all()
+
+
+def test_a_stray_quote_takes_no_line_along() -> None:
+    """Found: a quote that did not close on its line made the rest of the file one value of
+    that row, losing every row after it; text after a closing quote was dropped (``"a"b`` read
+    as ``ab``)."""
+    raw = parse_landed_csv(b'a,b\n1,"x\n2,"y"z\n3,ok\n4,"q""uoted, fine"\n')
+
+    assert raw["a"].tolist() == ["3", "4", pd.NA, pd.NA]
+    assert raw["b"].tolist() == ["ok", 'q"uoted, fine', pd.NA, pd.NA]
+    assert raw[PARSE_ERROR].tolist()[2:] == [
+        "unreadable CSV: unexpected end of data",
+        "unreadable CSV: ',' expected after '\"'",
+    ]
+    assert raw[RAW_TEXT].tolist()[2:] == ['1,"x', '2,"y"z']
+
+
+def test_a_line_longer_than_the_largest_is_rejected_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``LARGEST_LINE`` (2 GiB - 2 bytes; here 16) a line is a row naming its length, with
+    the first ``LONG_LINE_KEPT`` bytes as its text; the file is read in blocks that size and
+    every other line still reads."""
+    monkeypatch.setattr(cleaning, "LARGEST_LINE", 16)
+    monkeypatch.setattr(cleaning, "LONG_LINE_KEPT", 8)
+    lines = [b"a,b", *(f"{n},row {n}".encode() for n in range(20)), b"99," + b"z" * 20]
+
+    raw = parse_landed_csv(b"\n".join(lines))
+
+    assert raw["a"].tolist() == [*(str(n) for n in range(20)), pd.NA]
+    assert raw[PARSE_ERROR].iloc[-1] == "longer than 16 bytes (23 bytes)"
+    assert raw[RAW_TEXT].iloc[-1] == "99,zzzzz"
+
+
+def test_a_control_character_in_one_code_rejects_that_row_alone() -> None:
+    """Found: a NUL after one flight's carrier (``B6\\x00``) rejected all 162 B6 flights of the
+    day as ``malformed_code:carrier``: pandas' ``unique()`` takes ``"B6\\x00"`` and ``"B6"``
+    for one value, so the well-formed ``B6`` was never matched."""
+    header, *rows = CSV_BASES["flights"][0]
+    fields = _fields(rows[0])
+    carrier = config.FLIGHT_COLUMNS.index("carrier")
+    fields[carrier] += "\x00"
+    raw, result = FLIGHTS.run(_flights_file([header, ",".join(fields), *rows[1:]]))
+
+    assert rules(result) == {"control_character:carrier": 1}
+    assert result.kept_raw_rows == BASE_ROWS - 1
+    assert result.rejected["carrier"].tolist() == [fields[carrier]]  # as landed
+    assert_triaged(FLIGHTS, raw, result)
+
+
+@pytest.mark.parametrize(
+    "note", [b"\xff{", b"{not json", b'{"columns": [{}]}'], ids=["not UTF-8", "not JSON", "no type"]
+)
+def test_a_damaged_pandas_note_in_a_parquet_footer_leaves_the_rows_readable(note: bytes) -> None:
+    """Found: a flipped byte in the footer's ``pandas`` note (how pandas wrote the columns)
+    raised UnicodeDecodeError, JSONDecodeError or KeyError from ``to_pandas``; the values
+    themselves were intact. The note is not needed to read them as text."""
+    table = pyarrow.table({"trip_id": [1, 2], "company": ["Sun Taxi", "Flash Cab"]})
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({b"pandas": note}), buffer)
+
+    raw = parse_landed_parquet(buffer.getvalue())
+
+    assert raw["trip_id"].tolist() == ["1", "2"]
+    assert raw["company"].tolist() == ["Sun Taxi", "Flash Cab"]
+    assert raw[PARSE_ERROR].isna().all()

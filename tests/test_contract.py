@@ -165,6 +165,31 @@ MISTAKES = {
         "sources.0.max_rejected_share",
         "less than or equal to 1",
     ),
+    "negative min_rows": (
+        lambda d: d["sources"][0].update(min_rows=-1),
+        "sources.0.min_rows",
+        "greater than or equal to 0",
+    ),
+    "whole-file share of nothing": (
+        lambda d: d["sources"][0].update(whole_file={"share": 0}),
+        "sources.0.whole_file.share",
+        "greater than 0",
+    ),
+    "whole-file rule with an unknown field": (
+        lambda d: d["sources"][0].update(whole_file={"rows": 5}),
+        "sources.0.whole_file.rows",
+        "Extra inputs are not permitted",
+    ),
+    "integer id of an undeclared column": (
+        lambda d: d["sources"][0].update(integer_ids=["flight_no"]),
+        "sources.0",
+        "integer_ids names undeclared columns: flight_no",
+    ),
+    "values of no length": (
+        lambda d: d["sources"][0].update(max_length=0),
+        "sources.0.max_length",
+        "greater than or equal to 1",
+    ),
     "monthly partitions mid-month": (
         lambda d: d["partitions"].update(kind="monthly", start="2013-01-15"),
         "partitions",

@@ -10,6 +10,7 @@ import pytest
 
 from ml_assets import cli
 from ml_assets.data.assets import (
+    EXPORT_SCHEMA,
     LANDED_FILE_SCHEMA,
     LINES_PARSE,
     REJECTED_SHARE,
@@ -36,6 +37,9 @@ RunFault = Callable[[str], dg.ExecuteInProcessResult]
 RAW = key("raw_flights")
 CLEAN = key("flights_clean")
 REJECTED = key("flights_rejected")
+RAW_WEATHER = key("raw_weather")
+WEATHER_CLEAN = key("weather_clean")
+WEATHER_REJECTED = key("weather_rejected")
 REFERENCE_TABLES = [key(name) for name in config.REFERENCE_TABLES]
 """What the cleaning rules look codes up in."""
 
@@ -171,6 +175,7 @@ def test_out_of_range(run_fault: RunFault, home: Path) -> None:
     assert rejections_observed(result) == {
         "raw_rows": FLIGHTS_ON_DAY, "rejected_rows": 3,
         "rejected_share": 3 / FLIGHTS_ON_DAY, "rejected/out_of_range:distance": 3,
+        "largest_rule_share": 3 / FLIGHTS_ON_DAY,
     }  # fmt: skip
 
 
@@ -209,14 +214,21 @@ def test_missing_column(
     assert "arr_delay" in check.metadata["failing_rules"].value
     assert not (home / "warehouse" / "flights" / "flights_clean").exists()
 
+    # cleaned anyway (a person overriding the check): every row is rejected by one rule, which
+    # is a changed export, not bad rows; the blocking check says which column and rule
     clean_only = materialize([CLEAN, REJECTED], resources, instance)
-    assert clean_only.success
+    assert not clean_only.success
     rejected = stored(home, "flights_rejected")
     assert len(rejected) == FLIGHTS_ON_DAY
     assert set(rejected["rejection_rule"]) == {"missing_column:arr_delay"}
     assert stored(home, "flights_clean").empty
     assert_rows_conserved(clean_only, home)
-    # every row rejected: the warning fires on the clean layer, before the model sees it
+    export = evaluations(clean_only)[("flights_clean", EXPORT_SCHEMA)]
+    assert not export.passed and export.blocking and export.partition == DAY
+    assert export.description.startswith(
+        f"column arr_delay: missing_column rejected {FLIGHTS_ON_DAY} of {FLIGHTS_ON_DAY} raw rows"
+    )
+    assert "| missing_column | arr_delay |" in export.metadata["whole_file_rules"].value
     share = evaluations(clean_only)[("flights_clean", REJECTED_SHARE)]
     assert not share.passed
     assert share.severity == dg.AssetCheckSeverity.WARN
@@ -224,24 +236,41 @@ def test_missing_column(
     assert share.description.startswith(f"100.00% of {FLIGHTS_ON_DAY} raw rows rejected")
 
 
-def test_empty_file(
-    run_fault: RunFault, home: Path, resources: dict, instance: dg.DagsterInstance
+@pytest.mark.parametrize("export", ["zero-byte", "header-only"])
+def test_an_empty_day_is_an_error_for_flights_and_data_for_weather(
+    export: str,
+    landing_zone: LandingZone,
+    resources: dict,
+    instance: dg.DagsterInstance,
+    home: Path,
 ) -> None:
-    result = run_fault("empty-file")
+    """Each source's declared ``min_rows`` decides, for a zero-byte file as for a header without
+    rows: a day without flights is an error (1), a day without weather readings is data (0; the
+    real export has none for 2013-12-31), cleaned into a day of imputed hours."""
+    publish(landing_zone, [DAY], fault="empty-file" if export == "zero-byte" else None)
+    if export == "header-only":
+        for source in (config.FLIGHTS_SOURCE, config.WEATHER_SOURCE):
+            header = landing_zone.read_bytes(source, DAY).split(b"\n")[0]
+            landing_zone.write_bytes(source, DAY, header + b"\n")
+    assert dg.materialize(
+        data_assets, selection=REFERENCE_TABLES, resources=resources, instance=instance
+    ).success
 
-    check = assert_blocked_by_landed_file_schema(result)
-    assert check.metadata["failure_count"].value == 19  # every declared column is missing
-    assert stored(home, "raw_flights").empty
-    assert not (home / "warehouse" / "flights" / "flights_clean").exists()
-
-    clean_only = materialize([CLEAN, REJECTED], resources, instance)
-    assert clean_only.success
-    assert stored(home, "flights_clean").empty
-    assert stored(home, "flights_rejected").empty
-    assert_rows_conserved(clean_only, home)
-    assert (
-        evaluations(clean_only)[("flights_clean", ROWS_CONSERVED)].metadata["raw_rows"].value == 0
+    result = materialize(
+        [RAW, CLEAN, REJECTED, RAW_WEATHER, WEATHER_CLEAN, WEATHER_REJECTED], resources, instance
     )
+
+    assert not result.success
+    flights = evaluations(result)[("raw_flights", LANDED_FILE_SCHEMA)]
+    assert not flights.passed and flights.partition == DAY
+    assert flights.description == "0 rows, fewer than the source's min_rows of 1"
+    assert flights.metadata["min_rows"].value == 1
+    raw = stored(home, "raw_flights")
+    assert raw.empty and list(raw.columns) == [*config.FLIGHT_COLUMNS, PARSE_ERROR, RAW_TEXT]
+    assert evaluations(result)[("raw_weather", LANDED_FILE_SCHEMA)].passed
+    assert materialized(result) == {RAW, RAW_WEATHER, WEATHER_CLEAN, WEATHER_REJECTED}
+    weather = stored(home, "weather_clean")
+    assert len(weather) == 3 * 24 and weather["imputed"].all()
 
 
 # the command line
@@ -280,3 +309,82 @@ def test_cli_rejects_an_unknown_fault(home: Path, capsys: pytest.CaptureFixture[
 def test_publish_rejects_an_unknown_fault(landing_zone: LandingZone) -> None:
     with pytest.raises(ValueError, match="unknown fault 'fire'"):
         publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 1)), fault="fire")
+
+
+# values as landed, whole-file changes
+
+CONTROL = "".join(chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (10, 13))
+"""Every control character that does not end a line."""
+
+
+def reland(landing_zone: LandingZone, source: str, edit: Callable[[list[list[str]]], None]) -> None:
+    """Land the day's ``source`` export again, its rows' fields edited in place by ``edit``."""
+    header, *lines = landing_zone.read_bytes(source, DAY).decode().rstrip("\n").split("\n")
+    rows = [line.split(",") for line in lines]
+    edit(rows)
+    landing_zone.write_bytes(source, DAY, "\n".join([header, *map(",".join, rows), ""]).encode())
+
+
+def test_control_characters_are_kept_in_raw_and_rejected_in_clean(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """Raw keeps a tail number holding every control character exactly as landed (so does the
+    airlines table: pandas' CSV reader used to cut a name at its NUL); clean rejects that row
+    alone, as ``control_character:tailnum``, and the day's rejections count it."""
+    publish(landing_zone, [DAY])
+    tailnum = config.FLIGHT_COLUMNS.index("tailnum")
+
+    def damage(rows: list[list[str]]) -> None:
+        rows[0][tailnum] = f"N{CONTROL}1"
+
+    reland(landing_zone, config.FLIGHTS_SOURCE, damage)
+    airlines = landing_zone.read_bytes("airlines", "airlines")
+    landing_zone.write_bytes("airlines", "airlines", airlines.replace(b"Air ", b"Air\x00 "))
+
+    assert dg.materialize(
+        data_assets, selection=REFERENCE_TABLES, resources=resources, instance=instance
+    ).success
+    result = materialize([RAW, CLEAN, REJECTED], resources, instance)
+
+    assert result.success
+    raw = stored(home, "raw_flights")
+    assert raw["tailnum"].iloc[0] == f"N{CONTROL}1"
+    rejected = stored(home, "flights_rejected")
+    assert rejected["rejection_rule"].tolist() == ["control_character:tailnum"]
+    assert rejected["tailnum"].tolist() == [f"N{CONTROL}1"]
+    assert len(stored(home, "flights_clean")) == FLIGHTS_ON_DAY - 1
+    assert rejections_observed(result)["rejected/control_character:tailnum"] == 1
+    names = pd.read_parquet(home / "warehouse" / "flights" / "airlines.parquet")["name"]
+    assert "United Air\x00 Lines Inc." in set(names)
+
+
+def test_a_whole_file_in_another_format_fails_as_a_schema_problem(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """Every ``time_hour`` of the day written as ``01/02/2013 05:00``: not 943 bad rows but a
+    changed export. The blocking ``export_schema`` check fails naming the column and the rule;
+    the rows are still all accounted for."""
+    publish(landing_zone, [DAY])
+    at = config.FLIGHT_COLUMNS.index("time_hour")
+
+    def us_format(rows: list[list[str]]) -> None:
+        for fields in rows:
+            fields[at] = pd.Timestamp(fields[at]).strftime("%m/%d/%Y %H:%M")
+
+    reland(landing_zone, config.FLIGHTS_SOURCE, us_format)
+    assert dg.materialize(
+        data_assets, selection=REFERENCE_TABLES, resources=resources, instance=instance
+    ).success
+
+    result = materialize([RAW, CLEAN, REJECTED], resources, instance)
+
+    assert not result.success
+    assert evaluations(result)[("raw_flights", LANDED_FILE_SCHEMA)].passed
+    check = evaluations(result)[("flights_clean", EXPORT_SCHEMA)]
+    assert not check.passed and check.blocking and check.partition == DAY
+    assert check.description == (
+        f"column time_hour: unparseable rejected {FLIGHTS_ON_DAY} of {FLIGHTS_ON_DAY} raw rows "
+        "(bar 95%): the export changed, not its rows"
+    )
+    assert check.metadata["largest_rule_share"].value == 1.0
+    assert_rows_conserved(result, home)

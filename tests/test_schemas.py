@@ -11,7 +11,7 @@ import pandera.pandas as pa
 import pytest
 from pandera.errors import SchemaErrors
 
-from ml_assets.data.checks import row_conservation_outcome, schema_outcome
+from ml_assets.data.checks import row_conservation_outcome, schema_outcome, whole_file_outcome
 from ml_assets.data.cleaning import parse_landed_csv
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
@@ -276,3 +276,27 @@ def test_row_conservation_outcome(raw_rows: int, kept: int, rejected: int, passe
     assert outcome.metadata == {"raw_rows": raw_rows, "kept_rows": kept, "rejected_rows": rejected}
     if not passed:
         assert f"{raw_rows - kept - rejected} unaccounted for" in outcome.description
+
+
+@pytest.mark.parametrize(
+    ("raw_rows", "rules", "passed"),
+    [
+        (100, {"unparseable:distance": 95}, False),
+        (100, {"unparseable:distance": 94, "duplicate": 6}, True),  # no one rule reaches 95%
+        (20, {"corrupt_line": 20}, False),  # a rule about whole rows: another encoding
+        (19, {"missing_column:tip": 19}, True),  # too few rows to tell
+        (0, {}, True),
+    ],
+)
+def test_whole_file_outcome(raw_rows: int, rules: dict[str, int], passed: bool) -> None:
+    outcome = whole_file_outcome(
+        raw_rows, pd.Series([r for r, n in rules.items() for _ in range(n)]), 0.95, 20
+    )
+
+    assert outcome.passed is passed
+    if not passed:
+        rule, n = next(iter(rules.items()))
+        name, _, column = rule.partition(":")
+        assert f"| {name} " in outcome.metadata["whole_file_rules"].value
+        named = f"column {column}: {name}" if column else name
+        assert outcome.description.startswith(f"{named} rejected {n} of {raw_rows} raw rows")

@@ -30,8 +30,8 @@ def test_one_partition_end_to_end(published_week, resources, instance, home):
     )
     assert history.success
     evaluations = history.get_asset_check_evaluations()
-    # per day: two checks of each raw table, three of each clean one
-    assert len({(e.asset_check_key, e.partition) for e in evaluations}) == 7 * 10
+    # per day: two checks of each raw table, four of each clean one
+    assert len({(e.asset_check_key, e.partition) for e in evaluations}) == 7 * 12
     for evaluation in evaluations:  # each names its own partition's materialization
         latest = instance.fetch_materializations(
             dg.AssetRecordsFilter(

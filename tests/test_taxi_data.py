@@ -11,9 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml_assets.contract.requests import parse_item, request_model
-from ml_assets.data.assets import FEATURE_SCHEMA, LANDED_FILE_SCHEMA, ROWS_CONSERVED
+from ml_assets.data.assets import (
+    EXPORT_SCHEMA,
+    FEATURE_SCHEMA,
+    LANDED_FILE_SCHEMA,
+    ROWS_CONSERVED,
+)
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
+from ml_assets.pipelines.taxi import publish as publisher
 from ml_assets.pipelines.taxi.cleaning import DAYS, clean_trips
+from ml_assets.pipelines.taxi.cleaning import MONTHS as MONTH_NAMES
 from ml_assets.pipelines.taxi.definitions import PIPELINE
 from ml_assets.pipelines.taxi.features import FEATURE_COLUMNS, REQUEST_COLUMNS
 from ml_assets.pipelines.taxi.publish import FAULTS, publish
@@ -34,18 +41,25 @@ RAW, CLEAN, REJECTED, FEATURES = (
 )
 
 
+def materialize_month(
+    month: str, resources: dict, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """Materialize the month's data layers as landed."""
+    return dg.materialize(
+        PIPELINE.data_assets,
+        partition_key=month,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def land_fault(
     fault: str, landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance
 ) -> dg.ExecuteInProcessResult:
     """Land ``fault`` in the faulty month, then materialize that month's data layers."""
     publish(landing_zone, [FAULTY_MONTH], fault=fault)
-    return dg.materialize(
-        PIPELINE.data_assets,
-        partition_key=FAULTY_MONTH,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_month(FAULTY_MONTH, resources, instance)
 
 
 def stored(home: Path, asset: str, month: str) -> pd.DataFrame:
@@ -105,8 +119,9 @@ def test_four_real_months_end_to_end(
 
     assert result.success
     evaluated = checks(result)
-    # two raw, three clean (schema, rows conserved, rejected share), one feature check a month
-    assert len(evaluated) == 6 * len(MONTHS)
+    # two raw, four clean (schema, rows conserved, export schema, rejected share), one feature
+    # check a month
+    assert len(evaluated) == 7 * len(MONTHS)
     assert all(evaluated.values())
     rules: Counter[str] = Counter()
     for month, trips in TRIPS_BY_MONTH.items():
@@ -198,12 +213,16 @@ def test_unreadable_exports_fail_the_blocking_check_and_stop_downstream(
         partition_key=FAULTY_MONTH,
         resources=resources,
         instance=instance,
+        raise_on_error=False,
     )
-    assert forced.success
     rejected = stored(home, "trips_rejected", FAULTY_MONTH)
     assert dict(Counter(rejected[REJECTION_RULE])) == rejected_rules
     assert stored(home, "trips_clean", FAULTY_MONTH).empty
     assert checks(forced)[("trips_clean", ROWS_CONSERVED, FAULTY_MONTH)]
+    # one rule rejecting every row of a month is a changed export: a blocking failure
+    whole_file = fault == "missing-column"
+    assert checks(forced)[("trips_clean", EXPORT_SCHEMA, FAULTY_MONTH)] is not whole_file
+    assert forced.success is not whole_file
 
 
 GOOD_TRIP = {"trip_id": "1", "tip": "yes", "distance": "2.5", "company": "Sun Taxi",
@@ -273,3 +292,85 @@ def test_service_inputs_follow_the_declaration_and_the_cleaning_rules() -> None:
     assert warm_up["distance"].tolist() == [float(np.float32(17.19)), 0.0]
     with pytest.raises(ValueError, match="less than or equal to 23"):
         parse_item(model, {**DECLARATION.serving.warm_up[0], "hour": 24})
+
+
+def land_month(landing_zone: LandingZone, month: str, frame: pd.DataFrame) -> None:
+    """Land ``frame`` as the month's export, the way the publisher writes one."""
+    landing_zone.write_bytes("trips", month, publisher._parquet(frame), ".parquet")
+
+
+def month_of_trips(month: str) -> pd.DataFrame:
+    table = publisher.trips()
+    return table[table["month"] == MONTH_NAMES[date.fromisoformat(month).month - 1]].reset_index(
+        drop=True
+    )
+
+
+def observed_rejections(result: dg.ExecuteInProcessResult, month: str) -> dict:
+    """The numbers recorded for the month's rejected rows, plotted over partitions."""
+    (observation,) = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+        and event.asset_observation_data.asset_observation.partition == month
+    ]
+    return {name: value.value for name, value in observation.metadata.items()}
+
+
+def test_an_integer_id_exported_as_float_keeps_its_identity(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """One trip without an id makes the export store ``trip_id`` as floating point: raw keeps
+    what landed (``8.0``), clean and features give ``8``, the id requests and outcomes use. A
+    company holding a NUL is rejected as ``control_character:company``; both new rules are
+    counted in the month's rejections."""
+    month = MONTHS[0]
+    frame = month_of_trips(month)
+    ids = frame["trip_id"].astype(str).tolist()
+    frame["trip_id"] = frame["trip_id"].astype("float64")
+    frame.loc[0, "trip_id"] = np.nan
+    frame.loc[1, "company"] = "Taxi\x00Affiliation Services"
+    land_month(landing_zone, month, frame)
+
+    result = materialize_month(month, resources, instance)
+
+    assert result.success
+    assert stored(home, "raw_trips", month)["trip_id"].iloc[2] == f"{ids[2]}.0"
+    clean = stored(home, "trips_clean", month)
+    assert clean["trip_id"].tolist() == ids[2:]
+    assert stored(home, "trip_features", month)["trip_id"].tolist() == ids[2:]
+    rejected = stored(home, "trips_rejected", month)
+    assert rejected[REJECTION_RULE].tolist() == [
+        "missing_value:trip_id",
+        "control_character:company",
+    ]
+    assert rejected["company"].iloc[1] == "Taxi\x00Affiliation Services"  # as landed
+    observed = observed_rejections(result, month)
+    assert observed["rejected/control_character:company"] == 1
+    assert observed["rejected/missing_value:trip_id"] == 1
+
+
+def test_a_whole_month_in_another_format_fails_and_stops_downstream(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """Every distance exported as text with its unit (``2.5 mi``): the blocking
+    ``export_schema`` check fails naming the column and the rule, and no features are made
+    from the empty month; every row is still accounted for, and plotted."""
+    frame = month_of_trips(FAULTY_MONTH)
+    frame["distance"] = frame["distance"].map("{} mi".format)
+    land_month(landing_zone, FAULTY_MONTH, frame)
+
+    result = materialize_month(FAULTY_MONTH, resources, instance)
+
+    assert not result.success
+    assert materialized(result) == {RAW, CLEAN, REJECTED}
+    trips_in_month = TRIPS_BY_MONTH[FAULTY_MONTH]
+    export = next(e for e in result.get_asset_check_evaluations() if e.check_name == EXPORT_SCHEMA)
+    assert not export.passed and export.partition == FAULTY_MONTH
+    assert export.description.startswith(
+        f"column distance: unparseable rejected {trips_in_month} of {trips_in_month} raw rows"
+    )
+    assert checks(result)[("trips_clean", ROWS_CONSERVED, FAULTY_MONTH)]
+    observed = observed_rejections(result, FAULTY_MONTH)
+    assert observed["rejected/unparseable:distance"] == trips_in_month
+    assert observed["largest_rule_share"] == 1.0

@@ -147,6 +147,17 @@ class CodeRule(Strict):
         return self.reference.split(".")[0] if self.reference else None
 
 
+class WholeFile(Strict):
+    """When one rule rejects (nearly) every row of a partition, the export changed (a column's
+    type, format or units), not its rows: the partition fails its blocking ``export_schema``
+    check, naming the rule, and nothing downstream of it is materialized."""
+
+    share: float = Field(default=0.95, gt=0, le=1)
+    """The share of a partition's raw rows one rule must reject."""
+    min_rows: int = Field(default=20, ge=1)
+    """Partitions with fewer raw rows are too small to tell (their rows are judged alone)."""
+
+
 class Source(Strict):
     """A landing-zone folder an upstream system exports to, and the rules for its rows."""
 
@@ -158,7 +169,13 @@ class Source(Strict):
     columns: list[str] = Field(default_factory=list)
     """The columns an export has, in order (empty: not declared)."""
     key: list[str] = Field(default_factory=list)
-    """Columns that identify a row; later copies of a key are rejected as duplicates."""
+    """Columns that identify a row; later copies of a key are rejected as duplicates. A key
+    value is never trimmed: one with whitespace around it is rejected (``whitespace:<column>``)."""
+    integer_ids: list[str] = Field(default_factory=list)
+    """Identifier columns holding whole numbers, kept as text in their canonical form (``8``,
+    whether the export wrote ``8``, ``08`` or ``8.0``); other forms are rejected as
+    ``malformed_id:<column>``. A key column that is neither this nor parsed keeps its text
+    exactly (leading zeros and all)."""
     required: list[str] = Field(default_factory=list)
     """Columns a row cannot do without."""
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
@@ -174,6 +191,13 @@ class Source(Strict):
     max_rejected_share: float = Field(default=0.01, ge=0, le=1)
     """A partition that rejects a larger share of its raw rows gets a warning, before the
     model sees the data."""
+    max_length: int = Field(default=10_000, ge=1)
+    """The most characters a value may hold; a longer one is rejected (``too_long:<column>``)."""
+    min_rows: int = Field(default=1, ge=0)
+    """The fewest rows a partition's file may hold (a zero-byte file holds none, like a header
+    without rows); fewer fail the blocking ``landed_file_schema`` check. 0: an empty partition
+    is data."""
+    whole_file: WholeFile = Field(default_factory=WholeFile)
 
     @model_validator(mode="after")
     def _columns_declared(self) -> "Source":
@@ -181,6 +205,7 @@ class Source(Strict):
             _unique(self.columns, "columns")
             named = {
                 "key": self.key,
+                "integer_ids": self.integer_ids,
                 "required": self.required,
                 "ranges": list(self.ranges),
                 "codes": list(self.codes),

@@ -25,8 +25,9 @@ from ml_assets.data.checks import (
     report_per_partition,
     row_conservation_outcome,
     schema_outcome,
+    whole_file_outcome,
 )
-from ml_assets.data.cleaning import PARSE_ERROR, REJECTION_RULE, Cleaned, parse_landed
+from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, Cleaned, parse_landed
 from ml_assets.data.metadata import table_definition_metadata
 from ml_assets.data.time_features import with_time_features
 from resources.landing_zone import LandingZone
@@ -39,6 +40,7 @@ LINES_PARSE = "lines_parse"
 CLEAN_SCHEMA = "clean_schema"
 ROWS_CONSERVED = "rows_conserved"
 REJECTED_SHARE = "rejected_share"
+EXPORT_SCHEMA = "export_schema"
 FEATURE_SCHEMA = "feature_schema"
 
 
@@ -88,6 +90,19 @@ def _lines_outcome(frame: pd.DataFrame) -> CheckOutcome:
     )
 
 
+def _min_rows_outcome(outcome: CheckOutcome, rows: int, min_rows: int) -> CheckOutcome:
+    """``outcome`` of a landed file's schema, failed as well when it has fewer than
+    ``min_rows`` rows."""
+    if rows >= min_rows:
+        return outcome
+    few = f"{rows} rows, fewer than the source's min_rows of {min_rows}"
+    return CheckOutcome(
+        passed=False,
+        description=few if outcome.passed else f"{few}; {outcome.description}",
+        metadata={**outcome.metadata, "rows": rows, "min_rows": min_rows},
+    )
+
+
 def _landed(
     declaration: PipelineDeclaration, name: str, source: Source, schema: pa.DataFrameSchema
 ) -> dict:
@@ -115,7 +130,11 @@ def raw_asset(
         **_landed(declaration, name, source, schema),
         check_specs=[
             partition_check(
-                declaration, name, LANDED_FILE_SCHEMA, "The file has every declared column."
+                declaration,
+                name,
+                LANDED_FILE_SCHEMA,
+                "The file has every declared column"
+                + (f" and at least {source.min_rows} rows." if source.min_rows else "."),
             ),
             partition_check(
                 declaration,
@@ -141,13 +160,18 @@ def raw_asset(
             )
         landed_schema = SchemaCheck(schema)
         lines: dict[str, CheckOutcome] = {}
+        rows: dict[str, int] = {}
 
         def parsed(partition_key: str) -> pd.DataFrame:
             frame = parse_landed(
                 landing_zone.read_bytes(source.name, partition_key, ext), source.format
             )
+            if frame.empty and frame.columns.isin([PARSE_ERROR, RAW_TEXT]).all():
+                # an empty file is an export of no rows, like a header without any
+                frame = frame.reindex(columns=[*source.columns, *frame.columns]).astype("string")
             landed_schema.add(partition_key, frame)
             lines[partition_key] = _lines_outcome(frame)
+            rows[partition_key] = len(frame)
             return frame
 
         keys = context.partition_keys
@@ -157,7 +181,11 @@ def raw_asset(
             if len(keys) == 1
             else {},
         )
-        yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, landed_schema.outcomes())
+        landed = {
+            partition_key: _min_rows_outcome(outcome, rows[partition_key], source.min_rows)
+            for partition_key, outcome in landed_schema.outcomes().items()
+        }
+        yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, landed)
         yield from report_per_partition(context, key, LINES_PARSE, lines)
 
     return raw
@@ -227,7 +255,7 @@ def clean_assets(
     raw_key, clean_key = declaration.key(f"raw_{source}"), declaration.key(f"{source}_clean")
     declared = declaration.source(source)
     references = sorted({r.reference_table for r in declared.codes.values() if r.reference_table})
-    bar = declared.max_rejected_share
+    bar, whole_file = declared.max_rejected_share, declared.whole_file
     rejected_key = declaration.key(f"{source}_rejected")
     common = {
         "group_name": group(declaration, CLEAN),
@@ -270,6 +298,14 @@ def clean_assets(
             partition_check(
                 declaration,
                 f"{source}_clean",
+                EXPORT_SCHEMA,
+                f"No rule rejects {whole_file.share:.0%} or more of the raw rows of a partition "
+                f"of at least {whole_file.min_rows} rows: that is a changed export (a column's "
+                "type, format or units), not bad rows.",
+            ),
+            partition_check(
+                declaration,
+                f"{source}_clean",
                 REJECTED_SHARE,
                 f"At most {bar:.1%} of the raw rows rejected (warns).",
                 blocking=False,
@@ -285,21 +321,24 @@ def clean_assets(
         notes: Counter[str] = Counter()
         schema_check = SchemaCheck(clean_schema)
         conserved: dict[str, CheckOutcome] = {}
+        exports: dict[str, CheckOutcome] = {}
         share: dict[str, CheckOutcome] = {}
         with FrameSpill(prefix=f"{source}_rejected_") as rejected:
 
             def cleaned(partition_key: str) -> pd.DataFrame:
                 rows = raw[partition_key]
                 result = clean(rows, date.fromisoformat(partition_key), tables)
-                rules.update(result.rejected[REJECTION_RULE].tolist())
+                why = result.rejected[REJECTION_RULE]
+                rules.update(why.tolist())
                 notes.update(result.notes)
                 schema_check.add(partition_key, result.clean)
                 conserved[partition_key] = row_conservation_outcome(
                     len(rows), result.kept_raw_rows, len(result.rejected)
                 )
-                share[partition_key] = rejected_share_outcome(
-                    len(rows), result.rejected[REJECTION_RULE], bar
+                exports[partition_key] = whole_file_outcome(
+                    len(rows), why, whole_file.share, whole_file.min_rows
                 )
+                share[partition_key] = rejected_share_outcome(len(rows), why, bar)
                 rejected.write(partition_key, result.rejected)
                 return result.clean
 
@@ -320,10 +359,16 @@ def clean_assets(
             )
         yield from report_per_partition(context, clean_key, CLEAN_SCHEMA, schema_check.outcomes())
         yield from report_per_partition(context, clean_key, ROWS_CONSERVED, conserved)
+        yield from report_per_partition(context, clean_key, EXPORT_SCHEMA, exports)
         yield from report_per_partition(context, clean_key, REJECTED_SHARE, share)
         for partition_key, outcome in sorted(share.items()):  # plotted over partitions
             numbers = {k: v for k, v in outcome.metadata.items() if k != "bar"}
-            yield dg.AssetObservation(rejected_key, partition=partition_key, metadata=numbers)
+            largest = exports[partition_key].metadata["largest_rule_share"]
+            yield dg.AssetObservation(
+                rejected_key,
+                partition=partition_key,
+                metadata={**numbers, "largest_rule_share": largest},
+            )
 
     return clean_partitions
 

@@ -233,6 +233,44 @@ def rejected_share_outcome(raw_rows: int, rules: pd.Series, bar: float) -> Check
     )
 
 
+def whole_file_outcome(
+    raw_rows: int, rules: pd.Series, share: float, min_rows: int
+) -> CheckOutcome:
+    """Fails when one rule rejected at least ``share`` of a partition's ``raw_rows`` (of at least
+    ``min_rows``): the export changed (a column's type, format or units), not its rows.
+    ``rules``: the rejected rows' rules (``rule:column`` or ``rule``)."""
+    counts = rules.value_counts()
+    largest = counts.iloc[0] / raw_rows if len(counts) else 0.0
+    whole = counts[counts >= share * raw_rows] if raw_rows >= min_rows else counts.iloc[:0]
+    failing = pd.DataFrame(
+        [(*str(rule).partition(":")[::2], int(n)) for rule, n in whole.items()],
+        columns=["rule", "column", "rows"],
+    )
+    metadata = {
+        "raw_rows": raw_rows,
+        "largest_rule_share": float(largest),
+        "whole_file_rules": dg.MetadataValue.md(
+            failing.to_markdown(index=False) if len(failing) else "(none)"
+        ),
+    }
+    if raw_rows < min_rows:
+        return CheckOutcome(
+            True, f"{raw_rows} raw rows: fewer than {min_rows}, too few to tell", metadata
+        )
+    if failing.empty:
+        most = f" (the most: {counts.index[0]}, {largest:.2%})" if len(counts) else ""
+        return CheckOutcome(
+            True, f"No rule rejects {share:.0%} or more of the raw rows{most}", metadata
+        )
+    named = "; ".join(
+        f"{f'column {column}: ' if column else ''}{rule} rejected {n} of {raw_rows} raw rows"
+        for rule, column, n in failing.itertuples(index=False)
+    )
+    return CheckOutcome(
+        False, f"{named} (bar {share:.0%}): the export changed, not its rows", metadata
+    )
+
+
 def rejection_metadata(raw_rows: int, rules: pd.Series) -> dict[str, float | int]:
     """A partition's rejections as numbers the UI plots over partitions: the rejected share
     and the rows each rule rejected (``rejected/<rule>``)."""

@@ -5,6 +5,8 @@ every raw row ends up either kept or rejected with exactly one reason, and nothi
 Raw values are strings as landed; rules parse them and never guess a value they cannot read.
 """
 
+import codecs
+import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +23,18 @@ RAW_TEXT = "_raw_text"
 """Raw column: the text of a line that could not be parsed."""
 REJECTION_RULE = "rejection_rule"
 """Rejected-rows column: the rule that rejected the row, as ``rule`` or ``rule:column``."""
+LARGEST_LINE = 2**31 - 2
+"""The longest CSV line, in bytes, that is read into fields: Arrow reads a file in blocks of at
+most 2 GiB - 1 bytes and a record (with its line break) must fit in one. A longer line is a
+row that could not be read."""
+LONG_LINE_KEPT = 1000
+"""Bytes of a line longer than ``LARGEST_LINE`` kept as its text."""
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (Unicode category Cc): C0, DEL and C1."""
+PADDED = re.compile(r"(?:^|\x00)\s|\s(?:\x00|$)")
+"""Whitespace at either end of a value, in values joined by NUL."""
+INTEGER_ID = r"^(?P<sign>[+-]?)(?P<digits>[0-9]+)(?:\.0*)?$"
+"""The forms of a whole-number id: optional sign, digits, optional ``.`` and zeros."""
 
 
 class RangeRule(Protocol):
@@ -39,10 +53,13 @@ class CodeRule(Protocol):
 class SourceRules(Protocol):
     """The declared rules of a source (``ml_assets.contract.declaration.Source``)."""
 
+    key: list[str]
+    integer_ids: list[str]
     required: list[str]
     ranges: Mapping[str, RangeRule]
     codes: Mapping[str, CodeRule]
     clock_times: list[str]
+    max_length: int
 
     def nulls(self, column: str) -> list[str]: ...
 
@@ -59,11 +76,12 @@ class Cleaned(NamedTuple):
 
 
 def parse_landed(data: bytes, file_format: str, typed: bool = False) -> pd.DataFrame:
-    """A landed file as a frame: as text, every line kept (``typed``: as pandas reads it, for
-    reference tables)."""
+    """A landed file as a frame: as text, every line kept (``typed``: typed as pandas reads it
+    with Arrow, for reference tables; pandas' own CSV parser ends a value at a NUL)."""
     if typed:
-        reader = pd.read_parquet if file_format == "parquet" else pd.read_csv
-        return reader(io.BytesIO(data))
+        if file_format == "parquet":
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data), engine="pyarrow")
     if file_format == "parquet":
         return parse_landed_parquet(data)
     return parse_landed_csv(data)
@@ -88,7 +106,8 @@ def parse_landed_parquet(data: bytes) -> pd.DataFrame:
             {PARSE_ERROR: pd.Series([reason], dtype="string"),
              RAW_TEXT: pd.Series([pd.NA], dtype="string")}
         )  # fmt: skip
-    frame = table.to_pandas()
+    # without what pandas wrote about the columns: a damaged note would stop the conversion
+    frame = table.replace_schema_metadata(None).to_pandas()
     texts = {name: _as_text(frame[name]) for name in frame.columns}
     parsed = pd.DataFrame({name: text for name, (text, _) in texts.items()}, index=frame.index)
     error = pd.Series(pd.NA, index=frame.index, dtype="string")
@@ -125,82 +144,88 @@ def _as_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 def parse_landed_csv(data: bytes) -> pd.DataFrame:
     """Read a landed CSV as strings, keeping every line.
 
-    Lines whose field count does not match the header, and lines that are not UTF-8, become
-    rows with all fields empty, the line's text in ``_raw_text`` and the reason in
-    ``_parse_error`` (a header that is not UTF-8 or cannot be read makes every line such a row;
-    a header that repeats a column name gives every row that reason). An empty file gives a
-    frame with no data columns at all, which the raw schema check reports.
+    A record is one line (``\\n``, ``\\r\\n`` or ``\\r`` ends it): a quoted value cannot
+    hold a line break, so a stray quote cannot take the lines after it along. A line that cannot
+    be read alone (not UTF-8; a quote that does not close, or text after a closing quote; longer
+    than ``LARGEST_LINE`` bytes) or whose field count differs from the header's becomes a row
+    with all fields empty, the line's text in ``_raw_text`` and the reason in ``_parse_error``.
+    Every other line is read as landed, whatever the lines beside it hold. A header that cannot
+    be read makes every line such a row (and the frame has no data columns); a header that
+    repeats a column name gives every row that reason. An empty file gives a frame with no data
+    columns at all. A UTF-8 byte-order mark at the start is read as one, not as text.
     """
     meta = {PARSE_ERROR: pd.Series(dtype="string"), RAW_TEXT: pd.Series(dtype="string")}
+    data = data.removeprefix(codecs.BOM_UTF8)
     if not data.strip():
         return pd.DataFrame(meta)
-    text, undecodable = _utf8_lines(data)
-    try:
-        parsed, corrupt = _read_csv_text(text)
-    except pa.ArrowException as error:
-        parsed = pd.DataFrame(meta)
-        reason = f"unreadable CSV file: {error}"[:500]
-        lines = [line for line in text.splitlines() if line][1:]
-        corrupt = [{PARSE_ERROR: reason, RAW_TEXT: line.decode()} for line in lines]
-    bad = pd.DataFrame(corrupt + undecodable, columns=[PARSE_ERROR, RAW_TEXT]).astype("string")
+    header, *lines = (line for line in data.splitlines() if line)
+    utf8, quoted = _is_utf8(data), b'"' in data
+    if (reason := _unreadable(header, utf8, quoted)) is not None:
+        unread = [_unread_row(line, f"the header is {reason}") for line in lines]
+        return pd.DataFrame(unread, columns=[PARSE_ERROR, RAW_TEXT]).astype("string")
+    reasons = [_unreadable(line, utf8, quoted) for line in lines]
+    readable = [line for line, reason in zip(lines, reasons, strict=True) if reason is None]
+    parsed, miscounted = _read_csv_lines(header, readable)
+    unread = [_unread_row(line, r) for line, r in zip(lines, reasons, strict=True) if r]
+    bad = pd.DataFrame(miscounted + unread, columns=[PARSE_ERROR, RAW_TEXT]).astype("string")
     return pd.concat([parsed, bad], ignore_index=True)
 
 
-def _utf8_lines(data: bytes) -> tuple[bytes, list[dict[str, str]]]:
-    """``data`` without its lines that are not UTF-8, and those lines as rows naming why (all
-    lines after the header when the header is not UTF-8: then no field can be named)."""
+def _is_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    else:
-        return data, []
+        return False
+    return True
 
-    def why(line: bytes) -> str | None:
+
+def _unreadable(line: bytes, utf8: bool, quoted: bool) -> str | None:
+    """Why ``line`` cannot be read as one record (None: it can). ``utf8`` and ``quoted`` say
+    whether the whole file is UTF-8 and holds a quote: most files spare their lines a check."""
+    if len(line) > LARGEST_LINE:
+        return f"longer than {LARGEST_LINE} bytes ({len(line)} bytes)"
+    if not utf8:
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as error:
             return f"not UTF-8: {error.reason} at byte {error.start}"
-        return None
-
-    def row(line: bytes, reason: str) -> dict[str, str]:
-        return {PARSE_ERROR: reason, RAW_TEXT: line.decode("utf-8", "backslashreplace")}
-
-    header, *lines = [line for line in data.splitlines() if line]
-    if (reason := why(header)) is not None:
-        return b"", [row(line, f"the header is {reason}") for line in lines]
-    reasons = [why(line) for line in lines]
-    undecodable = [row(line, r) for line, r in zip(lines, reasons, strict=True) if r]
-    text = b"\n".join([header, *(line for line, r in zip(lines, reasons, strict=True) if not r)])
-    return text, undecodable
+    if quoted and b'"' in line:
+        try:
+            next(csv.reader([line.decode("utf-8")], strict=True))
+        except csv.Error as error:
+            return f"unreadable CSV: {error}"
+    return None
 
 
-def _read_csv_text(data: bytes) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """UTF-8 CSV text as a frame of strings, and the lines with the wrong field count."""
-    corrupt: list[dict[str, str]] = []
+def _unread_row(line: bytes, reason: str) -> dict[str, str]:
+    """A line that could not be read, as a row: why, and its text (non-UTF-8 bytes escaped; of
+    a line longer than ``LARGEST_LINE``, the first ``LONG_LINE_KEPT`` bytes)."""
+    if len(line) > LARGEST_LINE:
+        line = line[:LONG_LINE_KEPT]
+    return {PARSE_ERROR: reason, RAW_TEXT: line.decode("utf-8", "backslashreplace")}
+
+
+def _read_csv_lines(header: bytes, lines: list[bytes]) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Readable UTF-8 lines under their header as a frame of strings, and the lines whose field
+    count differs from the header's as rows naming why."""
+    miscounted: list[dict[str, str]] = []
 
     def keep_invalid(row: pacsv.InvalidRow) -> str:
-        corrupt.append(
-            {
-                PARSE_ERROR: f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                RAW_TEXT: row.text,
-            }
-        )
+        reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        miscounted.append({PARSE_ERROR: reason, RAW_TEXT: row.text})
         return "skip"
 
-    if not data.strip():
-        return pd.DataFrame({PARSE_ERROR: [], RAW_TEXT: []}, dtype="string"), corrupt
-    if not data.endswith((b"\n", b"\r")):
-        data += b"\n"  # a header without a final line break is still a header
-    read_options = pacsv.ReadOptions(use_threads=False)
-    names = pacsv.open_csv(
-        io.BytesIO(data),
-        read_options=read_options,
-        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-    ).schema.names
+    names = next(csv.reader([header.decode("utf-8")]))
+    text = b"\n".join([header, *lines, b""])
     table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=read_options,
+        io.BytesIO(text),
+        # a record must fit in one block: every line does (see LARGEST_LINE)
+        read_options=pacsv.ReadOptions(
+            use_threads=False,
+            column_names=names,
+            skip_rows=1,
+            block_size=min(len(text), LARGEST_LINE + 1),
+        ),
         parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
         convert_options=pacsv.ConvertOptions(
             # every value as landed; which values mean "missing" is the source's declared policy
@@ -213,7 +238,7 @@ def _read_csv_text(data: bytes) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     reason = f"the header repeats {', '.join(repeated)}" if repeated else pd.NA
     parsed[PARSE_ERROR] = pd.Series(reason, index=parsed.index, dtype="string")
     parsed[RAW_TEXT] = pd.Series(pd.NA, index=parsed.index, dtype="string")
-    return parsed, corrupt
+    return parsed, miscounted
 
 
 def _unique_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -271,13 +296,16 @@ class Triage:
         timestamps: Iterable[str] = (),
         references: Mapping[str, pd.DataFrame] | None = None,
     ) -> dict[str, int]:
-        """Apply a source's declared rules in order: unreadable lines, missing columns, null
-        tokens, parsing of ``numbers`` and ``timestamps``, required values, ranges, clock
+        """Apply a source's declared rules in order: unreadable lines, missing columns, values
+        as landed (control characters, length, whitespace around an identifier), null tokens,
+        integer ids, parsing of ``numbers`` and ``timestamps``, required values, ranges, clock
         times and codes. Returns the notes of the ``null`` ranges (``blanked:<column>``) and the
         flagged codes (``unreferenced:<column>``) with their counts."""
         self.corrupt_lines()
         self.missing_columns(self.values.columns)
+        self.as_landed(source.max_length, dict.fromkeys([*source.key, *source.integer_ids]))
         self.null_tokens(source.nulls)
+        self.integer_ids(source.integer_ids)
         self.numbers(numbers)
         self.timestamps(timestamps)
         self.required(source.required)
@@ -288,6 +316,44 @@ class Triage:
             **{f"blanked:{column}": n for column, n in blanked.items()},
             **{f"unreferenced:{column}": n for column, n in unreferenced.items()},
         }
+
+    def as_landed(self, max_length: int, identifiers: Iterable[str]) -> None:
+        """Rules on the values as landed, none of them ever trimmed or read around: a control
+        character (C0, DEL or C1: NUL, tab, ...) rejects the row as ``control_character:<c>``,
+        a value longer than ``max_length`` characters as ``too_long:<c>``, whitespace before or
+        after an identifier (``" 8"`` and ``"8"`` may be different ids) as ``whitespace:<c>``.
+        """
+        columns, identifiers = list(self.values.columns), list(identifiers)
+        # a first look at every value at once (most files break none of these): joined by NUL,
+        # a value with whitespace at one end has it next to a NUL or at an end of the text
+        texts = self.values.to_numpy(dtype=object, na_value="")
+        every = texts.ravel().tolist()
+        if CONTROL.search("".join(every)):
+            for column in columns:
+                hit = self.values[column].str.contains(CONTROL, na=False)
+                self.reject(hit, f"control_character:{column}")
+        if max(map(len, every), default=0) > max_length:
+            for column in columns:
+                self.reject(self.values[column].str.len() > max_length, f"too_long:{column}")
+        keys = texts[:, [columns.index(c) for c in identifiers]]
+        if PADDED.search("\x00".join(keys.ravel().tolist())):
+            for column in identifiers:
+                text = self.values[column]
+                self.reject(text.notna() & (text != text.str.strip()), f"whitespace:{column}")
+
+    def integer_ids(self, columns: Iterable[str]) -> None:
+        """Write whole-number ids canonically, as their digits: ``8`` whether the export wrote
+        ``8``, ``+8``, ``08`` or ``8.0`` (an integer column stored as floating point); any other
+        form (``8.5``, ``8e0``, ``x8``) rejects the row as ``malformed_id:<column>``. Read as
+        text, never as a float, so a long id keeps every digit."""
+        for column in columns:
+            text = self.values[column]
+            parts = text.str.extract(INTEGER_ID)
+            self.reject(text.notna() & parts["digits"].isna(), f"malformed_id:{column}")
+            digits = parts["digits"].str.lstrip("0").replace("", "0")
+            negative = (parts["sign"] == "-") & (digits != "0")
+            canonical = digits.mask(negative, "-" + digits).astype("string")
+            self.values = self.values.assign(**{column: canonical})
 
     def null_tokens(self, tokens: Callable[[str], Sequence[str]]) -> None:
         """Read each column's declared null tokens (``tokens(column)``, matched exactly) as
@@ -311,9 +377,10 @@ class Triage:
             text = self.values[column]
             present = text.notna()
             if rule.pattern is not None:
-                # codes repeat: match each distinct value once
+                # codes repeat: match each distinct value once (a set: pandas' unique() takes
+                # "AA\x00" and "AA" for one value)
                 form = re.compile(rule.pattern)
-                well_formed = [v for v in text.dropna().unique() if form.fullmatch(v)]
+                well_formed = [v for v in set(text[self.alive].dropna()) if form.fullmatch(v)]
                 self.reject(present & ~text.isin(well_formed), f"malformed_code:{column}")
             if rule.domain is not None:
                 self.reject(present & ~text.isin(rule.domain), f"unknown_code:{column}")
