@@ -14,8 +14,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from ml_assets.contract.base import NAME, Strict, unique
 from ml_assets.contract.features import Features
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import (
@@ -25,18 +26,6 @@ from ml_assets.contract.tasks import (
     OBJECTIVES,
     Task,
 )
-
-NAME = r"^[a-z][a-z0-9_]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _unique(names: list[str], what: str) -> None:
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"{what} named more than once: {', '.join(repeated)}")
 
 
 class Partitions(Strict):
@@ -202,7 +191,7 @@ class Source(Strict):
     @model_validator(mode="after")
     def _columns_declared(self) -> "Source":
         if self.columns:
-            _unique(self.columns, "columns")
+            unique(self.columns, "columns")
             named = {
                 "key": self.key,
                 "integer_ids": self.integer_ids,
@@ -420,7 +409,7 @@ class ModelDeclaration(Strict):
     def _consistent(self) -> "ModelDeclaration":
         if not self.features:
             raise ValueError("declare at least one categorical or numeric feature")
-        _unique(self.features, "features")
+        unique(self.features, "features")
         if self.target in self.features:
             raise ValueError(f"the target {self.target!r} is also a feature")
         if self.objective is not None and self.objective not in OBJECTIVES[self.task]:
@@ -437,7 +426,7 @@ class ModelDeclaration(Strict):
         if taken:
             raise ValueError(f"compare_with: {', '.join(taken)} names a predictor already")
         families = [space.family for space in self.search_space]
-        _unique(families, "search-space families")
+        unique(families, "search-space families")
         for space in self.search_space:
             if self.task not in space.tasks:
                 raise ValueError(f"family {space.family!r} cannot learn {self.task}")
@@ -556,7 +545,7 @@ class Serving(Strict):
     @field_validator("request_fields")
     @classmethod
     def _distinct(cls, fields: list[RequestField]) -> list[RequestField]:
-        _unique([f.name for f in fields], "request fields")
+        unique([f.name for f in fields], "request fields")
         return fields
 
     @model_validator(mode="after")
@@ -594,7 +583,7 @@ class PipelineDeclaration(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "PipelineDeclaration":
-        _unique([s.name for s in self.sources], "sources")
+        unique([s.name for s in self.sources], "sources")
         tables = {s.name for s in self.sources if not s.partitioned}
         for source in self.sources:
             for column, rule in source.codes.items():

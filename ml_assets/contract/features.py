@@ -8,7 +8,9 @@ can be checked against them when the definitions load.
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ml_assets.contract.base import NAME, Strict, unique
 
 Stat = Literal["mean", "sum", "min", "max", "std"]
 Calendar = Literal["dayofweek", "month", "dayofyear", "weekofyear", "weekend"]
@@ -18,17 +20,7 @@ SHORTEST_MONTH = 28
 """Days a monthly partition covers at least."""
 
 
-AssetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _repeated(names: list[str], what: str) -> None:
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"{what} named more than once: {', '.join(repeated)}")
+AssetName = Annotated[str, Field(pattern=NAME)]
 
 
 class History(Strict):
@@ -162,8 +154,8 @@ class Features(Strict):
             raise ValueError("name the input whose rows the features are computed from")
         if self.outputs and self.time is None:
             raise ValueError("time features need the rows' time column: declare time.column")
-        _repeated(self.calendar, "calendar features")
-        _repeated(self.outputs, "time feature outputs")
+        unique(self.calendar, "calendar features")
+        unique(self.outputs, "time feature outputs")
         return self
 
     @property
