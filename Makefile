@@ -31,6 +31,6 @@ lint: install
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
-# The README's screenshots (docs/screenshots/*.png), from the UI flows of tests/test_ui.py.
+# The docs' screenshots (docs/screenshots/*.png), from the UI flows of tests/test_ui.py.
 screenshots: install
 	$(UV) run pytest tests/test_ui.py --screenshots docs/screenshots

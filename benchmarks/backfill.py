@@ -3,7 +3,7 @@
 Run as ``.venv/bin/python benchmarks/backfill.py [--quick]`` from the project root. On a
 temporary ``$ML_ASSETS_HOME`` it lands 2013 with the publisher, then:
 
-- **Dagster**: the README's two commands, ``dagster asset materialize`` of the reference tables
+- **Dagster**: the docs' two commands, ``dagster asset materialize`` of the reference tables
   and then of the data layers (raw, clean and rejected, ``flight_features``) as one single-run
   backfill, first over the range's first quarter and then over the whole range, each a real
   run on the platform's embedded instance (``ml_assets.instance``) in a temporary

@@ -5,7 +5,7 @@ Run as ``.venv/bin/python benchmarks/distributed.py [--quick]`` from the project
 PostgreSQL and RabbitMQ running (``--postgres``, ``--broker``). On a temporary
 ``$ML_ASSETS_HOME`` it starts a moto S3 server, creates a fresh PostgreSQL database for the
 Dagster instance (dropped afterwards), lands 2013 with the publisher on S3, then for each side
-runs the README's two commands (``dagster asset materialize`` of the reference tables, then of
+runs the docs' two commands (``dagster asset materialize`` of the reference tables, then of
 the data layers as one single-run backfill), timed from process start to exit
 (``backfill.run_measured``):
 

@@ -13,7 +13,7 @@ the CPU:
   timestamp). Every run of the data layers must succeed and no (asset, partition) may be
   materialized twice, counted from the runs' partition tags as the UI shows them. Model runs that
   automation starts once enough features exist are stopped with the daemon and not counted;
-- **CLI backfill, the same year**: the README's two ``dagster asset materialize`` commands, with
+- **CLI backfill, the same year**: the docs' two ``dagster asset materialize`` commands, with
   ``benchmarks/backfill.py``'s selections and timing (the reference tables, then raw, clean and
   ``flight_features`` over the year as one single-run backfill), from process start to exit;
 - **one new day**: ``ml-assets dev`` on another empty home with the first week landed and its
@@ -391,7 +391,7 @@ def daemon_year(home: Path, days: Sequence[str], checks: Checks) -> YearResult:
 
 
 def cli_backfill(home: Path, days: Sequence[str]) -> float:
-    """The README's CLI backfill of ``days``, built from ``benchmarks/backfill.py``'s Dagster
+    """The docs' CLI backfill of ``days``, built from ``benchmarks/backfill.py``'s Dagster
     side (its selections and commands, timed by its ``run_measured``): the reference tables,
     then the data layers as one run, on the platform's embedded instance; wall seconds of both
     commands."""

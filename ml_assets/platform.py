@@ -95,7 +95,7 @@ def _shared(pipelines: Sequence[Pipeline]) -> dg.Definitions:
                 # through the landing sensor's own runs; this brings up what they leave (later
                 # days that read a changed day, models, deploys), one layer per tick, which is
                 # why it is not slower. A tick evaluates every asset's condition in the code
-                # server: ~1 s of CPU (README, "Sensors and automation")
+                # server: ~1 s of CPU (docs/benchmarks.md)
                 minimum_interval_seconds=10,
                 # conditions of our own (PartitionsMaterialized) run where the code is
                 use_user_code_server=True,

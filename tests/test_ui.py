@@ -3,7 +3,7 @@
 Each test drives one flow on the session's platform once it serves its first models, asserts
 what the page shows (text, statuses, metadata values) and then the platform's state behind it:
 the runs (through the webserver's GraphQL API) and the files in the warehouse.
-``--screenshots DIR`` saves each flow's final page (``make screenshots``: the README's).
+``--screenshots DIR`` saves each flow's final page (``make screenshots``: the docs').
 
 The run page is not where a flow sees a run succeed: in ``ml-assets dev`` its live event log
 stops following the run. Dagster's SQLite watcher (``SqliteEventLogStorageWatchdog``) reacts

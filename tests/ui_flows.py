@@ -3,7 +3,7 @@
 Each flow is a function over a Playwright ``Page`` and the session's running platform: it does
 what a user does (open a page, click, type), waits for what the user waits to see, and ends on
 the page that shows the outcome, which it saves as ``<name>.png`` when screenshots are asked
-for (``--screenshots DIR``; ``make screenshots`` regenerates the README's). What the user sees
+for (``--screenshots DIR``; ``make screenshots`` regenerates the docs'). What the user sees
 is asserted with Playwright's ``expect``, which retries until the page shows it; the tests in
 ``test_ui.py`` then check the platform's state behind the page.
 
@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         type=Path,
         default=None,
-        help="save the final page of every UI flow as DIR/<flow>.png (the README's screenshots)",
+        help="save the final page of every UI flow as DIR/<flow>.png (the docs' screenshots)",
     )
 
 
