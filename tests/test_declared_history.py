@@ -15,6 +15,8 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 import yaml
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 from ml_assets.contract.features import Features
 from ml_assets.contract.loading import DeclarationError, load_declaration
@@ -174,27 +176,14 @@ def test_one_run_and_partition_by_partition_agree_with_the_reference(
     keys = [day.date().isoformat() for day in DAYS]
     received: dict[str, list[pd.Timestamp]] = {}
     assets = _assets(path, received)
+    whole_range = {RANGE_START: keys[0], RANGE_END: keys[-1]}
     with dg.instance_for_test() as instance:
-        clean = dg.materialize(
-            assets[:1],
-            tags={
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[-1],
-            },
-            resources=resources,
-            instance=instance,
-        )
+        clean = dg.materialize(assets[:1], tags=whole_range, resources=resources, instance=instance)
         assert clean.success
         one_run = dg.materialize(
-            assets,
-            selection=[assets[1].key],
-            tags={
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[-1],
-            },
-            resources=resources,
+            assets, selection=[assets[1].key], tags=whole_range, resources=resources,
             instance=instance,
-        )
+        )  # fmt: skip
         assert one_run.success
         in_one_run = _stored(home, keys)
         for key in keys[-BY_PARTITION:]:
