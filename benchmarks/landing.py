@@ -229,7 +229,10 @@ def land_at_once(home: Path, keys: Sequence[str], fault: str | None = None) -> f
     began = time.perf_counter()
     publish = pipelines.load(PIPELINE).publish
     staged = LandingZone(url=str(staging))
-    publish(staged, keys) if fault is None else publish(staged, keys, fault=fault)
+    if fault is None:
+        publish(staged, keys)
+    else:
+        publish(staged, keys, fault=fault)
     published = time.perf_counter() - began
     landing = home / "landing"
     moved = 0
