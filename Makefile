@@ -19,7 +19,7 @@ run: install
 test: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run pytest
+	$(UV) run pytest -n 2 --dist loadgroup
 
 # The inner loop: lint and the unit tier without its slow tests (tests/tiers.py).
 check: install

@@ -12,8 +12,26 @@ SLOW_TEST_S = 60.0
 20 s on an idle 2-core machine are marked; the difference is the margin for a loaded one."""
 
 
+SHARED_FIXTURES = {
+    "live_platform": "live",
+    "first_models": "live",
+    "browser": "live",
+    "serving_platform": "serving",
+}
+"""Session fixtures too costly to build twice: under ``pytest -n`` (``make test``) every test
+that uses one runs on the same worker. Other tests keep their module together, so a module's
+fixtures are built once too."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuse a test that is in no tier or in two."""
+    """Refuse a test that is in no tier or in two; give each its ``xdist_group``."""
+    for item in items:
+        group = next(
+            (g for fixture, g in SHARED_FIXTURES.items() if fixture in item.fixturenames),
+            item.module.__name__,
+        )
+        item.add_marker(pytest.mark.xdist_group(group))
     wrong = [
         f"{item.nodeid}: {tiers or 'no tier'}"
         for item in items
