@@ -189,7 +189,7 @@ def _dev(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda received, _: asked.append(received))
     # a group of its own: a Ctrl-C reaches this process only, which stops everything in turn
-    dagster = subprocess.Popen(command, start_new_session=True)
+    dagster = subprocess.Popen(command, start_new_session=True)  # noqa: S603 (our argv, no shell)
     while dagster.poll() is None and not asked:
         time.sleep(0.2)
     began = time.monotonic()
@@ -211,7 +211,7 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     if uri.startswith("sqlite"):
         command += ["--default-artifact-root", (local_store() / "artifacts").as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
-    os.execvp(command[0], command)
+    os.execvp(command[0], command)  # noqa: S606 (our own argv: this process becomes it)
 
 
 def _rollout(args: argparse.Namespace) -> int:
@@ -257,7 +257,7 @@ def _worker(args: argparse.Namespace) -> int:
                "--queues", "dagster", "--concurrency", str(args.concurrency),
                "--hostname", f"{args.name}@%h", "--loglevel", args.log_level,
                "--without-gossip", "--without-mingle"]  # fmt: skip
-    os.execvp(command[0], command)
+    os.execvp(command[0], command)  # noqa: S606 (our own argv: this process becomes it)
 
 
 def _serve(args: argparse.Namespace) -> int:

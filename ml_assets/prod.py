@@ -41,7 +41,7 @@ HAPROXY_SHARED = PROJECT_ROOT / "deploy" / "haproxy.cfg"
 MARK_ENV_VAR = "ML_ASSETS_PROD_ID"
 """Set in every process of one ``prod up``: how ``down`` finds each of them."""
 ARTIFACTS_ENV_VAR = "ML_ASSETS_MLFLOW_ARTIFACTS_URL"
-UI_PASSWORD_HASH = "DAGSTER_UI_PASSWORD_HASH"
+UI_PASSWORD_HASH = "DAGSTER_UI_PASSWORD_HASH"  # noqa: S105 (the variable's name, not a secret)
 
 SECRETS = {
     UI_PASSWORD_HASH: "the crypt(3) hash of the Dagster UI's basic-auth password of user "
@@ -339,7 +339,7 @@ def up(timeout_s: float, say: Callable[[str], None]) -> None:
     processes = procfile(env, local_s3)
     _write(prod / "Procfile", "".join(f"{name}: {cmd}\n" for name, cmd in processes.items()))
     with (prod / "honcho.log").open("ab") as log:
-        honcho = subprocess.Popen(
+        honcho = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
             [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(prod / "Procfile"),
              "-e", str(prod / "profile.env"), "-d", str(PROJECT_ROOT)],
             cwd=PROJECT_ROOT, env={**os.environ, **secret, MARK_ENV_VAR: mark},

@@ -192,13 +192,12 @@ class Service:
             "loaded_at": model.loaded_at,
             "ready": True,
             "rollout": self._rollout(live),
-            **({"prediction_log": self.log_figures()} if self.log is not None else {}),
+            **({"prediction_log": self.log_figures(self.log)} if self.log is not None else {}),
         }
 
-    def log_figures(self) -> dict[str, int]:
+    def log_figures(self, log: PredictionLog) -> dict[str, int]:
         """The prediction log's figures: this process's, and the shadow process's."""
-        assert self.log is not None
-        figures = self.log.figures()
+        figures = log.figures()
         for name, value in self.shadow.log_figures.items():
             figures[name] += value
         return figures

@@ -18,7 +18,7 @@ from ml_assets.contract.tasks import Task
 from serving.spec import ServedModel
 
 REF = "#/components/schemas/{model}"
-ADMIN_TOKEN = "adminToken"
+ADMIN_TOKEN = "adminToken"  # noqa: S105 (a security scheme's name)
 """The security scheme of the admin calls (a bearer token)."""
 DATE_OUTSIDE_SNAPSHOT = "date_outside_snapshot"
 ACCEPTED = "send application/json (with no parameter, or charset=utf-8)"

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from ml_assets.home import ml_assets_home
 
-TOKEN_ENV_VAR = "ML_ASSETS_SERVING_TOKEN"
-TOKEN_FILE_ENV_VAR = "ML_ASSETS_SERVING_TOKEN_FILE"
+TOKEN_ENV_VAR = "ML_ASSETS_SERVING_TOKEN"  # noqa: S105 (variable names, not secrets)
+TOKEN_FILE_ENV_VAR = "ML_ASSETS_SERVING_TOKEN_FILE"  # noqa: S105
 PROFILE_ENV_VAR, PRODUCTION = "ML_ASSETS_PROFILE", "production"
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

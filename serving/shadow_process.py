@@ -262,10 +262,9 @@ class _Child:
         if key not in self.loaded:
             served = self.served
             model = load_version(served.registered_model, version, served.features, served.task)
-            lookups = None
-            if snapshot is not None and served.snapshot_asset is not None:
-                assert served.lookups is not None
-                lookups = served.lookups(self.snapshots.read(served.snapshot_asset, snapshot))
+            lookups, asset, index = None, served.snapshot_asset, served.lookups
+            if snapshot is not None and asset is not None and index is not None:
+                lookups = index(self.snapshots.read(asset, snapshot))
             # this rollout's and the one before: a reload loads the new one while requests
             # of the old are still queued
             self.loaded = {**dict(list(self.loaded.items())[-1:]), key: (model, lookups)}

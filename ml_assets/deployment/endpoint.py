@@ -195,7 +195,7 @@ class ServingEndpoint:
         folder.mkdir(parents=True, exist_ok=True)
         log_file = folder / f"{self.pipeline}.log"
         with log_file.open("ab") as output:  # the service keeps its own copy of the file
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
                 [sys.executable, "-m", "ml_assets.cli", "serve", self.pipeline, "--port", port],
                 cwd=PROJECT_ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL,
                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,

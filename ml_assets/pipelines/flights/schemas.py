@@ -165,14 +165,13 @@ FEATURE_DESCRIPTIONS = {
         for measure in config.WEATHER_MEASURES
     },
     "weather_imputed": "1 if that hour's origin weather was filled by the gap rule; empty if none.",
-    **{f"route_{s}": t.format("same-route", config.TRAILING_DAYS) for s, t in _STAT_TEXT.items()},
     **{
-        f"carrier_{s}": t.format("same-carrier", config.TRAILING_DAYS)
-        for s, t in _STAT_TEXT.items()
+        f"{who}_{s}": _STAT_TEXT[s].format(f"same-{who}", config.TRAILING_DAYS)
+        for who in ("route", "carrier")
+        for s in STAT_NAMES
     },
     TARGET: "Target: arrival delay in minutes; empty for cancelled and diverted flights.",
 }
-assert all(f"route_{s}" in FEATURE_DESCRIPTIONS for s in STAT_NAMES)
 
 FLIGHT_FEATURES = pa.DataFrameSchema(
     {
