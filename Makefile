@@ -19,12 +19,14 @@ run: install
 test: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports
 	$(UV) run pytest -n 2 --dist loadgroup
 
 # The inner loop: lint and the unit tier without its slow tests (tests/tiers.py).
 check: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports
 	$(UV) run pytest -m "unit and not slow"
 
 lint: install

@@ -745,10 +745,9 @@ def shadow_challenger(name: str, champion: str) -> Iterator[str]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from ml_assets.contract.names import ROLLED_BACK, SHADOW, STAGE_TAG
     from ml_assets.deployment import registry
-    from ml_assets.monitoring import ROLLED_BACK
     from resources.mlflow_tracking import MlflowTracking, tracking_uri
-    from serving.challenger import SHADOW, STAGE_TAG
 
     MlflowTracking(tracking_uri=tracking_uri()).use()
     client = MlflowClient()

@@ -44,11 +44,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
+from ml_assets.contract.names import CHALLENGER, CHAMPION, STAGE_TAG, STAGES
 from ml_assets.contract.requests import parse_item
 from ml_assets.home import ml_assets_home
 from resources.table_snapshots import TableSnapshots
 from serving import openapi
-from serving.challenger import CHALLENGER, CHAMPION, STAGE_TAG, STAGES, Challenger, Outcome
+from serving.challenger import Challenger, Outcome
 from serving.metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
 from serving.prediction_log import PredictionLog, Scored
 from serving.predictors import LoadedModel, NoChampion, load_version, resolve_alias

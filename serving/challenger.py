@@ -20,14 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ml_assets.contract.names import CANARY
 from serving.predictors import LoadedModel
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-"""The two versions' roles, and the registry aliases naming them."""
-STAGE_TAG = "rollout_stage"
-SHADOW, CANARY, FULL = "shadow", "canary", "full"
-STAGES = (SHADOW, CANARY)
-"""The stages in which a challenger is loaded beside the champion."""
 BUCKETS = 10_000
 
 

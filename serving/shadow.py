@@ -30,7 +30,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from serving.challenger import CHALLENGER, Challenger, Outcome, agreeing
+from ml_assets.contract.names import CHALLENGER
+from serving.challenger import Challenger, Outcome, agreeing
 from serving.prediction_log import PredictionLog, Scored
 
 log = logging.getLogger("serving.shadow")

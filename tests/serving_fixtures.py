@@ -29,6 +29,7 @@ import pytest
 from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
 from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.names import ROLLED_BACK, STAGES
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
@@ -41,12 +42,10 @@ from ml_assets.home import (
     warehouse_url,
 )
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
-from ml_assets.monitoring import ROLLED_BACK
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
 from resources.platform import OPTUNA_STORAGE_ENV_VAR, platform_resources
-from serving.challenger import STAGES
 from serving.predictors import LoadedModel, load_version
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 from serving.spec import ServedModel, served_model

@@ -13,13 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.definitions import defs
-from ml_assets.monitoring import (
+from ml_assets.contract.names import (
     FEATURE_DRIFT_CHECK,
     LIVE_PERFORMANCE_CHECK,
     ROLLED_BACK,
     ROLLOUT_DECISION,
 )
+from ml_assets.definitions import defs
 from ml_assets.monitoring.alerts import (
     alert_message,
     build_alerts_sensor,

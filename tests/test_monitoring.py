@@ -34,24 +34,27 @@ from serving_fixtures import (
 
 from jobs.rollout import build_rollout_job
 from ml_assets import cli, pipelines
+from ml_assets.contract.names import (
+    CANARY,
+    FEATURE_DRIFT_CHECK,
+    FULL,
+    LIVE_PERFORMANCE_CHECK,
+    ROLLED_BACK,
+    ROLLOUT_DECISION,
+    SHADOW,
+)
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
 from ml_assets.home import PROJECT_ROOT, prediction_log_url, warehouse_url
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES
-from ml_assets.monitoring import (
-    FEATURE_DRIFT_CHECK,
-    LIVE_PERFORMANCE_CHECK,
-    ROLLED_BACK,
-    ROLLOUT_DECISION,
-)
 from ml_assets.monitoring.alerts import alert_message
 from ml_assets.pipelines.flights.publish import day_keys
 from resources.landing_zone import default_landing_zone
 from resources.parquet_io_manager import read_partition
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
-from serving.challenger import CANARY, FULL, SHADOW, in_canary
+from serving.challenger import in_canary
 from serving.prediction_log import OUTSIDE
 
 pytestmark = pytest.mark.integration

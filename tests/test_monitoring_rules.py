@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ml_assets import pipelines
 from ml_assets.contract.declaration import Rollout
+from ml_assets.contract.names import CANARY, SHADOW
 from ml_assets.deployment.staged_rollout import decide, first_stage
 from ml_assets.monitoring.drift import MISSING, OTHER, drift_table, psi, reference
 from ml_assets.monitoring.outcomes import (
@@ -23,7 +24,7 @@ from ml_assets.monitoring.outcomes import (
     scored_outcomes,
     window_keys,
 )
-from serving.challenger import CANARY, SHADOW, agreeing, in_canary
+from serving.challenger import agreeing, in_canary
 from serving.prediction_log import COLUMNS, OUTSIDE, PredictionLog, Scored
 
 pytestmark = pytest.mark.unit

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.challenger import SHADOW, Challenger
+from ml_assets.contract.names import SHADOW
+from serving.challenger import Challenger
 from serving.predictors import LoadedModel
 from serving.shadow import Compared, Comparison, Lingering, ShadowScorer
 

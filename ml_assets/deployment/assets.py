@@ -18,6 +18,7 @@ import pandas as pd
 
 from ml_assets.automation import deploy_new_registrations, refresh_stale_partitions
 from ml_assets.contract.declaration import ModelDeclaration, PipelineDeclaration
+from ml_assets.contract.names import FULL
 from ml_assets.contract.overrides import declared_defaults
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.deployment import registry, staged_rollout
@@ -27,7 +28,6 @@ from ml_assets.home import warehouse_url
 from ml_assets.modeling.estimators import Features
 from resources.mlflow_tracking import MlflowTracking
 from resources.parquet_io_manager import read_partition
-from serving.challenger import FULL
 from serving.spec import score_field
 
 DEPLOY = "deploy"

@@ -6,9 +6,7 @@ whether it serves beside the champion (``shadow``, ``canary``) or no longer does
 import time
 from dataclasses import dataclass
 
-from serving.challenger import STAGE_TAG, STAGES
-
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous_champion", "challenger"
+from ml_assets.contract.names import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, STAGE_TAG, STAGES
 
 
 def _client():
@@ -35,7 +33,7 @@ class Aliases:
 
 
 def aliases(name: str) -> Aliases:
-    return Aliases(alias_version(name, CHAMPION), alias_version(name, PREVIOUS))
+    return Aliases(alias_version(name, CHAMPION), alias_version(name, PREVIOUS_CHAMPION))
 
 
 def _point(name: str, alias: str, version: str | None) -> None:
@@ -52,7 +50,7 @@ def promote(name: str, version: str) -> Aliases:
     before = aliases(name)
     _point(name, CHAMPION, version)
     if before.champion is not None and before.champion != version:
-        _point(name, PREVIOUS, before.champion)
+        _point(name, PREVIOUS_CHAMPION, before.champion)
     return before
 
 
@@ -60,7 +58,7 @@ def restore(name: str, before: Aliases, failed: str, reason: str) -> None:
     """Undo ``promote`` or ``roll_back``: both aliases point where they did, and ``failed``
     (the version that did not go live) says why."""
     _point(name, CHAMPION, before.champion)
-    _point(name, PREVIOUS, before.previous)
+    _point(name, PREVIOUS_CHAMPION, before.previous)
     _client().set_model_version_tag(name, failed, "deployment_failed", reason[:4000])
 
 
@@ -69,9 +67,9 @@ def roll_back(name: str) -> Aliases:
     aliases as they were, for ``restore``."""
     before = aliases(name)
     if before.previous is None:
-        raise LookupError(f"{name} has no {PREVIOUS!r} version to roll back to")
+        raise LookupError(f"{name} has no {PREVIOUS_CHAMPION!r} version to roll back to")
     _point(name, CHAMPION, before.previous)
-    _point(name, PREVIOUS, None)
+    _point(name, PREVIOUS_CHAMPION, None)
     return before
 
 

@@ -15,13 +15,12 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.contract.declaration import PipelineDeclaration, Rollout
+from ml_assets.contract.names import CANARY, FULL, ROLLED_BACK, ROLLOUT_DECISION, SHADOW
 from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import ServiceUnavailable, ServingEndpoint
 from ml_assets.deployment.rollout import undone_on_failure
-from ml_assets.monitoring import ROLLED_BACK, ROLLOUT_DECISION
 from ml_assets.monitoring.rollout_comparison import MIN_PAIRED
 from resources.parquet_io_manager import read_partition
-from serving.challenger import CANARY, FULL, SHADOW
 
 Action = Literal["wait", "advance", "promote", "roll_back"]
 

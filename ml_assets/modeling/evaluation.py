@@ -7,8 +7,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ml_assets.contract.names import CHAMPION
 from ml_assets.modeling.artifacts import THRESHOLD_TAG
-from ml_assets.modeling.layer import CHAMPION, SPLIT_COLUMN, ModelLayer
+from ml_assets.modeling.layer import SPLIT_COLUMN, ModelLayer
 from ml_assets.modeling.plots import markdown_image, new_figure, save_figure
 
 IMPORTANCE_ROWS = 3000

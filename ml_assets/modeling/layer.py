@@ -23,7 +23,6 @@ MODEL_ASSET_NAMES = (
 )  # fmt: skip
 BEATS_BASELINE = "beats_baseline"
 NOT_WORSE_THAN_CHAMPION = "not_worse_than_champion"
-CHALLENGER, CHAMPION = "challenger", "champion"
 PARTITION_COLUMN = "feature_partition"
 SPLIT_COLUMN = "split"
 

@@ -4,8 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import retrain_on_schedule
+from ml_assets.contract.names import LIVE_PERFORMANCE_CHECK
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
-from ml_assets.monitoring import LIVE_PERFORMANCE_CHECK
 
 
 def split_by_partition(

@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 from dagster import DagsterEventType
 
-from ml_assets.monitoring import MONITORING_CHECKS, ROLLED_BACK, ROLLOUT_DECISION
+from ml_assets.contract.names import MONITORING_CHECKS, ROLLED_BACK, ROLLOUT_DECISION
 from resources.alert_webhook import AlertWebhook, AlertWebhookError
 
 SENSOR_NAME = "alerts"
