@@ -8,6 +8,13 @@ pytestmark = pytest.mark.unit
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def only_the_tiers_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs without the installed plugins (dagster's, hypothesis', schemathesis'): their imports
+    made each run take a minute on a loaded machine."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
 def run(pytester: pytest.Pytester, source: str, slow_s: str = "0.5") -> pytest.RunResult:
     """``source`` as a test module, run by pytest with the tiers plugin (tests slow after
     ``slow_s`` seconds)."""
