@@ -2,11 +2,12 @@
 parity and run checks passed) after printing its figures.
 
 The quick modes spend much of their time waiting for processes to start and servers to answer,
-so the selected ones are started side by side when the module's first test runs (one at a time
-under pytest-xdist, whose workers each see every test). Their processes use a bytecode cache in
-pytest's cache directory (a machine with ``PYTHONDONTWRITEBYTECODE`` set would otherwise compile
-Dagster and MLflow at every process start) and one OpenMP thread per fit (spinning OpenMP
-threads slow a busy machine's fits several-fold); speed is not what these tests check.
+so the selected ones are started side by side when the module's first test runs (under
+pytest-xdist the module's tests all run on one worker: ``tests/tiers.py``). Their processes use
+a bytecode cache in pytest's cache directory (a machine with ``PYTHONDONTWRITEBYTECODE`` set
+would otherwise compile Dagster and MLflow at every process start) and one OpenMP thread per fit
+(spinning OpenMP threads slow a busy machine's fits several-fold); speed is not what these tests
+check.
 """
 
 import os
@@ -156,7 +157,7 @@ def _environment(tmp: Path, pycache: Path) -> dict[str, str]:
 def quick_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, QuickRun]]:
-    """A ``QuickRun`` per benchmark; the selected ones already started unless under xdist."""
+    """A ``QuickRun`` per benchmark, the selected ones already started."""
     tmp = tmp_path_factory.mktemp("benchmarks")
     env = _environment(tmp, request.config.cache.mkdir("benchmark-pycache"))
     runs = {
@@ -167,14 +168,13 @@ def quick_runs(
         )
         for name, (script, *args) in QUICK_RUNS.items()
     }
-    if not hasattr(request.config, "workerinput"):  # not an xdist worker: start them together
-        selected = {
-            item.callspec.id
-            for item in request.session.items
-            if item.module is request.module and hasattr(item, "callspec")
-        }
-        for name in selected & set(runs):
-            runs[name].start()
+    selected = {
+        item.callspec.id
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
+    for name in selected & set(runs):
+        runs[name].start()
     try:
         yield runs
     finally:
