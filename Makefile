@@ -1,11 +1,12 @@
 # Two entry points for a fresh machine: `make run` (Dagster UI + daemon) and `make test`.
 UV_VERSION := 0.13.8
+DOCS_PORT ?= 8000
 UV := $(shell command -v uv 2>/dev/null)
 ifeq ($(UV),)
 UV := $(HOME)/.local/bin/uv
 endif
 
-.PHONY: run test check lint install screenshots
+.PHONY: run test check lint install screenshots docs
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -36,3 +37,8 @@ lint: install
 # The docs' screenshots (docs/screenshots/*.png), from the UI flows of tests/test_ui.py.
 screenshots: install
 	$(UV) run pytest tests/test_ui.py --screenshots docs/screenshots
+
+# The docs site (mkdocs, Material theme) on http://127.0.0.1:$(DOCS_PORT), rebuilt on every
+# change; another port: make docs DOCS_PORT=8001. The Reference pages are generated from the code.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(UV) run mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)

@@ -327,7 +327,8 @@ def _new_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser (the docs' CLI reference is generated from it)."""
     from ml_assets import pipelines
     from serving.settings import DEFAULT_HOST
 
@@ -401,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--force", action="store_true", help="overwrite an existing skeleton")
     new.set_defaults(run=_new_pipeline)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     return args.run(args)
 
 

@@ -26,7 +26,7 @@ from resources.landing_zone import LandingZone
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 800}
-"""The README's screenshots are taken at this size."""
+"""The docs' screenshots (docs/screenshots) are taken at this size."""
 RUN_TIMEOUT_MS = 300_000
 """How long a flow waits for a run it launched, on a loaded 2-core machine."""
 LOAD_TIMEOUT_MS = 60_000

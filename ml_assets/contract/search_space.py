@@ -13,7 +13,7 @@ from ml_assets.contract.tasks import Task
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class FloatParam(_Strict):
