@@ -17,11 +17,16 @@ install: $(UV)
 run: install
 	$(UV) run ml-assets dev
 
+# Lint, the layers, then every tier on both cores, with line coverage of the product code in
+# every process the suite starts (pyproject.toml: [tool.coverage]).
 test: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
-	$(UV) run pytest -n 2 --dist loadgroup
+	rm -rf .coverage-data
+	$(UV) run coverage run -m pytest -n 2 --dist loadgroup
+	$(UV) run coverage combine -q
+	$(UV) run coverage report --sort=cover
 
 # The inner loop: lint and the unit tier without its slow tests (tests/tiers.py).
 check: install
