@@ -28,7 +28,7 @@ from ml_assets.data.checks import (
     whole_file_outcome,
 )
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, Cleaned, parse_landed
-from ml_assets.data.metadata import table_definition_metadata
+from ml_assets.data.metadata import code_reference, table_definition_metadata
 from ml_assets.data.time_features import with_time_features
 from resources.landing_zone import LandingZone
 from resources.partition_frames import FrameSpill, PartitionStream
@@ -271,13 +271,13 @@ def clean_assets(
             "clean": dg.AssetOut(
                 key=clean_key,
                 description=description,
-                metadata=table_definition_metadata(clean_schema),
+                metadata={**table_definition_metadata(clean_schema), **code_reference(clean)},
                 **common,
             ),
             "rejected": dg.AssetOut(
                 key=rejected_key,
                 description=f"Raw {source} rows that a cleaning rule rejected, with the rule.",
-                metadata=table_definition_metadata(rejected_schema),
+                metadata={**table_definition_metadata(rejected_schema), **code_reference(clean)},
                 **common,
             ),
         },
@@ -412,7 +412,7 @@ def features_asset(
         kinds={"pandas", "parquet"},
         owners=declaration.owners,
         description=description,
-        metadata=table_definition_metadata(schema),
+        metadata={**table_definition_metadata(schema), **code_reference(features)},
         ins={upstream: dg.AssetIn(declaration.key(upstream), partition_mapping=mapping)},
         check_specs=[
             partition_check(declaration, name, FEATURE_SCHEMA, f"Conforms to {schema.name}.")
