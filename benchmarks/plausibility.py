@@ -20,13 +20,10 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import pandas as pd
+from _common import declaration
 
-from _common import PROJECT_ROOT
-
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from ml_assets.data.cleaning import Cleaned, parse_landed_csv, parse_landed_parquet  # noqa: E402
-from ml_assets.data.plausibility import AcceptedHistory, Judgement  # noqa: E402
+from ml_assets.data.cleaning import Cleaned, parse_landed_csv, parse_landed_parquet
+from ml_assets.data.plausibility import AcceptedHistory, Judgement
 
 KM_PER_MILE = 1.609344
 
@@ -51,13 +48,15 @@ def _run(
     rules: object,
     previous: Callable[[str], list[str]],
     references: dict[str, pd.DataFrame],
-) -> tuple[Counter, Counter, Counter, float]:
+) -> tuple[Counter, Counter, Counter, dict, float]:
     """Clean ``partitions`` in order with the accepted history carried along; the rows each
-    plausibility rule hit (by rule and action), the judgements' bases, and seconds spent."""
+    plausibility rule hit (by rule and action), the judgements' bases, the partitions with
+    hits, the nearest approach to each rule's bar (and where) and the seconds spent."""
     history = AcceptedHistory(rules, lambda key: None)  # type: ignore[arg-type]
     hits: Counter[tuple[str, str]] = Counter()
     bases: Counter[tuple[str, str]] = Counter()
     partitions_hit: Counter[tuple[str, str]] = Counter()
+    nearest: dict[str, tuple[float, str]] = {}
     started = time.perf_counter()
     for day, raw in sorted(partitions.items()):
         key = day.isoformat()
@@ -67,7 +66,9 @@ def _run(
             hits[judgement.rule, judgement.action] += judgement.rows
             partitions_hit[judgement.rule, judgement.action] += bool(judgement.rows)
             bases[judgement.rule, _basis_kind(judgement)] += 1
-    return hits, bases, partitions_hit, time.perf_counter() - started
+            if judgement.nearest >= nearest.get(judgement.rule, (0.0, ""))[0]:
+                nearest[judgement.rule] = (judgement.nearest, key)
+    return hits, bases, partitions_hit, nearest, time.perf_counter() - started
 
 
 def _basis_kind(judgement: Judgement) -> str:
@@ -126,17 +127,17 @@ def main() -> int:
     days = [first + timedelta(days=n) for n in range(count)]
     references = reference_tables()
     failures = []
-    print(
-        f"{'rule':<24} {'action':<7} {'partitions':>10} {'rows hit':>8} {'with hits':>9}  judged against"
-    )
+    header = f"{'rule':<24} {'action':<7} {'partitions':>10} {'rows hit':>8} {'with hits':>9}"
+    print(f"{header} {'nearest/bar':>11}  judged against")
 
-    def report(label: str, runs: tuple[Counter, Counter, Counter, float], total: int) -> None:
-        hits, bases, partitions_hit, seconds = runs
+    def report(label: str, runs: tuple[Counter, Counter, Counter, dict, float], total: int) -> None:
+        hits, bases, partitions_hit, nearest, seconds = runs
         for (rule, action), rows in sorted(hits.items()):
             against = ", ".join(f"{b} {n}" for (r, b), n in sorted(bases.items()) if r == rule)
+            closest, where = nearest[rule]
             print(
                 f"{rule:<24} {action:<7} {total:>10} {rows:>8} "
-                f"{partitions_hit[rule, action]:>9}  {against}"
+                f"{partitions_hit[rule, action]:>9} {closest:>11.2f}  {against} (nearest {where})"
             )
             if action == "reject" and rows:
                 failures.append(f"{label}: {rule} rejected {rows} real rows")
@@ -160,7 +161,7 @@ def main() -> int:
             len(partitions),
         )
 
-    taxi = declaration_of("taxi")
+    taxi = declaration("taxi")
     all_trips = trips()
     months = {  # as the publisher exports them: Parquet, typed
         date(2022, n, 1): parse_landed_parquet(
@@ -231,12 +232,6 @@ def main() -> int:
     for failure in failures:
         print(f"FAIL {failure}")
     return 1 if failures else 0
-
-
-def declaration_of(name: str):  # noqa: ANN201
-    from ml_assets.pipelines import declaration
-
-    return declaration(name)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ class WholeFile(Strict):
 
 
 class ConsistentBy(Strict):
-    """A column that a key determines (a route's distance, a product's price): each row's value
+    """A column that a key determines (a product's price, a route's length): each row's value
     must agree, within ``tolerance``, with the value its key has in the accepted history (the
     median of the key's values over the declared ``history_partitions`` accepted clean
     partitions) or, for a key the history lacks, with the value most of the partition's rows of
@@ -167,9 +167,9 @@ class ConsistentBy(Strict):
 
 
 class GroupShift(Strict):
-    """A group (a weather station) whose median of a column moves away from where it stands,
+    """A group (a sensor site) whose median of a column moves away from where it stands,
     by more than ``max_robust_z`` robust z-scores, is rejected or flagged as a group
-    (``group_shift:<column>``): one station reporting in another unit.
+    (``group_shift:<column>``): one site reporting in another unit.
 
     Where it stands: its offset from the median of the partition's groups (it and its peers),
     compared with its offsets over the declared ``history_partitions`` accepted

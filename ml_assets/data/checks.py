@@ -289,14 +289,15 @@ def rejection_metadata(raw_rows: int, rules: pd.Series) -> dict[str, float | int
 def plausibility_metadata(judgements: Sequence[Judgement]) -> dict[str, Any]:
     """What the plausibility rules did to one partition, for the rejection plots: the rows each
     rule rejected (``rejected/<rule>``, 0 included, so every rule has a point in every
-    partition it judged) or flagged (``flagged/<rule>``), and a table of what each was judged
-    against."""
+    partition it judged) or flagged (``flagged/<rule>``), how close the rest came to the rule's
+    bar (``nearest/<rule>``, 1: at the bar), and a table of what each was judged against."""
     if not judgements:
         return {}
     counts = {
         f"{'rejected' if j.action == 'reject' else 'flagged'}/{j.rule}": j.rows for j in judgements
     }
-    return {**counts, "plausibility": dg.MetadataValue.md(_judgement_table(judgements))}
+    nearest = {f"nearest/{j.rule}": round(j.nearest, 3) for j in judgements}
+    return {**counts, **nearest, "plausibility": dg.MetadataValue.md(_judgement_table(judgements))}
 
 
 def plausibility_summary(judged: Mapping[str, Sequence[Judgement]]) -> dict[str, Any]:
@@ -320,9 +321,13 @@ def plausibility_summary(judged: Mapping[str, Sequence[Judgement]]) -> dict[str,
 
 
 def _judgement_table(judgements: Sequence[Judgement]) -> str:
+    columns = ["rule", "action", "keys or groups judged", "rows", "nearest / bar"]
     return pd.DataFrame(
-        [(j.rule, j.action, j.judged, j.rows, j.basis, j.detail) for j in judgements],
-        columns=["rule", "action", "keys or groups judged", "rows", "judged against", "hit"],
+        [
+            (j.rule, j.action, j.judged, j.rows, f"{j.nearest:.2f}", j.basis, j.detail)
+            for j in judgements
+        ],
+        columns=[*columns, "judged against", "hit"],
     ).to_markdown(index=False)
 
 

@@ -72,6 +72,9 @@ class Judgement(NamedTuple):
     """Rows rejected or flagged."""
     detail: str = ""
     """The keys or groups hit, with their values."""
+    nearest: float = 0.0
+    """The largest deviation of the partition as a share of the rule's bar (1: at the bar):
+    how close the rows that passed came."""
 
 
 class Accepted(NamedTuple):
@@ -148,6 +151,9 @@ def judge_consistent(
     with np.errstate(invalid="ignore"):
         off = np.abs(actual - expected) > allowed
     hit = pd.Series(off, index=value.index)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.abs(actual - expected) / allowed
+    nearest = float(np.nanmax(shares, initial=0.0))
     basis = (
         f"{from_history} of {len(own)} keys against {len(past)} accepted partitions, "
         f"{len(own) - from_history} against the partition's own rows"
@@ -159,7 +165,8 @@ def judge_consistent(
         f"{'/'.join(map(str, row[:-2]))}: {row[-2]:g} (expected {row[-1]:g})"
         for row in shown.itertuples(index=False)
     )
-    return hit, Judgement(name, rule.action, basis, len(own), int(off.sum()), detail)
+    judgement = Judgement(name, rule.action, basis, len(own), int(off.sum()), detail, nearest)
+    return hit, judgement
 
 
 def judge_groups(
@@ -193,7 +200,9 @@ def judge_groups(
     hit = groups.astype(str).isin(shifted) & groups.notna()
     basis = "; ".join(f"{n} group(s) {how}" for how, n in bases.items()) or "no group to judge"
     detail = "; ".join(f"{g}: median {medians[g]:g}, z {scores[g]:.1f}" for g in shifted)
-    return hit, Judgement(name, rule.action, basis, len(scores), int(hit.sum()), detail)
+    nearest = max(scores.values(), default=0.0) / rule.max_robust_z
+    judgement = Judgement(name, rule.action, basis, len(scores), int(hit.sum()), detail, nearest)
+    return hit, judgement
 
 
 def _peer_offsets(medians: pd.Series) -> pd.Series:
