@@ -87,10 +87,11 @@ def _caught(
     previous: Callable[[str], list[str]],
     references: dict[str, pd.DataFrame],
 ) -> Judgement | None:
-    """The judgement of the last partition, damaged, after the others as landed."""
+    """The judgement of the last partition, damaged, after the window before it as landed."""
     history = AcceptedHistory(rules, lambda key: None)  # type: ignore[arg-type]
     days = sorted(partitions)
-    for day in days[:-1]:
+    window = set(previous(str(days[-1])))
+    for day in [d for d in days[:-1] if d.isoformat() in window]:
         history.add(day.isoformat(), clean(partitions[day], day, references).clean)
     last = days[-1]
     result = clean(damage(partitions[last]), last, references, history.before(previous(str(last))))

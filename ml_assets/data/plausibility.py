@@ -10,14 +10,14 @@ Plain functions of data frames, no Dagster.
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from statistics import median
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 
 ROBUST_SCALE = 1.4826
 """Median absolute deviation times this estimates the standard deviation of normal data."""
-VALUE, MEDIAN, GROUP = "value", "median", "group"
 
 
 class ConsistentRule(Protocol):
@@ -73,39 +73,42 @@ class Judgement(NamedTuple):
     detail: str = ""
     """The keys or groups hit, with their values."""
     nearest: float = 0.0
-    """The largest deviation of the partition as a share of the rule's bar (1: at the bar):
-    how close the rows that passed came."""
+    """The largest deviation of the rows or groups that passed, as a share of the rule's bar
+    (1: at the bar): how close they came."""
+
+
+Stats = dict[Any, float]
+"""A partition's statistics of one rule: the value per key (a tuple of texts) or the median
+per group (a text)."""
 
 
 class Accepted(NamedTuple):
     """Statistics of the accepted partitions before one partition, oldest first."""
 
     partitions: tuple[str, ...] = ()
-    stats: Mapping[str, tuple[pd.DataFrame, ...]] = {}
-    """By rule name, one frame per partition (see ``partition_stats``)."""
+    stats: Mapping[str, tuple[Stats, ...]] = {}
+    """By rule name, one mapping per partition (see ``partition_stats``)."""
 
-    def of(self, rule: str) -> tuple[pd.DataFrame, ...]:
+    def of(self, rule: str) -> tuple[Stats, ...]:
         return self.stats.get(rule, ())
 
 
 NO_HISTORY = Accepted()
 
 
-def partition_stats(rules: PlausibilityRules, clean: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """An accepted partition's statistics by rule name: per key, the lower median of the
-    column (``consistent_by``: key columns as text and ``value``); per group, the median
-    (``group_shift``: ``group`` and ``median``). Rows a rule flagged are left out of its own."""
-    stats = {}
+def partition_stats(rules: PlausibilityRules, clean: pd.DataFrame) -> dict[str, Stats]:
+    """An accepted partition's statistics by rule name: per key (its columns' texts), the lower
+    median of the column (``consistent_by``); per group, the median (``group_shift``). Rows a
+    rule flagged are left out of its own."""
+    stats: dict[str, Stats] = {}
     for column, rule in rules.consistent_by.items():
         name = inconsistent(column)
         rows = _unflagged(clean, name)
-        keys = rows[rule.key].astype("string")
-        stats[name] = _key_medians(keys, rows[column].astype("float64"), rule.key)
+        stats[name] = _key_medians(rows[rule.key].astype("string"), rows[column])
     for column, shift in rules.group_shift.items():
         name = group_shift(column)
         rows = _unflagged(clean, name)
-        medians, _ = _group_medians(rows[shift.by].astype("string"), rows[column])
-        stats[name] = medians.rename(MEDIAN).rename_axis(GROUP).reset_index()
+        stats[name] = _group_medians(rows[shift.by], rows[column])[0]
     return stats
 
 
@@ -114,18 +117,38 @@ def _unflagged(clean: pd.DataFrame, rule: str) -> pd.DataFrame:
     return clean[~clean[flag].astype(bool)] if flag in clean else clean
 
 
-def _key_medians(keys: pd.DataFrame, value: pd.Series, key: Sequence[str]) -> pd.DataFrame:
-    known = value.notna().to_numpy() & keys.notna().all(axis=1).to_numpy()
-    data = keys[known].assign(**{VALUE: value[known]})
-    medians = data.groupby(list(key), sort=False)[VALUE].quantile(0.5, interpolation="lower")
-    return medians.reset_index()
+def _row_keys(keys: pd.DataFrame) -> list[tuple]:
+    """Each row's key, a tuple of its key columns' values (None where missing)."""
+    columns = (keys[c].to_numpy(dtype=object, na_value=None) for c in keys.columns)
+    return list(zip(*columns, strict=True))
 
 
-def _group_medians(groups: pd.Series, value: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Median and count of the values present, per group."""
-    known = value.notna() & groups.notna()
-    by = value[known].astype("float64").groupby(groups[known].astype(str), sort=True)
-    return by.median(), by.size()
+def _key_medians(keys: pd.DataFrame, value: pd.Series) -> Stats:
+    """The lower median of ``value`` per key (a tuple of the key columns' texts)."""
+    return _medians_by_key(_row_keys(keys), value.to_numpy(dtype="float64", na_value=np.nan))
+
+
+def _medians_by_key(row_keys: list[tuple], values: np.ndarray) -> Stats:
+    by_key: dict[tuple, list[float]] = {}
+    for key, number in zip(row_keys, values.tolist(), strict=True):
+        if number == number and None not in key:  # not NaN, no part missing
+            by_key.setdefault(key, []).append(number)
+    return {key: _lower_median(numbers) for key, numbers in by_key.items()}
+
+
+def _lower_median(numbers: list[float]) -> float:
+    return sorted(numbers)[(len(numbers) - 1) // 2]
+
+
+def _group_medians(groups: pd.Series, value: pd.Series) -> tuple[Stats, dict[Any, int]]:
+    """Median and count of the values present, per group (as text)."""
+    known = value.notna().to_numpy() & groups.notna().to_numpy()
+    values = value.to_numpy(dtype="float64", na_value=np.nan)[known]
+    by_group: dict[Any, list[float]] = {}
+    for group, number in zip(groups[known].astype(str).tolist(), values.tolist(), strict=True):
+        by_group.setdefault(group, []).append(number)
+    medians = {g: median(numbers) for g, numbers in sorted(by_group.items())}
+    return medians, {g: len(numbers) for g, numbers in by_group.items()}
 
 
 def judge_consistent(
@@ -134,36 +157,36 @@ def judge_consistent(
     """The rows of ``value`` (keyed by the text ``keys``) that disagree with their key's value:
     the lower median of the key's per-partition values in the accepted history or, for a key
     the history lacks, the lower median of its rows here (the value most of them hold)."""
-    own = _key_medians(keys, value, rule.key).set_index(rule.key)[VALUE]
-    past = history.of(name)
-    reference = own
-    from_history = 0
-    if past:
-        pooled = pd.concat(past, ignore_index=True).astype({c: "string" for c in rule.key})
-        earlier = pooled.groupby(rule.key, sort=False)[VALUE].quantile(0.5, interpolation="lower")
-        earlier = earlier.reindex(own.index)
-        from_history = int(earlier.notna().sum())
-        reference = earlier.fillna(own)
-    index = pd.MultiIndex.from_frame(keys) if len(rule.key) > 1 else pd.Index(keys[rule.key[0]])
-    expected = reference.reindex(index).to_numpy(dtype="float64", na_value=np.nan)
+    row_keys = _row_keys(keys)
     actual = value.to_numpy(dtype="float64", na_value=np.nan)
+    own = _medians_by_key(row_keys, actual)
+    past = history.of(name)
+    pooled: dict[tuple, list[float]] = {}
+    for stats in past:
+        for key, number in stats.items():
+            if key in own:
+                pooled.setdefault(key, []).append(number)
+    reference = own | {key: _lower_median(numbers) for key, numbers in pooled.items()}
+    expected = np.array([reference.get(key, np.nan) for key in row_keys], dtype="float64")
     allowed = rule.tolerance * np.abs(expected) if rule.relative else rule.tolerance
-    with np.errstate(invalid="ignore"):
-        off = np.abs(actual - expected) > allowed
-    hit = pd.Series(off, index=value.index)
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.abs(actual - expected) / allowed
-    nearest = float(np.nanmax(shares, initial=0.0))
+        deviation = np.abs(actual - expected)
+        off = deviation > allowed
+        shares = deviation / allowed
+    hit = pd.Series(off, index=value.index)
+    nearest = float(np.nanmax(np.where(off, np.nan, shares), initial=0.0))
     basis = (
-        f"{from_history} of {len(own)} keys against {len(past)} accepted partitions, "
-        f"{len(own) - from_history} against the partition's own rows"
+        f"{len(pooled)} of {len(own)} keys against {len(past)} accepted partitions, "
+        f"{len(own) - len(pooled)} against the partition's own rows"
     )
-    shown = (
-        keys[hit].assign(**{VALUE: value[hit], "expected": expected[off]}).drop_duplicates().head(5)
+    shown = dict.fromkeys(
+        (key, number, expected_number)
+        for key, number, expected_number, bad in zip(row_keys, actual, expected, off, strict=True)
+        if bad
     )
     detail = "; ".join(
-        f"{'/'.join(map(str, row[:-2]))}: {row[-2]:g} (expected {row[-1]:g})"
-        for row in shown.itertuples(index=False)
+        f"{'/'.join(map(str, key))}: {number:g} (expected {expected_number:g})"
+        for key, number, expected_number in list(shown)[:5]
     )
     judgement = Judgement(name, rule.action, basis, len(own), int(off.sum()), detail, nearest)
     return hit, judgement
@@ -175,23 +198,23 @@ def judge_groups(
     """The rows of the groups whose median shifted by more than ``rule.max_robust_z`` (see
     ``ml_assets.contract.declaration.GroupShift`` for against what)."""
     medians, counts = _group_medians(groups, value)
-    medians = medians[counts >= rule.min_rows]
-    past = [frame.set_index(GROUP)[MEDIAN] for frame in history.of(name)]
-    past_offsets = [_peer_offsets(m) for m in past]
+    medians = {g: m for g, m in medians.items() if counts[g] >= rule.min_rows}
+    past = history.of(name)
+    past_offsets = [_peer_offsets(stats) for stats in past]
     offsets = _peer_offsets(medians)
     scores: dict[str, float] = {}
     bases: Counter[str] = Counter()
-    for group, median in medians.items():
-        relative = [o[group] for o in past_offsets if not np.isnan(o.get(group, np.nan))]
-        own = [m[group] for m in past if group in m.index]
-        if len(medians) > 1 and relative:
+    for group, middle in medians.items():
+        relative = [o[group] for o in past_offsets if group in o]
+        own = [stats[group] for stats in past if group in stats]
+        if group in offsets and relative:
             scores[group] = _robust_z(offsets[group], relative, rule.min_scale)
             bases["against its history among its peers"] += 1
         elif own:
-            scores[group] = _robust_z(median, own, rule.min_scale)
+            scores[group] = _robust_z(middle, own, rule.min_scale)
             bases["against its own history"] += 1
         elif len(medians) >= 3:
-            scores[group] = _robust_z(median, list(medians), rule.min_scale)
+            scores[group] = _robust_z(middle, list(medians.values()), rule.min_scale)
             bases["against its peers only (no history)"] += 1
     unjudged = len(medians) - len(scores)
     if unjudged:
@@ -200,22 +223,24 @@ def judge_groups(
     hit = groups.astype(str).isin(shifted) & groups.notna()
     basis = "; ".join(f"{n} group(s) {how}" for how, n in bases.items()) or "no group to judge"
     detail = "; ".join(f"{g}: median {medians[g]:g}, z {scores[g]:.1f}" for g in shifted)
-    nearest = max(scores.values(), default=0.0) / rule.max_robust_z
+    passed = [z for z in scores.values() if z <= rule.max_robust_z]
+    nearest = max(passed, default=0.0) / rule.max_robust_z
     judgement = Judgement(name, rule.action, basis, len(scores), int(hit.sum()), detail, nearest)
     return hit, judgement
 
 
-def _peer_offsets(medians: pd.Series) -> pd.Series:
-    """Each group's median minus the median of all groups' (NaN for a lone group): with three
+def _peer_offsets(medians: Stats) -> Stats:
+    """Each group's median minus the median of all groups' (none for a lone group): with three
     groups or more, one group that moved does not move the others' offsets."""
     if len(medians) < 2:
-        return pd.Series(np.nan, index=medians.index, dtype="float64")
-    return (medians - float(np.median(medians.to_numpy(dtype="float64")))).astype("float64")
+        return {}
+    center = median(medians.values())
+    return {group: median - center for group, median in medians.items()}
 
 
 def _robust_z(value: float, reference: Sequence[float], min_scale: float) -> float:
-    center = float(np.median(reference))
-    spread = ROBUST_SCALE * float(np.median(np.abs(np.asarray(reference) - center)))
+    center = median(reference)
+    spread = ROBUST_SCALE * median(abs(number - center) for number in reference)
     return abs(value - center) / max(spread, min_scale)
 
 
@@ -231,8 +256,9 @@ class AcceptedHistory:
         self._load = load
         self._stats: dict[str, dict[str, pd.DataFrame] | None] = {}
 
-    def add(self, partition_key: str, clean: pd.DataFrame) -> None:
-        self._stats[partition_key] = partition_stats(self.rules, clean)
+    def add(self, partition_key: str, clean: pd.DataFrame | None) -> None:
+        """A partition the run produced: its clean rows, None if they were not accepted."""
+        self._stats[partition_key] = None if clean is None else partition_stats(self.rules, clean)
 
     def before(self, keys: Sequence[str]) -> Accepted:
         """The statistics of the accepted partitions among ``keys`` (oldest first)."""
