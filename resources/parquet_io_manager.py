@@ -9,7 +9,7 @@ output is a ``PartitionStream`` written as it is produced, or a ``dict`` of fram
 """
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -65,6 +65,21 @@ class _PartitionedParquetIOManager(dg.UPathIOManager):
             lambda key: self.load_from_path(context, paths[key]),
             cache_size=_partitions_read_per_partition(context),
         )
+
+    def read_stored(
+        self, asset_key: dg.AssetKey, partition_key: str, columns: Sequence[str]
+    ) -> pd.DataFrame | None:
+        """The stored partition ``partition_key`` of ``asset_key``, only those of ``columns`` it
+        has; None if it was never materialized. For an asset that judges a partition against
+        its own earlier partitions without depending on them (see ``clean_assets``)."""
+        import pyarrow.parquet as pq
+
+        path = self._base_path.joinpath(*asset_key.path, f"{partition_key}{self.extension}")
+        if not path.exists():
+            return None
+        stored = pq.ParquetFile(io.BytesIO(read_bytes(path)))
+        present = [c for c in columns if c in stored.schema_arrow.names]
+        return stored.read(columns=present).to_pandas()
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if not context.has_asset_partitions:

@@ -190,6 +190,48 @@ MISTAKES = {
         "sources.0.max_length",
         "greater than or equal to 1",
     ),
+    "consistent value of an undeclared column": (
+        lambda d: d["sources"][0]["consistent_by"].update(
+            range_miles={"key": ["origin", "dest"], "tolerance": 0.01}
+        ),
+        "sources.0",
+        "consistent_by names undeclared columns: range_miles",
+    ),
+    "consistency key of an undeclared column": (
+        lambda d: d["sources"][0]["consistent_by"]["distance"].update(key=["origin", "route"]),
+        "sources.0",
+        "consistent_by distance key names undeclared columns: route",
+    ),
+    "negative consistency tolerance": (
+        lambda d: d["sources"][0]["consistent_by"]["distance"].update(tolerance=-0.01),
+        "sources.0.consistent_by.distance.tolerance",
+        "greater than or equal to 0",
+    ),
+    "consistency key holding the column": (
+        lambda d: d["sources"][0]["consistent_by"]["distance"].update(key=["dest", "distance"]),
+        "sources.0",
+        "consistent_by distance: the key holds the column itself",
+    ),
+    "unknown consistency action": (
+        lambda d: d["sources"][0]["consistent_by"]["distance"].update(action="drop"),
+        "sources.0.consistent_by.distance.action",
+        "'flag' or 'reject'",
+    ),
+    "group shift by an undeclared column": (
+        lambda d: d["sources"][1]["group_shift"]["temp"].update(by="station"),
+        "sources.1",
+        "group_shift temp by names undeclared columns: station",
+    ),
+    "group shift of no z-score": (
+        lambda d: d["sources"][1]["group_shift"]["temp"].update(max_robust_z=0),
+        "sources.1.group_shift.temp.max_robust_z",
+        "greater than 0",
+    ),
+    "group shift of a negative history": (
+        lambda d: d["sources"][1]["group_shift"]["temp"].update(history_partitions=-1),
+        "sources.1.group_shift.temp.history_partitions",
+        "greater than or equal to 0",
+    ),
     "monthly partitions mid-month": (
         lambda d: d["partitions"].update(kind="monthly", start="2013-01-15"),
         "partitions",

@@ -172,10 +172,12 @@ def test_out_of_range(run_fault: RunFault, home: Path) -> None:
     share = evaluations(result)[("flights_clean", REJECTED_SHARE)]
     assert share.passed and share.partition == DAY
     assert share.metadata["rejected/out_of_range:distance"].value == 3
-    assert rejections_observed(result) == {
+    observed = rejections_observed(result)
+    assert "inconsistent:distance" in observed.pop("plausibility")
+    assert observed == {
         "raw_rows": FLIGHTS_ON_DAY, "rejected_rows": 3,
         "rejected_share": 3 / FLIGHTS_ON_DAY, "rejected/out_of_range:distance": 3,
-        "largest_rule_share": 3 / FLIGHTS_ON_DAY,
+        "rejected/inconsistent:distance": 0, "largest_rule_share": 3 / FLIGHTS_ON_DAY,
     }  # fmt: skip
 
 

@@ -147,6 +147,50 @@ class WholeFile(Strict):
     """Partitions with fewer raw rows are too small to tell (their rows are judged alone)."""
 
 
+class ConsistentBy(Strict):
+    """A column that a key determines (a product's price, a route's length): each row's value
+    must agree, within ``tolerance``, with the value its key has in the accepted history (the
+    median of the key's values over the declared ``history_partitions`` accepted clean
+    partitions) or, for a key the history lacks, with the value most of the partition's rows of
+    the key hold (their lower median). A row that disagrees is rejected or flagged as
+    ``inconsistent:<column>``."""
+
+    key: list[str] = Field(min_length=1)
+    tolerance: float = Field(ge=0)
+    relative: bool = True
+    """``tolerance`` is a share of the reference value (0.01: 1%); false: in the column's
+    units."""
+    action: Literal["flag", "reject"] = "reject"
+    """``flag`` keeps the row and sets the clean table's ``inconsistent_<column>``."""
+    history_partitions: int = Field(default=0, ge=0)
+    """Accepted partitions before a partition that it is judged against (0: itself only)."""
+
+
+class GroupShift(Strict):
+    """A group (a sensor site) whose median of a column moves away from where it stands,
+    by more than ``max_robust_z`` robust z-scores, is rejected or flagged as a group
+    (``group_shift:<column>``): one site reporting in another unit.
+
+    Where it stands: its offset from the median of the partition's groups (it and its peers),
+    compared with its offsets over the declared ``history_partitions`` accepted
+    partitions; a group without peers is compared with its own history's medians, a group
+    without history with its peers' medians (peers only). The z-score's scale is 1.4826 times
+    the median absolute deviation, never below ``min_scale``."""
+
+    by: str
+    max_robust_z: float = Field(gt=0)
+    min_scale: float = Field(gt=0)
+    """The smallest spread (in the column's units) a z-score divides by: what a group may move
+    by without notice, however steady its history (a median absolute deviation of 0 would make
+    any move infinite)."""
+    min_rows: int = Field(default=1, ge=1)
+    """Groups with fewer rows with a value in the partition are not judged (too few to tell)."""
+    action: Literal["flag", "reject"] = "reject"
+    """``flag`` keeps the rows and sets the clean table's ``group_shift_<column>``."""
+    history_partitions: int = Field(default=0, ge=0)
+    """Accepted partitions before a partition that it is judged against (0: peers only)."""
+
+
 class Source(Strict):
     """A landing-zone folder an upstream system exports to, and the rules for its rows."""
 
@@ -187,6 +231,12 @@ class Source(Strict):
     without rows); fewer fail the blocking ``landed_file_schema`` check. 0: an empty partition
     is data."""
     whole_file: WholeFile = Field(default_factory=WholeFile)
+    consistent_by: dict[str, ConsistentBy] = Field(default_factory=dict)
+    """Columns that a key determines, with their rule (a plausibility rule, see
+    ``ConsistentBy``)."""
+    group_shift: dict[str, GroupShift] = Field(default_factory=dict)
+    """Columns whose median per group must stay where the group stands (a plausibility rule,
+    see ``GroupShift``)."""
 
     @model_validator(mode="after")
     def _columns_declared(self) -> "Source":
@@ -200,12 +250,28 @@ class Source(Strict):
                 "codes": list(self.codes),
                 "clock_times": self.clock_times,
                 "null_tokens_by_column": list(self.null_tokens_by_column),
+                "consistent_by": list(self.consistent_by),
+                "group_shift": list(self.group_shift),
+                **{f"consistent_by {c} key": r.key for c, r in self.consistent_by.items()},
+                **{f"group_shift {c} by": [r.by] for c, r in self.group_shift.items()},
             }
             for what, names in named.items():
                 unknown = [n for n in names if n not in self.columns]
                 if unknown:
                     raise ValueError(f"{what} names undeclared columns: {', '.join(unknown)}")
+        for column, rule in self.consistent_by.items():
+            if column in rule.key:
+                raise ValueError(f"consistent_by {column}: the key holds the column itself")
+        for column, shift in self.group_shift.items():
+            if shift.by == column:
+                raise ValueError(f"group_shift {column}: grouped by the column itself")
         return self
+
+    @property
+    def history_partitions(self) -> int:
+        """The accepted partitions before a partition that its plausibility rules read."""
+        rules = [*self.consistent_by.values(), *self.group_shift.values()]
+        return max((rule.history_partitions for rule in rules), default=0)
 
     @property
     def extension(self) -> str:

@@ -21,6 +21,8 @@ from ml_assets.contract.declaration import PipelineDeclaration, Source
 from ml_assets.data.checks import (
     CheckOutcome,
     SchemaCheck,
+    plausibility_metadata,
+    plausibility_summary,
     rejected_share_outcome,
     report_per_partition,
     row_conservation_outcome,
@@ -29,6 +31,7 @@ from ml_assets.data.checks import (
 )
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, Cleaned, parse_landed
 from ml_assets.data.metadata import code_reference, table_definition_metadata
+from ml_assets.data.plausibility import AcceptedHistory, Judgement, stats_columns
 from ml_assets.data.time_features import with_time_features
 from resources.landing_zone import LandingZone
 from resources.partition_frames import FrameSpill, PartitionStream
@@ -242,20 +245,33 @@ def landed_assets(
 def clean_assets(
     declaration: PipelineDeclaration,
     source: str,
-    clean: Callable[[pd.DataFrame, date, Mapping[str, pd.DataFrame]], Cleaned],
+    clean: Callable[..., Cleaned],
     clean_schema: pa.DataFrameSchema,
     rejected_schema: pa.DataFrameSchema,
     description: str,
 ) -> dg.AssetsDefinition:
     """``<source>_clean`` and ``<source>_rejected``: every raw row ends up in exactly one.
 
-    ``clean`` triages one partition's raw rows (its key parsed as the partition's first day),
-    given the reference tables the source's code rules name, by table name.
+    ``clean(raw, day, references, history)`` triages one partition's raw rows (its key parsed
+    as the partition's first day), given the reference tables the source's code rules name, by
+    table name, and the accepted history its plausibility rules judge it against
+    (``ml_assets.data.plausibility.Accepted``).
+
+    The accepted history is the source's own earlier clean partitions, within the window its
+    rules declare, that passed their blocking checks: those stored before the run (read
+    through the IO manager, their check results from the instance) and those the run has
+    just produced, in order, so a single-run backfill judges each partition as landing them
+    one by one would. It is read, not depended on: a rewritten partition does not re-clean the
+    partitions after it (a self-dependency would chain a correction through every later
+    partition and hold each partition's automation until the one before exists); acceptance
+    is judged against the history as it stands when a partition is cleaned, and each
+    partition's report names the partitions it was judged against.
     """
     raw_key, clean_key = declaration.key(f"raw_{source}"), declaration.key(f"{source}_clean")
     declared = declaration.source(source)
     references = sorted({r.reference_table for r in declared.codes.values() if r.reference_table})
     bar, whole_file = declared.max_rejected_share, declared.whole_file
+    window = declared.history_partitions
     rejected_key = declaration.key(f"{source}_rejected")
     common = {
         "group_name": group(declaration, CLEAN),
@@ -285,6 +301,7 @@ def clean_assets(
             "raw": dg.AssetIn(raw_key),
             **{table: dg.AssetIn(declaration.key(table)) for table in references},
         },
+        required_resource_keys={"io_manager"} if window else None,
         check_specs=[
             partition_check(
                 declaration, f"{source}_clean", CLEAN_SCHEMA, f"Conforms to {clean_schema.name}."
@@ -323,11 +340,19 @@ def clean_assets(
         conserved: dict[str, CheckOutcome] = {}
         exports: dict[str, CheckOutcome] = {}
         share: dict[str, CheckOutcome] = {}
+        judged: dict[str, tuple[Judgement, ...]] = {}
+        history = _accepted_history(context, declaration, declared, clean_key, window)
         with FrameSpill(prefix=f"{source}_rejected_") as rejected:
 
             def cleaned(partition_key: str) -> pd.DataFrame:
                 rows = raw[partition_key]
-                result = clean(rows, date.fromisoformat(partition_key), tables)
+                earlier = declaration.partitions.previous_keys(partition_key, window)
+                accepted = history.before(earlier)
+                result = clean(rows, date.fromisoformat(partition_key), tables, accepted)
+                judged[partition_key] = tuple(
+                    j._replace(basis=f"{j.basis} ({_span(accepted.partitions)})")
+                    for j in result.plausibility
+                )
                 why = result.rejected[REJECTION_RULE]
                 rules.update(why.tolist())
                 notes.update(result.notes)
@@ -340,6 +365,8 @@ def clean_assets(
                 )
                 share[partition_key] = rejected_share_outcome(len(rows), why, bar)
                 rejected.write(partition_key, result.rejected)
+                passed = exports[partition_key].passed and conserved[partition_key].passed
+                history.add(partition_key, result.clean if passed else None)
                 return result.clean
 
             # One pass: the clean rows are written as each partition is cleaned, its rejected
@@ -348,7 +375,10 @@ def clean_assets(
                 PartitionStream(
                     keys,
                     cleaned,
-                    metadata=lambda: {f"rule/{name}": int(n) for name, n in notes.items()},
+                    metadata=lambda: {
+                        **{f"rule/{name}": int(n) for name, n in notes.items()},
+                        **plausibility_summary(judged),
+                    },
                 ),
                 output_name="clean",
             )
@@ -367,10 +397,61 @@ def clean_assets(
             yield dg.AssetObservation(
                 rejected_key,
                 partition=partition_key,
-                metadata={**numbers, "largest_rule_share": largest},
+                metadata={
+                    **numbers,
+                    **plausibility_metadata(judged[partition_key]),
+                    "largest_rule_share": largest,
+                },
             )
 
     return clean_partitions
+
+
+def _accepted_history(
+    context: dg.AssetExecutionContext,
+    declaration: PipelineDeclaration,
+    source: Source,
+    clean_key: dg.AssetKey,
+    window: int,
+) -> AcceptedHistory:
+    """The accepted history of a run of ``source``'s clean asset: empty without a declared
+    window; else the stored partitions of the window before the run's first partition whose
+    blocking checks passed on their latest materialization (then the run adds its own)."""
+    if not window:
+        return AcceptedHistory(source, lambda key: None)
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    earlier = declaration.partitions.previous_keys(context.partition_keys[0], window)
+    blocking = [
+        spec.key
+        for spec in context.assets_def.check_specs
+        if spec.blocking and spec.asset_key == clean_key
+    ]
+    infos = context.instance.event_log_storage.get_asset_check_partition_info(
+        blocking, partition_keys=earlier
+    )
+    passed: Counter[str] = Counter(
+        str(info.partition_key)
+        for info in infos
+        if info.is_current
+        and info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED
+    )
+    accepted = {key for key in earlier if passed[key] == len(blocking)}
+    io_manager = context.resources.io_manager
+    columns = stats_columns(source)
+
+    def load(key: str) -> pd.DataFrame | None:
+        return io_manager.read_stored(clean_key, key, columns) if key in accepted else None
+
+    return AcceptedHistory(source, load)
+
+
+def _span(keys: tuple[str, ...]) -> str:
+    if not keys:
+        return "no accepted history"
+    return f"history {keys[0]}…{keys[-1]}, {len(keys)} partitions"
 
 
 def history_mapping(partitions: int) -> dg.TimeWindowPartitionMapping:

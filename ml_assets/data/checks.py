@@ -8,7 +8,7 @@ year-long single-run backfill shows which days failed, and a failed blocking che
 downstream steps.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from pandera.errors import SchemaError, SchemaErrors
 
+from ml_assets.data.plausibility import Judgement
+
 SAMPLE_ROWS = 5
+SUMMARY_ROWS = 50
+"""Most rows of the plausibility table of a run's materialization (a year judges 365 days)."""
 CHUNK_ROWS = 20_000
 """Most rows Pandera validates in one call: a run's partitions are checked in chunks of about
 this size (several small partitions together, a large one in slices), so the memory a check
@@ -280,6 +284,51 @@ def rejection_metadata(raw_rows: int, rules: pd.Series) -> dict[str, float | int
         "rejected_share": len(rules) / raw_rows if raw_rows else 0.0,
         **{f"rejected/{rule}": int(n) for rule, n in rules.value_counts().items()},
     }
+
+
+def plausibility_metadata(judgements: Sequence[Judgement]) -> dict[str, Any]:
+    """What the plausibility rules did to one partition, for the rejection plots: the rows each
+    rule rejected (``rejected/<rule>``, 0 included, so every rule has a point in every
+    partition it judged) or flagged (``flagged/<rule>``), how close the rest came to the rule's
+    bar (``nearest/<rule>``, 1: at the bar), and a table of what each was judged against."""
+    if not judgements:
+        return {}
+    counts = {
+        f"{'rejected' if j.action == 'reject' else 'flagged'}/{j.rule}": j.rows for j in judgements
+    }
+    nearest = {f"nearest/{j.rule}": round(j.nearest, 3) for j in judgements}
+    return {**counts, **nearest, "plausibility": dg.MetadataValue.md(_judgement_table(judgements))}
+
+
+def plausibility_summary(judged: Mapping[str, Sequence[Judgement]]) -> dict[str, Any]:
+    """The plausibility rules over a run's partitions, for the clean materialization: per
+    partition and rule, what it was judged against and what it hit."""
+    rows = [(key, j) for key, judgements in sorted(judged.items()) for j in judgements]
+    if not rows:
+        return {}
+    hits = [(key, j) for key, j in rows if j.rows]
+    shown = hits[:SUMMARY_ROWS] if len(rows) > SUMMARY_ROWS else rows
+    table = pd.DataFrame(
+        [(key, j.rule, j.action, j.rows, j.basis, j.detail) for key, j in shown],
+        columns=["partition", "rule", "action", "rows", "judged against", "hit"],
+    )
+    more = f"\n\n{len(rows)} judgements, {len(hits)} that hit rows" if shown is not rows else ""
+    return {
+        "plausibility": dg.MetadataValue.md(
+            (table.to_markdown(index=False) if len(table) else "(nothing hit)") + more
+        )
+    }
+
+
+def _judgement_table(judgements: Sequence[Judgement]) -> str:
+    columns = ["rule", "action", "keys or groups judged", "rows", "nearest / bar"]
+    return pd.DataFrame(
+        [
+            (j.rule, j.action, j.judged, j.rows, f"{j.nearest:.2f}", j.basis, j.detail)
+            for j in judgements
+        ],
+        columns=[*columns, "judged against", "hit"],
+    ).to_markdown(index=False)
 
 
 def report_per_partition(

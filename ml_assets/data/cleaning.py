@@ -17,6 +17,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ml_assets.data.plausibility import (
+    NO_HISTORY,
+    Accepted,
+    Judgement,
+    PlausibilityRules,
+    flag_column,
+    group_shift,
+    inconsistent,
+    judge_consistent,
+    judge_groups,
+)
+
 PARSE_ERROR = "_parse_error"
 """Raw column: why a line could not be split into fields (null for lines that parsed)."""
 RAW_TEXT = "_raw_text"
@@ -73,6 +85,8 @@ class Cleaned(NamedTuple):
     """Raw rows that made it into ``clean`` (rows added by a gap rule are not counted)."""
     notes: dict
     """What the rules did, for the asset's metadata."""
+    plausibility: tuple[Judgement, ...] = ()
+    """What each plausibility rule did to the partition."""
 
 
 def parse_landed(data: bytes, file_format: str, typed: bool = False) -> pd.DataFrame:
@@ -267,6 +281,8 @@ class Triage:
         """The values as landed, before null tokens are read as missing (rejected rows)."""
         self.flags: dict[str, pd.Series] = {}
         """Boolean columns added to the clean rows, e.g. ``<column>_known``."""
+        self.judgements: list[Judgement] = []
+        """What each plausibility rule did (``plausible``)."""
         self._reason = np.full(len(self.raw), None, dtype=object)
         self._alive = np.ones(len(self.raw), dtype=bool)
 
@@ -436,6 +452,44 @@ class Triage:
             else:
                 raise ValueError(f"unknown range action {rule.action!r} for {column}")
         return blanked
+
+    def plausible(self, rules: PlausibilityRules, history: Accepted = NO_HISTORY) -> dict[str, int]:
+        """Apply the declared plausibility rules (``ml_assets.data.plausibility``) to the rows
+        still alive, judged against ``history``: a rule whose action is ``reject`` rejects the
+        rows it hits as ``inconsistent:<column>`` or ``group_shift:<column>``; one whose action
+        is ``flag`` keeps them and sets the clean column ``inconsistent_<column>`` or
+        ``group_shift_<column>``. Returns the flagged rows per rule (``flagged:<rule>``); what
+        each rule did is in ``judgements``."""
+        alive = self.alive
+        flagged = {}
+        for column, rule in rules.consistent_by.items():
+            keys = self.values.loc[alive, rule.key]
+            name = inconsistent(column)
+            hit, judgement = judge_consistent(
+                name, keys, self._number(column)[alive], rule, history
+            )
+            flagged |= self._apply(name, rule.action, hit.reindex(alive.index, fill_value=False))
+            self.judgements.append(judgement)
+        for column, shift in rules.group_shift.items():
+            alive = self.alive
+            name = group_shift(column)
+            groups = self.values.loc[alive, shift.by]
+            hit, judgement = judge_groups(name, groups, self._number(column)[alive], shift, history)
+            flagged |= self._apply(name, shift.action, hit.reindex(alive.index, fill_value=False))
+            self.judgements.append(judgement)
+        return flagged
+
+    def _number(self, column: str) -> pd.Series:
+        if column not in self.parsed or not pd.api.types.is_float_dtype(self.parsed[column]):
+            raise ValueError(f"plausibility rule of {column}: not a column parsed as a number")
+        return self.parsed[column]
+
+    def _apply(self, rule: str, action: str, hit: pd.Series) -> dict[str, int]:
+        if action == "reject":
+            self.reject(hit, rule)
+            return {}
+        self.flags[flag_column(rule)] = hit.astype(bool)
+        return {f"flagged:{rule}": int((hit & self.alive).sum())}
 
     def duplicates(self, key: Sequence[str]) -> None:
         """Reject later copies of a key among the rows still alive; the first one is kept."""

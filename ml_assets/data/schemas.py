@@ -6,6 +6,7 @@ import pandera.pandas as pa
 
 from ml_assets.contract.declaration import RangeRule, Source
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
+from ml_assets.data.plausibility import flag_column, group_shift, inconsistent
 
 LINE_DESCRIPTIONS = {
     PARSE_ERROR: "Why the line (or file) could not be read; empty for lines that were read.",
@@ -43,12 +44,30 @@ def range_checks(column: str, ranges: Mapping[str, RangeRule]) -> Sequence[pa.Ch
 
 
 def flag_columns(source: Source) -> dict[str, pa.Column]:
-    """The clean table's ``<column>_known`` flags: one per code column whose codes the
-    reference table may lack without the row being rejected."""
-    return {
+    """The clean table's flags of kept rows: ``<column>_known`` for each code column whose
+    codes the reference table may lack without the row being rejected; ``inconsistent_<column>``
+    and ``group_shift_<column>`` for each plausibility rule that flags instead of rejecting."""
+    known = {
         f"{column}_known": pa.Column(
             bool, description=f"The {column} code is listed in {rule.reference} (flagged, kept)."
         )
         for column, rule in source.codes.items()
         if rule.reference is not None and rule.unreferenced == "flag"
     }
+    consistent = {
+        flag_column(inconsistent(column)): pa.Column(
+            bool,
+            description=f"The {column} disagrees with its {'/'.join(rule.key)}'s (flagged, kept).",
+        )
+        for column, rule in source.consistent_by.items()
+        if rule.action == "flag"
+    }
+    shifted = {
+        flag_column(group_shift(column)): pa.Column(
+            bool,
+            description=f"The {shift.by}'s median {column} shifted (flagged, kept).",
+        )
+        for column, shift in source.group_shift.items()
+        if shift.action == "flag"
+    }
+    return known | consistent | shifted

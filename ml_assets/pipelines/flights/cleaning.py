@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.data.cleaning import Cleaned, Triage
+from ml_assets.data.plausibility import NO_HISTORY, Accepted
 from ml_assets.pipelines.flights import config
 
 FLIGHT_NUMBERS = (
@@ -96,8 +97,14 @@ def _cross_check_flights(triage: Triage, day: date, airports: pd.DataFrame) -> N
     triage.reject(p["air_time"] > elapsed, "inconsistent:air_time")
 
 
-def clean_flights(raw: pd.DataFrame, day: date, references: Mapping[str, pd.DataFrame]) -> Cleaned:
-    """Split one day's raw flights into clean and rejected rows.
+def clean_flights(
+    raw: pd.DataFrame,
+    day: date,
+    references: Mapping[str, pd.DataFrame],
+    history: Accepted = NO_HISTORY,
+) -> Cleaned:
+    """Split one day's raw flights into clean and rejected rows, the plausibility rules judged
+    against ``history`` (the accepted days before).
 
     Cancelled flights (no departure time) are kept and flagged ``cancelled``; flights that
     departed but have no arrival delay (diverted) are kept and flagged ``diverted``; a
@@ -112,6 +119,7 @@ def clean_flights(raw: pd.DataFrame, day: date, references: Mapping[str, pd.Data
         triage.reject(value.notna() & ~whole, f"not_whole:{column}")
     triage.reject(~_is_on(triage, day), "wrong_partition")
     _cross_check_flights(triage, day, references["airports"])
+    notes |= triage.plausible(config.FLIGHTS, history)
     triage.duplicates(config.FLIGHT_KEY)
 
     kept = triage.kept()
@@ -124,7 +132,7 @@ def clean_flights(raw: pd.DataFrame, day: date, references: Mapping[str, pd.Data
         kept[["year", "month", "day", "hour", "minute"]]
     ).dt.tz_localize(config.TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
     notes |= {"cancelled": int(kept["cancelled"].sum()), "diverted": int(kept["diverted"].sum())}
-    return Cleaned(kept, triage.rejected(), len(kept), notes)
+    return Cleaned(kept, triage.rejected(), len(kept), notes, tuple(triage.judgements))
 
 
 def _missing_run_lengths(missing: np.ndarray) -> np.ndarray:
@@ -148,8 +156,14 @@ def _fill_short_gaps(station: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(values, index=station.index, columns=station.columns)
 
 
-def clean_weather(raw: pd.DataFrame, day: date, references: Mapping[str, pd.DataFrame]) -> Cleaned:
-    """Split one day's raw hourly weather into clean and rejected rows.
+def clean_weather(
+    raw: pd.DataFrame,
+    day: date,
+    references: Mapping[str, pd.DataFrame],
+    history: Accepted = NO_HISTORY,
+) -> Cleaned:
+    """Split one day's raw hourly weather into clean and rejected rows, the plausibility rules
+    judged against ``history`` (the accepted days before).
 
     The clean table has one row per origin airport and local hour of ``day``: blanked outliers
     and missing hours are interpolated within ``WEATHER_MAX_GAP_HOURS``; rows that were not in
@@ -163,6 +177,7 @@ def clean_weather(raw: pd.DataFrame, day: date, references: Mapping[str, pd.Data
     hours = pd.date_range(pd.Timestamp(day), periods=25, freq="h", tz=config.TIMEZONE)
     hours = hours[hours.date == day].tz_convert("UTC")  # 23, 24 or 25 hours across DST
     triage.reject(~triage.parsed["time_hour"].isin(hours), "off_grid:time_hour")
+    notes |= triage.plausible(config.WEATHER, history)
     triage.duplicates(config.WEATHER_KEY)
     readings = triage.kept()
 
@@ -186,4 +201,4 @@ def clean_weather(raw: pd.DataFrame, day: date, references: Mapping[str, pd.Data
         "values_interpolated": missing_before
         - int(clean[list(config.WEATHER_INTERPOLATED)].isna().sum().sum()),
     }
-    return Cleaned(clean, triage.rejected(), len(readings), notes)
+    return Cleaned(clean, triage.rejected(), len(readings), notes, tuple(triage.judgements))

@@ -10,6 +10,7 @@ from datetime import date
 import pandas as pd
 
 from ml_assets.data.cleaning import Cleaned, Triage
+from ml_assets.data.plausibility import NO_HISTORY, Accepted
 from ml_assets.pipelines import declaration
 
 TRIPS = declaration("taxi").source("trips")
@@ -20,8 +21,14 @@ MONTHS = tuple(TRIPS.codes["month"].domain or ())
 NUMBERS = ("distance", "hour")
 
 
-def clean_trips(raw: pd.DataFrame, month: date, references: Mapping[str, pd.DataFrame]) -> Cleaned:
-    """Split one month's raw trips into clean and rejected rows.
+def clean_trips(
+    raw: pd.DataFrame,
+    month: date,
+    references: Mapping[str, pd.DataFrame],
+    history: Accepted = NO_HISTORY,
+) -> Cleaned:
+    """Split one month's raw trips into clean and rejected rows, the plausibility rules judged
+    against ``history`` (the accepted months before).
 
     A row whose month name is another month's is rejected as ``wrong_partition``; ``tip`` and
     ``local`` become booleans, ``hour`` a whole number.
@@ -30,10 +37,11 @@ def clean_trips(raw: pd.DataFrame, month: date, references: Mapping[str, pd.Data
     notes = triage.declared(TRIPS, NUMBERS)
     triage.reject(triage.parsed["hour"] % 1 != 0, "not_whole:hour")
     triage.reject(triage.values["month"] != MONTHS[month.month - 1], "wrong_partition")
+    notes |= triage.plausible(TRIPS, history)
     triage.duplicates(TRIPS.key)
 
     kept = triage.kept()
     for column in ("tip", "local"):
         kept[column] = kept[column].eq("yes").to_numpy(dtype=bool)
     kept["hour"] = kept["hour"].astype("int64")
-    return Cleaned(kept, triage.rejected(), len(kept), notes)
+    return Cleaned(kept, triage.rejected(), len(kept), notes, tuple(triage.judgements))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandera.pandas as pa
 
-from ml_assets.data.schemas import range_checks, raw_schema, rejected_schema
+from ml_assets.data.schemas import flag_columns, range_checks, raw_schema, rejected_schema
 from ml_assets.pipelines.taxi.cleaning import DAYS, MONTHS, TRIPS
 from ml_assets.pipelines.taxi.features import TARGET
 
@@ -44,6 +44,7 @@ TRIPS_CLEAN = pa.DataFrameSchema(
         "dow": pa.Column("string", pa.Check.isin(DAYS), description=TRIP_DESCRIPTIONS["dow"]),
         "month": pa.Column("string", pa.Check.isin(MONTHS), description=TRIP_DESCRIPTIONS["month"]),
         "hour": pa.Column("int64", _range("hour"), description=TRIP_DESCRIPTIONS["hour"]),
+        **flag_columns(TRIPS),
     },
     name="trips_clean",
     strict=True,
