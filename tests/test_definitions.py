@@ -17,9 +17,10 @@ pytestmark = pytest.mark.unit
 
 LAYERS = ("ingest", "clean", "features", "models", "deploy", "monitor")
 PIPELINES = pipelines.names()
-NOT_TABLES = {"online_features", "hyperparameter_study", "trained_model", "model_evaluation",
-              "registered_model", "deployed_endpoint", "rollout_comparison"}  # fmt: skip
-"""JSON handles to MLflow, Optuna and the service, the multi-table online snapshot, and the
+SNAPSHOTS = {pipelines.declaration(n).serving.snapshot_asset for n in pipelines.names()}
+NOT_TABLES = {"hyperparameter_study", "trained_model", "model_evaluation", "registered_model",
+              "deployed_endpoint", "rollout_comparison", *SNAPSHOTS}  # fmt: skip
+"""JSON handles to MLflow, Optuna and the service, the online snapshots (table sets), and the
 rollout comparison (a decision with its figures)."""
 TABLES = [s for s in sorted(defs.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string())
           if s.key.path[-1] not in NOT_TABLES]  # fmt: skip

@@ -94,7 +94,7 @@ def _batch(partition: str) -> pd.DataFrame:
 
 
 def _requests(partition: str) -> list[dict]:
-    clean = read_partition(warehouse_url(), DECLARATION.key("days_clean"), partition)
+    clean = read_partition(warehouse_url(), DECLARATION.key("boardings_clean"), partition)
     return HOOKS.request_items(clean)
 
 

@@ -458,7 +458,7 @@ def history_snapshot_asset(declaration: PipelineDeclaration) -> dg.AssetsDefinit
     """``serving.snapshot_asset`` of a pipeline with declared history: per partition, the rows
     of the features input that its features read (its declared history and its own rows, the
     columns the time features read), as one table snapshot the prediction service loads at
-    each reload (``online_history``): a caller then sends only what it knows at request time."""
+    each reload: a caller then sends only what it knows at request time."""
     declared, name = declaration.features, declaration.serving.snapshot_asset
     if declared.input is None or name is None:
         raise ValueError(

@@ -17,10 +17,10 @@ from ml_assets.pipelines.ridership.schemas import DAY_FEATURES, DAYS_CLEAN, DAYS
 DECLARATION = declaration("ridership")
 
 data_assets = [
-    *landed_assets(DECLARATION, {"days": RAW_DAYS}),
+    *landed_assets(DECLARATION, {"boardings": RAW_DAYS}),
     clean_assets(
         DECLARATION,
-        "days",
+        "boardings",
         clean_days,
         DAYS_CLEAN,
         DAYS_REJECTED,
@@ -28,7 +28,7 @@ data_assets = [
     ),
     features_asset(
         DECLARATION,
-        "days_clean",
+        "boardings_clean",
         feature_frame,
         DAY_FEATURES,
         "One row per day with what is known that morning: the calendar, the day's weather and "

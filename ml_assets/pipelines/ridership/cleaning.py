@@ -1,6 +1,6 @@
 """Cleaning rules for a month of days at Clark/Lake: typed, one row per day, in its month.
 
-A plain function of a data frame (no Dagster), applying the rules declared for the ``days``
+A plain function of a data frame (no Dagster), applying the rules declared for the ``boardings``
 source in ``pipeline.yaml``; beyond them, a date must be a real calendar day of the month and a
 game flag 0 or 1.
 """
@@ -13,7 +13,7 @@ import pandas as pd
 from ml_assets.data.cleaning import Cleaned, Triage
 from ml_assets.pipelines import declaration
 
-DAYS = declaration("ridership").source("days")
+DAYS = declaration("ridership").source("boardings")
 GAMES = ("bulls_home", "bears_home", "blackhawks_home", "cubs_home")
 NUMBERS = ("rides", "temp", "precip_max", "rain", "snow", *GAMES)
 

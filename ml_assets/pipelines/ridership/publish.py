@@ -17,7 +17,7 @@ from ml_assets.pipelines import declaration
 from resources.landing_zone import LandingZone
 
 DECLARATION = declaration("ridership")
-DAYS = DECLARATION.source("days")
+DAYS = DECLARATION.source("boardings")
 EXPORTED = {
     "date": "date", "ridership": "rides", "temp": "temp", "percip_max": "precip_max",
     "weather_rain": "rain", "weather_snow": "snow", "Bulls_Home": "bulls_home",

@@ -23,7 +23,7 @@ DAY_DESCRIPTIONS = {
 }
 WEATHER = ("temp", "precip_max", "rain", "snow")
 
-RAW_DAYS = raw_schema("raw_days", DAY_DESCRIPTIONS)
+RAW_DAYS = raw_schema("raw_boardings", DAY_DESCRIPTIONS)
 """A landed monthly export as text: every declared column present, one row per day."""
 
 DAYS_CLEAN = pa.DataFrameSchema(
@@ -37,11 +37,11 @@ DAYS_CLEAN = pa.DataFrameSchema(
         },
         **{flag: pa.Column(bool, description=DAY_DESCRIPTIONS[flag]) for flag in GAMES},
     },
-    name="days_clean",
+    name="boardings_clean",
     strict=True,
 )
 
-DAYS_REJECTED = rejected_schema("days_rejected", DAY_DESCRIPTIONS)
+DAYS_REJECTED = rejected_schema("boardings_rejected", DAY_DESCRIPTIONS)
 """Days a cleaning rule rejected: the values as landed and the rule that rejected them."""
 
 FEATURE_DESCRIPTIONS = {
