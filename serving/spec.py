@@ -108,12 +108,14 @@ def _partition_of(declaration: PipelineDeclaration) -> Callable[[BaseModel, floa
 
 
 def _partition_dates(declaration: PipelineDeclaration) -> Callable[[str], tuple[dt.date, dt.date]]:
-    """The local dates ``[first, end)`` of a partition of the pipeline (its time window in the
-    declared time zone)."""
+    """The local dates ``[first, end)`` a partition's snapshot covers: the partition's time
+    window in the declared time zone, and the days after it whose declared history windows
+    end inside it (``features.nearest_days``: a forecast of the day after the last one read)."""
     partitions = declaration.partitions.definition()
+    after = dt.timedelta(days=declaration.features.nearest_days)
 
     def dates(key: str) -> tuple[dt.date, dt.date]:
         window = partitions.time_window_for_partition_key(key)
-        return window.start.date(), window.end.date()
+        return window.start.date(), window.end.date() + after
 
     return dates

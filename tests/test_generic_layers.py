@@ -3,19 +3,23 @@ sources, columns, model or units."""
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from ml_assets import pipelines
+from ml_assets.contract.features import HOLIDAY, Calendar
 from ml_assets.home import PROJECT_ROOT
 
 pytestmark = pytest.mark.unit
 
 GENERIC = ("ml_assets", "resources", "sensors", "jobs", "serving")
 """The platform's own packages; ``ml_assets/pipelines/<name>/`` is each pipeline's."""
-PLATFORM_WORDS = {"year", "month", "day", "hour", "minute", "date", "local"}
-"""Calendar words every time-partitioned platform speaks, and "local" (disk, profile, time):
-columns of the reference pipelines, but not their vocabulary."""
+PLATFORM_WORDS = {"year", "month", "day", "hour", "minute", "date", "local",
+                  *get_args(Calendar), HOLIDAY}  # fmt: skip
+"""Calendar words every time-partitioned platform speaks, "local" (disk, profile, time) and the
+declared calendar features the platform computes and names: columns of the reference
+pipelines, but not their vocabulary."""
 UNITS = {"minutes", "miles", "mph", "delay", "delays", "flight", "flights", "taxi", "trip",
          "trips", "tip", "tips", "airport", "airports", "carrier", "weather"}  # fmt: skip
 """Units and domain words of the reference pipelines."""

@@ -40,6 +40,7 @@ DATA_ASSETS = {
     "flights": ["raw_flights", "raw_weather", "flights_clean", "flights_rejected",
                 "weather_clean", "weather_rejected", "flight_features"],
     "taxi": ["raw_trips", "trips_clean", "trips_rejected", "trip_features"],
+    "ridership": ["raw_boardings", "boardings_clean", "boardings_rejected", "day_features"],
 }  # fmt: skip
 """The partitioned tables of each pipeline's data layers, one Parquet file per partition."""
 SEEDS = {

@@ -176,6 +176,17 @@ class Features(Strict):
             read += [transform.column, *transform.by]
         return list(dict.fromkeys(read))
 
+    @property
+    def nearest_days(self) -> int:
+        """The fewest days back any declared window reads (lags, rolling windows), so the
+        days that many days after the rows read still have their whole history; 0 when a
+        window reads its own day, steps by rows or is expanding (its extent is what was read)."""
+        if self.time is None or self.time.steps != "days" or self.expanding or not self.windows:
+            return 0
+        reach = [min(lag.periods) for lag in self.lags]
+        reach += [1 if window.closed == "left" else 0 for window in self.rolling]
+        return min(reach)
+
     def history_partitions(self, name: str, kind: str) -> int:
         """Earlier partitions of input ``name`` read for ``kind`` partitions (0: none)."""
         declared = self.history.get(name)

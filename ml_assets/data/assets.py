@@ -8,6 +8,7 @@ IO manager writes it, checking it on the way; the check evaluations, one per par
 the output. Memory does not grow with the range.
 """
 
+import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
@@ -31,10 +32,12 @@ from ml_assets.data.checks import (
 )
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE, Cleaned, parse_landed
 from ml_assets.data.metadata import code_reference, table_definition_metadata
+from ml_assets.data.online_history import snapshot_tables
 from ml_assets.data.plausibility import AcceptedHistory, Judgement, stats_columns
 from ml_assets.data.time_features import with_time_features
 from resources.landing_zone import LandingZone
 from resources.partition_frames import FrameSpill, PartitionStream
+from resources.table_snapshots import TableSnapshotStore
 
 INGEST, CLEAN, FEATURES = "ingest", "clean", "features"
 
@@ -474,9 +477,10 @@ def features_asset(
 
     The declared time features (``features:`` in the declaration) are added to a partition's
     rows first, computed over the declared history of ``upstream`` and the partition; then
-    ``features(rows)`` maps them to feature rows, or ``features(rows, history)`` when a history
-    is declared (``history``: the earlier partitions' rows, oldest first). Only the window a
-    partition reads is in memory. A pipeline whose features need lookups writes its own asset.
+    ``features(rows)`` maps them to feature rows (row by row: code the service can run too),
+    or ``features(rows, history)`` when it takes the history as well (the earlier partitions'
+    rows, oldest first). Only the window a partition reads is in memory. A pipeline whose
+    features need other lookups writes its own asset.
     """
     name = declaration.model.features_asset
     declared = declaration.features
@@ -484,6 +488,7 @@ def features_asset(
         raise ValueError(f"features.input is {declared.input!r}, the asset reads {upstream!r}")
     reach = declared.history_partitions(upstream, declaration.partitions.kind)
     mapping = history_mapping(reach) if upstream in declared.history else None
+    takes_history = len(inspect.signature(features).parameters) > 1
 
     @dg.asset(
         name=name,
@@ -518,7 +523,7 @@ def features_asset(
                     pd.concat(earlier, ignore_index=True) if earlier else rows[partition_key][:0]
                 )
                 current = with_time_features(rows[partition_key], history, declared)
-                frame = features(current, history)
+                frame = features(current, history) if takes_history else features(current)
             schema_check.add(partition_key, frame)
             return frame
 
@@ -528,3 +533,60 @@ def features_asset(
         )
 
     return feature_rows
+
+
+def history_snapshot_asset(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
+    """``serving.snapshot_asset`` of a pipeline with declared history: per partition, the rows
+    of the features input that its features read (its declared history and its own rows, the
+    columns the time features read), as one table snapshot the prediction service loads at
+    each reload: a caller then sends only what it knows at request time."""
+    declared, name = declaration.features, declaration.serving.snapshot_asset
+    if declared.input is None or name is None:
+        raise ValueError(
+            f"{declaration.name}: a history snapshot needs features.input and "
+            "serving.snapshot_asset"
+        )
+    upstream = declared.input
+    reach = declared.history_partitions(upstream, declaration.partitions.kind)
+
+    @dg.asset(
+        name=name,
+        key_prefix=declaration.prefix,
+        group_name=group(declaration, FEATURES),
+        code_version="1",
+        kinds={"pandas", "parquet"},
+        owners=declaration.owners,
+        description=(
+            f"What the prediction service computes history features from: the {upstream} rows "
+            f"each {declaration.model.features_asset} partition reads (the partition and its "
+            f"declared history: {reach} earlier partitions), as one snapshot per partition; the "
+            "service loads the latest complete one at each (re)load."
+        ),
+        ins={
+            upstream: dg.AssetIn(
+                declaration.key(upstream), partition_mapping=history_mapping(reach)
+            )
+        },
+        automation_condition=refresh_stale_partitions(),
+        **partitioned(declaration),
+    )
+    def history_snapshot(
+        context: dg.AssetExecutionContext,
+        online_store: TableSnapshotStore,
+        **inputs: Mapping[str, pd.DataFrame],
+    ) -> dg.MaterializeResult:
+        rows, snapshots = inputs[upstream], online_store.snapshots()
+        written = {}
+        for key in context.partition_keys:
+            window = [*declaration.partitions.previous_keys(key, reach), key]
+            frame = pd.concat([rows[k] for k in window if k in rows], ignore_index=True)
+            snapshots.write(context.asset_key.path, key, snapshot_tables(frame, declared))
+            written[key] = len(frame)
+        return dg.MaterializeResult(
+            metadata={
+                "location": snapshots.base.joinpath(*context.asset_key.path).as_posix(),
+                "rows": written[context.partition_keys[-1]],
+            }
+        )
+
+    return history_snapshot
