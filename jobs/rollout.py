@@ -9,6 +9,7 @@ from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import staged_rollout
 from ml_assets.deployment.endpoint import PredictionServices
 from resources.mlflow_tracking import MlflowTracking
+from resources.prediction_log_store import PredictionLogStore
 
 
 def rollout_job_name(declaration: PipelineDeclaration) -> str:
@@ -38,6 +39,7 @@ def build_rollout_job(declaration: PipelineDeclaration) -> dg.JobDefinition:
         config: RolloutStep,
         mlflow: MlflowTracking,
         prediction_services: PredictionServices,
+        prediction_log: PredictionLogStore,
     ) -> None:
         mlflow.use()
         endpoint = prediction_services.endpoint(declaration.name)
@@ -48,7 +50,9 @@ def build_rollout_job(declaration: PipelineDeclaration) -> dg.JobDefinition:
         stage, stats = state
         if config.action == "auto":
             champion = (endpoint.describe() or {}).get("version")
-            outcomes = staged_rollout.outcome_comparison(declaration, champion, stats["version"])
+            outcomes = staged_rollout.outcome_comparison(
+                declaration, champion, stats["version"], prediction_log
+            )
             decision = staged_rollout.decide(stage, stats, declaration.rollout, outcomes)
         else:
             decision = staged_rollout.Decision(config.action, f"{config.action} by hand")

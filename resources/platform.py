@@ -10,13 +10,14 @@ from typing import Any
 
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment.endpoint import prediction_services
-from ml_assets.home import online_store_url, warehouse_url
+from ml_assets.home import online_store_url, prediction_log_url, warehouse_url
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import MlflowTracking, tracking_uri
 from resources.optuna_storage import OptunaStorage, default_journal_dir
 from resources.parquet_io_manager import ParquetIOManager
+from resources.prediction_log_store import PredictionLogStore
 from resources.table_snapshots import TableSnapshotStore
 
 OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
@@ -34,5 +35,6 @@ def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, An
             url=os.environ.get(OPTUNA_STORAGE_ENV_VAR) or None, journal_dir=default_journal_dir()
         ),
         "prediction_services": prediction_services(pipelines),
+        "prediction_log": PredictionLogStore(base_url=prediction_log_url()),
         "alert_webhook": AlertWebhook(url=alert_webhook_url()),
     }

@@ -15,28 +15,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_EN
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.home import prediction_log_url
-from resources.paths import to_upath
+from resources.prediction_log_store import PredictionLogStore
 from sensors.landing_zone import contiguous_ranges
 
 INTERVAL_SECONDS = 30
-
-
-def log_signatures(pipeline: str, partitions: set[str]) -> dict[str, str]:
-    """Each logged partition's signature: its file count and newest file name."""
-    folder = to_upath(prediction_log_url()) / pipeline
-    if not folder.exists():
-        return {}
-    signatures = {}
-    for child in folder.iterdir():
-        if child.name not in partitions:
-            continue
-        names = sorted(
-            p.name for p in child.iterdir() if p.name.endswith(".parquet") and p.name[0] != "."
-        )
-        if names:
-            signatures[child.name] = f"{len(names)}:{names[-1]}"
-    return signatures
 
 
 def build_prediction_log_sensor(
@@ -53,9 +35,11 @@ def build_prediction_log_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Ingest what the {declaration.name} service logged since the last run.",
     )
-    def prediction_log_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def prediction_log_sensor(
+        context: dg.SensorEvaluationContext, prediction_log: PredictionLogStore
+    ) -> dg.SensorResult:
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        now = log_signatures(declaration.name, set(order))
+        now = prediction_log.signatures(declaration.name, set(order))
         changed = [p for p, signature in now.items() if seen.get(p) != signature]
         requests = []
         for run in contiguous_ranges(changed, order):

@@ -2,17 +2,15 @@
 
 A request hands its items and scores to ``PredictionLog.append`` (one ``deque.append``: no I/O,
 no lock, no serialization on the request path). A writer thread drains the queue every
-``flush_seconds`` or as soon as ``flush_records`` predictions wait, and writes each batch as
-new Parquet files, one per partition the batch's predictions belong to:
-
-    <log>/<pipeline>/<partition>/<first served_at>-<host>-<pid>-<sequence>.parquet
-
-Each file appears whole (locally renamed into place, on S3 one PUT), so a reader never sees a
-torn batch, and nothing is appended to an existing file, which object stores cannot do. A
-crash loses at most the predictions not yet flushed. When writing fails, the batch is kept and
-retried, and when the queue holds more than ``max_pending`` predictions the oldest are dropped
-and counted: the log never blocks or fails a request. Predictions dated outside the pipeline's
-partitions go to ``<log>/<pipeline>/_outside/``, counted, never lost.
+``flush_seconds`` or as soon as ``flush_records`` predictions wait, and writes each batch as new
+Parquet files, one per partition the batch's predictions belong to, in the layout of
+``ml_assets.contract.prediction_log_layout`` (which the readers use too). Each file appears
+whole (locally renamed into place, on S3 one PUT), so a reader never sees a torn batch, and
+nothing is appended to an existing file, which object stores cannot do. A crash loses at most
+the predictions not yet flushed. When writing fails, the batch is kept and retried, and when the
+queue holds more than ``max_pending`` predictions the oldest are dropped and counted: the log
+never blocks or fails a request. Predictions dated outside the pipeline's partitions go to the
+pipeline's ``_outside`` folder, counted, never lost.
 """
 
 import datetime as dt
@@ -29,17 +27,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ml_assets.contract.prediction_log_layout import COLUMNS, OUTSIDE, partition_folder
 from resources.paths import to_upath, write_bytes_atomically
 
-OUTSIDE = "_outside"
-"""The folder of predictions whose partition the pipeline does not have."""
-COLUMNS = (
-    "request_id", "item_index", "served_at", "latency_ms", "model_version", "role", "stage",
-    "returned", "item_id", "score", "request",
-)  # fmt: skip
-"""The columns of a log file (``served_predictions`` reads them). A prediction is identified by
-``(request_id, item_index, model_version)``: a batch retried after a partial write may be in
-the log twice, and ``served_predictions`` keeps it once."""
 log = logging.getLogger("serving.prediction_log")
 
 
@@ -79,7 +69,7 @@ class PredictionLog:
         flush_records: int,
         max_pending: int = 1_000_000,
     ) -> None:
-        self.folder = to_upath(url) / pipeline
+        self.root, self.pipeline = to_upath(url), pipeline
         self.partition_of = partition_of
         """The partition key of an item served at a time (None: outside the partitions)."""
         self.flush_seconds, self.flush_records, self.max_pending = (
@@ -180,7 +170,8 @@ class PredictionLog:
             table = pa.table(dict(zip(COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
             buffer = io.BytesIO()
             pq.write_table(table, buffer)
-            write_bytes_atomically(self.folder / partition / name, buffer.getvalue())
+            folder = partition_folder(self.root, self.pipeline, partition)
+            write_bytes_atomically(folder / name, buffer.getvalue())
         self.written += len(batch)
         self.outside += len(rows_of.get(OUTSIDE, ()))
 

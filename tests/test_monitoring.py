@@ -43,6 +43,7 @@ from ml_assets.contract.names import (
     ROLLOUT_DECISION,
     SHADOW,
 )
+from ml_assets.contract.prediction_log_layout import OUTSIDE
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
@@ -55,7 +56,6 @@ from resources.parquet_io_manager import read_partition
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
 from serving.challenger import in_canary
-from serving.prediction_log import OUTSIDE
 
 pytestmark = pytest.mark.integration
 
@@ -138,11 +138,14 @@ def test_every_prediction_is_logged_once_and_ingested_idempotently(flights: Worl
     assert len(ids) == 26
     _flushed(world)
     sensor = build_prediction_log_sensor(world.declaration)
-    tick = sensor(dg.build_sensor_context(instance=world.platform.instance))
+    log = {"prediction_log": world.platform.resources["prediction_log"]}
+    tick = sensor(dg.build_sensor_context(instance=world.platform.instance, resources=log))
     ranges = [(r.tags.get(RANGE[0], r.partition_key), r.tags.get(RANGE[1], r.partition_key))
               for r in tick.run_requests]  # fmt: skip
     assert any(first <= partition <= last for first, last in ranges), ranges
-    again = sensor(dg.build_sensor_context(instance=world.platform.instance, cursor=tick.cursor))
+    again = sensor(
+        dg.build_sensor_context(instance=world.platform.instance, cursor=tick.cursor, resources=log)
+    )
     assert again.run_requests == []
 
     _materialize(world, ["served_predictions"], [partition])

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from ml_assets import pipelines
 from ml_assets.contract.declaration import Rollout
 from ml_assets.contract.names import CANARY, SHADOW
+from ml_assets.contract.prediction_log_layout import COLUMNS, OUTSIDE
 from ml_assets.deployment.staged_rollout import decide, first_stage
 from ml_assets.monitoring.drift import MISSING, OTHER, drift_table, psi, reference
 from ml_assets.monitoring.outcomes import (
@@ -25,7 +26,7 @@ from ml_assets.monitoring.outcomes import (
     window_keys,
 )
 from serving.challenger import agreeing, in_canary
-from serving.prediction_log import COLUMNS, OUTSIDE, PredictionLog, Scored
+from serving.prediction_log import PredictionLog, Scored
 
 pytestmark = pytest.mark.unit
 

@@ -21,6 +21,7 @@ from ml_assets.deployment.endpoint import ServiceUnavailable, ServingEndpoint
 from ml_assets.deployment.rollout import undone_on_failure
 from ml_assets.monitoring.rollout_comparison import MIN_PAIRED
 from resources.parquet_io_manager import read_partition
+from resources.prediction_log_store import PredictionLogStore
 
 Action = Literal["wait", "advance", "promote", "roll_back"]
 
@@ -81,26 +82,24 @@ def decide(
 
 
 def outcome_comparison(
-    declaration: PipelineDeclaration, champion: str, challenger: str
+    declaration: PipelineDeclaration, champion: str, challenger: str, log: PredictionLogStore
 ) -> dict[str, Any] | None:
     """The two versions' served predictions that have an outcome by now, compared
     (``rollout_comparison.compare``); None when the challenger has served none in any
     partition."""
-    from ml_assets.home import prediction_log_url, warehouse_url
+    from ml_assets.home import warehouse_url
     from ml_assets.monitoring.outcomes import scored_outcomes
     from ml_assets.monitoring.rollout_comparison import compare
-    from ml_assets.monitoring.served_predictions import read_log_partition
     from resources.paths import to_upath
 
     model = declaration.model
-    folder = to_upath(prediction_log_url()) / declaration.name
     keys = set(declaration.partitions.definition().get_partition_keys())
     features = to_upath(warehouse_url()).joinpath(*declaration.key(model.features_asset).path)
     joined = []
-    for partition in sorted(p.name for p in folder.iterdir()) if folder.exists() else []:
+    for partition in log.partitions(declaration.name):
         if partition not in keys or not (features / f"{partition}.parquet").exists():
             continue
-        served, _, _ = read_log_partition(declaration.name, partition)
+        served, _, _ = log.read(declaration.name, partition)
         served = served[served["model_version"].isin([champion, challenger])]
         if not (served["model_version"] == challenger).any():
             continue

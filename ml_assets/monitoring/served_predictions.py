@@ -1,7 +1,7 @@
 """``served_predictions``: what the prediction service answered, per partition, from its log.
 
-The service appends each batch of predictions as new files under
-``<log>/<pipeline>/<partition>/`` (``serving.prediction_log``). A partition's materialization
+The service appends each batch of predictions as new files in its partition's folder of the log
+(``ml_assets.contract.prediction_log_layout``). A partition's materialization
 reads every file of its folder and keeps each prediction once (a batch retried after a partial
 write may be there twice), so re-materializing is idempotent and picks up what was logged
 since. The prediction log sensor asks for it when a folder changes (it has no upstream asset:
@@ -9,16 +9,12 @@ the log is written by the services, outside Dagster).
 """
 
 import dagster as dg
-import pandas as pd
 
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.assets import partitioned
-from ml_assets.home import prediction_log_url
 from ml_assets.monitoring.layer import common
-from resources.paths import to_upath
-from serving.prediction_log import COLUMNS
+from resources.prediction_log_store import PredictionLogStore
 
-IDENTITY = ["request_id", "item_index", "model_version"]
 SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("request_id", "string", "The request's id (in its answer)."),
@@ -36,30 +32,6 @@ SCHEMA = dg.TableSchema(
 )
 
 
-def read_log_partition(pipeline: str, partition: str) -> tuple[pd.DataFrame, int, int]:
-    """The logged predictions of ``partition``, each once; the files read and the duplicates
-    dropped."""
-    import pyarrow.parquet as pq
-
-    folder = to_upath(prediction_log_url()) / pipeline / partition
-    files = (
-        sorted(p for p in folder.iterdir() if p.name.endswith(".parquet") and p.name[0] != ".")
-        if folder.exists()
-        else []
-    )
-    frames = []
-    for path in files:
-        with path.open("rb") as file:
-            frames.append(pq.read_table(file).to_pandas())
-    if not frames:
-        empty = pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-        return empty.astype({"served_at": "datetime64[ns, UTC]", "score": "float64"}), 0, 0
-    rows = pd.concat(frames, ignore_index=True)
-    kept = rows.drop_duplicates(IDENTITY).sort_values(["served_at", "request_id", "item_index"])
-    kept["served_at"] = pd.to_datetime(kept["served_at"], unit="s", utc=True)
-    return kept.reset_index(drop=True), len(files), len(rows) - len(kept)
-
-
 def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
     @dg.asset(
         key=declaration.key("served_predictions"),
@@ -72,10 +44,12 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         **partitioned(declaration),
         **common(declaration),
     )
-    def served_predictions(context: dg.AssetExecutionContext) -> dg.Output[dict]:
+    def served_predictions(
+        context: dg.AssetExecutionContext, prediction_log: PredictionLogStore
+    ) -> dg.Output[dict]:
         frames = {}
         for key in context.partition_keys:
-            rows, files, duplicates = read_log_partition(declaration.name, key)
+            rows, files, duplicates = prediction_log.read(declaration.name, key)
             frames[key] = rows
             context.add_asset_metadata(
                 {
