@@ -1,4 +1,4 @@
-"""Rolling-origin cross-validation folds: never the future, each window its horizon after its
+"""Rolling cross-validation folds: never the future, each window its horizon after its
 gap, the last window ending with the data."""
 
 import hypothesis.strategies as st
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 
-from ml_assets.modeling.folds import fold_columns, rolling_origin_folds, windows
+from ml_assets.modeling.folds import fold_columns, rolling_folds, windows
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +24,7 @@ def test_folds_never_see_their_window_nor_its_future(
 ) -> None:
     keys = [f"p{i:03d}" for i in range(train + gap + folds * horizon + extra)]
 
-    made = rolling_origin_folds(keys, folds, horizon, gap, window, train)  # type: ignore[arg-type]
+    made = rolling_folds(keys, folds, horizon, gap, window, train)  # type: ignore[arg-type]
 
     assert len(made) == folds
     assert made[-1].validation[-1] == keys[-1]
@@ -46,11 +46,11 @@ def test_folds_never_see_their_window_nor_its_future(
 
 def test_too_few_partitions_for_the_folds_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot hold 3 folds of 2 partitions"):
-        rolling_origin_folds([f"p{i}" for i in range(7)], 3, 2, gap=1, train_partitions=1)
+        rolling_folds([f"p{i}" for i in range(7)], 3, 2, gap=1, train_partitions=1)
 
 
 def test_fold_columns_label_each_fold_and_the_study_scores_them() -> None:
-    made = rolling_origin_folds(["a", "b", "c", "d"], 2, 1, train_partitions=1)
+    made = rolling_folds(["a", "b", "c", "d"], 2, 1, train_partitions=1)
     partition = pd.Series(["a", "a", "b", "c", "d"])
 
     labels = fold_columns(partition, made)

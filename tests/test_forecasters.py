@@ -23,8 +23,8 @@ def _series() -> pd.DataFrame:
 
 @pytest.mark.parametrize("family", ["auto_ets", "auto_arima"])
 def test_what_a_forecaster_predicts_for_a_row(family: str) -> None:
-    """A row's prediction depends on its date alone: the forecast h days past the origin up
-    to the horizon, the in-sample fit on or before the origin, nothing further or earlier."""
+    """A row's prediction depends on its date alone: the forecast h days past the cutoff up
+    to the horizon, the in-sample fit on or before the cutoff, nothing further or earlier."""
     rows = _series()
     train, later = rows.iloc[:90], rows.iloc[90:]
     forecaster = StatisticalForecaster(family, {"season_length": 7}, "day", 20)
@@ -32,7 +32,7 @@ def test_what_a_forecaster_predicts_for_a_row(family: str) -> None:
         train.sample(frac=1, random_state=0), train["demand"].sample(frac=1, random_state=0)
     )
 
-    assert forecaster.origin_ == "2023-10-31"
+    assert forecaster.cutoff_ == "2023-10-31"
     predicted = forecaster.predict(later)
     assert np.array_equal(predicted[:20], forecaster.path_)
     assert np.isnan(predicted[20:]).all()  # past the horizon of 20 days

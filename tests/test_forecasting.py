@@ -1,7 +1,7 @@
 """A statistical forecasting family beside the regressors, end to end: a small daily-series
 pipeline (a declaration in a temporary file and a stand-in features asset over two years of a
 realistic daily demand series, monthly partitions) materialized through the generic model
-layer with rolling-origin cross-validation as the study's objective — study → trained model →
+layer with rolling cross-validation as the study's objective — study → trained model →
 evaluation → registered model — then its batch predictions and its prediction service, which
 must answer the same for the same rows."""
 
@@ -219,7 +219,7 @@ def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, 
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_the_study_cross_validates_over_rolling_origins(chain: dict[str, Any]) -> None:
+def test_the_study_cross_validates_over_rolling_cutoffs(chain: dict[str, Any]) -> None:
     import optuna
 
     study_output, metadata = chain["study"], chain["study_metadata"]

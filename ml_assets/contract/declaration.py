@@ -324,15 +324,15 @@ class Training(dg.Config):
 
 
 class CrossValidation(dg.Config):
-    """Rolling-origin (time-series) cross-validation over the train and validation partitions:
-    ``folds`` origins, each ``horizon_partitions`` after the one before, the last one's window
-    ending with the validation partitions. A fold trains on the partitions before its origin
+    """Rolling (time-series) cross-validation over the train and validation partitions:
+    ``folds`` cutoffs, each ``horizon_partitions`` after the one before, the last one's window
+    ending with the validation partitions. A fold trains on the partitions before its cutoff
     (all of them, ``expanding``, or the last ``train_partitions``, ``sliding``) and is scored on
     the ``horizon_partitions`` after a gap of ``gap_partitions``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    folds: int = Field(ge=2, le=50, description="Origins, hence scored windows.")
+    folds: int = Field(ge=2, le=50, description="Cutoffs, hence scored windows.")
     horizon_partitions: int = Field(ge=1, description="Partitions each fold is scored on.")
     gap_partitions: int = Field(
         default=0, ge=0, description="Partitions between a fold's train and its window."
@@ -363,7 +363,7 @@ class Tuning(dg.Config):
     pruner_warmup_steps: int = Field(default=1, ge=0)
     cross_validation: CrossValidation | None = Field(
         default=None,
-        description="Rolling-origin folds; each trial's objective is the mean over them. None: "
+        description="Rolling folds; each trial's objective is the mean over them. None: "
         "one split (fit on train, scored on validation).",
     )
 

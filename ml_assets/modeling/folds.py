@@ -1,8 +1,8 @@
-"""Rolling-origin (time-series) cross-validation folds over whole partitions.
+"""Rolling (time-series) cross-validation folds over whole partitions.
 
-A fold's origin is a point in time: the fold trains on partitions before it and is scored on
+A fold's cutoff is a point in time: the fold trains on partitions before it and is scored on
 the partitions of its window after it, a gap of partitions between, so no fold ever sees its
-window's future. Origins step back one window at a time from the end, so windows do not
+window's future. Cutoffs step back one window at a time from the end, so windows do not
 overlap and the last one ends with the last partition.
 """
 
@@ -27,7 +27,7 @@ class Fold:
     """Partition keys it is scored on (its window), after ``train`` and the gap."""
 
 
-def rolling_origin_folds(
+def rolling_folds(
     partitions: Sequence[str],
     folds: int,
     horizon: int,

@@ -3,16 +3,16 @@
 A forecaster learns the target's daily series, not a mapping from features: it reads each
 row's date (the model's time column), averages the target over the rows of a day, fills days
 without rows by linear interpolation and fits the series. What it predicts for a row is
-defined by the row's date ``d`` and the last day of its training series, the origin:
+defined by the row's date ``d`` and the last day of its training series, the cutoff:
 
-- ``d`` after the origin: the forecast ``h = d - origin`` days ahead, made from the fitted state
-  at the origin (the same for every row of that date, whatever else the row holds);
-- ``d`` on or before the origin, within the series: the one-step-ahead in-sample fit of ``d``;
-- ``d`` more than ``max_horizon_days`` after the origin, before the series, or missing: no
+- ``d`` after the cutoff: the forecast ``h = d - cutoff`` days ahead, made from the fitted state
+  at the cutoff (the same for every row of that date, whatever else the row holds);
+- ``d`` on or before the cutoff, within the series: the one-step-ahead in-sample fit of ``d``;
+- ``d`` more than ``max_horizon_days`` after the cutoff, before the series, or missing: no
   prediction (NaN; the prediction service answers such an item with 422, batch predictions
   leave it missing).
 
-The fitted forecaster keeps only its origin, the forecasts for ``h = 1 … max_horizon_days`` and
+The fitted forecaster keeps only its cutoff, the forecasts for ``h = 1 … max_horizon_days`` and
 the in-sample fit: a few numbers, saved and scored without statsforecast (no ONNX converter
 exists for it), so the service loads it without the library and scores a row by a lookup.
 """
@@ -46,7 +46,7 @@ class StatisticalForecaster:
         series = daily_series(X[self.time_column], y)
         model = self._model().fit(series.to_numpy())
         self.start_ = series.index[0].date().isoformat()
-        self.origin_ = series.index[-1].date().isoformat()
+        self.cutoff_ = series.index[-1].date().isoformat()
         self.path_ = np.asarray(model.predict(h=self.max_horizon_days)["mean"], dtype="float64")
         fitted = np.asarray(model.predict_in_sample()["fitted"], dtype="float64")
         # the first days of an ARIMA have no fit: they are their own
@@ -56,8 +56,8 @@ class StatisticalForecaster:
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         days = pd.to_datetime(pd.Series(np.asarray(X[self.time_column]))).dt.normalize()
-        start, origin = pd.Timestamp(self.start_), pd.Timestamp(self.origin_)
-        ahead = (days - origin).dt.days.fillna(0).to_numpy(dtype=int)
+        start, cutoff = pd.Timestamp(self.start_), pd.Timestamp(self.cutoff_)
+        ahead = (days - cutoff).dt.days.fillna(0).to_numpy(dtype=int)
         since = (days - start).dt.days.fillna(-1).to_numpy(dtype=int)  # a missing date: none
         forecast = self.path_[np.clip(ahead - 1, 0, len(self.path_) - 1)]
         fitted = self.fitted_[np.clip(since, 0, len(self.fitted_) - 1)]

@@ -6,7 +6,7 @@ import pandas as pd
 from ml_assets.automation import follow_upstream
 from ml_assets.contract.declaration import ModelDeclaration, Tuning
 from ml_assets.home import ml_assets_home
-from ml_assets.modeling.folds import Fold, fold_columns, rolling_origin_folds
+from ml_assets.modeling.folds import Fold, fold_columns, rolling_folds
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
 from ml_assets.modeling.study import FOLD_VALUES
 from resources.mlflow_tracking import MlflowTracking
@@ -98,7 +98,7 @@ def study_data(
 ) -> tuple[pd.DataFrame, list[Fold]]:
     """What the trials fit and score: a sample of train (at most ``config.sample_rows`` rows)
     and the validation rows, labelled by ``split``; or, with cross-validation, every train and
-    validation row labelled by each rolling-origin fold (its train rows sampled likewise), and
+    validation row labelled by each rolling fold (its train rows sampled likewise), and
     the folds."""
     columns = [*model.inputs, model.target]
     cv = config.cross_validation
@@ -109,7 +109,7 @@ def study_data(
         return data[[*columns, SPLIT_COLUMN]], []
     rows = training_set[training_set[SPLIT_COLUMN] != "test"]
     try:
-        folds = rolling_origin_folds(
+        folds = rolling_folds(
             rows[PARTITION_COLUMN].unique(),
             cv.folds,
             cv.horizon_partitions,

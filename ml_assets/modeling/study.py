@@ -112,7 +112,7 @@ def objective(
     metric: str,
 ) -> float:
     """Validation ``metric`` of the trial's model: on the one split, reported after every
-    fitting stage; or the mean over the rolling-origin folds (``folds.windows``), the running
+    fitting stage; or the mean over the rolling folds (``folds.windows``), the running
     mean reported after each fold, each fold's value kept in the trial's user attribute
     ``fold_values``."""
     import optuna
@@ -196,7 +196,7 @@ def run_study(
     optimising the validation metric ``objective`` of ``task``.
 
     ``data`` labels its rows ``train`` and ``validation`` in column ``split``, or in one
-    column per rolling-origin fold (``folds.fold_columns``). Returns the study and the numbers
+    column per rolling fold (``folds.fold_columns``). Returns the study and the numbers
     of the trials this call ran.
     """
     from ml_assets.executor import on_celery  # here: spawned workers need none of it

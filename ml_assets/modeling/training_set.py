@@ -61,12 +61,12 @@ def split_by_partition(
     return labels
 
 
-def _reach(partitions: list[str], origin: str, key: str, kind: str, in_days: bool) -> int:
-    """How far partition ``key`` reaches past partition ``origin``: in partitions, or in days
-    from the last day of ``origin`` to the last day of ``key``."""
+def _reach(partitions: list[str], cutoff: str, key: str, kind: str, in_days: bool) -> int:
+    """How far partition ``key`` reaches past partition ``cutoff``: in partitions, or in days
+    from the last day of ``cutoff`` to the last day of ``key``."""
     if not in_days:
-        return partitions.index(key) - partitions.index(origin)
-    return (_last_day(key, kind) - _last_day(origin, kind)).days
+        return partitions.index(key) - partitions.index(cutoff)
+    return (_last_day(key, kind) - _last_day(cutoff, kind)).days
 
 
 def _last_day(key: str, kind: str) -> date:
