@@ -42,6 +42,7 @@ def test_what_a_forecaster_predicts_for_a_row(family: str) -> None:
     assert np.array_equal(in_sample, forecaster.fitted_[[10, 50]])
     before = train.iloc[:1].assign(day=train["day"].iloc[0] - dt.timedelta(days=1))
     assert np.isnan(forecaster.predict(before)).all()
+    assert np.isnan(forecaster.predict(before.assign(day=pd.NaT))).all()  # no date, none
 
 
 def test_a_daily_series_averages_a_day_and_fills_a_missing_one() -> None:

@@ -55,10 +55,10 @@ class StatisticalForecaster:
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        days = pd.to_datetime(pd.Series(np.asarray(X[self.time_column]))).dt.normalize()
-        start, cutoff = pd.Timestamp(self.start_), pd.Timestamp(self.cutoff_)
-        ahead = (days - cutoff).dt.days.fillna(0).to_numpy(dtype=int)
-        since = (days - start).dt.days.fillna(-1).to_numpy(dtype=int)  # a missing date: none
+        days = pd.to_datetime(np.asarray(X[self.time_column])).to_numpy().astype("datetime64[D]")
+        # a missing date (NaT) counts as far before the series: no prediction
+        ahead = (days - np.datetime64(self.cutoff_, "D")).astype("int64")
+        since = (days - np.datetime64(self.start_, "D")).astype("int64")
         forecast = self.path_[np.clip(ahead - 1, 0, len(self.path_) - 1)]
         fitted = self.fitted_[np.clip(since, 0, len(self.fitted_) - 1)]
         predicted = np.where(ahead >= 1, forecast, fitted)
