@@ -22,12 +22,12 @@ from pydantic import BaseModel
 
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.loading import load_declaration
+from ml_assets.contract.names import CHAMPION
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.data.assets import partitioned
 from ml_assets.deployment.assets import build_deployment_assets
 from ml_assets.home import online_store_url, warehouse_url
 from ml_assets.modeling.assets import build_model_assets
-from ml_assets.modeling.layer import CHAMPION
 from resources.json_io_manager import JsonIOManager
 from resources.mlflow_tracking import MlflowTracking, tracking_uri
 from resources.optuna_storage import OptunaStorage, default_journal_dir
