@@ -15,7 +15,7 @@ swing, autocorrelated noise; 5,698 days as the Chicago series, 365 with ``--quic
 - **folds**: rolling folds (``FOLDS`` windows of ``WINDOW`` days, expanding) of AutoETS against
   the seasonal naive (the value 7 days before): each fold's MAE and MASE.
 
-Exits 1 if the parity check fails.
+Exits 1 if a parity check fails.
 """
 
 import argparse
@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _common import Checks
 
 from ml_assets.modeling.forecasters import StatisticalForecaster
 
@@ -125,7 +126,8 @@ def main() -> int:
     imported, first, second = first_call()
     print(f"first call: import {imported:.2f} s, first fit {first:.2f} s, second {second:.2f} s")
     import statsforecast.models  # noqa: F401  imported once here: the fits below exclude it
-    failed = False
+
+    checks = Checks()
     for family in ("auto_ets", "auto_arima"):
         r = fit_and_check(frame, family)
         print(
@@ -134,14 +136,13 @@ def main() -> int:
             f"{r['saved_kb']:.0f} KiB, held-out MAE {r['mae']:.1f}"
         )
         print(f"{family} parity: saved vs statsforecast max abs difference {r['parity']:.3g}")
-        failed |= r["parity"] > 1e-9
+        checks.require(r["parity"] == 0, f"{family}: saved and library forecasts differ")
     for number, (model, naive) in enumerate(folds(frame)):
         print(
             f"fold {number}: auto_ets MAE {model:.1f}, seasonal naive MAE {naive:.1f}, "
             f"MASE {model / naive:.3f}"
         )
-    print("parity: FAILED" if failed else "parity: passed")
-    return 1 if failed else 0
+    return checks.report()
 
 
 if __name__ == "__main__":

@@ -92,7 +92,6 @@ FIGURES: dict[str, list[str]] = {
         ),
         r"^auto_ets parity: saved vs statsforecast max abs difference 0$",
         rf"^fold 2: auto_ets MAE {NUMBER}, seasonal naive MAE {NUMBER}, MASE {NUMBER}$",
-        r"^parity: passed$",
     ],
     "landing": [
         rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",

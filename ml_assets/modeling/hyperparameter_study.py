@@ -22,7 +22,8 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         key=layer.key("hyperparameter_study"),
         description=(
             "An Optuna study over the declared search space (model families and their "
-            f"parameters): seeded TPE, median pruning on validation {metric}, parallel workers."
+            f"parameters): seeded TPE, median pruning on validation {metric} (with "
+            "cross-validation: its mean over the rolling folds), parallel workers."
         ),
         kinds={"optuna", "mlflow"},
         ins={"training_set": dg.AssetIn(layer.key("training_set"))},
