@@ -21,6 +21,7 @@ def _series() -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow  # importing statsforecast alone takes 10-30 s on a loaded machine
 @pytest.mark.parametrize("family", ["auto_ets", "auto_arima"])
 def test_what_a_forecaster_predicts_for_a_row(family: str) -> None:
     """A row's prediction depends on its date alone: the forecast h days past the cutoff up
