@@ -305,6 +305,16 @@ def _refusal(served: ServedModel, live: Live, items, outside: list[int], is_list
     ]  # fmt: skip
 
 
+def _unpredicted(scores: np.ndarray, is_list: bool) -> list[dict]:
+    """The 422 errors of the items the model has no prediction for."""
+    return [
+        {"type": openapi.NO_PREDICTION, "loc": [int(i)] if is_list else [],
+         "msg": "the model has no prediction for this item (a forecaster: its date is past "
+                "the model's horizon or before its series)"}
+        for i in np.flatnonzero(~np.isfinite(scores))
+    ]  # fmt: skip
+
+
 def _answers(
     served: ServedModel, model: LoadedModel, ids, scores: np.ndarray, warnings: Sequence[Any]
 ) -> list[dict]:
@@ -546,6 +556,8 @@ def create_app(
         answering, scores = live.model, scored.champion
         if scored.canary is not None:
             answering, scores = live.challenger.model, scored.canary  # type: ignore[union-attr]
+        if not np.all(np.isfinite(scores)):
+            return _error(422, _unpredicted(scores, is_list))
         request.scope[VERSION_KEY] = answering.version
         metrics.predictions.labels(answering.version).inc(len(items))
         request_id = uuid.uuid4().hex

@@ -21,6 +21,9 @@ REF = "#/components/schemas/{model}"
 ADMIN_TOKEN = "adminToken"  # noqa: S105 (a security scheme's name)
 """The security scheme of the admin calls (a bearer token)."""
 DATE_OUTSIDE_SNAPSHOT = "date_outside_snapshot"
+NO_PREDICTION = "no_prediction"
+"""A 422 error's type: the model has no prediction for the item (a statistical forecaster, for
+a date past its horizon or before its series)."""
 ACCEPTED = "send application/json (with no parameter, or charset=utf-8)"
 """What a 415 answer says is accepted; the request bodies of the document are that type only."""
 

@@ -68,8 +68,7 @@ class SklearnPredictor:
     def inputs(self, columns: Mapping[str, np.ndarray]) -> Any:
         import pandas as pd
 
-        names = [*self.features.categorical, *self.features.numeric]
-        return pd.DataFrame({n: columns[n] for n in names})
+        return pd.DataFrame({n: columns[n] for n in self.features.columns})
 
     def predict_inputs(self, inputs: Any) -> np.ndarray:
         return scores(self.pipeline, inputs, self.task)

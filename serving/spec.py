@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from ml_assets.contract.declaration import Monitoring, PipelineDeclaration, Rollout
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.contract.requests import request_model
-from ml_assets.modeling.estimators import Features
+from ml_assets.modeling.estimators import Features, model_inputs
 
 
 def score_field(task: str, prediction: str) -> str:
@@ -77,7 +77,7 @@ def served_model(
         registered_model=model.registered_model_name,
         task=model.task,
         request=request_model(declaration),
-        features=Features(categorical=model.categorical, numeric=model.numeric),
+        features=model_inputs(declaration),
         snapshot_asset=snapshot,
         lookups=hooks.lookups,
         columns=hooks.columns,

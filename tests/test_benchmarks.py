@@ -31,6 +31,7 @@ NUMBER = r"[0-9][0-9.e+-]*"
 QUICK_RUNS: dict[str, list[str]] = {
     "backfill": ["backfill.py", "--quick"],
     "distributed": ["distributed.py", "--quick"],
+    "forecasting": ["forecasting.py", "--quick"],
     "landing": ["landing.py", "--quick"],
     "plausibility": ["plausibility.py", "--quick"],
     "serving-flights": ["serving.py", "--quick", "--pipeline", "flights"],
@@ -81,6 +82,16 @@ FIGURES: dict[str, list[str]] = {
         rf"^step start-up celery / multiprocess: {NUMBER}$",
         rf"^events per second celery / multiprocess: {NUMBER}$",
         r"rows differing between sides: 0; raw flights not as published: 0;",
+    ],
+    "forecasting": [
+        rf"^first call: import {NUMBER} s, first fit {NUMBER} s, second {NUMBER} s$",
+        *(
+            rf"^{family} on 365 days: .*, fit {NUMBER} s, forecast path {NUMBER} ms, one row "
+            rf"served {NUMBER} ms"
+            for family in ("auto_ets", "auto_arima")
+        ),
+        r"^auto_ets parity: saved vs statsforecast max abs difference 0$",
+        rf"^fold 2: auto_ets MAE {NUMBER}, seasonal naive MAE {NUMBER}, MASE {NUMBER}$",
     ],
     "landing": [
         rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",

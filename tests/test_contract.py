@@ -252,6 +252,36 @@ MISTAKES = {
         "model",
         "compare_with: champion names a predictor already",
     ),
+    "statistical family without a time column": (
+        lambda d: d["model"]["search_space"].append({"family": "auto_ets"}),
+        "model",
+        "family 'auto_ets' forecasts a date: declare time_column",
+    ),
+    "statistical family without a horizon": (
+        lambda d: (
+            d["model"]["search_space"].append({"family": "auto_arima"}),
+            d["model"].update(time_column="date"),
+        ),
+        "model",
+        "forecasts at most a horizon ahead: declare training.horizon_days",
+    ),
+    "two horizons": (
+        lambda d: d["model"]["training"].update(horizon_days=7, horizon_partitions=7),
+        "model.training",
+        "give horizon_partitions or horizon_days, not both",
+    ),
+    "test beyond the horizon": (
+        lambda d: d["model"]["training"].update(horizon_partitions=1),
+        "<top level>",
+        "model.training: validation reaches",
+    ),
+    "cross-validation of one fold": (
+        lambda d: d["model"]["tuning"].update(
+            cross_validation={"folds": 1, "horizon_partitions": 7}
+        ),
+        "model.tuning.cross_validation.folds",
+        "greater than or equal to 2",
+    ),
     "unknown time zone": (
         lambda d: d["partitions"].update(timezone="Mars/Olympus"),
         "partitions",

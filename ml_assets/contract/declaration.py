@@ -299,8 +299,50 @@ class Training(dg.Config):
     gap_partitions: int = Field(
         default=0,
         ge=0,
-        description="Partitions left out before validation and before test: the forecast "
-        "horizon, so that features over earlier targets do not leak across a boundary.",
+        description="Partitions left out before validation and before test, so that features "
+        "over earlier targets do not leak across a boundary.",
+    )
+    horizon_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="How far past the data before it a model forecasts, in partitions: "
+        "validation and test partitions further past the end of the rows before them (train; "
+        "train and validation) are left out. None: no limit (or horizon_days).",
+    )
+    horizon_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="The horizon in days instead: a partition is kept when its last day is "
+        "at most this many days after the last day of the rows before it.",
+    )
+
+    @model_validator(mode="after")
+    def _one_horizon(self) -> "Training":
+        if self.horizon_partitions is not None and self.horizon_days is not None:
+            raise ValueError("give horizon_partitions or horizon_days, not both")
+        return self
+
+
+class CrossValidation(dg.Config):
+    """Rolling (time-series) cross-validation over the train and validation partitions:
+    ``folds`` cutoffs, each ``horizon_partitions`` after the one before, the last one's window
+    ending with the validation partitions. A fold trains on the partitions before its cutoff
+    (all of them, ``expanding``, or the last ``train_partitions``, ``sliding``) and is scored on
+    the ``horizon_partitions`` after a gap of ``gap_partitions``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(ge=2, le=50, description="Cutoffs, hence scored windows.")
+    horizon_partitions: int = Field(ge=1, description="Partitions each fold is scored on.")
+    gap_partitions: int = Field(
+        default=0, ge=0, description="Partitions between a fold's train and its window."
+    )
+    window: Literal["expanding", "sliding"] = "expanding"
+    train_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="A sliding window's length (default: training.min_train_partitions); "
+        "an expanding window's train holds at least this many.",
     )
 
 
@@ -319,6 +361,11 @@ class Tuning(dg.Config):
     resume: bool = Field(default=True, description="Continue the study; false starts anew.")
     pruner_startup_trials: int = Field(default=4, ge=0)
     pruner_warmup_steps: int = Field(default=1, ge=0)
+    cross_validation: CrossValidation | None = Field(
+        default=None,
+        description="Rolling folds; each trial's objective is the mean over them. None: "
+        "one split (fit on train, scored on validation).",
+    )
 
 
 class Acceptance(dg.Config):
@@ -452,6 +499,9 @@ class ModelDeclaration(Strict):
     target: str
     id_column: str
     """A feature column that identifies a row (in responses and batch predictions)."""
+    time_column: str | None = None
+    """A feature column holding each row's date: statistical forecasting families forecast the
+    row's date from it; the other families do not read it. Required with such a family."""
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
     baseline: Baseline
@@ -498,6 +548,17 @@ class ModelDeclaration(Strict):
                 raise ValueError(f"family {space.family!r} cannot learn {self.task}")
         if self.training.window_start > self.training.window_end:
             raise ValueError("training.window_start is after training.window_end")
+        statistical = [space.family for space in self.search_space if space.statistical]
+        if statistical and self.time_column is None:
+            raise ValueError(f"family {statistical[0]!r} forecasts a date: declare time_column")
+        unlimited = self.training.horizon_partitions is None and self.training.horizon_days is None
+        if statistical and unlimited:
+            raise ValueError(
+                f"family {statistical[0]!r} forecasts at most a horizon ahead: declare "
+                "training.horizon_days or training.horizon_partitions"
+            )
+        if self.time_column is not None and self.time_column in self.features:
+            raise ValueError(f"time_column {self.time_column!r} is also a feature")
         return self
 
     @property
@@ -514,6 +575,11 @@ class ModelDeclaration(Strict):
             + training.test_partitions
             + 2 * training.gap_partitions
         )
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns a model reads: the features, and the time column when declared."""
+        return [*self.features, *([self.time_column] if self.time_column else [])]
 
     @property
     def objective_metric(self) -> str:
@@ -662,6 +728,7 @@ class PipelineDeclaration(Strict):
             if field.rule_of:
                 self._check_rule_of(field)
         self._check_monitoring()
+        self._check_horizon()
         try:
             self.features.check_history(self.partitions.kind)
         except ValueError as error:
@@ -686,6 +753,21 @@ class PipelineDeclaration(Strict):
                 f"{', '.join(LIVE_METRICS[task])} ({task})"
             )
 
+    def _check_horizon(self) -> None:
+        """Validation and test (after their gap) lie within the declared horizon, when it is
+        in partitions or the partitions are days (months' lengths vary: the split checks)."""
+        training = self.model.training
+        horizon = training.horizon_partitions
+        if horizon is None and self.partitions.kind == "daily":
+            horizon = training.horizon_days
+        for window in ("validation", "test"):
+            reach = training.gap_partitions + getattr(training, f"{window}_partitions")
+            if horizon is not None and reach > horizon:
+                raise ValueError(
+                    f"model.training: {window} reaches {reach} partitions past the data before "
+                    f"it (with the gap), beyond the horizon of {horizon}"
+                )
+
     def _check_rule_of(self, field: RequestField) -> None:
         where = f"serving.request_fields {field.name}: rule_of {field.rule_of!r}"
         source, column = field.rule_of.split(".")
@@ -701,6 +783,17 @@ class PipelineDeclaration(Strict):
     @property
     def prefix(self) -> str:
         return self.key_prefix or self.name
+
+    @property
+    def horizon_days(self) -> int | None:
+        """The declared forecast horizon in days (a month of partitions counted as 31 days);
+        None when none is declared."""
+        training = self.model.training
+        if training.horizon_days is not None:
+            return training.horizon_days
+        if training.horizon_partitions is None:
+            return None
+        return training.horizon_partitions * (1 if self.partitions.kind == "daily" else 31)
 
     def key(self, name: str) -> dg.AssetKey:
         return dg.AssetKey([self.prefix, name])

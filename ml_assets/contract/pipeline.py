@@ -64,6 +64,7 @@ class Pipeline:
         wanted = {
             "model.target": [model.target],
             "model.id_column": [model.id_column],
+            "model.time_column": [model.time_column] if model.time_column else [],
             "model.categorical": model.categorical,
             "model.numeric": model.numeric,
             "model.baseline.column": [model.baseline.column] if model.baseline.column else [],

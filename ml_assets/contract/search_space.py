@@ -64,6 +64,9 @@ Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator=
 class _Family(_Strict):
     tasks: ClassVar[frozenset[Task]] = frozenset({"regression", "binary_classification"})
     """The tasks this family can learn."""
+    statistical: ClassVar[bool] = False
+    """A statistical forecaster of the target's daily series: it reads the model's
+    ``time_column``, not the features, and forecasts at most the declared horizon ahead."""
 
     def params(self) -> dict[str, Param]:
         """The declared parameters (unset ones take the estimator's default)."""
@@ -100,7 +103,40 @@ class LogisticRegressionSpace(_Family):
     C: Param | None = None
 
 
+class AutoETSSpace(_Family):
+    """statsforecast's AutoETS: exponential smoothing, its error, trend and season components
+    chosen by AICc among those ``model`` allows."""
+
+    family: Literal["auto_ets"]
+    tasks: ClassVar[frozenset[Task]] = frozenset({"regression"})
+    statistical: ClassVar[bool] = True
+    season_length: Param | None = None
+    """Days in a season (7: weekly); default 7."""
+    model: Param | None = None
+    """Three letters, error/trend/season: ``A`` additive, ``M`` multiplicative, ``N`` none,
+    ``Z`` chosen by AICc (default ``ZZZ``)."""
+    damped: Param | None = None
+    """A damped trend: true, false, or None (chosen)."""
+
+
+class AutoARIMASpace(_Family):
+    """statsforecast's AutoARIMA: a (seasonal) ARIMA, its orders chosen by a stepwise search."""
+
+    family: Literal["auto_arima"]
+    tasks: ClassVar[frozenset[Task]] = frozenset({"regression"})
+    statistical: ClassVar[bool] = True
+    season_length: Param | None = None
+    max_p: Param | None = None
+    max_q: Param | None = None
+    seasonal: Param | None = None
+
+
 FamilySpace = Annotated[
-    HistGradientBoostingSpace | RandomForestSpace | RidgeSpace | LogisticRegressionSpace,
+    HistGradientBoostingSpace
+    | RandomForestSpace
+    | RidgeSpace
+    | LogisticRegressionSpace
+    | AutoETSSpace
+    | AutoARIMASpace,
     Field(discriminator="family"),
 ]

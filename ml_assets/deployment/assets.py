@@ -25,7 +25,7 @@ from ml_assets.deployment import registry, staged_rollout
 from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
 from ml_assets.deployment.rollout import undone_on_failure
 from ml_assets.home import warehouse_url
-from ml_assets.modeling.estimators import Features
+from ml_assets.modeling.estimators import Features, model_inputs
 from resources.mlflow_tracking import MlflowTracking
 from resources.parquet_io_manager import read_partition
 from serving.spec import score_field
@@ -69,7 +69,7 @@ def build_deployment_assets(
     """``deployed_endpoint`` and ``batch_predictions`` of ``declaration``'s pipeline."""
     model = declaration.model
     name = model.registered_model_name
-    inputs = Features(categorical=model.categorical, numeric=model.numeric)
+    inputs = model_inputs(declaration)
     DeployConfig = declared_defaults(
         declaration.deploy, f"{declaration.prefix.title().replace('_', '')}Deploy"
     )

@@ -71,7 +71,7 @@ def run_shares(
     common = {
         "settings": {**asdict(settings), "storage": _without_password(settings.storage)},
         "space": [family.model_dump() for family in space],
-        "features": {"categorical": list(features.categorical), "numeric": list(features.numeric)},
+        "features": asdict(features),
         "data": base64.b64encode(buffer.getvalue()).decode(),
         "target": target,
         "task": task,

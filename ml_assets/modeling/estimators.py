@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ml_assets.contract.tasks import Task
+from ml_assets.modeling.forecasters import FORECAST_TYPES, StatisticalForecaster
 
 STAGES = 4
 """A staged family is fitted in this many growing steps, each reported to the pruner."""
@@ -19,6 +20,8 @@ STAGES = 4
 _TREES = ("sklearn.tree._tree.Tree",)
 _HIST_TREES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 _DTYPE = ("numpy.dtype",)
+STATISTICAL = ("auto_ets", "auto_arima")
+"""Families that forecast the target's daily series (``ml_assets.modeling.forecasters``)."""
 SKOPS_TRUSTED_TYPES: dict[tuple[Task, str], tuple[str, ...]] = {
     ("regression", "hist_gradient_boosting"): _HIST_TREES,
     ("regression", "random_forest"): (*_DTYPE, *_TREES),
@@ -26,6 +29,8 @@ SKOPS_TRUSTED_TYPES: dict[tuple[Task, str], tuple[str, ...]] = {
     ("binary_classification", "hist_gradient_boosting"): _HIST_TREES,
     ("binary_classification", "random_forest"): (*_DTYPE, *_TREES),
     ("binary_classification", "logistic_regression"): _DTYPE,
+    ("regression", "auto_ets"): FORECAST_TYPES,
+    ("regression", "auto_arima"): FORECAST_TYPES,
 }
 """Every (task, family) pipeline this module builds, with the types outside skops' default
 allow-list its saved file contains, as reviewed: scikit-learn's fitted tree structures and numpy
@@ -36,6 +41,26 @@ dtypes (of the imputers). A saved model needing anything else is refused, never 
 class Features:
     categorical: Sequence[str]
     numeric: Sequence[str]
+    time: str | None = None
+    """The column dating each row, read by statistical families only (None: none declared)."""
+    horizon_days: int | None = None
+    """How far past its training data a statistical family forecasts (the declared horizon)."""
+
+    @property
+    def columns(self) -> list[str]:
+        """What a model is given: the features, then the time column if any."""
+        return [*self.categorical, *self.numeric, *([self.time] if self.time else [])]
+
+
+def model_inputs(declaration) -> Features:
+    """What the model of ``declaration`` (a ``PipelineDeclaration``) reads."""
+    model = declaration.model
+    return Features(
+        categorical=model.categorical,
+        numeric=model.numeric,
+        time=model.time_column,
+        horizon_days=declaration.horizon_days,
+    )
 
 
 def build_pipeline(family: str, params: Mapping[str, Any], features: Features, task: Task):
@@ -54,6 +79,10 @@ def build_pipeline(family: str, params: Mapping[str, Any], features: Features, t
 
     if (task, family) not in SKOPS_TRUSTED_TYPES:
         raise ValueError(f"no model family {family!r} for {task}")
+    if family in STATISTICAL:
+        if features.time is None or features.horizon_days is None:
+            raise ValueError(f"family {family!r} needs the model's time column and horizon")
+        return StatisticalForecaster(family, params, features.time, features.horizon_days)
     classify = task == "binary_classification"
     categorical, numeric = list(features.categorical), list(features.numeric)
 
@@ -67,7 +96,12 @@ def build_pipeline(family: str, params: Mapping[str, Any], features: Features, t
         )
 
     if family == "hist_gradient_boosting":
-        prep = ColumnTransformer([("cat", ordinal(), categorical)], remainder="passthrough")
+        # the time column, when there is one, is not a feature: only the numeric ones pass
+        numbers = ("num", "passthrough", numeric) if features.time else None
+        prep = ColumnTransformer(
+            [("cat", ordinal(), categorical), *([numbers] if numbers else [])],
+            remainder="drop" if numbers else "passthrough",
+        )
         # Category codes split as ordered numbers, not as native categorical splits: the test
         # MAE is the same here, and skl2onnx cannot export native categorical splits.
         estimator = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
@@ -96,12 +130,12 @@ def build_pipeline(family: str, params: Mapping[str, Any], features: Features, t
 
 def staged_fits(family: str, pipeline, X, y) -> Iterator[int]:
     """Fit ``pipeline`` in growing stages, yielding the stage number after each fit."""
-    model = pipeline.named_steps["model"]
     size_param = {"hist_gradient_boosting": "max_iter", "random_forest": "n_estimators"}.get(family)
     if size_param is None:
         pipeline.fit(X, y)
         yield 0
         return
+    model = pipeline.named_steps["model"]
     full = getattr(model, size_param)
     model.set_params(warm_start=True)
     for stage in range(1, STAGES + 1):

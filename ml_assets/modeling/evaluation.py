@@ -66,13 +66,13 @@ def evaluate(
     """Metrics and plots of the trained model on the test rows; logged to the model's run."""
     import mlflow
 
-    from ml_assets.modeling.estimators import scores
+    from ml_assets.modeling.estimators import STATISTICAL, scores
     from ml_assets.modeling.metrics import metrics
 
     model, task = layer.model, layer.model.task
     test = training_set[training_set[SPLIT_COLUMN] == "test"]
     train = training_set[training_set[SPLIT_COLUMN] == "train"]
-    X, y = test[model.features], test[model.target]
+    X, y = test[layer.features.columns], test[model.target]
     fitted = mlflow.sklearn.load_model(trained_model["model_uri"])
     threshold = trained_model.get("threshold")
     predicted = scores(fitted, X, task)
@@ -100,7 +100,8 @@ def evaluate(
             if task == "regression"
             else _classification_figures(y, predicted, threshold)
         )
-        figures["feature_importances"] = _importances(layer, fitted, test)
+        if trained_model["family"] not in STATISTICAL:  # a forecaster reads no feature
+            figures["feature_importances"] = _importances(layer, fitted, test)
         plots = {f"plot/{title}": _log(figure, scratch, title) for title, figure in figures.items()}
     return Evaluation(results, table, champion_version, plots)
 

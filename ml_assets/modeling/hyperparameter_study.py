@@ -4,8 +4,11 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import follow_upstream
+from ml_assets.contract.declaration import ModelDeclaration, Tuning
 from ml_assets.home import ml_assets_home
-from ml_assets.modeling.layer import SPLIT_COLUMN, ModelLayer
+from ml_assets.modeling.folds import Fold, fold_columns, rolling_folds
+from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
+from ml_assets.modeling.study import FOLD_VALUES
 from resources.mlflow_tracking import MlflowTracking
 from resources.optuna_storage import OptunaStorage
 
@@ -19,7 +22,8 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         key=layer.key("hyperparameter_study"),
         description=(
             "An Optuna study over the declared search space (model families and their "
-            f"parameters): seeded TPE, median pruning on validation {metric}, parallel workers."
+            f"parameters): seeded TPE, median pruning on validation {metric} (with "
+            "cross-validation: its mean over the rolling folds), parallel workers."
         ),
         kinds={"optuna", "mlflow"},
         ins={"training_set": dg.AssetIn(layer.key("training_set"))},
@@ -49,15 +53,13 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
             n_startup_trials=config.pruner_startup_trials,
             n_warmup_steps=config.pruner_warmup_steps,
         )
-        train = training_set[training_set[SPLIT_COLUMN] == "train"]
-        sample = train.sample(n=min(len(train), config.sample_rows), random_state=settings.seed)
-        data = pd.concat([sample, training_set[training_set[SPLIT_COLUMN] == "validation"]])
+        data, folds = study_data(training_set, config, model)
         scratch = ml_assets_home() / "tmp"
         study, numbers = run_study(
             settings,
             model.search_space,
             layer.features,
-            data[[*model.features, model.target, SPLIT_COLUMN]],
+            data,
             model.target,
             model.task,
             metric,
@@ -72,6 +74,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
                 "best_params": study.best_params,
                 "best_value": study.best_value,
                 "best_trial": study.best_trial.number,
+                "best_fold_values": study.best_trial.user_attrs.get(FOLD_VALUES),
                 "mlflow_run_id": logged.run_id,
             },
             metadata={
@@ -81,6 +84,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
                 "trials_pruned": logged.pruned,
                 "trials_this_run": len(numbers),
                 "trials_in_study": len(study.trials),
+                **_fold_metadata(study.best_trial, folds, metric),
                 "study": settings.study_name,
                 "mlflow_run_id": logged.run_id,
                 **logged.plots,
@@ -88,3 +92,58 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         )
 
     return hyperparameter_study
+
+
+def study_data(
+    training_set: pd.DataFrame, config: Tuning, model: ModelDeclaration
+) -> tuple[pd.DataFrame, list[Fold]]:
+    """What the trials fit and score: a sample of train (at most ``config.sample_rows`` rows)
+    and the validation rows, labelled by ``split``; or, with cross-validation, every train and
+    validation row labelled by each rolling fold (its train rows sampled likewise), and
+    the folds."""
+    columns = [*model.inputs, model.target]
+    cv = config.cross_validation
+    if cv is None:
+        train = training_set[training_set[SPLIT_COLUMN] == "train"]
+        sample = train.sample(n=min(len(train), config.sample_rows), random_state=config.seed)
+        data = pd.concat([sample, training_set[training_set[SPLIT_COLUMN] == "validation"]])
+        return data[[*columns, SPLIT_COLUMN]], []
+    rows = training_set[training_set[SPLIT_COLUMN] != "test"]
+    try:
+        folds = rolling_folds(
+            rows[PARTITION_COLUMN].unique(),
+            cv.folds,
+            cv.horizon_partitions,
+            cv.gap_partitions,
+            cv.window,
+            cv.train_partitions or model.training.min_train_partitions,
+        )
+    except ValueError as error:
+        raise dg.Failure(f"Cannot cross-validate on the training set: {error}") from error
+    labels = fold_columns(rows[PARTITION_COLUMN], folds)
+    for column in labels:  # each fold's train sampled as one split's would be
+        train = labels.index[labels[column] == "train"]
+        kept = train.to_series().sample(
+            n=min(len(train), config.sample_rows), random_state=config.seed
+        )
+        labels.loc[train.difference(kept), column] = pd.NA
+    data = pd.concat([rows[columns], labels], axis=1)
+    return data, folds
+
+
+def _fold_metadata(best, folds: list[Fold], metric: str) -> dict:
+    """The folds' windows and the best trial's value on each (nothing without folds)."""
+    if not folds:
+        return {}
+    values = best.user_attrs.get(FOLD_VALUES, [])
+    table = pd.DataFrame(
+        {
+            "train": [f"{f.train[0]}…{f.train[-1]} ({len(f.train)})" for f in folds],
+            "validation": [f"{f.validation[0]}…{f.validation[-1]}" for f in folds],
+            f"best trial's {metric}": [*values, *[None] * (len(folds) - len(values))],
+        }
+    )
+    return {
+        "folds": dg.MetadataValue.md(table.rename_axis("fold").to_markdown()),
+        **{f"fold_{n}/{metric}": float(v) for n, v in enumerate(values)},
+    }

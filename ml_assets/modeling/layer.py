@@ -14,7 +14,7 @@ from ml_assets.contract.declaration import (
     Tuning,
 )
 from ml_assets.contract.overrides import declared_defaults
-from ml_assets.modeling.estimators import Features
+from ml_assets.modeling.estimators import Features, model_inputs
 
 MODELS = "models"
 CODE_VERSION = "2"
@@ -41,7 +41,7 @@ class ModelLayer:
 
     @property
     def features(self) -> Features:
-        return Features(categorical=self.model.categorical, numeric=self.model.numeric)
+        return model_inputs(self.declaration)
 
     @property
     def features_asset(self) -> dg.AssetKey:

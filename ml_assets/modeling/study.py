@@ -19,14 +19,18 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import METRICS, Task
 from ml_assets.modeling.estimators import Features, build_pipeline, scores, staged_fits
+from ml_assets.modeling.folds import windows
 from ml_assets.modeling.metrics import metric_value
 
 Direction = Literal["minimize", "maximize"]
+FOLD_VALUES = "fold_values"
+"""A cross-validated trial's user attribute: its validation metric on each fold, in order."""
 
 
 @dataclass(frozen=True)
@@ -107,20 +111,32 @@ def objective(
     task: Task,
     metric: str,
 ) -> float:
-    """Validation ``metric`` of the trial's model, reported after every fitting stage."""
+    """Validation ``metric`` of the trial's model: on the one split, reported after every
+    fitting stage; or the mean over the rolling folds (``folds.windows``), the running
+    mean reported after each fold, each fold's value kept in the trial's user attribute
+    ``fold_values``."""
     import optuna
 
     family, params = suggest(trial, space)
-    train, valid = data[data["split"] == "train"], data[data["split"] == "validation"]
-    columns = [*features.categorical, *features.numeric]
-    pipeline = build_pipeline(family, params, features, task)
-    score = float("nan")
-    for stage in staged_fits(family, pipeline, train[columns], train[target]):
-        score = metric_value(metric, valid[target], scores(pipeline, valid[columns], task))
-        trial.report(score, stage)
+    scored, columns = windows(data), features.columns
+    values: list[float] = []
+    for number, window in enumerate(scored):
+        train, valid = data[data[window] == "train"], data[data[window] == "validation"]
+        pipeline = build_pipeline(family, params, features, task)
+        if len(scored) == 1:
+            for stage in staged_fits(family, pipeline, train[columns], train[target]):
+                score = metric_value(metric, valid[target], scores(pipeline, valid[columns], task))
+                trial.report(score, stage)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            return score
+        pipeline.fit(train[columns], train[target])
+        values.append(metric_value(metric, valid[target], scores(pipeline, valid[columns], task)))
+        trial.set_user_attr(FOLD_VALUES, values)
+        trial.report(float(np.mean(values)), number)
         if trial.should_prune():
             raise optuna.TrialPruned()
-    return score
+    return float(np.mean(values))
 
 
 def worker_thread_limit(workers: int):
@@ -179,8 +195,9 @@ def run_study(
     """Run ``settings.n_trials`` more trials on the study, across ``settings.workers`` processes,
     optimising the validation metric ``objective`` of ``task``.
 
-    ``data`` holds ``train`` and ``validation`` rows (column ``split``). Returns the study and
-    the numbers of the trials this call ran.
+    ``data`` labels its rows ``train`` and ``validation`` in column ``split``, or in one
+    column per rolling fold (``folds.fold_columns``). Returns the study and the numbers
+    of the trials this call ran.
     """
     from ml_assets.executor import on_celery  # here: spawned workers need none of it
 

@@ -9,9 +9,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_assets.modeling.artifacts import ONNX_DIR, ONNX_FILE, ONNX_TAG
-from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
-from ml_assets.modeling.onnx_export import export_onnx
+from ml_assets.modeling.artifacts import FORECASTER_TAG, ONNX_DIR, ONNX_FILE, ONNX_TAG
+from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, STATISTICAL, build_pipeline
+from ml_assets.modeling.onnx_export import Exported, export_onnx
 from ml_assets.modeling.plots import markdown_image, save_figure
 from ml_assets.modeling.study import best_configuration
 
@@ -116,11 +116,11 @@ def log_fitted_model(
         train = training_set[training_set[split_column] == "train"]
         valid = training_set[training_set[split_column] == "validation"]
         on_train = build_pipeline(family, params, layer.features, model.task)
-        on_train.fit(train[model.features], train[model.target])
-        validation_scores = scores(on_train, valid[model.features], model.task)
+        on_train.fit(train[layer.features.columns], train[model.target])
+        validation_scores = scores(on_train, valid[layer.features.columns], model.task)
         threshold = choose_threshold(valid[model.target], validation_scores, model.threshold)
     pipeline = build_pipeline(family, params, layer.features, model.task)
-    X, y = rows[model.features], rows[model.target]
+    X, y = rows[layer.features.columns], rows[model.target]
     pipeline.fit(X, y)
     needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
     unreviewed = set(needed) - set(SKOPS_TRUSTED_TYPES[model.task, family])
@@ -131,9 +131,16 @@ def log_fitted_model(
         )
     example = X.head(5)
     check_rows = X.sample(n=min(len(X), 2000), random_state=0)
-    exported = export_onnx(pipeline, layer.features, check_rows, model.task)
+    exported = (
+        Exported(None, None, "no ONNX converter for a statistical forecaster: served as saved")
+        if family in STATISTICAL
+        else export_onnx(pipeline, layer.features, check_rows, model.task)
+    )
+    described = getattr(pipeline, "description_", None)  # a forecaster's chosen model
     with mlflow.start_run(run_name="trained_model", nested=True) as run:
         mlflow.log_params({"family": family, **params})
+        if described:
+            mlflow.set_tag(FORECASTER_TAG, described)
         mlflow.log_metric("trained_rows", len(rows))
         if threshold is not None:
             mlflow.log_metric("decision_threshold", threshold)
@@ -162,6 +169,7 @@ def log_fitted_model(
         "skops_trusted_types": needed,
         "threshold": threshold,
         "onnx": exported.reason if exported.model is not None else f"none: {exported.reason}",
+        **({"forecaster": described} if described else {}),
     }
 
 

@@ -1,5 +1,7 @@
 """``training_set``: feature rows of the training window, split by partition."""
 
+from datetime import date, timedelta
+
 import dagster as dg
 import pandas as pd
 
@@ -9,13 +11,25 @@ from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
 
 
 def split_by_partition(
-    frame: pd.DataFrame, validation: int, test: int, min_train: int = 1, gap: int = 0
+    frame: pd.DataFrame,
+    validation: int,
+    test: int,
+    min_train: int = 1,
+    gap: int = 0,
+    horizon: int | None = None,
+    horizon_days: int | None = None,
+    kind: str = "daily",
 ) -> pd.Series:
     """Label rows train / validation / test by partition: the last ``test`` partitions are
     test, the ``validation`` before them validation, the rest (at least ``min_train``) train,
     so validation and test are strictly after train. ``gap`` partitions before validation and
     before test are labelled ``gap`` and used for nothing: what a forecast made at the end of
-    train cannot know yet (its horizon), so lagged targets do not leak across a boundary."""
+    train cannot know yet, so lagged targets do not leak across a boundary.
+
+    A ``horizon`` (in partitions) or ``horizon_days`` (partition keys are their first days, of
+    ``kind`` daily or monthly partitions) is how far past the data before it a model forecasts,
+    so how far it may be scored: the last validation partition may reach at most that far past
+    the last train partition, the last test partition past the last validation one."""
     partitions = sorted(frame[PARTITION_COLUMN].unique())
     if len(partitions) < validation + test + min_train + 2 * gap:
         raise ValueError(
@@ -33,7 +47,34 @@ def split_by_partition(
     for label, start in reversed(bounds.items()):
         if start is not None:
             labels[frame[PARTITION_COLUMN] >= start] = "gap" if label.startswith("gap") else label
+    if horizon is not None or horizon_days is not None:
+        last = frame[PARTITION_COLUMN].groupby(labels).max()
+        for window, before in (("validation", "train"), ("test", "validation")):
+            reach = _reach(partitions, last[before], last[window], kind, horizon_days is not None)
+            limit = horizon_days if horizon_days is not None else horizon
+            if reach > limit:  # type: ignore[operator]
+                unit = "days" if horizon_days is not None else "partitions"
+                raise ValueError(
+                    f"{window} reaches {reach} {unit} past {before}, beyond the horizon of "
+                    f"{limit} {unit}"
+                )
     return labels
+
+
+def _reach(partitions: list[str], cutoff: str, key: str, kind: str, in_days: bool) -> int:
+    """How far partition ``key`` reaches past partition ``cutoff``: in partitions, or in days
+    from the last day of ``cutoff`` to the last day of ``key``."""
+    if not in_days:
+        return partitions.index(key) - partitions.index(cutoff)
+    return (_last_day(key, kind) - _last_day(cutoff, kind)).days
+
+
+def _last_day(key: str, kind: str) -> date:
+    first = date.fromisoformat(key)
+    if kind == "daily":
+        return first
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return following - timedelta(days=1)
 
 
 def _schema(layer: ModelLayer) -> dict[str, dg.TableSchema]:
@@ -55,7 +96,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         description=(
             "Feature rows of the training window with a known target, split by partition into "
             "train, validation and test (validation and test strictly after train, each after "
-            "the declared gap)."
+            "the declared gap, within the declared horizon)."
         ),
         kinds={"pandas", "parquet"},
         ins={
@@ -102,6 +143,9 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
                 config.test_partitions,
                 config.min_train_partitions,
                 config.gap_partitions,
+                config.horizon_partitions,
+                config.horizon_days,
+                layer.declaration.partitions.kind,
             )
         except ValueError as error:
             raise dg.Failure(f"Cannot split the training window {start}…{end}: {error}") from error
