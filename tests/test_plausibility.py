@@ -241,3 +241,16 @@ def test_the_clean_asset_judges_a_day_against_the_days_accepted_before_it(
     ]  # fmt: skip
     summary = clean.materialization.metadata["plausibility"].value
     assert "group_shift:temp" in summary and "JFK: median" in summary
+
+
+def test_a_clean_function_that_cannot_take_the_history_fails_at_load() -> None:
+    from ml_assets.data.assets import clean_assets
+    from ml_assets.pipelines.flights import schemas
+
+    def clean_without_history(raw: pd.DataFrame, day: date, references: dict) -> None: ...
+
+    with pytest.raises(TypeError, match=r"must take \(raw, day, references, history\)"):
+        clean_assets(
+            config.DECLARATION, config.WEATHER_SOURCE, clean_without_history,
+            schemas.WEATHER_CLEAN, schemas.WEATHER_REJECTED, "Weather.",
+        )  # fmt: skip

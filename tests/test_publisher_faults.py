@@ -177,7 +177,8 @@ def test_out_of_range(run_fault: RunFault, home: Path) -> None:
     assert observed == {
         "raw_rows": FLIGHTS_ON_DAY, "rejected_rows": 3,
         "rejected_share": 3 / FLIGHTS_ON_DAY, "rejected/out_of_range:distance": 3,
-        "rejected/inconsistent:distance": 0, "largest_rule_share": 3 / FLIGHTS_ON_DAY,
+        "rejected/inconsistent:distance": 0, "nearest/inconsistent:distance": 0.0,
+        "largest_rule_share": 3 / FLIGHTS_ON_DAY,
     }  # fmt: skip
 
 

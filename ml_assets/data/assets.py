@@ -270,6 +270,13 @@ def clean_assets(
     is judged against the history as it stands when a partition is cleaned, and each
     partition's report names the partitions it was judged against.
     """
+    try:
+        inspect.signature(clean).bind("raw", "day", "references", "history")
+    except TypeError as error:
+        raise TypeError(
+            f"{declaration.name}: the clean function of {source!r} ({clean.__qualname__}) must "
+            f"take (raw, day, references, history): {error}"
+        ) from None
     raw_key, clean_key = declaration.key(f"raw_{source}"), declaration.key(f"{source}_clean")
     declared = declaration.source(source)
     references = sorted({r.reference_table for r in declared.codes.values() if r.reference_table})

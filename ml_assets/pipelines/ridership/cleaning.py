@@ -11,6 +11,7 @@ from datetime import date
 import pandas as pd
 
 from ml_assets.data.cleaning import Cleaned, Triage
+from ml_assets.data.plausibility import NO_HISTORY, Accepted
 from ml_assets.pipelines import declaration
 
 DAYS = declaration("ridership").source("boardings")
@@ -18,10 +19,16 @@ GAMES = ("bulls_home", "bears_home", "blackhawks_home", "cubs_home")
 NUMBERS = ("rides", "temp", "precip_max", "rain", "snow", *GAMES)
 
 
-def clean_days(raw: pd.DataFrame, month: date, references: Mapping[str, pd.DataFrame]) -> Cleaned:
+def clean_days(
+    raw: pd.DataFrame,
+    month: date,
+    references: Mapping[str, pd.DataFrame],
+    history: Accepted = NO_HISTORY,
+) -> Cleaned:
     """Split one month's raw days into clean and rejected rows: ``date`` a local calendar date
     (``unparseable:date``; another month's is a ``wrong_partition``), the game flags booleans
-    (``not_whole:<flag>``), one row per date."""
+    (``not_whole:<flag>``), one row per date; the declared plausibility rules (none yet) judged
+    against ``history``, the accepted months before."""
     triage = Triage(raw, DAYS.columns)
     notes = triage.declared(DAYS, NUMBERS)
     text = triage.values["date"]
@@ -31,10 +38,11 @@ def clean_days(raw: pd.DataFrame, month: date, references: Mapping[str, pd.DataF
     triage.parsed["date"] = day
     for flag in GAMES:
         triage.reject(triage.parsed[flag] % 1 != 0, f"not_whole:{flag}")
+    notes |= triage.plausible(DAYS, history)
     triage.duplicates(DAYS.key)
 
     kept = triage.kept()
     kept["date"] = kept["date"].astype("datetime64[ns]")
     for flag in GAMES:
         kept[flag] = kept[flag].eq(1).to_numpy(dtype=bool)
-    return Cleaned(kept, triage.rejected(), len(kept), notes)
+    return Cleaned(kept, triage.rejected(), len(kept), notes, tuple(triage.judgements))
