@@ -26,7 +26,8 @@ from ml_assets.home import (
     warehouse_url,
 )
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN
-from ml_assets.monitoring import FEATURE_DRIFT_CHECK, feature_drift
+from ml_assets.contract.names import FEATURE_DRIFT_CHECK
+from ml_assets.monitoring import feature_drift
 from ml_assets.pipelines.ridership.cleaning import clean_days
 from ml_assets.pipelines.ridership.features import feature_frame
 from ml_assets.pipelines.ridership.publish import days
