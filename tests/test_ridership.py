@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from ml_assets import pipelines
+from ml_assets.contract.names import FEATURE_DRIFT_CHECK
 from ml_assets.contract.requests import parse_item
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.time_features import with_time_features
@@ -26,7 +27,6 @@ from ml_assets.home import (
     warehouse_url,
 )
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN
-from ml_assets.contract.names import FEATURE_DRIFT_CHECK
 from ml_assets.monitoring import feature_drift
 from ml_assets.pipelines.ridership.cleaning import clean_days
 from ml_assets.pipelines.ridership.features import feature_frame
