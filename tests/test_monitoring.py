@@ -343,7 +343,9 @@ def test_a_shadow_is_scored_and_logged_but_never_answers(flights: World) -> None
     assert comparison["challenger"] == challenger
     assert comparison["paired"] >= 60
     assert comparison["decision"] == "undecided"
-    assert comparison["difference_low"] == comparison["difference_high"] == 0.0
+    # the same model scores alike; a shadow scored in a batch may differ in the last float32 bits
+    assert comparison["difference_low"] == pytest.approx(0.0, abs=1e-5)
+    assert comparison["difference_high"] == pytest.approx(0.0, abs=1e-5)
     by_version = {v["version"]: v for v in comparison["versions"]}
     assert by_version[challenger]["ci_low"] <= by_version[challenger]["mae"]
     assert by_version[challenger]["mae"] <= by_version[challenger]["ci_high"]
