@@ -51,13 +51,14 @@ def read_table(
     engine: Any, source: SqlSource, window: tuple[datetime, datetime] | None = None
 ) -> tuple[Any, dict[str, str]]:
     """The rows of ``source``'s table (those whose cursor falls in ``window``: start included,
-    end not) as an Arrow table typed as the database gives them (None: no rows), and the
-    columns' types as dlt saw them."""
+    end not), ordered by the cursor and the key, as an Arrow table typed as the database gives
+    them (None: no rows), and the columns' types as dlt saw them."""
     import dlt
     import pyarrow
     from dlt.sources.sql_database import sql_table
 
     schema_name, _, table = source.table.rpartition(".")
+    order = [c for c in [source.cursor_column, *source.key] if c is not None]
     incremental = None
     if window is not None:
         incremental = dlt.sources.incremental(
@@ -74,6 +75,11 @@ def read_table(
         incremental=incremental,
         included_columns=source.columns or None,
         backend="pyarrow",
+        table_adapter_callback=_floats_as_floats,
+        # in a stable order: the same rows give the same partition, whatever their storage
+        query_adapter_callback=lambda query, table: query.order_by(
+            *(table.c[name] for name in order if name in table.c)
+        ),
     )
     chunks = list(resource)
     seen = resource.compute_table_schema()["columns"]
@@ -81,6 +87,16 @@ def read_table(
     if not chunks:
         return None, types
     return pyarrow.concat_tables(chunks, promote_options="default"), types
+
+
+def _floats_as_floats(table: Any) -> None:
+    """Floating-point columns read as floats: MySQL's ``DOUBLE`` reflects as a type that gives
+    ``Decimal`` values, which dlt can neither type nor store as numbers."""
+    import sqlalchemy as sa
+
+    for column in table.columns:
+        if isinstance(column.type, sa.Float) and column.type.asdecimal:
+            column.type = sa.Numeric(asdecimal=False)
 
 
 def _as_raw(rows: Any, columns: list[str]) -> pd.DataFrame:
@@ -167,6 +183,7 @@ def _raw_asset(
                 "source/rows_read": sum(r["source/rows_read"] for r in reads.values()),
                 "source/rows_in_raw": sum(r["source/rows_in_raw"] for r in reads.values()),
                 "source/seconds": round(sum(r["source/seconds"] for r in reads.values()), 3),
+                "source/schema": reads[keys[-1]]["source/schema"],
             }
 
         keys = context.partition_keys
