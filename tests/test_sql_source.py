@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
 """The machine's MariaDB (root, no password). ``.ci/run`` starts it when it is down."""
 FLIGHT_KEY = list(pipelines.declaration("flights").source("flights").key)
-DAYS = day_keys(date(2013, 1, 1), date(2013, 1, 4))
+DAYS = day_keys(date(2013, 1, 1), date(2013, 1, 3))
 CORRECTED_DAY = "2013-01-02"
 SWITCHED = {
     "flights": {"kind": "sql", "connection": "airline", "table": "flights",
@@ -266,13 +266,13 @@ def test_a_connection_from_a_secret_file_and_the_platform_wiring(
         publish=publish,
     )
     definitions = code_location([pipeline])
-    definitions.validate_loadable()
+    dg.Definitions.validate_loadable(definitions)
     assert {"sql_airline", "sql_fleet"} <= set(definitions.resources)
-    sensor = definitions.get_sensor_def("flights_landing_zone_sensor")
+    sensor = definitions.resolve_sensor_def("flights_landing_zone_sensor")
     watched = sensor.asset_selection.resolve(definitions.resolve_asset_graph())
     assert declaration.key("raw_weather") in watched
     assert declaration.key("raw_flights") not in watched
     result = world.materialize([declaration.key("airlines")])
     assert result.success
-    airlines = result.output_for_node("airlines")
+    airlines = result.asset_value(declaration.key("airlines"))
     assert len(airlines) == 16 and "AA" in set(airlines["carrier"])
