@@ -24,6 +24,10 @@ def url_variable(connection: str) -> str:
     return f"ML_ASSETS_SQL_{connection.upper()}_URL"
 
 
+def url_file_variable(connection: str) -> str:
+    return f"ML_ASSETS_SQL_{connection.upper()}_URL_FILE"
+
+
 class SqlConnection(dg.ConfigurableResource):
     """One database: its URL, given directly or as the path of a secret file holding it."""
 
@@ -40,7 +44,7 @@ class SqlConnection(dg.ConfigurableResource):
             return self.url
         raise dg.Failure(
             f"connection {self.name!r} has no URL: set {url_variable(self.name)}, or "
-            f"{url_variable(self.name)}_FILE to a file that holds it"
+            f"{url_file_variable(self.name)} to a file that holds it"
         )
 
     def dialect(self) -> str:
@@ -51,7 +55,6 @@ class SqlConnection(dg.ConfigurableResource):
 def sql_connection(name: str) -> SqlConnection:
     """The connection ``name`` as the environment configures it: from a secret file when
     ``..._URL_FILE`` is set, else from ``..._URL`` (read when a run starts)."""
-    variable = url_variable(name)
-    if os.environ.get(f"{variable}_FILE"):
-        return SqlConnection(name=name, url_file=dg.EnvVar(f"{variable}_FILE"))
-    return SqlConnection(name=name, url=dg.EnvVar(variable))
+    if os.environ.get(url_file_variable(name)):
+        return SqlConnection(name=name, url_file=dg.EnvVar(url_file_variable(name)))
+    return SqlConnection(name=name, url=dg.EnvVar(url_variable(name)))

@@ -298,7 +298,7 @@ class FilesSource(Source):
 
 
 SECRET_KEYS = {"url", "dsn", "credentials", "user", "username", "password", "host", "port"}
-INLINE_SECRET = (
+NAMED_CONNECTION_ONLY = (
     "a connection is named, never written inline (its URL and secret would be in the "
     "declaration): name it, e.g. 'connection: warehouse', and give its URL as "
     "ML_ASSETS_SQL_WAREHOUSE_URL or in the secret file named by ML_ASSETS_SQL_WAREHOUSE_URL_FILE"
@@ -327,14 +327,14 @@ class SqlSource(Source):
     def _no_secrets(cls, data: Any) -> Any:
         inline = sorted(set(data) & SECRET_KEYS) if isinstance(data, dict) else []
         if inline:
-            raise ValueError(f"{', '.join(inline)}: {INLINE_SECRET}")
+            raise ValueError(f"{', '.join(inline)}: {NAMED_CONNECTION_ONLY}")
         return data
 
     @field_validator("connection")
     @classmethod
     def _named(cls, connection: str) -> str:
         if re.search(r"://|@|[:/;=]", connection):
-            raise ValueError(f"connection: {INLINE_SECRET}")
+            raise ValueError(f"connection: {NAMED_CONNECTION_ONLY}")
         if not re.fullmatch(NAME, connection):
             raise ValueError(f"connection {connection!r} is not a name ({NAME})")
         return connection
