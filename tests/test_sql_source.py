@@ -19,13 +19,13 @@ import sqlalchemy as sa
 import yaml
 from conftest import _fresh_database
 
-from ml_assets import pipelines
+from ml_assets import cli, pipelines
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.assets import landed_assets
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
 from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS, data_assets, landed
-from ml_assets.pipelines.flights.publish import day_keys, publish, publish_to_databases
+from ml_assets.pipelines.flights.publish import day_keys, publish
 from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
 from ml_assets.platform import code_location
 from resources.landing_zone import default_landing_zone
@@ -114,10 +114,20 @@ class World:
 
 @pytest.fixture(scope="module")
 def databases() -> Iterator[dict[str, str]]:
-    """Fresh databases with the days' flights (PostgreSQL) and the reference tables (MariaDB)."""
-    with _fresh_database() as flights_url, _fresh_mariadb() as fleet_url:
-        publish_to_databases(flights_url, fleet_url, DAYS)
-        yield {"airline": flights_url, "fleet": fleet_url}
+    """Fresh databases with the days' flights (PostgreSQL) and the reference tables (MariaDB),
+    as ``ml-assets publish flights --to sql`` writes them."""
+    with (
+        _fresh_database() as flights_url,
+        _fresh_mariadb() as fleet_url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        urls = {"airline": flights_url, "fleet": fleet_url}
+        for name, url in urls.items():
+            patch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
+        published = ["publish", "flights", "--start", DAYS[0], "--end", DAYS[-1], "--to", "sql"]
+        assert cli.main(published) == 0
+        assert cli.main(published) == 0  # a day published again replaces that day
+        yield urls
 
 
 @pytest.fixture(scope="module")

@@ -192,21 +192,24 @@ def _typed(value: str, name: str) -> object:
     return int(value) if name in WHOLE_NUMBERS else value
 
 
-def publish_to_databases(
-    flights_url: str, reference_url: str, partition_keys: Sequence[str]
-) -> int:
+FLIGHTS_DATABASE, REFERENCE_DATABASE = "airline", "fleet"
+"""The connections the airline's databases are known by: its operational database (the flights)
+and the one that keeps planes, airports and airlines."""
+
+
+def publish_to_databases(url_of: Callable[[str], str], partition_keys: Sequence[str]) -> int:
     """Write the flights of each day of ``partition_keys`` into the ``flights`` table of the
-    database at ``flights_url`` (typed columns, the declared key as its primary key), as the
-    airline's operational database would hold them, and the reference tables into the database
-    at ``reference_url``, typed as pandas reads them.
+    ``airline`` database (typed columns, the declared key as its primary key), as the airline's
+    operational database would hold them, and the reference tables into the ``fleet`` database,
+    typed as pandas reads them; ``url_of`` gives a connection's URL by name.
 
     Each day is one transaction that replaces that day's rows, so publishing a day again holds
     it once. Returns the flights rows written.
     """
     import sqlalchemy as sa
 
-    flights_engine = sa.create_engine(flights_url)
-    reference_engine = sa.create_engine(reference_url)
+    flights_engine = sa.create_engine(url_of(FLIGHTS_DATABASE))
+    reference_engine = sa.create_engine(url_of(REFERENCE_DATABASE))
     try:
         metadata = sa.MetaData()
         table = _flights_table(metadata)
