@@ -80,7 +80,7 @@ class World:
         self.resources = platform_resources([declaration])
 
     def materialize(
-        self, selection: Any, keys: list[str] | None = None
+        self, selection: Any, keys: list[str] | None = None, raise_on_error: bool = True
     ) -> dg.ExecuteInProcessResult:
         tags = {}
         if keys and len(keys) > 1:
@@ -95,6 +95,7 @@ class World:
             tags=tags,
             resources=self.resources,
             instance=self.instance,
+            raise_on_error=raise_on_error,
         )
 
     def stored(self, asset: str, day: str) -> pd.DataFrame:
@@ -254,6 +255,32 @@ def test_a_correction_in_the_database_reaches_its_partition_once(
         changed = after["air_time"].fillna(-1) != before["air_time"].fillna(-1)
         assert changed.sum() == updated
         assert (after.loc[changed, "air_time"] - before.loc[changed, "air_time"]).eq(-1).all()
+
+
+def test_a_column_dropped_at_the_source_fails_the_blocking_check(
+    worlds: dict, databases: dict[str, str]
+) -> None:
+    """The table loses a declared column: the partition's raw rows lack it, its blocking
+    ``landed_file_schema`` check fails naming it, and the clean layer is not run on it."""
+    sql = worlds["sql"]
+    engine = sa.create_engine(databases["airline"])
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE flights DROP COLUMN air_time"))
+    engine.dispose()
+    key = sql.declaration.key
+    selection = dg.AssetSelection.assets(
+        key("raw_flights"), key("flights_clean"), key("flights_rejected")
+    )
+    result = sql.materialize(selection, [DAYS[-1]], raise_on_error=False)
+    assert not result.success
+    (check,) = [
+        e for e in result.get_asset_check_evaluations() if e.asset_key == key("raw_flights")
+    ]
+    assert not check.passed and "air_time" in str(check.metadata)
+    assert "air_time" not in sql.stored("raw_flights", DAYS[-1]).columns
+    assert not result.get_asset_materialization_events() or all(
+        m.asset_key == key("raw_flights") for m in result.get_asset_materialization_events()
+    )
 
 
 def test_a_connection_from_a_secret_file_and_the_platform_wiring(
