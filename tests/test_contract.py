@@ -322,6 +322,11 @@ MISTAKES = {
                 "sources.0",
                 "password: a connection is named, never written inline",
             ),
+            "changes watched on the cursor": (
+                lambda s: s.update(changed_column="time_hour"),
+                "sources.0",
+                "changed_column is the cursor_column",
+            ),
             "a file format": (
                 lambda s: s.update(format="csv"),
                 "sources.0.format",

@@ -30,6 +30,8 @@ from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
 from ml_assets.platform import code_location
 from resources.landing_zone import default_landing_zone
 from resources.platform import platform_resources
+from resources.sql_connection import SqlConnection
+from sensors.sql_source import RANGE_END, RANGE_START, build_sql_source_sensor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,7 +42,8 @@ DAYS = day_keys(date(2013, 1, 1), date(2013, 1, 3))
 CORRECTED_DAY = "2013-01-02"
 SWITCHED = {
     "flights": {"kind": "sql", "connection": "airline", "table": "flights",
-                "cursor_column": "time_hour"},
+                "cursor_column": "time_hour", "changed_column": "updated_at",
+                "changed_lag_seconds": 0},
     **{name: {"kind": "sql", "connection": "fleet", "table": name}
        for name in ("planes", "airports", "airlines")},
 }  # fmt: skip
@@ -216,6 +219,47 @@ def test_every_raw_materialization_says_what_was_read_and_never_the_secret(
     assert databases["airline"] not in shown and "root@" not in shown and "postgres@" not in shown
 
 
+def test_the_changes_sensor_requests_exactly_the_partitions_whose_rows_changed(
+    databases: dict[str, str],
+) -> None:
+    """It reads only the cursor values of the rows changed since its last look: the first look
+    requests the published range once, a look with nothing new requests nothing, and an
+    ``UPDATE`` of one row of a closed day requests that day alone."""
+    declaration = switched_declaration()
+    sensor = build_sql_source_sensor(declaration, declaration.source("flights"))
+    resources = {"sql_airline": SqlConnection(name="airline", url=databases["airline"])}
+    raw = declaration.key("raw_flights")
+
+    definitions = dg.Definitions(
+        assets=[a for a in landed_assets(declaration, SOURCE_SCHEMAS) if a.key == raw],
+        sensors=[sensor],
+        resources=resources,
+    )
+
+    def tick(cursor: str | None) -> Any:  # as the daemon evaluates it
+        with dg.build_sensor_context(
+            cursor=cursor, resources=resources, definitions=definitions
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+    first = tick(None)
+    (request,) = first.run_requests
+    assert request.tags[RANGE_START] == DAYS[0] and request.tags[RANGE_END] == DAYS[-1]
+    assert request.asset_selection == [raw]
+    assert tick(first.cursor).run_requests == []
+    engine = sa.create_engine(databases["airline"])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE flights SET dep_delay = dep_delay, updated_at = now() "
+                "WHERE ctid = (SELECT ctid FROM flights WHERE day = 2 LIMIT 1)"
+            )
+        )
+    engine.dispose()
+    (changed,) = tick(first.cursor).run_requests
+    assert changed.partition_key == CORRECTED_DAY and RANGE_START not in changed.tags
+
+
 def test_a_correction_in_the_database_reaches_its_partition_once(
     worlds: dict, databases: dict[str, str]
 ) -> None:
@@ -309,6 +353,10 @@ def test_a_connection_from_a_secret_file_and_the_platform_wiring(
     watched = sensor.asset_selection.resolve(definitions.resolve_asset_graph())
     assert declaration.key("raw_weather") in watched
     assert declaration.key("raw_flights") not in watched
+    changes = definitions.resolve_sensor_def("flights_flights_changes_sensor")
+    assert changes.asset_selection.resolve(definitions.resolve_asset_graph()) == {
+        declaration.key("raw_flights")
+    }
     result = world.materialize([declaration.key("airlines")])
     assert result.success
     airlines = result.asset_value(declaration.key("airlines"))

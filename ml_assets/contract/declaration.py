@@ -321,6 +321,12 @@ class SqlSource(Source):
     """``table`` or ``schema.table``."""
     cursor_column: str | None = None
     """A timestamp or date column that places a row in its partition (partitioned sources)."""
+    changed_column: str | None = None
+    """A timestamp the database sets whenever a row is written or updated (not read into raw).
+    When given, a sensor watches it and loads again the partitions whose rows changed."""
+    changed_lag_seconds: float = Field(default=60, ge=0)
+    """How late a write may commit after the time it was stamped with: each look reaches this
+    far back (a change seen twice runs once)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -342,13 +348,17 @@ class SqlSource(Source):
     @model_validator(mode="after")
     def _window(self) -> "SqlSource":
         if not self.partitioned:
-            if self.cursor_column is not None:
-                raise ValueError("a reference table (partitioned: false) has no cursor_column")
+            if self.cursor_column is not None or self.changed_column is not None:
+                raise ValueError(
+                    "a reference table (partitioned: false) has no cursor_column or changed_column"
+                )
             return self
         if self.cursor_column is None:
             raise ValueError("a partitioned sql source names its cursor_column")
         if not self.columns or not self.key:
             raise ValueError("a partitioned sql source declares its columns and its key")
+        if self.changed_column is not None and self.changed_column == self.cursor_column:
+            raise ValueError("changed_column is the cursor_column: name the column updates set")
         if self.cursor_column not in self.columns:
             raise ValueError(
                 f"cursor_column {self.cursor_column!r} is not among the columns "

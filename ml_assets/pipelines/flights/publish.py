@@ -168,6 +168,9 @@ WHOLE_NUMBERS = (
 timestamp with time zone, the rest text)."""
 
 
+CHANGED = "updated_at"
+
+
 def _flights_table(metadata: Any) -> Any:
     import sqlalchemy as sa
 
@@ -180,6 +183,8 @@ def _flights_table(metadata: Any) -> Any:
         config.FLIGHTS_SOURCE,
         metadata,
         *(column(name) for name in config.FLIGHT_COLUMNS),
+        # when the row was last written: what an operational table keeps for its readers
+        sa.Column(CHANGED, sa.DateTime(timezone=True), server_default=sa.func.now()),
         sa.PrimaryKeyConstraint(*config.FLIGHT_KEY),
     )
 
