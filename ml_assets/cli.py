@@ -2,8 +2,9 @@
 
 - ``ml-assets pipelines`` lists the registered pipelines, each validated as a definitions load
   validates it (exit 1, naming the file, key and reason, when one does not load);
-- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND]`` lands a pipeline's
-  exports for the partitions in [start, end] (all of them by default);
+- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND] [--to sql]`` lands a
+  pipeline's exports for the partitions in [start, end] (all of them by default), or writes
+  them into the databases its upstream keeps them in;
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
   partitions of every pipeline whose landing zone is empty), and stops them and the prediction
   services they started when it is stopped;
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from typing import Any
 
 from ml_assets.home import PROJECT_ROOT, dagster_home, ml_assets_home
 
@@ -61,9 +63,30 @@ def _publish(args: argparse.Namespace) -> int:
     if not keys:
         print(f"no {args.pipeline} partition starts in {args.start}…{args.end}", file=sys.stderr)
         return 2
+    if args.to == "sql":
+        return _publish_to_databases(pipeline, keys)
     landing = default_landing_zone()
     written = pipeline.publish(landing, keys, fault=args.fault)
     print(f"landed {len(written)} files of {args.pipeline} ({keys[0]}…{keys[-1]}) in {landing.url}")
+    return 0
+
+
+def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
+    from resources.sql_connection import url_variable
+
+    name = pipeline.declaration.name
+    if pipeline.publish_to_databases is None:
+        print(f"{name} has no publisher to databases; publish its files", file=sys.stderr)
+        return 2
+
+    def url_of(connection: str) -> str:
+        url = os.environ.get(url_variable(connection))
+        if not url:
+            raise SystemExit(f"set {url_variable(connection)} to the {connection} database's URL")
+        return url
+
+    rows = pipeline.publish_to_databases(url_of, keys)
+    print(f"wrote {rows} rows of {name} ({keys[0]}…{keys[-1]}) into its databases")
     return 0
 
 
@@ -82,13 +105,16 @@ def _seed_landing_zone(partitions: int | None) -> None:
     """Land the first partitions of every pipeline that has nothing landed yet, so its sensor
     has work: ``partitions`` of them, or (None) what its first model needs."""
     from ml_assets import pipelines
+    from ml_assets.contract.declaration import FilesSource
     from resources.landing_zone import default_landing_zone
 
     landing = default_landing_zone()
     for name in pipelines.names():
         declaration = pipelines.declaration(name)
-        source = next(s for s in declaration.sources if s.partitioned)
+        source = next((s for s in declaration.sources if s.partitioned), None)
         count = first_model_partitions(name) if partitions is None else partitions
+        if not isinstance(source, FilesSource):  # read from where it lives, not landed
+            continue
         if count <= 0 or landing.list_files(source.name, source.extension):
             continue
         keys = declaration.partitions.definition().get_partition_keys()[:count]
@@ -346,6 +372,13 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--start", type=date.fromisoformat, help="YYYY-MM-DD (default: first)")
     publish.add_argument("--end", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
     publish.add_argument("--fault", help="land damaged files, for testing bad input")
+    publish.add_argument(
+        "--to",
+        choices=["landing", "sql"],
+        default="landing",
+        help="the landing zone (files), or the databases the upstream keeps its data in "
+        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL)",
+    )
     publish.set_defaults(run=_publish)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on embedded defaults")

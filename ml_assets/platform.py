@@ -8,6 +8,7 @@ import dagster as dg
 
 from jobs.rollback import build_rollback_job
 from jobs.rollout import build_rollout_job
+from ml_assets.contract.declaration import SqlSource
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.metadata import column_schema
@@ -22,6 +23,7 @@ from resources.platform import platform_resources
 from sensors.landing_zone import build_landing_zone_sensor, landed_sources
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
+from sensors.sql_source import build_sql_source_sensor
 
 IN_PROCESS = one_step_run_config()
 """Run config of one-step runs, which gain nothing from step processes."""
@@ -70,6 +72,11 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
         sensors=[
             build_landing_zone_sensor(
                 f"{prefix}_landing_zone_sensor", landed_sources(declaration), run_config=IN_PROCESS
+            ),
+            *(
+                build_sql_source_sensor(declaration, source)
+                for source in declaration.sources
+                if isinstance(source, SqlSource) and source.changed_column
             ),
             build_rollout_sensor(declaration),
             build_prediction_log_sensor(declaration, run_config=IN_PROCESS),

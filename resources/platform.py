@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
 from ml_assets.deployment.endpoint import prediction_services
 from ml_assets.home import online_store_url, prediction_log_url, warehouse_url
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
@@ -18,14 +18,20 @@ from resources.mlflow_tracking import MlflowTracking, tracking_uri
 from resources.optuna_storage import OptunaStorage, default_journal_dir
 from resources.parquet_io_manager import ParquetIOManager
 from resources.prediction_log_store import PredictionLogStore
+from resources.sql_connection import resource_key, sql_connection
 from resources.table_snapshots import TableSnapshotStore
 
 OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
 
 
 def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, Any]:
-    """Every resource the platform's assets, sensors and jobs use, for ``pipelines``."""
+    """Every resource the platform's assets, sensors and jobs use, for ``pipelines``: one
+    connection per database their sql sources name, shared by every source that names it."""
+    connections = sorted(
+        {s.connection for p in pipelines for s in p.sources if isinstance(s, SqlSource)}
+    )
     return {
+        **{resource_key(name): sql_connection(name) for name in connections},
         "io_manager": ParquetIOManager(base_url=warehouse_url()),
         "json_io_manager": JsonIOManager(base_url=warehouse_url()),
         "landing_zone": default_landing_zone(),

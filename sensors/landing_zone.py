@@ -48,7 +48,7 @@ class LandedSource:
 
 
 def landed_sources(declaration: PipelineDeclaration) -> list[LandedSource]:
-    """Every declared source of a pipeline and the asset that reads it."""
+    """Every source of a pipeline that lands files, and the asset that reads it."""
     partitions = declaration.partitions.definition()
     return [
         LandedSource(
@@ -58,6 +58,7 @@ def landed_sources(declaration: PipelineDeclaration) -> list[LandedSource]:
             extension=source.extension,
         )
         for source in declaration.sources
+        if source.kind == "files"
     ]
 
 

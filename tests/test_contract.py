@@ -287,7 +287,66 @@ MISTAKES = {
         "partitions",
         "unknown time zone 'Mars/Olympus'",
     ),
+    **{
+        f"sql source: {what}": (lambda d, c=change: _sql_flights(d, c), where, reason)
+        for what, (change, where, reason) in {
+            "unknown kind": (
+                lambda s: s.update(kind="kafka"),
+                "sources.0",
+                "Input tag 'kafka' found using _kind() does not match any of the expected tags: "
+                "'files', 'sql'",
+            ),
+            "no connection": (lambda s: s.pop("connection"), "sources.0.connection", "required"),
+            "no key": (
+                lambda s: s.pop("key"),
+                "sources.0",
+                "a partitioned sql source declares its columns and its key",
+            ),
+            "no cursor": (
+                lambda s: s.pop("cursor_column"),
+                "sources.0",
+                "a partitioned sql source names its cursor_column",
+            ),
+            "cursor not a column": (
+                lambda s: s.update(cursor_column="updated_at"),
+                "sources.0",
+                "cursor_column 'updated_at' is not among the columns (year, month, day,",
+            ),
+            "connection URL inline": (
+                lambda s: s.update(connection="postgresql://airline:s3cret@db/ops"),
+                "sources.0.connection",
+                "a connection is named, never written inline",
+            ),
+            "password inline": (
+                lambda s: s.update(password="s3cret"),
+                "sources.0",
+                "password: a connection is named, never written inline",
+            ),
+            "changes watched on the cursor": (
+                lambda s: s.update(changed_column="time_hour"),
+                "sources.0",
+                "changed_column is the cursor_column",
+            ),
+            "a file format": (
+                lambda s: s.update(format="csv"),
+                "sources.0.format",
+                "Extra inputs are not permitted",
+            ),
+            "a table that is no name": (
+                lambda s: s.update(table="flights; DROP TABLE flights"),
+                "sources.0.table",
+                "String should match pattern",
+            ),
+        }.items()
+    },
 }
+
+
+def _sql_flights(data: dict, change: Callable[[dict], Any]) -> None:
+    """The flights source switched to the sql kind, then changed by ``change``."""
+    flights = data["sources"][0]
+    flights.update(kind="sql", connection="airline", table="flights", cursor_column="time_hour")
+    change(flights)
 
 
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
@@ -538,3 +597,11 @@ def test_a_date_field_takes_any_iso_date_string_in_its_range(day: date) -> None:
     assert _with("flights", field, day.isoformat()).date == day  # type: ignore[attr-defined]
     with pytest.raises(ValidationError):
         _with("flights", field, datetime.combine(day, time()).isoformat())
+
+
+def test_a_source_is_files_unless_it_names_another_kind(tmp_path: Path) -> None:
+    declared = load_declaration(_declare(tmp_path, lambda d: _sql_flights(d, lambda s: None)))
+    flights, weather = declared.source("flights"), declared.source("weather")
+    assert (flights.kind, flights.connection, flights.table) == ("sql", "airline", "flights")
+    assert flights.cursor_column == "time_hour" and flights.key == FLIGHTS["sources"][0]["key"]
+    assert (weather.kind, weather.extension) == ("files", ".csv")

