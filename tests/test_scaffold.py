@@ -14,6 +14,7 @@ import pytest
 from conftest import pytest_plugins
 
 from ml_assets.home import PROJECT_ROOT
+from ml_assets.pipelines import names
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -74,7 +75,7 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
 
     listed = _run(project, "-m", "ml_assets.cli", "pipelines")
     assert listed.returncode == 0, listed.stderr
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["demo", "flights", "taxi"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(["demo", *names()])
 
     validated = _run(
         project, "-m", "dagster", "definitions", "validate", "-m", "ml_assets.definitions"
@@ -120,4 +121,4 @@ def test_pipelines_fails_on_a_feature_the_feature_schema_lacks(scaffolded: Path)
 
     assert listed.returncode == 1
     assert f"{declaration}: model.numeric: 'weekday' not among the columns" in listed.stderr
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["flights", "taxi"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == names()
