@@ -37,7 +37,7 @@ from resources.platform import platform_resources
 from resources.table_snapshots import TableSnapshots
 from serving.spec import served_model
 
-pytestmark = [pytest.mark.unit, pytest.mark.slow]
+pytestmark = pytest.mark.unit
 
 DECLARATION = pipelines.declaration("ridership")
 HOOKS = pipelines.serving_hooks("ridership")
