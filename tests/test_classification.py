@@ -16,6 +16,7 @@ from ml_assets.contract.declaration import Threshold
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.modeling.estimators import (
     SKOPS_TRUSTED_TYPES,
+    STATISTICAL,
     Features,
     build_pipeline,
     scores,
@@ -68,6 +69,11 @@ SPACE = TypeAdapter(list[FamilySpace]).validate_python(
 )
 
 
+FITTED = [(task, family) for task, family in SKOPS_TRUSTED_TYPES if family not in STATISTICAL]
+"""The estimators' (task, family) pairs: sklearn pipelines (the statistical forecasters read no
+feature and are saved as a forecast path: tests/test_forecasters.py)."""
+
+
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     """600 trips: a company (a rare one, some missing), a distance (some missing), an hour; the
@@ -96,7 +102,7 @@ def fitted(frame: pd.DataFrame) -> dict:
     """A fitted pipeline of every (task, family) the estimators module builds."""
     train = frame[frame["split"] == "train"]
     pipelines = {}
-    for task, family in SKOPS_TRUSTED_TYPES:
+    for task, family in FITTED:
         target = "tip" if task == CLASSIFY else "fare"
         pipeline = build_pipeline(family, PARAMS[family], FEATURES, task)
         pipelines[task, family] = pipeline.fit(train[COLUMNS], train[target])
@@ -200,7 +206,7 @@ def test_better_and_bars_follow_the_metric_direction() -> None:
     assert bar(CLASSIFY, "log_loss", 0.5, -0.1) == pytest.approx(0.55)  # slack: 10% worse
 
 
-@pytest.mark.parametrize(("task", "family"), list(SKOPS_TRUSTED_TYPES))
+@pytest.mark.parametrize(("task", "family"), FITTED)
 def test_onnx_export_scores_what_the_pipeline_scores(
     task: str, family: str, fitted: dict, frame: pd.DataFrame
 ) -> None:
@@ -216,7 +222,7 @@ def test_onnx_export_scores_what_the_pipeline_scores(
     np.testing.assert_allclose(served, scores(pipeline, rows, task), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize(("task", "family"), list(SKOPS_TRUSTED_TYPES))
+@pytest.mark.parametrize(("task", "family"), FITTED)
 def test_skops_round_trip_needs_exactly_the_reviewed_types(
     task: str, family: str, fitted: dict, frame: pd.DataFrame
 ) -> None:
