@@ -33,7 +33,7 @@ check: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
-	$(UV) run pytest -m "unit and not slow"
+	$(UV) run pytest -n 2 --dist loadgroup -m "unit and not slow"
 
 lint: install
 	$(UV) run ruff check --fix .
