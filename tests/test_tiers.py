@@ -15,9 +15,11 @@ def only_the_tiers_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 
-def run(pytester: pytest.Pytester, source: str, slow_s: str = "0.5") -> pytest.RunResult:
+def run(
+    pytester: pytest.Pytester, source: str, slow_s: str = "0.5", *args: str
+) -> pytest.RunResult:
     """``source`` as a test module, run by pytest with the tiers plugin (tests slow after
-    ``slow_s`` seconds)."""
+    ``slow_s`` seconds) and ``args``."""
     pytester.makeconftest(
         f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         f"import tiers\ntiers.SLOW_TEST_S = {slow_s}\npytest_plugins = ['tiers']\n"
@@ -26,7 +28,7 @@ def run(pytester: pytest.Pytester, source: str, slow_s: str = "0.5") -> pytest.R
         "[pytest]\nmarkers =\n    unit: u\n    integration: i\n    ui: b\n    slow: s\n"
     )
     pytester.makepyfile(source)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
 def test_a_test_in_no_tier_is_refused(pytester: pytest.Pytester) -> None:
@@ -52,3 +54,21 @@ def test_an_unmarked_slow_test_fails_and_a_marked_one_passes(pytester: pytest.Py
     result = run(pytester, source)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*test_unmarked took 1 s (over 0.5 s): mark it*"])
+
+
+def test_under_xdist_a_modules_tests_share_one_worker(pytester: pytest.Pytester) -> None:
+    """``make test``'s ``-n 2 --dist loadgroup`` keeps a module (and a shared fixture's users)
+    on one worker, so its expensive fixtures are built once."""
+    test = (
+        "import os, pytest\npytestmark = pytest.mark.unit\n"
+        "@pytest.mark.parametrize('n', range(6))\n"
+        "def test_it(n, request):\n"
+        "    with open(f'{request.module.__name__}.workers', 'a') as out:\n"
+        "        out.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+    )
+    pytester.makepyfile(test_two=test)
+    result = run(pytester, test, "0.5", "-p", "xdist", "-n", "2", "--dist", "loadgroup")
+    result.assert_outcomes(passed=12)
+    for module in ("test_two", "test_under_xdist_a_modules_tests_share_one_worker"):
+        workers = (pytester.path / f"{module}.workers").read_text().split()
+        assert len(workers) == 6 and len(set(workers)) == 1, (module, workers)
