@@ -17,14 +17,15 @@ install: $(UV)
 run: install
 	$(UV) run ml-assets dev
 
-# Lint, the layers, then every tier on both cores, with line coverage of the product code in
-# every process the suite starts (pyproject.toml: [tool.coverage]).
+# Lint, the layers, then every tier on both cores, the groups in the order tests/tiers.py gives,
+# with line coverage of the product code in every process the suite starts but the benchmarks'
+# (pyproject.toml: [tool.coverage]).
 test: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
 	rm -rf .coverage-data
-	$(UV) run coverage run -m pytest -n 2 --dist loadgroup
+	$(UV) run coverage run -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 	$(UV) run coverage combine -q
 	$(UV) run coverage report --sort=cover
 

@@ -393,6 +393,19 @@ def test_rollouts_under_load_lose_no_request(world: World) -> None:
                                                        good]  # fmt: skip
 
 
+def test_a_version_over_the_latency_budget_is_not_promoted(world: World) -> None:
+    """The smoke test times single requests; past the budget, the champion stays live."""
+    go_live(world, world.first_version)
+    copy = register_copy(world, world.first_version)
+
+    result = world.deploy(copy, latency_budget_ms=0.001)
+
+    assert not result.success
+    assert "over the budget of 0.001 ms" in _failure(result)
+    assert registry.alias_version(world.model_name, "champion") == world.first_version
+    assert world.get("/model").json()["version"] == world.first_version
+
+
 def test_rollback_job_restores_the_previous_champion(world: World) -> None:
     second = register_copy(world, world.first_version)
     go_live(world, world.first_version)

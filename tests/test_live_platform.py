@@ -11,6 +11,11 @@ launched from the UI registers a new version that automation deploys.
 The backfill leaves ``flight_features`` out on purpose: Dagster adds to an asset backfill every
 downstream partition of the targeted ones, and through the 7-day history mapping that includes
 the features of the 7 days after the range, which the seeding has not landed.
+
+The deadlines are about eight times what each step takes on an idle machine (a backfill 75 s,
+the model job 70 s, a correction's readers 45 s): under ``make test`` the line-coverage tracer
+doubles the platform's work and the other worker's tests share the two cores. A test that misses
+one fails; the figures it prints are the measure, not the deadline.
 """
 
 import time
@@ -220,14 +225,14 @@ def test_a_backfill_launched_as_the_ui_does_is_one_run_then_features_refresh(
         assert status not in ("FAILED", "CANCELED"), status
         return status in ("COMPLETED_SUCCESS", "COMPLETED")
 
-    wait_for(backfill_done, 300, "the UI-launched backfill to complete")
+    wait_for(backfill_done, 600, "the UI-launched backfill to complete")
     backfill_runs = [r for r in platform.runs() if tag(r, "dagster/backfill") == backfill_id]
     # single-run backfill policy: one run for the whole range, not one per partition and asset
     assert len(backfill_runs) == 1, backfill_runs
     assert backfill_runs[0]["status"] == "SUCCESS"
     wait_for(
         lambda: all(p.stat().st_mtime_ns > mtime for p, mtime in features_before.items()),
-        180,
+        360,
         "automation to refresh the features whose inputs the backfill rewrote",
     )
 
@@ -287,7 +292,7 @@ def test_the_model_job_launched_from_the_ui_is_deployed_by_automation(
         assert status not in ("FAILURE", "CANCELED"), status
         return status == "SUCCESS"
 
-    wait_for(model_run_done, 300, "the model job launched from the UI")
+    wait_for(model_run_done, 600, "the model job launched from the UI")
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{platform.home / 'mlflow' / 'mlflow.db'}")
@@ -302,7 +307,7 @@ def test_the_model_job_launched_from_the_ui_is_deployed_by_automation(
     champion = _served_version(platform, "flights")
     wait_for(
         lambda: (_rollout(platform, "flights").get("challenger") or {}).get("version") == version,
-        240,
+        480,
         "automation to deploy the registered model in shadow",
     )
     assert _served_version(platform, "flights") == champion  # a shadow never answers
@@ -313,7 +318,7 @@ def test_the_model_job_launched_from_the_ui_is_deployed_by_automation(
         post_json(f"{platform.serving_url('flights')}/predict", item, 10)
     wait_for(
         lambda: _rollout(platform, "flights").get("stage") != "shadow",
-        120,
+        240,
         "the rollout sensor to take the shadow on",
     )
     stage = _rollout(platform, "flights")
@@ -364,7 +369,7 @@ def test_a_corrected_day_refreshes_every_day_that_reads_it_once(first_models: Fi
     from resources.landing_zone import LandingZone
 
     platform = first_models.platform
-    wait_for(platform.settled, 300, "the platform to settle before the correction")
+    wait_for(platform.settled, 600, "the platform to settle before the correction")
     before = {run["runId"] for run in platform.runs()}
     features = {p.stem: p.stat().st_mtime_ns for p in platform.files("flights", "flight_features")}
     snapshots = platform.home / "warehouse" / "online" / "flights" / "online_features"
@@ -378,9 +383,9 @@ def test_a_corrected_day_refreshes_every_day_that_reads_it_once(first_models: Fi
         path = platform.home / "warehouse" / "flights" / "flight_features" / f"{day}.parquet"
         return path.stat().st_mtime_ns > features[day]
 
-    wait_for(lambda: all(refreshed(day) for day in READERS), 180, "the readers' features")
+    wait_for(lambda: all(refreshed(day) for day in READERS), 360, "the readers' features")
     seconds = time.monotonic() - landed
-    wait_for(platform.settled, 300, "the refresh runs to finish")
+    wait_for(platform.settled, 600, "the refresh runs to finish")
     print(f"\ncorrection landed -> last reading day's features refreshed: {seconds:.1f} s")
 
     runs = [run for run in platform.runs() if run["runId"] not in before]

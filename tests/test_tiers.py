@@ -72,3 +72,25 @@ def test_under_xdist_a_modules_tests_share_one_worker(pytester: pytest.Pytester)
     for module in ("test_two", "test_under_xdist_a_modules_tests_share_one_worker"):
         workers = (pytester.path / f"{module}.workers").read_text().split()
         assert len(workers) == 6 and len(set(workers)) == 1, (module, workers)
+
+
+def test_the_live_group_starts_first_and_the_heavy_groups_last(pytester: pytest.Pytester) -> None:
+    """``make test`` hands the groups to the workers in this order (``--no-loadscope-reorder``):
+    the live platform beside the light modules, the process-heavy groups after them."""
+    light = "import pytest\npytestmark = pytest.mark.unit\ndef test_a():\n    pass\n"
+    pytester.makepyfile(test_prod=light, test_models=light)
+    pytester.makepyfile(
+        test_ui=(
+            "import pytest\npytestmark = pytest.mark.ui\n"
+            "@pytest.fixture\ndef live_platform():\n    return None\n"
+            "def test_clicks(live_platform):\n    pass\n"
+        )
+    )
+    result = run(pytester, light, "0.5", "--collect-only", "-q")
+    collected = [line.split("::")[0] for line in result.stdout.lines if "::" in line]
+    assert collected == [
+        "test_ui.py",
+        "test_the_live_group_starts_first_and_the_heavy_groups_last.py",
+        "test_models.py",
+        "test_prod.py",
+    ]

@@ -23,15 +23,44 @@ that uses one runs on the same worker. Other tests keep their module together, s
 fixtures are built once too."""
 
 
+STARTS_FIRST = "live"
+"""The group whose tests wait on the live daemon's deadlines (automation, backfills): first in
+the queue, so it runs beside the light modules rather than beside another heavy group."""
+STARTS_LAST = (
+    "serving",
+    "test_benchmarks",
+    "test_distributed",
+    "test_models",
+    "test_prod",
+    "test_scaffold",
+    "test_dev",
+    "test_s3_faults",
+)
+"""Groups that start processes of their own (services, daemons, workers, benchmark runs), the
+costliest first: after the light modules, so two of them share the two cores as little as
+possible. ``make test`` keeps this order (``--no-loadscope-reorder``); xdist's default puts the
+groups with the most tests first, which left the live platform, the benchmarks and the Celery
+workers to run side by side at the end (load 10, deadlines missed)."""
+
+
+def _rank(group: str) -> int:
+    if group == STARTS_FIRST:
+        return 0
+    return 2 + STARTS_LAST.index(group) if group in STARTS_LAST else 1
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuse a test that is in no tier or in two; give each its ``xdist_group``."""
+    """Refuse a test that is in no tier or in two; give each its ``xdist_group``, the groups in
+    the order they should start."""
+    groups = {}
     for item in items:
-        group = next(
+        groups[item] = next(
             (g for fixture, g in SHARED_FIXTURES.items() if fixture in item.fixturenames),
             item.module.__name__,
         )
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    items.sort(key=lambda item: _rank(groups[item]))  # stable: a module's own order stays
     wrong = [
         f"{item.nodeid}: {tiers or 'no tier'}"
         for item in items
