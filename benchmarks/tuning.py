@@ -172,7 +172,7 @@ def build_tuning_data(pipeline: str, built: Window) -> tuple[pd.DataFrame, str]:
 def _units(trial: "optuna.trial.FrozenTrial") -> tuple[str, float]:
     """The trial's family and what it fitted: iterations or trees, or 1 for a single fit."""
     from ml_assets.modeling.estimators import STAGES
-    from ml_assets.modeling.study import best_configuration
+    from ml_assets.modeling.trials import best_configuration
 
     family, params = best_configuration(trial.params)
     stages = max(len(trial.intermediate_values), 1)
@@ -194,7 +194,8 @@ def run_once(
     import optuna
 
     from ml_assets.modeling.estimators import Features
-    from ml_assets.modeling.study import StudySettings, run_study
+    from ml_assets.modeling.study import run_study
+    from ml_assets.modeling.trials import StudySettings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     model = declaration(pipeline).model

@@ -10,6 +10,7 @@ from ml_assets.deployment import staged_rollout
 from ml_assets.deployment.endpoint import PredictionServices
 from resources.mlflow_tracking import MlflowTracking
 from resources.prediction_log_store import PredictionLogStore
+from resources.warehouse import Warehouse
 
 
 def rollout_job_name(declaration: PipelineDeclaration) -> str:
@@ -40,6 +41,7 @@ def build_rollout_job(declaration: PipelineDeclaration) -> dg.JobDefinition:
         mlflow: MlflowTracking,
         prediction_services: PredictionServices,
         prediction_log: PredictionLogStore,
+        warehouse: Warehouse,
     ) -> None:
         mlflow.use()
         endpoint = prediction_services.endpoint(declaration.name)
@@ -51,7 +53,7 @@ def build_rollout_job(declaration: PipelineDeclaration) -> dg.JobDefinition:
         if config.action == "auto":
             champion = (endpoint.describe() or {}).get("version")
             outcomes = staged_rollout.outcome_comparison(
-                declaration, champion, stats["version"], prediction_log
+                declaration, champion, stats["version"], prediction_log, warehouse
             )
             decision = staged_rollout.decide(stage, stats, declaration.rollout, outcomes)
         else:

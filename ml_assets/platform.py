@@ -12,7 +12,8 @@ from ml_assets.contract.declaration import SqlSource
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.metadata import column_schema
-from ml_assets.deployment.assets import build_deployment_assets
+from ml_assets.deployment.batch_predictions import build_batch_predictions
+from ml_assets.deployment.deployed_endpoint import build_deployed_endpoint
 from ml_assets.executor import one_step_run_config, platform_executor
 from ml_assets.modeling.assets import build_model_assets
 from ml_assets.modeling.layer import MODELS
@@ -66,7 +67,8 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
         assets=[
             *pipeline.data_assets,
             *build_model_assets(declaration, features_schema),
-            *build_deployment_assets(declaration, serving_hooks(declaration.name), features_schema),
+            build_deployed_endpoint(declaration, serving_hooks(declaration.name)),
+            build_batch_predictions(declaration, features_schema),
             *build_monitoring_assets(declaration),
         ],
         sensors=[

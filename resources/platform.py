@@ -20,6 +20,7 @@ from resources.parquet_io_manager import ParquetIOManager
 from resources.prediction_log_store import PredictionLogStore
 from resources.sql_connection import resource_key, sql_connection
 from resources.table_snapshots import TableSnapshotStore
+from resources.warehouse import Warehouse
 
 OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
 
@@ -43,4 +44,5 @@ def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, An
         "prediction_services": prediction_services(pipelines),
         "prediction_log": PredictionLogStore(base_url=prediction_log_url()),
         "alert_webhook": AlertWebhook(url=alert_webhook_url()),
+        "warehouse": Warehouse(base_url=warehouse_url()),
     }

@@ -39,7 +39,8 @@ from ml_assets.modeling.plots import (
     roc_figure,
     save_figure,
 )
-from ml_assets.modeling.study import StudySettings, best_configuration, run_study
+from ml_assets.modeling.study import run_study
+from ml_assets.modeling.trials import StudySettings, best_configuration
 
 pytestmark = pytest.mark.unit
 

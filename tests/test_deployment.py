@@ -691,7 +691,7 @@ def test_pipelines_keep_separate_experiments_models_and_studies(platform: Platfo
     import mlflow
     import optuna
 
-    from ml_assets.modeling.study import open_storage
+    from ml_assets.modeling.trials import open_storage
 
     worlds = [platform.world(name) for name in PIPELINES]
     client = mlflow.tracking.MlflowClient()

@@ -46,7 +46,8 @@ from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
 from ml_assets.modeling import distributed_study
 from ml_assets.modeling.distributed_study import ShareClaims
 from ml_assets.modeling.estimators import Features
-from ml_assets.modeling.study import StudySettings, run_study
+from ml_assets.modeling.study import run_study
+from ml_assets.modeling.trials import StudySettings
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
 from ml_assets.processes import stop_groups
 from resources.landing_zone import LandingZone

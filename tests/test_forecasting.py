@@ -25,7 +25,7 @@ from ml_assets.contract.loading import load_declaration
 from ml_assets.contract.names import CHAMPION
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.data.assets import partitioned
-from ml_assets.deployment.assets import build_deployment_assets
+from ml_assets.deployment.batch_predictions import build_batch_predictions
 from ml_assets.home import online_store_url, warehouse_url
 from ml_assets.modeling.assets import build_model_assets
 from resources.json_io_manager import JsonIOManager
@@ -167,7 +167,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         declaration = load_declaration(path)
         features = _features_asset(declaration)
         models = build_model_assets(declaration, FEATURES_SCHEMA)
-        _, batch = build_deployment_assets(declaration, HOOKS, FEATURES_SCHEMA)
+        batch = build_batch_predictions(declaration, FEATURES_SCHEMA)
         resources = {
             "io_manager": ParquetIOManager(base_url=warehouse_url()),
             "json_io_manager": JsonIOManager(base_url=warehouse_url()),

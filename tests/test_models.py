@@ -141,7 +141,7 @@ def _study_handle(model_instance, **tuning) -> dict:
 def _trials(handle: dict) -> list:
     import optuna
 
-    from ml_assets.modeling.study import open_storage
+    from ml_assets.modeling.trials import open_storage
 
     study = optuna.load_study(
         study_name=handle["study_name"], storage=open_storage(handle["storage"])

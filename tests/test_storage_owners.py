@@ -29,8 +29,6 @@ OWNERS = {
 }
 """Modules whose job is to turn the environment into configuration."""
 DEBT = {
-    "ml_assets/deployment/assets.py": "the smoke test reads feature and request rows",
-    "ml_assets/deployment/staged_rollout.py": "the rollout step reads landed feature rows",
     "ml_assets/deployment/endpoint.py": "the services' pid files and replicas",
     "ml_assets/modeling/hyperparameter_study.py": "the study's scratch folder",
     "ml_assets/modeling/model_evaluation.py": "the evaluation's scratch folder",

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ml_assets.modeling.estimators import Features
-from ml_assets.modeling.study import StudySettings, best_configuration, run_study
+from ml_assets.modeling.study import run_study
+from ml_assets.modeling.trials import StudySettings, best_configuration
 from ml_assets.pipelines import declaration
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import ServiceUnavailable, ServingEndpoint
 from ml_assets.deployment.rollout import undone_on_failure
 from ml_assets.monitoring.rollout_comparison import MIN_PAIRED
-from resources.parquet_io_manager import read_partition
 from resources.prediction_log_store import PredictionLogStore
+from resources.warehouse import Warehouse
 
 Action = Literal["wait", "advance", "promote", "roll_back"]
 
@@ -82,28 +82,31 @@ def decide(
 
 
 def outcome_comparison(
-    declaration: PipelineDeclaration, champion: str, challenger: str, log: PredictionLogStore
+    declaration: PipelineDeclaration,
+    champion: str,
+    challenger: str,
+    log: PredictionLogStore,
+    warehouse: Warehouse,
 ) -> dict[str, Any] | None:
     """The two versions' served predictions that have an outcome by now, compared
     (``rollout_comparison.compare``); None when the challenger has served none in any
     partition."""
-    from ml_assets.home import warehouse_url
     from ml_assets.monitoring.outcomes import scored_outcomes
     from ml_assets.monitoring.rollout_comparison import compare
-    from resources.paths import to_upath
 
     model = declaration.model
+    features = declaration.key(model.features_asset)
     keys = set(declaration.partitions.definition().get_partition_keys())
-    features = to_upath(warehouse_url()).joinpath(*declaration.key(model.features_asset).path)
+    stored = set(warehouse.stored_partitions(features))
     joined = []
     for partition in log.partitions(declaration.name):
-        if partition not in keys or not (features / f"{partition}.parquet").exists():
+        if partition not in keys or partition not in stored:
             continue
         served, _, _ = log.read(declaration.name, partition)
         served = served[served["model_version"].isin([champion, challenger])]
         if not (served["model_version"] == challenger).any():
             continue
-        landed = read_partition(warehouse_url(), declaration.key(model.features_asset), partition)
+        landed = warehouse.read(features, partition)
         joined.append(
             scored_outcomes(partition, landed, model.id_column, model.target, None, "", served)
         )

@@ -33,7 +33,7 @@ from ml_assets.advisory_locks import session_lock
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import Task
 from ml_assets.modeling.estimators import Features
-from ml_assets.modeling.study import StudySettings, work
+from ml_assets.modeling.trials import StudySettings, work
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

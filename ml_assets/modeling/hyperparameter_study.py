@@ -8,7 +8,7 @@ from ml_assets.contract.declaration import ModelDeclaration, Tuning
 from ml_assets.home import ml_assets_home
 from ml_assets.modeling.folds import Fold, fold_columns, rolling_folds
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
-from ml_assets.modeling.study import FOLD_VALUES
+from ml_assets.modeling.trials import FOLD_VALUES
 from resources.mlflow_tracking import MlflowTracking
 from resources.optuna_storage import OptunaStorage
 
@@ -38,8 +38,9 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         optuna_storage: OptunaStorage,
         training_set: pd.DataFrame,
     ) -> dg.Output[dict]:
-        from ml_assets.modeling.study import StudySettings, run_study
+        from ml_assets.modeling.study import run_study
         from ml_assets.modeling.tracking_logs import log_study
+        from ml_assets.modeling.trials import StudySettings
 
         base_name = f"{layer.declaration.prefix}-{model.registered_model_name}"
         study_name = base_name if config.resume else f"{base_name}-{context.run.run_id[:8]}"

@@ -13,7 +13,7 @@ from ml_assets.modeling.artifacts import FORECASTER_TAG, ONNX_DIR, ONNX_FILE, ON
 from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, STATISTICAL, build_pipeline
 from ml_assets.modeling.onnx_export import Exported, export_onnx
 from ml_assets.modeling.plots import markdown_image, save_figure
-from ml_assets.modeling.study import best_configuration
+from ml_assets.modeling.trials import best_configuration
 
 
 @dataclass
