@@ -19,7 +19,7 @@ run: install
 
 # Lint, the layers, then every tier on both cores, the groups in the order tests/tiers.py gives,
 # with line coverage of the product code in every process the suite starts but the benchmarks'
-# (pyproject.toml: [tool.coverage]).
+# and the live platform's (pyproject.toml: [tool.coverage]; docs/architecture/tests.md).
 test: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .

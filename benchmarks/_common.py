@@ -6,7 +6,7 @@ every benchmark script has one.
 
 Every benchmark runs on a temporary ``$ML_ASSETS_HOME`` with each store at its default under
 it, so nothing it writes reaches a user's home, and it builds its data with the code location's
-jobs (``ml_assets.definitions.defs``, resources from ``resources.platform``), never a copy of
+jobs (``ml_assets.definitions.defs``, resources from ``resources.builder``), never a copy of
 their wiring.
 """
 

@@ -244,7 +244,7 @@ def prepare(home: Path, pipeline: str, quick: bool) -> None:
     import dagster as dg
     from mlflow.tracking import MlflowClient
 
-    from resources.platform import platform_resources
+    from resources.builder import platform_resources
 
     declared = declaration(pipeline)
     keys = window(pipeline, quick, WINDOWS).keys(pipeline)

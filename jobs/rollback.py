@@ -5,7 +5,7 @@ import dagster as dg
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import PredictionServices
-from ml_assets.deployment.rollout import undone_on_failure
+from ml_assets.deployment.going_live import undone_on_failure
 from resources.mlflow_tracking import MlflowTracking
 
 

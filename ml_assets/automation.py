@@ -119,8 +119,11 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
     writes hundreds while one tick evaluates) would request them a second time; the run's own
     partition tags say what it targets until it ends. A run that ended after the tick began
     still counts: the tick reads the event log as of its start, where that run's last
-    partitions are still missing, while run statuses are read live. Runs without an asset
-    selection (op jobs) are left to ``in_progress()``.
+    partitions are still missing, while run statuses are read live. A run without an asset
+    selection (a whole asset job, as the UI launches one) targets the assets it planned; an op
+    job plans none. Unpartitioned assets too: a model job launched from the UI that ended while
+    a tick evaluated had its ``registered_model`` requested again (the same model registered
+    twice).
     """
 
     @property
@@ -138,7 +141,7 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
         targeted: set[str] = set()
         whole = False
         for run in [*unfinished, *ended_during_tick]:
-            if run.asset_selection is None or key not in run.asset_selection:
+            if key not in (run.asset_selection or _planned(view, run.run_id)):
                 continue
             if partitions_def is None:
                 whole = True
@@ -155,6 +158,18 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
             return dg.AutomationResult(context, context.get_empty_subset())
         subset = view.get_subset_from_partition_keys(key, partitions_def, targeted)
         return dg.AutomationResult(context, context.candidate_subset.compute_intersection(subset))
+
+
+def _planned(view: AssetGraphView, run_id: str) -> set[dg.AssetKey]:
+    """The assets a run without an asset selection (a whole asset job, as the UI launches one)
+    planned to materialize."""
+    from dagster import DagsterEventType
+
+    records = view.instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
+    ).records
+    events = (record.event_log_entry.dagster_event for record in records)
+    return {event.asset_key for event in events if event is not None and event.asset_key}
 
 
 def all_read_partitions_passed_blocking_checks() -> dg.AutomationCondition:
@@ -285,6 +300,7 @@ def follow_upstream() -> dg.AutomationCondition:
         & ~condition.any_deps_missing()
         & ~condition.any_deps_in_progress()
         & ~condition.in_progress()
+        & ~TargetedByUnfinishedRun()
         & condition.all_deps_blocking_checks_passed()
     ).with_label("follow_upstream")
 

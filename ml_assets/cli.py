@@ -250,7 +250,7 @@ def _rollout(args: argparse.Namespace) -> int:
     from jobs.rollout import build_rollout_job
     from ml_assets import pipelines
     from ml_assets.deployment import staged_rollout
-    from resources.platform import platform_resources
+    from resources.builder import platform_resources
 
     declared = pipelines.declaration(args.pipeline)
     resources = platform_resources([pipelines.declaration(n) for n in pipelines.names()])
@@ -306,7 +306,8 @@ def _serve(args: argparse.Namespace) -> int:
     declared = pipelines.declaration(args.pipeline)
     served = served_model(declared, pipelines.serving_hooks(args.pipeline), args.max_batch)
     log_url = None if args.no_prediction_log else prediction_log_url()
-    app = create_app(served, TableSnapshots(online_store_url()), token, log_url)
+    home = str(ml_assets_home())
+    app = create_app(served, TableSnapshots(online_store_url()), token, log_url, home=home)
     port = args.port or declared.serving.port
     print(f"{args.pipeline} prediction service on http://{args.host}:{port}", flush=True)
     uvicorn.run(

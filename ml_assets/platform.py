@@ -20,7 +20,7 @@ from ml_assets.modeling.layer import MODELS
 from ml_assets.monitoring.alerts import build_alerts_sensor
 from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.pipelines import serving_hooks
-from resources.platform import platform_resources
+from resources.builder import platform_resources
 from sensors.landing_zone import build_landing_zone_sensor, landed_sources
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor

@@ -18,6 +18,8 @@
 - ``GET /health`` (the process answers, for which pipeline and home), ``GET /ready`` (a model is
   live), ``GET /model`` (version, run, trained-on partitions, rollout, prediction log),
   ``GET /metrics`` (Prometheus).
+- ``POST /admin/unload`` (bearer token): serve no model, until the next reload (a failed first
+  deploy's undo).
 - ``POST /admin/reload`` (bearer token): load the champion (or a given version), the
   challenger the registry says is rolling out, and the latest online feature snapshot beside
   the live ones, score the warm-up items, then swap them in one assignment, so every response
@@ -43,11 +45,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
 from ml_assets.contract.names import CHAMPION
-from ml_assets.home import ml_assets_home
 from resources.table_snapshots import TableSnapshots
 from serving import openapi, scoring
-from serving.metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
 from serving.prediction_log import PredictionLog
+from serving.prometheus_metrics import VERSION_KEY, MetricsMiddleware, ServiceMetrics
 from serving.service import Live, ReloadRejected, Service, freeze_heap
 from serving.shadow_process import ChildSetup
 from serving.spec import ServedModel
@@ -132,10 +133,16 @@ def _predict_description(served: ServedModel) -> str:
 
 
 def create_app(
-    served: ServedModel, snapshots: TableSnapshots, token: str, log_url: str | None = None
+    served: ServedModel,
+    snapshots: TableSnapshots,
+    token: str,
+    log_url: str | None = None,
+    *,
+    home: str,
 ) -> FastAPI:
     """The service of ``served``; with ``log_url``, every prediction goes to the prediction
-    log there (``serving.prediction_log``)."""
+    log there (``serving.prediction_log``). ``home`` is the platform home ``/health`` names,
+    so that a platform reloads only the services of its own."""
     prediction_log = (
         PredictionLog(
             log_url,
@@ -155,7 +162,6 @@ def create_app(
     )  # fmt: skip
     service = Service(served, snapshots, token, ServiceMetrics(), shadow, prediction_log)
     metrics = service.metrics
-    home = str(ml_assets_home())
 
     async def lifespan(app: FastAPI):
         try:
@@ -346,6 +352,28 @@ def create_app(
             service.live = prepared  # the one switch: later requests see the new model
         await run_in_threadpool(freeze_heap)
         log.info("now serving %s", service.describe())
+        return JSONResponse(service.describe())
+
+    @app.post(
+        "/admin/unload",
+        operation_id="unload",
+        summary="Serve no model",
+        description="The live model (and any challenger) is taken out: predictions answer 503 "
+        "until the next reload. What a deploy that fails with no champion to go back to does, "
+        "so that no model the registry does not name keeps answering.",
+        response_model=None,
+        openapi_extra={"security": [{openapi.ADMIN_TOKEN: []}]},
+        responses={
+            200: {"model": openapi.NotLive, "description": "No model is live now."},
+            401: {"model": openapi.Problem, "description": "No or a wrong bearer token."},
+        },
+    )
+    async def unload(request: Request) -> JSONResponse:
+        if not _authorized(service, request):
+            return _error(401, "admin calls need 'Authorization: Bearer <token>'")
+        async with service.reloading:
+            service.live = None
+        log.info("unloaded: no model is live")
         return JSONResponse(service.describe())
 
     return app

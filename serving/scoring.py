@@ -13,9 +13,9 @@ import numpy as np
 
 from ml_assets.contract.names import CHAMPION
 from serving import openapi
-from serving.metrics import ServiceMetrics
 from serving.prediction_log import Scored
 from serving.predictors import LoadedModel
+from serving.prometheus_metrics import ServiceMetrics
 from serving.service import Live, Service
 from serving.shadow import Compared
 from serving.shadow_process import Shadowed

@@ -15,9 +15,9 @@ from ml_assets.contract.requests import parse_item
 from resources.table_snapshots import TableSnapshots
 from serving import openapi
 from serving.challenger import Challenger, Outcome
-from serving.metrics import ServiceMetrics
 from serving.prediction_log import PredictionLog
 from serving.predictors import LoadedModel, NoChampion, load_version, resolve_alias
+from serving.prometheus_metrics import ServiceMetrics
 from serving.shadow import Comparison
 from serving.shadow_process import ChildSetup, ShadowDied, ShadowProcess
 from serving.spec import ServedModel

@@ -14,8 +14,8 @@ from ml_assets import ACKNOWLEDGED_WARNINGS
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
 from ml_assets.pipelines import declaration, names
 from ml_assets.pipelines.flights.publish import day_keys, publish
+from resources.builder import platform_resources
 from resources.landing_zone import LandingZone, default_landing_zone
-from resources.platform import platform_resources
 
 pytest_plugins = ["live", "serving_fixtures", "tiers", "ui_flows"]
 """Session fixtures shared across modules: ``live_platform`` and ``first_models``, the running

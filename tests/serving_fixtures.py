@@ -42,10 +42,10 @@ from ml_assets.home import (
     warehouse_url,
 )
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
+from resources.builder import OPTUNA_STORAGE_ENV_VAR, platform_resources
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
-from resources.platform import OPTUNA_STORAGE_ENV_VAR, platform_resources
 from serving.predictors import LoadedModel, load_version
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 from serving.spec import ServedModel, served_model

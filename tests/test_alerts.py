@@ -28,7 +28,7 @@ from ml_assets.monitoring.alerts import (
 )
 from ml_assets.pipelines import declaration, names
 from resources.alert_webhook import ALERT_WEBHOOK_ENV_VAR, REDACTED, AlertWebhook
-from resources.platform import platform_resources
+from resources.builder import platform_resources
 
 pytestmark = pytest.mark.unit
 

@@ -96,6 +96,7 @@ OPERATIONS = (
     "GET /model",
     "GET /metrics",
     "POST /admin/reload",
+    "POST /admin/unload",
 )
 """Every operation of the document (``test_the_document_lists_every_operation`` holds it to
 that)."""
@@ -244,7 +245,7 @@ def test_a_date_outside_the_snapshot_is_refused_when_declared(flights: World) ->
     """Declared ``outside_snapshot: refuse``: 422 naming the item and the field, as a bad field
     is; items on the snapshot's day are answered. The app in process, on the live one's store."""
     refusing = dataclasses.replace(flights.served, outside_snapshot="refuse")
-    app = create_app(refusing, TableSnapshots(online_store_url()), token="unused")
+    app = create_app(refusing, TableSnapshots(online_store_url()), token="unused", home="test")
     day = _snapshot_day(flights)
     inside = flights.requests()[0]
     outside = {**inside, "date": (day - dt.timedelta(days=1)).isoformat()}
@@ -320,7 +321,7 @@ def test_a_service_without_a_champion_says_so_and_a_reload_keeps_it_so(world: Wo
     """The documented 503 and 404 bodies; a reload with no champion is refused (it used to
     answer 200 and make whatever was live, if anything, not live)."""
     absent = dataclasses.replace(world.served, registered_model="no-such-model")
-    app = create_app(absent, TableSnapshots(online_store_url()), token="t")
+    app = create_app(absent, TableSnapshots(online_store_url()), token="t", home="test")
     not_live = {"name": "no-such-model", "ready": False}
 
     ready, model, predicted, reload, after = _in_process(
@@ -343,7 +344,7 @@ def test_a_live_service_keeps_its_long_lived_objects_out_of_full_collections(wor
     """Once a model is live, and again after a reload, the heap is frozen: a full collection
     scans only what was allocated since (unfrozen, one took a third of a second of a loaded
     service's time, answering nothing, every few seconds with a shadow). In process."""
-    app = create_app(world.served, TableSnapshots(online_store_url()), token="t")
+    app = create_app(world.served, TableSnapshots(online_store_url()), token="t", home="test")
 
     async def frozen_counts() -> tuple[int, int, int]:
         transport = httpx.ASGITransport(app)

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from serving_fixtures import (
     CLASSIFY,
     PIPELINES,
@@ -50,9 +51,9 @@ from ml_assets.home import (
 )
 from ml_assets.modeling.artifacts import ONNX_ARTIFACT
 from ml_assets.processes import stop_groups
+from resources.builder import platform_resources
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
-from resources.platform import platform_resources
 from resources.table_snapshots import TableSnapshots
 from serving.predictors import load_version
 from serving.settings import TOKEN_ENV_VAR, admin_token, is_local, serving_url, url_env_var
@@ -403,6 +404,24 @@ def test_a_version_over_the_latency_budget_is_not_promoted(world: World) -> None
     assert not result.success
     assert "over the budget of 0.001 ms" in _failure(result)
     assert registry.alias_version(world.model_name, "champion") == world.first_version
+    assert world.get("/model").json()["version"] == world.first_version
+
+
+def test_a_failed_first_deploy_leaves_no_model_answering(world: World) -> None:
+    """With no champion to go back to, the undo takes the failed version out of the service."""
+    go_live(world, world.first_version)
+    copy = register_copy(world, world.first_version)
+    world.platform.resources["mlflow"].use()
+    MlflowClient().delete_registered_model_alias(world.model_name, "champion")
+
+    result = world.deploy(copy, latency_budget_ms=0.001)
+
+    assert not result.success
+    assert "The service now serves no model (there is no champion)" in _failure(result)
+    assert registry.alias_version(world.model_name, "champion") is None
+    assert world.get("/ready").status_code == 503
+    assert world.post("/predict", json=world.requests()[:1]).status_code == 503
+    go_live(world, world.first_version)  # as the other tests expect it
     assert world.get("/model").json()["version"] == world.first_version
 
 

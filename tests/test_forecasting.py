@@ -264,7 +264,7 @@ def test_served_predictions_equal_the_batch_predictions(chain: dict[str, Any]) -
     days equal the batch predictions of those rows; a day past the horizon gets 422."""
     declaration, batch = chain["declaration"], chain["batch"]
     app = create_app(
-        served_model(declaration, HOOKS), TableSnapshots(online_store_url()), token="t"
+        served_model(declaration, HOOKS), TableSnapshots(online_store_url()), token="t", home="test"
     )
     days = [{"day": row_id} for row_id in batch["row_id"]]
 

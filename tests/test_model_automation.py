@@ -68,3 +68,39 @@ def test_the_first_model_trains_once_the_window_holds_enough_features(
         cursor=short.cursor,
     )  # fmt: skip
     assert _requested(enough) == {key("training_set")}
+
+
+def test_a_registration_a_run_still_targets_is_not_requested_again(
+    instance: dg.DagsterInstance,
+) -> None:
+    """The model job launched from the UI evaluates and registers in one run: a tick that began
+    before that run ended (it reads the event log as of its start, run statuses live) must not
+    request ``registered_model`` again, which would register the same model twice."""
+    registered, evaluation = key("registered_model"), key("model_evaluation")
+    selection = dg.AssetSelection.assets(registered)
+    for name in ("trained_model", "model_evaluation", "registered_model"):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key(name)))
+    first = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection
+    )
+    run = instance.create_run_for_job(
+        defs.resolve_job_def("flights_model"),
+        asset_selection=frozenset({evaluation, registered}),
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    instance.report_runless_asset_event(dg.AssetMaterialization(evaluation))
+    for check in ("beats_baseline", "not_worse_than_champion"):
+        passed = dg.AssetCheckEvaluation(asset_key=evaluation, check_name=check, passed=True)
+        instance.report_runless_asset_event(passed)
+    began = datetime.now(UTC)
+    instance.report_run_canceled(run)
+
+    during = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor,
+        evaluation_time=began,
+    )  # fmt: skip
+    assert _requested(during) == set()
+    after = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
+    )
+    assert _requested(after) == {registered}  # an update no run of its own made is followed

@@ -13,9 +13,9 @@ from ml_assets.modeling.layer import MODEL_ASSET_NAMES
 from ml_assets.pipelines import declaration
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
+from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import MlflowTracking
-from resources.platform import platform_resources
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 

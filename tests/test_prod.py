@@ -43,7 +43,7 @@ from ml_assets.deployment.endpoint import replicas_env_var
 from ml_assets.deployment.staged_rollout import pooled
 from ml_assets.executor import BROKER_ENV_VAR
 from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
-from resources.platform import platform_resources
+from resources.builder import platform_resources
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -31,9 +31,9 @@ from ml_assets.monitoring import feature_drift
 from ml_assets.pipelines.ridership.cleaning import clean_days
 from ml_assets.pipelines.ridership.features import feature_frame
 from ml_assets.pipelines.ridership.publish import days
+from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
 from resources.parquet_io_manager import read_partition
-from resources.platform import platform_resources
 from resources.table_snapshots import TableSnapshots
 from serving.spec import served_model
 

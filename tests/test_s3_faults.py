@@ -1,4 +1,4 @@
-"""S3 under faults: the platform's resources (``resources.platform.platform_resources``) on a
+"""S3 under faults: the platform's resources (``resources.builder.platform_resources``) on a
 moto server behind a proxy that throttles (503 SlowDown) or fails (500) requests
 (``tests/s3_fault_proxy.py``). Transient errors are retried and the run succeeds with every
 row once; persistent ones fail the run naming the object; a reader never sees half an object.
@@ -22,9 +22,9 @@ from ml_assets.home import LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_
 from ml_assets.pipelines import declaration, names
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
+from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
 from resources.paths import MAX_ATTEMPTS_ENV_VAR, read_bytes, to_upath, write_bytes_atomically
-from resources.platform import platform_resources
 
 pytestmark = pytest.mark.integration
 

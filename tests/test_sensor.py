@@ -25,8 +25,8 @@ from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from ml_assets.platform import IN_PROCESS
+from resources.builder import platform_resources
 from resources.landing_zone import LandingZone
-from resources.platform import platform_resources
 from sensors.landing_zone import (
     RANGE_END,
     RANGE_START,

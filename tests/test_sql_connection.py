@@ -12,7 +12,7 @@ from ml_assets import pipelines
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.assets import landed_assets
 from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS
-from resources.platform import platform_resources
+from resources.builder import platform_resources
 from resources.sql_connection import SqlConnection, sql_connection
 
 pytestmark = pytest.mark.unit

@@ -28,8 +28,8 @@ from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS, data_assets, land
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
 from ml_assets.platform import code_location
+from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
-from resources.platform import platform_resources
 from resources.sql_connection import SqlConnection
 from sensors.sql_source import RANGE_END, RANGE_START, build_sql_source_sensor
 

@@ -1,6 +1,6 @@
 """One owner per storage location: the warehouse, the online snapshots, the prediction log, the
 landing zone and the platform's home are reached through their resources (built once, in
-``resources/platform.py``, from the environment) or the services' settings, never by an asset,
+``resources/builder.py``, from the environment) or the services' settings, never by an asset,
 sensor, job or service module reading the environment or the location itself."""
 
 import ast
@@ -33,7 +33,6 @@ DEBT = {
     "ml_assets/modeling/hyperparameter_study.py": "the study's scratch folder",
     "ml_assets/modeling/model_evaluation.py": "the evaluation's scratch folder",
     "ml_assets/modeling/distributed_study.py": "a Celery worker's own Optuna storage password",
-    "serving/app.py": "the home a service reports on /health",
 }
 """What still reads a location itself (issue 27, item 3): listed so that it can only shrink."""
 

@@ -15,10 +15,10 @@ from ml_assets import pipelines
 from ml_assets.data.checks import SchemaCheck, schema_outcome
 from ml_assets.home import WAREHOUSE_ENV_VAR
 from ml_assets.pipelines import declaration, names
+from resources.builder import platform_resources
 from resources.landing_zone import LandingZone
 from resources.parquet_io_manager import ParquetIOManager
 from resources.partition_frames import FrameSpill, PartitionFrames, PartitionStream
-from resources.platform import platform_resources
 
 pytestmark = pytest.mark.unit
 

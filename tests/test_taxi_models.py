@@ -11,8 +11,8 @@ from ml_assets import pipelines
 from ml_assets.modeling.artifacts import THRESHOLD_TAG
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES
 from ml_assets.platform import pipeline_definitions
+from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
-from resources.platform import platform_resources
 
 pytestmark = pytest.mark.unit
 

@@ -71,9 +71,22 @@ def test_the_lineage_graph_shows_every_group_of_both_pipelines(
 ) -> None:
     shown = lineage_shows_every_group(page, platform, screenshots)
 
-    defined = platform.graphql("{ assetNodes { groupName } }")["assetNodes"]
-    assert shown == sorted({node["groupName"] for node in defined})
-    assert set(shown) >= {f"{name}_{layer}" for name in pipelines.names() for layer in LAYERS}
+    defined = {
+        n["groupName"] for n in platform.graphql("{ assetNodes { groupName } }")["assetNodes"]
+    }
+    named = sorted(_group_named(label, defined) for label in shown)
+    assert named == sorted(defined)
+    assert set(named) >= {f"{name}_{layer}" for name in pipelines.names() for layer in LAYERS}
+
+
+def _group_named(label: str, groups: set[str]) -> str:
+    """The group a graph node's label names: the UI shortens a long name in its middle
+    (``ridersh…_features``)."""
+    if "…" not in label:
+        return label
+    head, tail = label.split("…", 1)
+    (group,) = [g for g in groups if g.startswith(head) and g.endswith(tail)]
+    return group
 
 
 def test_one_partition_materialized_from_the_asset_page_succeeds(

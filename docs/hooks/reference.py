@@ -240,7 +240,7 @@ def _openapi_documents() -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as nowhere:
         for name in _pipelines():
             served = served_model(pipelines.declaration(name), pipelines.serving_hooks(name))
-            app = create_app(served, TableSnapshots(nowhere), token="docs")  # noqa: S106 (never serves)
+            app = create_app(served, TableSnapshots(nowhere), token="docs", home="docs")  # noqa: S106 (never serves)
             documents[name] = app.openapi()
     return documents
 

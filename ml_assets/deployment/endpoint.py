@@ -253,6 +253,23 @@ class ServingEndpoint:
             )
         return response.json()
 
+    def unload(self) -> None:
+        """Have the service (each replica that answers) serve no model, as the registry says
+        when it names no champion."""
+        if not self.replicas:
+            self._refuse_another_homes()
+        for url in self.replicas or [self.url]:
+            if self.replicas and self._health(url) is None:
+                continue
+            with self._client(url) as client:
+                response = client.post(
+                    "/admin/unload", headers={"Authorization": f"Bearer {self._token()}"}
+                )
+            if response.status_code != 200:
+                raise ServiceUnavailable(
+                    f"unload refused ({response.status_code}): {response.json().get('detail')}"
+                )
+
     def reload_champion(self, version: str) -> dict[str, Any]:
         """Have the service load the champion, which the registry now says is ``version``;
         its answer, or raise if it loaded anything else."""

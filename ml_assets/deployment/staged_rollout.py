@@ -18,7 +18,7 @@ from ml_assets.contract.declaration import PipelineDeclaration, Rollout
 from ml_assets.contract.names import CANARY, FULL, ROLLED_BACK, ROLLOUT_DECISION, SHADOW
 from ml_assets.deployment import registry
 from ml_assets.deployment.endpoint import ServiceUnavailable, ServingEndpoint
-from ml_assets.deployment.rollout import undone_on_failure
+from ml_assets.deployment.going_live import undone_on_failure
 from ml_assets.monitoring.rollout_comparison import MIN_PAIRED
 from resources.prediction_log_store import PredictionLogStore
 from resources.warehouse import Warehouse

@@ -157,7 +157,7 @@ def _without_password(url: str) -> str:
 
 def _with_password(url: str) -> str:
     """``url``, or this machine's Optuna storage when it names the same database."""
-    from resources.platform import OPTUNA_STORAGE_ENV_VAR
+    from resources.builder import OPTUNA_STORAGE_ENV_VAR
 
     mine = os.environ.get(OPTUNA_STORAGE_ENV_VAR)
     return mine if mine and _without_password(mine) == url else url

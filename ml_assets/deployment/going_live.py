@@ -33,7 +33,7 @@ def undone_on_failure(
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"
         registry.restore(name, before, version, reason)
-        restored = _reload_quietly(endpoint, log)
+        restored = _reload_quietly(endpoint, before.champion, log)
         raise dg.Failure(
             description=(
                 f"{action} failed and was undone: {reason}. The service now serves {restored}."
@@ -42,10 +42,15 @@ def undone_on_failure(
         ) from error
 
 
-def _reload_quietly(endpoint: ServingEndpoint, log: Any) -> str:
+def _reload_quietly(endpoint: ServingEndpoint, champion: str | None, log: Any) -> str:
+    """The service put back on ``champion``, or on no model when there is none (a failed first
+    deploy: the version that failed must not go on answering); what it serves now."""
     try:
+        if champion is None:
+            endpoint.unload()
+            return "no model (there is no champion)"
         served = endpoint.reload()
     except Exception as error:  # the undo is reported; the original failure matters more
-        log.error(f"reloading the restored champion failed: {error}")
-        return "an unknown version (the reload failed)"
+        log.error(f"putting the service back failed: {error}")
+        return "an unknown version (putting it back failed)"
     return f"v{served['version']}" if served.get("ready") else "no model (there is no champion)"
