@@ -4,9 +4,9 @@ import dagster as dg
 
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import PredictionServices
 from ml_assets.deployment.going_live import undone_on_failure
 from resources.mlflow_tracking import MlflowTracking
+from resources.prediction_services import PredictionServices
 
 
 def build_rollback_job(declaration: PipelineDeclaration) -> dg.JobDefinition:

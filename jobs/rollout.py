@@ -7,9 +7,9 @@ from pydantic import Field
 
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import staged_rollout
-from ml_assets.deployment.endpoint import PredictionServices
 from resources.mlflow_tracking import MlflowTracking
 from resources.prediction_log_store import PredictionLogStore
+from resources.prediction_services import PredictionServices
 from resources.warehouse import Warehouse
 
 

@@ -198,8 +198,8 @@ def _dev(args: argparse.Namespace) -> int:
     """Run ``dagster dev`` until it exits or this process is asked to stop (SIGINT, SIGTERM,
     SIGHUP); then stop its process group and the prediction services the platform started on
     this home, SIGKILL for any process left after ``STOP_GRACE_S``."""
-    from ml_assets.deployment.endpoint import started_services
     from ml_assets.processes import stop_groups
+    from resources.prediction_services import started_services
 
     _seed_landing_zone(args.seed_partitions)
     _use_the_platforms_instance()

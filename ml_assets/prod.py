@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ml_assets.deployment.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
-from ml_assets.deployment.endpoint import replicas_env_var, serving_replicas
 from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT, ml_assets_home
 from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
+from resources.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
+from resources.prediction_services import replicas_env_var, serving_replicas
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 
 PROFILE_FILE = PROJECT_ROOT / "deploy" / "production.env"

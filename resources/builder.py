@@ -4,25 +4,22 @@ The code location and the tests use this same builder, so a test runs against ex
 wiring a user gets, pointed at the test's own ``$ML_ASSETS_HOME``.
 """
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
-from ml_assets.deployment.endpoint import prediction_services
 from ml_assets.home import online_store_url, prediction_log_url, warehouse_url
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import MlflowTracking, tracking_uri
-from resources.optuna_storage import OptunaStorage, default_journal_dir
+from resources.optuna_storage import default_optuna_storage
 from resources.parquet_io_manager import ParquetIOManager
 from resources.prediction_log_store import PredictionLogStore
+from resources.prediction_services import prediction_services
 from resources.sql_connection import resource_key, sql_connection
 from resources.table_snapshots import TableSnapshotStore
 from resources.warehouse import Warehouse
-
-OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
 
 
 def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, Any]:
@@ -38,9 +35,7 @@ def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, An
         "landing_zone": default_landing_zone(),
         "online_store": TableSnapshotStore(base_url=online_store_url()),
         "mlflow": MlflowTracking(tracking_uri=tracking_uri()),
-        "optuna_storage": OptunaStorage(
-            url=os.environ.get(OPTUNA_STORAGE_ENV_VAR) or None, journal_dir=default_journal_dir()
-        ),
+        "optuna_storage": default_optuna_storage(),
         "prediction_services": prediction_services(pipelines),
         "prediction_log": PredictionLogStore(base_url=prediction_log_url()),
         "alert_webhook": AlertWebhook(url=alert_webhook_url()),

@@ -1,9 +1,13 @@
 """Where Optuna studies live: a journal file per study locally, a database in production."""
 
+import os
+
 import dagster as dg
 from pydantic import Field
 
 from ml_assets.home import ml_assets_home
+
+OPTUNA_STORAGE_ENV_VAR = "ML_ASSETS_OPTUNA_STORAGE"
 
 
 class OptunaStorage(dg.ConfigurableResource):
@@ -18,5 +22,9 @@ class OptunaStorage(dg.ConfigurableResource):
         return self.url or f"{self.journal_dir.rstrip('/')}/{study_name}.journal"
 
 
-def default_journal_dir() -> str:
-    return str(ml_assets_home() / "optuna")
+def default_optuna_storage() -> OptunaStorage:
+    """``$ML_ASSETS_OPTUNA_STORAGE``, or journal files in the platform's home."""
+    return OptunaStorage(
+        url=os.environ.get(OPTUNA_STORAGE_ENV_VAR) or None,
+        journal_dir=str(ml_assets_home() / "optuna"),
+    )

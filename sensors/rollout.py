@@ -11,7 +11,7 @@ import dagster as dg
 from jobs.rollout import rollout_job_name
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import staged_rollout
-from ml_assets.deployment.endpoint import PredictionServices
+from resources.prediction_services import PredictionServices
 
 INTERVAL_SECONDS = 15
 

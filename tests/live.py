@@ -7,6 +7,7 @@ of every pipeline takes minutes, so every live test reads or extends the same on
 changes it (a backfill, a model launch, a damaged file) says so and leaves the rest intact.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -158,22 +159,37 @@ def webserver_up(port: int) -> bool:
     return True
 
 
-_STOPS: list[Callable[[], None]] = []
-"""How to stop the running ``ml-assets dev``, once its last test is done."""
+_STOPS: dict[str, list[Callable[[], None]]] = {}
+"""Per session fixture, how to stop what it started, once the last test that uses it is done."""
+
+
+@contextlib.contextmanager
+def stopped_after_last_user(fixture: str, stop: Callable[[], None]) -> Iterator[None]:
+    """Run ``stop`` after the last test (in collection order, the order they run in, all on one
+    worker) that uses ``fixture``, or when the block ends, whichever comes first — not at the
+    end of the session: the live platform's daemon would tick on beside every later test of
+    the worker, and sync Playwright keeps an event loop running in the worker's thread (a
+    later test's ``asyncio.run`` fails)."""
+    stops = _STOPS.setdefault(fixture, [])
+    stops.append(stop)
+    try:
+        yield
+    finally:
+        if stop in stops:
+            stops.remove(stop)
+            stop()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """Stop the live platform after the last test (in collection order, the order the live
-    tests run in, all on one worker) that uses it, not at the end of the session: its daemon
-    and code server would tick on beside every later test of the worker."""
-    if _STOPS and item is _last_user(item.session):
-        while _STOPS:
-            _STOPS.pop()()
+    for fixture, stops in _STOPS.items():
+        if stops and item is _last_user(item.session, fixture):
+            while stops:
+                stops.pop()()
 
 
-def _last_user(session: pytest.Session) -> pytest.Item | None:
-    return next((i for i in reversed(session.items) if "live_platform" in i.fixturenames), None)
+def _last_user(session: pytest.Session, fixture: str) -> pytest.Item | None:
+    return next((i for i in reversed(session.items) if fixture in i.fixturenames), None)
 
 
 @pytest.fixture(scope="session")
@@ -190,14 +206,9 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
         stop_groups([process], 30)  # it stops the services deployed_endpoint started too
         log.close()
 
-    _STOPS.append(stop)
-    try:
+    with stopped_after_last_user("live_platform", stop):
         wait_for(lambda: webserver_up(port), 120, "the Dagster webserver")
         yield LivePlatform(port, home, env, started)
-    finally:
-        if stop in _STOPS:
-            _STOPS.remove(stop)
-            stop()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ from ml_assets.contract.names import ROLLED_BACK, STAGES
 from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import PredictionServices, ServingEndpoint
 from ml_assets.home import (
     HOME_ENV_VAR,
     LANDING_ENV_VAR,
@@ -42,10 +41,12 @@ from ml_assets.home import (
     warehouse_url,
 )
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
-from resources.builder import OPTUNA_STORAGE_ENV_VAR, platform_resources
+from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
 from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
+from resources.optuna_storage import OPTUNA_STORAGE_ENV_VAR
 from resources.parquet_io_manager import read_partition
+from resources.prediction_services import PredictionServices, ServingEndpoint
 from serving.predictors import LoadedModel, load_version
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 from serving.spec import ServedModel, served_model

@@ -30,7 +30,7 @@ MARK = "ML_ASSETS_TEST_DEV_MARK"
 START_SERVICE = """
 import logging
 from ml_assets import pipelines
-from ml_assets.deployment.endpoint import prediction_services
+from resources.prediction_services import prediction_services
 services = prediction_services([pipelines.declaration("flights")])
 services.endpoint("flights").ensure_running(logging.getLogger())
 """

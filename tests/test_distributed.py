@@ -50,8 +50,8 @@ from ml_assets.modeling.study import run_study
 from ml_assets.modeling.trials import StudySettings
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table
 from ml_assets.processes import stop_groups
-from resources.builder import OPTUNA_STORAGE_ENV_VAR
 from resources.landing_zone import LandingZone
+from resources.optuna_storage import OPTUNA_STORAGE_ENV_VAR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

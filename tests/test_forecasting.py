@@ -26,12 +26,10 @@ from ml_assets.contract.names import CHAMPION
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.data.assets import partitioned
 from ml_assets.deployment.batch_predictions import build_batch_predictions
-from ml_assets.home import online_store_url, warehouse_url
+from ml_assets.home import online_store_url
 from ml_assets.modeling.assets import build_model_assets
-from resources.json_io_manager import JsonIOManager
-from resources.mlflow_tracking import MlflowTracking, tracking_uri
-from resources.optuna_storage import OptunaStorage, default_journal_dir
-from resources.parquet_io_manager import ParquetIOManager
+from resources.builder import platform_resources
+from resources.mlflow_tracking import tracking_uri
 from resources.partition_frames import PartitionStream
 from resources.table_snapshots import TableSnapshots
 from serving.app import create_app
@@ -168,12 +166,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         features = _features_asset(declaration)
         models = build_model_assets(declaration, FEATURES_SCHEMA)
         batch = build_batch_predictions(declaration, FEATURES_SCHEMA)
-        resources = {
-            "io_manager": ParquetIOManager(base_url=warehouse_url()),
-            "json_io_manager": JsonIOManager(base_url=warehouse_url()),
-            "mlflow": MlflowTracking(tracking_uri=tracking_uri()),
-            "optuna_storage": OptunaStorage(url=None, journal_dir=default_journal_dir()),
-        }
+        resources = platform_resources([declaration])
         everything = [features, *models, batch]
         with dg.instance_for_test() as instance:
             assert dg.materialize(

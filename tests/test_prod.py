@@ -38,12 +38,12 @@ from serving_fixtures import (
 )
 
 from ml_assets import pipelines, prod
-from ml_assets.deployment.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
-from ml_assets.deployment.endpoint import replicas_env_var
 from ml_assets.deployment.staged_rollout import pooled
 from ml_assets.executor import BROKER_ENV_VAR
 from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
+from resources.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
 from resources.builder import platform_resources
+from resources.prediction_services import replicas_env_var
 from serving.settings import TOKEN_ENV_VAR, url_env_var
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -28,13 +28,6 @@ OWNERS = {
     "ml_assets/celery_worker.py": "the worker process's own set-up",
 }
 """Modules whose job is to turn the environment into configuration."""
-DEBT = {
-    "ml_assets/deployment/endpoint.py": "the services' pid files and replicas",
-    "ml_assets/modeling/hyperparameter_study.py": "the study's scratch folder",
-    "ml_assets/modeling/model_evaluation.py": "the evaluation's scratch folder",
-    "ml_assets/modeling/distributed_study.py": "a Celery worker's own Optuna storage password",
-}
-"""What still reads a location itself (issue 27, item 3): listed so that it can only shrink."""
 
 
 def readers_of_the_environment(path: Path) -> list[str]:
@@ -66,7 +59,4 @@ def test_only_the_owners_read_a_location_from_the_environment() -> None:
         if (found := readers_of_the_environment(PROJECT_ROOT / module))
         and not any(module.startswith(owner) for owner in OWNERS)
     }
-    assert set(readers) <= set(DEBT), {m: readers[m] for m in set(readers) - set(DEBT)}
-    assert set(DEBT) <= set(readers), (
-        f"no longer a reader, drop it from DEBT: {set(DEBT) - set(readers)}"
-    )
+    assert not readers, readers

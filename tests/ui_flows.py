@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from live import FINISHED, LivePlatform, wait_for
+from live import FINISHED, LivePlatform, stopped_after_last_user, wait_for
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from resources.landing_zone import LandingZone
@@ -74,12 +74,17 @@ def screenshots(request: pytest.FixtureRequest) -> Screenshots:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Debian's chromium, never a downloaded browser (``.ci/run`` installs it)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox"]
-        )
-        yield browser
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=["--headless", "--no-sandbox"]
+    )
+
+    def stop() -> None:
         browser.close()
+        playwright.stop()
+
+    with stopped_after_last_user("browser", stop):
+        yield browser
 
 
 @pytest.fixture

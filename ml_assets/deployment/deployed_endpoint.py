@@ -15,12 +15,12 @@ from ml_assets.contract.names import FULL
 from ml_assets.contract.overrides import declared_defaults
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.deployment import registry, staged_rollout
-from ml_assets.deployment.endpoint import PredictionServices
 from ml_assets.deployment.going_live import undone_on_failure
 from ml_assets.deployment.layer import common
 from ml_assets.deployment.smoke import smoke_test
 from ml_assets.modeling.estimators import model_inputs
 from resources.mlflow_tracking import MlflowTracking
+from resources.prediction_services import PredictionServices
 from resources.warehouse import Warehouse
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import ServingEndpoint
+from resources.prediction_services import ServingEndpoint
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ import pandas as pd
 
 from ml_assets.contract.declaration import ModelDeclaration, PipelineDeclaration
 from ml_assets.contract.pipeline import ServingHooks
-from ml_assets.deployment.endpoint import ServingEndpoint
 from ml_assets.modeling.estimators import Features
+from resources.prediction_services import ServingEndpoint
 from resources.warehouse import Warehouse
 from serving.spec import score_field
 

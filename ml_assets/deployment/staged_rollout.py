@@ -17,10 +17,10 @@ import pandas as pd
 from ml_assets.contract.declaration import PipelineDeclaration, Rollout
 from ml_assets.contract.names import CANARY, FULL, ROLLED_BACK, ROLLOUT_DECISION, SHADOW
 from ml_assets.deployment import registry
-from ml_assets.deployment.endpoint import ServiceUnavailable, ServingEndpoint
 from ml_assets.deployment.going_live import undone_on_failure
 from ml_assets.monitoring.rollout_comparison import MIN_PAIRED
 from resources.prediction_log_store import PredictionLogStore
+from resources.prediction_services import ServiceUnavailable, ServingEndpoint
 from resources.warehouse import Warehouse
 
 Action = Literal["wait", "advance", "promote", "roll_back"]

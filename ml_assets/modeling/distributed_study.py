@@ -157,9 +157,9 @@ def _without_password(url: str) -> str:
 
 def _with_password(url: str) -> str:
     """``url``, or this machine's Optuna storage when it names the same database."""
-    from resources.builder import OPTUNA_STORAGE_ENV_VAR
+    from resources.optuna_storage import default_optuna_storage
 
-    mine = os.environ.get(OPTUNA_STORAGE_ENV_VAR)
+    mine = default_optuna_storage().url
     return mine if mine and _without_password(mine) == url else url
 
 

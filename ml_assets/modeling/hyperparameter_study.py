@@ -1,11 +1,13 @@
 """``hyperparameter_study``: an Optuna study over the declared search space."""
 
+import tempfile
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import follow_upstream
 from ml_assets.contract.declaration import ModelDeclaration, Tuning
-from ml_assets.home import ml_assets_home
 from ml_assets.modeling.folds import Fold, fold_columns, rolling_folds
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
 from ml_assets.modeling.trials import FOLD_VALUES
@@ -55,19 +57,21 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
             n_warmup_steps=config.pruner_warmup_steps,
         )
         data, folds = study_data(training_set, config, model)
-        scratch = ml_assets_home() / "tmp"
-        study, numbers = run_study(
-            settings,
-            model.search_space,
-            layer.features,
-            data,
-            model.target,
-            model.task,
-            metric,
-            scratch=scratch,
-        )
-        with mlflow.dagster_run(context, model.experiment):
-            logged = log_study(study, numbers, metric, scratch)
+        # the training data for spawned workers and the plots before they are logged
+        with tempfile.TemporaryDirectory(prefix="ml-assets-study-") as folder:
+            scratch = Path(folder)
+            study, numbers = run_study(
+                settings,
+                model.search_space,
+                layer.features,
+                data,
+                model.target,
+                model.task,
+                metric,
+                scratch=scratch,
+            )
+            with mlflow.dagster_run(context, model.experiment):
+                logged = log_study(study, numbers, metric, scratch)
         return dg.Output(
             {
                 "study_name": settings.study_name,

@@ -1,13 +1,14 @@
 """``model_evaluation``: test metrics of the model, the baseline and the champion, with the two
 blocking checks that gate registration."""
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import follow_upstream
-from ml_assets.home import ml_assets_home
 from ml_assets.modeling.layer import (
     BEATS_BASELINE,
     NOT_WORSE_THAN_CHAMPION,
@@ -63,8 +64,11 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
     ) -> Iterator:
         from ml_assets.modeling.evaluation import evaluate
 
-        with mlflow.dagster_run(context, model.experiment):
-            result = evaluate(layer, trained_model, training_set, ml_assets_home() / "tmp")
+        with (
+            tempfile.TemporaryDirectory(prefix="ml-assets-evaluation-") as plots,
+            mlflow.dagster_run(context, model.experiment),
+        ):
+            result = evaluate(layer, trained_model, training_set, Path(plots))
         scores = {name: values[metric] for name, values in result.metrics.items()}
         yield dg.Output(
             {

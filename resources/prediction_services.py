@@ -17,8 +17,8 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.deployment.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
 from ml_assets.home import PROJECT_ROOT, ml_assets_home
+from resources.balancer import BALANCER_SOCKET_ENV_VAR, Balancer
 from serving.settings import serving_url, url_env_var
 
 
