@@ -194,7 +194,7 @@ def selections() -> tuple[str, str]:
     """``dagster asset materialize`` selections of the reference tables and of the data layers
     (raw, clean and rejected, features; not the online snapshot, which the direct side does not
     write either), from the declaration."""
-    from ml_assets.data.assets import CLEAN, group
+    from ml_assets.data.data_layers import CLEAN, group
 
     declared = declaration(PIPELINE)
     prefix = declared.prefix

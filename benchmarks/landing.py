@@ -255,7 +255,7 @@ def _tag(run: dict, key: str) -> str | None:
 def data_layer_assets() -> set[str]:
     """The pipeline's assets that files landing make stale: reference tables, raw, clean and
     rejected, features (the data-layer groups)."""
-    from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
+    from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
     from ml_assets.definitions import defs
 
     declared = declaration(PIPELINE)

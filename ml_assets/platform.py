@@ -10,7 +10,7 @@ from jobs.rollback import build_rollback_job
 from jobs.rollout import build_rollout_job
 from ml_assets.contract.declaration import SqlSource
 from ml_assets.contract.pipeline import Pipeline
-from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
+from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.metadata import column_schema
 from ml_assets.deployment.batch_predictions import build_batch_predictions
 from ml_assets.deployment.deployed_endpoint import build_deployed_endpoint

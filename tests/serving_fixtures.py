@@ -30,7 +30,7 @@ from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.names import ROLLED_BACK, STAGES
-from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
+from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
 from ml_assets.home import (

@@ -17,7 +17,8 @@ from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from ml_assets.automation import RANGE_END, RANGE_START
-from ml_assets.data.assets import CLEAN_SCHEMA, LANDED_FILE_SCHEMA
+from ml_assets.data.clean_and_rejected import CLEAN_SCHEMA
+from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish

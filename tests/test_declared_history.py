@@ -21,7 +21,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_
 from ml_assets.contract.features import Features
 from ml_assets.contract.loading import DeclarationError, load_declaration
 from ml_assets.contract.pipeline import Pipeline
-from ml_assets.data.assets import features_asset, partitioned
+from ml_assets.data.data_layers import partitioned
+from ml_assets.data.features_asset import features_asset
 from ml_assets.data.metadata import table_definition_metadata
 from ml_assets.data.time_features import time_features
 from resources.parquet_io_manager import ParquetIOManager
@@ -226,6 +227,19 @@ def test_the_features_asset_reads_the_declared_window(tmp_path: Path) -> None:
     assert mapping == dg.TimeWindowPartitionMapping(
         start_offset=-HISTORY_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
     )
+
+
+def test_the_features_asset_links_to_the_pipelines_feature_function(tmp_path: Path) -> None:
+    """``dagster/code_references`` on the built asset points at the function it was given (the
+    pipeline's code), not at the factory."""
+    features = _assets(_declare(tmp_path / "pipeline.yaml"), {})[1]
+    spec = next(iter(features.specs))
+    [reference] = spec.metadata["dagster/code_references"].code_references
+    assert isinstance(reference, dg.LocalFileCodeReference)
+    assert Path(reference.file_path) == Path(__file__)
+    assert reference.label.endswith("._assets.<locals>.feature_frame")
+    line = Path(__file__).read_text().splitlines()[reference.line_number - 1]
+    assert line.strip().startswith("def feature_frame("), line
 
 
 def test_a_monthly_history_in_days_reads_the_months_that_cover_it(tmp_path: Path) -> None:

@@ -65,14 +65,14 @@ def test_asset_declares_its_columns(spec: dg.AssetSpec):
 
 
 def test_a_factory_built_asset_links_to_the_pipelines_own_code():
-    """Assets built by the platform's factories (every clean asset, generic features) point the
-    UI at the pipeline's own function behind them, not at the factory."""
+    """Assets built by the platform's factories (every clean and rejected asset, generic
+    features) point the UI at the pipeline's own function behind them, not at the factory."""
     linked = {
         spec.key: spec.metadata["dagster/code_references"].code_references
         for spec in SPECS
         if "dagster/code_references" in spec.metadata
     }
-    clean = {spec.key for spec in SPECS if spec.key.path[-1].endswith("_clean")}
+    clean = {spec.key for spec in SPECS if spec.key.path[-1].endswith(("_clean", "_rejected"))}
     assert clean and clean <= set(linked), clean - set(linked)
     for key, [reference] in linked.items():
         source = Path(reference.file_path)

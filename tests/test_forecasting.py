@@ -24,7 +24,7 @@ from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.loading import load_declaration
 from ml_assets.contract.names import CHAMPION
 from ml_assets.contract.pipeline import ServingHooks
-from ml_assets.data.assets import partitioned
+from ml_assets.data.data_layers import partitioned
 from ml_assets.deployment.batch_predictions import build_batch_predictions
 from ml_assets.home import online_store_url
 from ml_assets.modeling.assets import build_model_assets

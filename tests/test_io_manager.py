@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ml_assets.data.assets import ROWS_CONSERVED
+from ml_assets.data.clean_and_rejected import ROWS_CONSERVED
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone

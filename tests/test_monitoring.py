@@ -44,7 +44,7 @@ from ml_assets.contract.names import (
     SHADOW,
 )
 from ml_assets.contract.prediction_log_layout import OUTSIDE
-from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
+from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
 from ml_assets.home import PROJECT_ROOT, prediction_log_url, warehouse_url

@@ -244,7 +244,7 @@ def test_the_clean_asset_judges_a_day_against_the_days_accepted_before_it(
 
 
 def test_a_clean_function_that_cannot_take_the_history_fails_at_load() -> None:
-    from ml_assets.data.assets import clean_assets
+    from ml_assets.data.clean_and_rejected import clean_assets
     from ml_assets.pipelines.flights import schemas
 
     def clean_without_history(raw: pd.DataFrame, day: date, references: dict) -> None: ...

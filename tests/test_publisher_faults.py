@@ -9,14 +9,10 @@ import pandas as pd
 import pytest
 
 from ml_assets import cli
-from ml_assets.data.assets import (
-    EXPORT_SCHEMA,
-    LANDED_FILE_SCHEMA,
-    LINES_PARSE,
-    REJECTED_SHARE,
-    ROWS_CONSERVED,
-)
+from ml_assets.data.clean_and_rejected import EXPORT_SCHEMA, REJECTED_SHARE, ROWS_CONSERVED
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT
+from ml_assets.data.sources.files import LINES_PARSE
+from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import (

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ml_assets import pipelines
 from ml_assets.contract.names import FEATURE_DRIFT_CHECK
 from ml_assets.contract.requests import parse_item
-from ml_assets.data.assets import CLEAN, FEATURES, INGEST, group
+from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.time_features import with_time_features
 from ml_assets.definitions import defs
 from ml_assets.home import (

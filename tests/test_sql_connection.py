@@ -10,7 +10,7 @@ from live import free_port
 
 from ml_assets import pipelines
 from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.data.assets import landed_assets
+from ml_assets.data.sources import landed_assets
 from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS
 from resources.builder import platform_resources
 from resources.sql_connection import SqlConnection, sql_connection

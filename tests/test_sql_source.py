@@ -22,7 +22,7 @@ from conftest import _fresh_database
 from ml_assets import cli, pipelines
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.pipeline import Pipeline
-from ml_assets.data.assets import landed_assets
+from ml_assets.data.sources import landed_assets
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
 from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS, data_assets, landed
 from ml_assets.pipelines.flights.publish import day_keys, publish

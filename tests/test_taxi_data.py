@@ -11,13 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml_assets.contract.requests import parse_item, request_model
-from ml_assets.data.assets import (
-    EXPORT_SCHEMA,
-    FEATURE_SCHEMA,
-    LANDED_FILE_SCHEMA,
-    ROWS_CONSERVED,
-)
+from ml_assets.data.clean_and_rejected import EXPORT_SCHEMA, ROWS_CONSERVED
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
+from ml_assets.data.features_asset import FEATURE_SCHEMA
+from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 from ml_assets.pipelines.taxi import publish as publisher
 from ml_assets.pipelines.taxi.cleaning import DAYS, clean_trips
 from ml_assets.pipelines.taxi.cleaning import MONTHS as MONTH_NAMES

@@ -37,7 +37,7 @@ from ui_flows import (
 
 from ml_assets import pipelines
 from ml_assets.cli import first_model_partitions
-from ml_assets.data.assets import LANDED_FILE_SCHEMA
+from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 

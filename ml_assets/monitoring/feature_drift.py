@@ -17,8 +17,8 @@ import pandas as pd
 from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.declaration import Monitoring, PipelineDeclaration
 from ml_assets.contract.names import FEATURE_DRIFT_CHECK
-from ml_assets.data.assets import partition_check, partitioned
 from ml_assets.data.checks import CheckOutcome, report_per_partition
+from ml_assets.data.data_layers import partition_check, partitioned
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN
 from ml_assets.monitoring.drift import drift_table, references
 from ml_assets.monitoring.layer import common

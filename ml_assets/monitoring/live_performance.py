@@ -26,8 +26,8 @@ import pandas as pd
 from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.names import LIVE_PERFORMANCE_CHECK
-from ml_assets.data.assets import partition_check, partitioned
 from ml_assets.data.checks import CheckOutcome, report_per_partition
+from ml_assets.data.data_layers import partition_check, partitioned
 from ml_assets.monitoring.layer import MAY_BE_MISSING, common, window_mapping
 from ml_assets.monitoring.outcomes import (
     SERVED,

@@ -11,7 +11,7 @@ the log is written by the services, outside Dagster).
 import dagster as dg
 
 from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.data.assets import partitioned
+from ml_assets.data.data_layers import partitioned
 from ml_assets.monitoring.layer import common
 from resources.prediction_log_store import PredictionLogStore
 

@@ -2,7 +2,7 @@
 ``asset(declaration, source, schema)`` building the asset that reads a source of that kind
 into its raw partitions, or its reference table. The source's declared ``kind`` picks the
 module; a new kind is its declaration model (``ml_assets.contract.declaration``) plus a module
-here."""
+here. What the kinds share is in ``ingest``; ``landed_assets`` builds a pipeline's every source."""
 
 import importlib
 
@@ -17,3 +17,13 @@ def ingest_asset(
 ) -> dg.AssetsDefinition:
     """The asset reading ``source``, built by its kind's module."""
     return importlib.import_module(f"{__name__}.{source.kind}").asset(declaration, source, schema)
+
+
+def landed_assets(
+    declaration: PipelineDeclaration, schemas: dict[str, pa.DataFrameSchema]
+) -> list[dg.AssetsDefinition]:
+    """The raw asset of every partitioned source and the table of every unpartitioned one, each
+    built by its kind's module; ``schemas`` gives each source's schema by source name."""
+    return [
+        ingest_asset(declaration, source, schemas[source.name]) for source in declaration.sources
+    ]

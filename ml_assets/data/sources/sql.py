@@ -24,17 +24,16 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
-from ml_assets.data.assets import (
+from ml_assets.data.checks import SchemaCheck, report_per_partition
+from ml_assets.data.cleaning import text_frame
+from ml_assets.data.data_layers import partition_check, partitioned
+from ml_assets.data.sources.ingest import (
     LANDED_FILE_SCHEMA,
     ingest_args,
     min_rows_outcome,
-    partition_check,
-    partitioned,
     reference_check,
     reference_check_result,
 )
-from ml_assets.data.checks import SchemaCheck, report_per_partition
-from ml_assets.data.cleaning import text_frame
 from resources.partition_frames import PartitionStream
 from resources.sql_connection import SqlConnection, resource_key
 

@@ -9,17 +9,12 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
-from ml_assets.data.assets import (
-    FEATURE_SCHEMA,
-    FEATURES,
-    clean_assets,
-    group,
-    landed_assets,
-    partition_check,
-    partitioned,
-)
 from ml_assets.data.checks import SchemaCheck, report_per_partition
+from ml_assets.data.clean_and_rejected import clean_assets
+from ml_assets.data.data_layers import FEATURES, group, partition_check, partitioned
+from ml_assets.data.features_asset import FEATURE_SCHEMA
 from ml_assets.data.metadata import table_definition_metadata
+from ml_assets.data.sources import landed_assets
 from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import FeatureLookups, lookup_tables

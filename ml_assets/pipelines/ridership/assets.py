@@ -3,12 +3,10 @@ features (with the declared history) and the online snapshot the service compute
 Generic factories only: the history is declared in ``pipeline.yaml``.
 """
 
-from ml_assets.data.assets import (
-    clean_assets,
-    features_asset,
-    history_snapshot_asset,
-    landed_assets,
-)
+from ml_assets.data.clean_and_rejected import clean_assets
+from ml_assets.data.features_asset import features_asset
+from ml_assets.data.history_snapshot import history_snapshot_asset
+from ml_assets.data.sources import landed_assets
 from ml_assets.pipelines import declaration
 from ml_assets.pipelines.ridership.cleaning import clean_days
 from ml_assets.pipelines.ridership.features import feature_frame

@@ -5,7 +5,9 @@ Partitioned assets handle every month of their run (one, or all four in a single
 and exchange ``dict[partition_key, DataFrame]`` with the IO manager.
 """
 
-from ml_assets.data.assets import clean_assets, features_asset, landed_assets
+from ml_assets.data.clean_and_rejected import clean_assets
+from ml_assets.data.features_asset import features_asset
+from ml_assets.data.sources import landed_assets
 from ml_assets.pipelines import declaration
 from ml_assets.pipelines.taxi.cleaning import clean_trips
 from ml_assets.pipelines.taxi.features import feature_frame
