@@ -20,16 +20,17 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_EN
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from pydantic import BaseModel
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.loading import load_declaration
 from ml_assets.contract.names import CHAMPION
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.data.assets import partitioned
 from ml_assets.deployment.batch_predictions import build_batch_predictions
-from ml_assets.home import online_store_url, warehouse_url
+from ml_assets.home import online_store_url, tracking_uri, warehouse_url
 from ml_assets.modeling.assets import build_model_assets
 from resources.json_io_manager import JsonIOManager
-from resources.mlflow_tracking import MlflowTracking, tracking_uri
+from resources.mlflow_tracking import MlflowTracking
 from resources.optuna_storage import OptunaStorage, default_journal_dir
 from resources.parquet_io_manager import ParquetIOManager
 from resources.partition_frames import PartitionStream
@@ -198,7 +199,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             yield {
                 "declaration": declaration,
                 "study": layer.output_for_node(models[1].node_def.name),
-                "study_metadata": _metadata(layer, declaration.key("hyperparameter_study")),
+                "study_metadata": _metadata(layer, asset_key(declaration, "hyperparameter_study")),
                 "trained": layer.output_for_node(models[2].node_def.name),
                 "evaluation": layer.output_for_node(models[3].node_def.name),
                 "registered": registered,

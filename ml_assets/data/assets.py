@@ -18,6 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import FilesSource, PipelineDeclaration, Source
 from ml_assets.data.checks import (
     CheckOutcome,
@@ -37,7 +38,7 @@ from ml_assets.data.plausibility import AcceptedHistory, Judgement, stats_column
 from ml_assets.data.time_features import with_time_features
 from resources.landing_zone import LandingZone
 from resources.partition_frames import FrameSpill, PartitionStream
-from resources.table_snapshots import TableSnapshotStore
+from resources.table_snapshot_store import TableSnapshotStore
 
 INGEST, CLEAN, FEATURES = "ingest", "clean", "features"
 
@@ -59,7 +60,7 @@ def partitioned(declaration: PipelineDeclaration) -> dict:
     """What every partitioned asset of the pipeline declares: its partitions, single-run
     backfills."""
     return {
-        "partitions_def": declaration.partitions.definition(),
+        "partitions_def": partitions_definition(declaration.partitions),
         "backfill_policy": dg.BackfillPolicy.single_run(),
     }
 
@@ -74,10 +75,10 @@ def partition_check(
     """A check of ``asset`` evaluated per partition."""
     return dg.AssetCheckSpec(
         name,
-        asset=declaration.key(asset),
+        asset=asset_key(declaration, asset),
         description=description,
         blocking=blocking,
-        partitions_def=declaration.partitions.definition(),
+        partitions_def=partitions_definition(declaration.partitions),
     )
 
 
@@ -134,7 +135,7 @@ def raw_asset(
 ) -> dg.AssetsDefinition:
     """``raw_<source>``: each partition's export as landed, every line, every value as text."""
     name = f"raw_{source.name}"
-    key = declaration.key(name)
+    key = asset_key(declaration, name)
 
     @dg.asset(
         **ingest_args(declaration, name, source, schema, {source.format}),
@@ -204,7 +205,10 @@ def raw_asset(
 def reference_check(declaration: PipelineDeclaration, name: str, schema: pa.DataFrameSchema):
     """The blocking schema check of the reference table ``name``."""
     return dg.AssetCheckSpec(
-        LANDED_FILE_SCHEMA, asset=declaration.key(name), blocking=True, description=schema.name
+        LANDED_FILE_SCHEMA,
+        asset=asset_key(declaration, name),
+        blocking=True,
+        description=schema.name,
     )
 
 
@@ -285,12 +289,15 @@ def clean_assets(
             f"{declaration.name}: the clean function of {source!r} ({clean.__qualname__}) must "
             f"take (raw, day, references, history): {error}"
         ) from None
-    raw_key, clean_key = declaration.key(f"raw_{source}"), declaration.key(f"{source}_clean")
+    raw_key, clean_key = (
+        asset_key(declaration, f"raw_{source}"),
+        asset_key(declaration, f"{source}_clean"),
+    )
     declared = declaration.source(source)
     references = sorted({r.reference_table for r in declared.codes.values() if r.reference_table})
     bar, whole_file = declared.max_rejected_share, declared.whole_file
     window = declared.history_partitions
-    rejected_key = declaration.key(f"{source}_rejected")
+    rejected_key = asset_key(declaration, f"{source}_rejected")
     common = {
         "group_name": group(declaration, CLEAN),
         "code_version": "2",
@@ -317,7 +324,7 @@ def clean_assets(
         },
         ins={
             "raw": dg.AssetIn(raw_key),
-            **{table: dg.AssetIn(declaration.key(table)) for table in references},
+            **{table: dg.AssetIn(asset_key(declaration, table)) for table in references},
         },
         required_resource_keys={"io_manager"} if window else None,
         check_specs=[
@@ -514,7 +521,7 @@ def features_asset(
         owners=declaration.owners,
         description=description,
         metadata={**table_definition_metadata(schema), **code_reference(features)},
-        ins={upstream: dg.AssetIn(declaration.key(upstream), partition_mapping=mapping)},
+        ins={upstream: dg.AssetIn(asset_key(declaration, upstream), partition_mapping=mapping)},
         check_specs=[
             partition_check(declaration, name, FEATURE_SCHEMA, f"Conforms to {schema.name}.")
         ],
@@ -579,7 +586,7 @@ def history_snapshot_asset(declaration: PipelineDeclaration) -> dg.AssetsDefinit
         ),
         ins={
             upstream: dg.AssetIn(
-                declaration.key(upstream), partition_mapping=history_mapping(reach)
+                asset_key(declaration, upstream), partition_mapping=history_mapping(reach)
             )
         },
         automation_condition=refresh_stale_partitions(),
