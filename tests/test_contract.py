@@ -481,6 +481,19 @@ def test_the_service_and_the_cleaner_refuse_the_same_values(field: str) -> None:
     assert rejected["rejection_rule"].tolist() == [rule]
 
 
+@pytest.mark.parametrize("name", pipelines.names())
+def test_a_partition_window_is_that_of_dagster(name: str) -> None:
+    """The declaration's own partition windows (the services read them without Dagster) are
+    the local dates of Dagster's time windows."""
+    from ml_assets.contract.dagster_terms import partitions_definition
+
+    partitions = pipelines.declaration(name).partitions
+    definition = partitions_definition(partitions)
+    for key in definition.get_partition_keys():
+        window = definition.time_window_for_partition_key(key)
+        assert partitions.window(key) == (window.start.date(), window.end.date())
+
+
 def test_launchpad_overrides_are_the_declared_models() -> None:
     """The launchpad shows the declared values as defaults; an override of any field, nested
     sections too, reaches the asset as the declared section with other values, validated the
@@ -490,11 +503,11 @@ def test_launchpad_overrides_are_the_declared_models() -> None:
     from ml_assets.contract.dagster_terms import declared_section, run_config
 
     declared = pipelines.declaration("flights").model.tuning
-    config = run_config(declared, "FlightsTuning")
+    TuningConfig = run_config(declared, "FlightsTuning")
     received = []
 
     @dg.asset
-    def tuned(config: config) -> None:  # type: ignore[valid-type]
+    def tuned(config: TuningConfig) -> None:
         received.append(declared_section(config, Tuning))
 
     folds = {"folds": 3, "horizon_partitions": 7}
@@ -505,10 +518,10 @@ def test_launchpad_overrides_are_the_declared_models() -> None:
         "n_trials": 3, "cross_validation": CrossValidation(**folds),
     })]  # fmt: skip
     with pytest.raises(ValueError, match="greater than or equal to 1"):
-        config(n_trials=0)
-    training = run_config(pipelines.declaration("flights").model.training, "FlightsTraining")
+        TuningConfig(n_trials=0)
+    TrainingConfig = run_config(pipelines.declaration("flights").model.training, "FlightsTraining")
     with pytest.raises(ValueError, match="not both"):
-        declared_section(training(horizon_partitions=3, horizon_days=3), Training)
+        declared_section(TrainingConfig(horizon_partitions=3, horizon_days=3), Training)
 
 
 # strict request types: a field takes its own JSON type only
