@@ -170,8 +170,9 @@ class Checks:
 def partition_keys(name: str, first: str, last: str) -> list[str]:
     """The partition keys of pipeline ``name`` in [first, last]."""
     from ml_assets import pipelines
+    from ml_assets.contract.dagster_terms import partitions_definition
 
-    keys = pipelines.declaration(name).partitions.definition().get_partition_keys()
+    keys = partitions_definition(pipelines.declaration(name).partitions).get_partition_keys()
     return [key for key in keys if first <= key <= last]
 
 
@@ -274,10 +275,12 @@ class Window:
 
 def declared_window(pipeline: str) -> Window:
     """The pipeline's declared training window, built from its first partition."""
+    from ml_assets.contract.dagster_terms import partitions_definition
+
     declared = declaration(pipeline)
     training = declared.model.training
     return Window(
-        declared.partitions.definition().get_partition_keys()[0],
+        partitions_definition(declared.partitions).get_partition_keys()[0],
         training.window_end,
         training.window_start,
         training.validation_partitions,

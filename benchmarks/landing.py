@@ -270,9 +270,10 @@ def data_layer_assets() -> set[str]:
 def requested(runs: Sequence[dict], assets: set[str]) -> Counter:
     """How often each (asset, partition) of ``assets`` was materialized by ``runs`` (partition
     None: unpartitioned), range runs expanded, as ``tests/test_live_platform.py`` counts them."""
+    from ml_assets.contract.dagster_terms import partitions_definition
     from ml_assets.definitions import defs
 
-    keys = declaration(PIPELINE).partitions.definition().get_partition_keys()
+    keys = partitions_definition(declaration(PIPELINE).partitions).get_partition_keys()
     prefix = declaration(PIPELINE).prefix
     partitioned = {
         spec.key.path[-1]
@@ -427,10 +428,12 @@ def cli_backfill(home: Path, days: Sequence[str]) -> float:
 def new_days(home: Path, count: int, checks: Checks) -> tuple[list[float], float]:
     """Latency of each of ``count`` new days landing, one at a time, after the history week;
     then of a corrected re-export of the week's first day (``corrected_day``)."""
+    from ml_assets.contract.dagster_terms import partitions_definition
+
     assets = data_layer_assets()
     features = declaration(PIPELINE).model.features_asset
     history = partition_keys(PIPELINE, *HISTORY)
-    all_keys = declaration(PIPELINE).partitions.definition().get_partition_keys()
+    all_keys = partitions_definition(declaration(PIPELINE).partitions).get_partition_keys()
     following = all_keys[all_keys.index(history[-1]) + 1 :][:count]
     latencies = []
     enter_home(home)

@@ -203,7 +203,7 @@ def register_predict_proba_copy(
     import mlflow
     from mlflow.models import Model, ModelSignature, infer_signature
 
-    from ml_assets.modeling.estimators import Features
+    from ml_assets.contract.model_format import Features
     from serving.predictors import load_version
 
     model = declaration(pipeline).model
@@ -396,16 +396,17 @@ def build_payloads(pipeline: str, partition: str, count: int, seed: int = 0) -> 
     id must be the feature row's.
     """
     from ml_assets import pipelines
+    from ml_assets.contract.dagster_terms import asset_key
     from ml_assets.home import warehouse_url
     from resources.parquet_io_manager import read_partition
 
     declared = declaration(pipeline)
     model = declared.model
     requests = read_partition(
-        warehouse_url(), declared.key(declared.serving.requests_asset), partition
+        warehouse_url(), asset_key(declared, declared.serving.requests_asset), partition
     )
     features = read_partition(
-        warehouse_url(), declared.key(model.features_asset), partition
+        warehouse_url(), asset_key(declared, model.features_asset), partition
     ).reset_index(drop=True)
     items = pipelines.serving_hooks(pipeline).request_items(requests)
     if len(items) != len(features):
@@ -747,7 +748,8 @@ def shadow_challenger(name: str, champion: str) -> Iterator[str]:
 
     from ml_assets.contract.names import ROLLED_BACK, SHADOW, STAGE_TAG
     from ml_assets.deployment import registry
-    from resources.mlflow_tracking import MlflowTracking, tracking_uri
+    from ml_assets.home import tracking_uri
+    from resources.mlflow_tracking import MlflowTracking
 
     MlflowTracking(tracking_uri=tracking_uri()).use()
     client = MlflowClient()
@@ -1091,7 +1093,7 @@ def benchmark(home: Path, pipeline: str, quick: bool, load: LoadSettings, reuse:
     try:
         if not reuse:
             build_home(home, env, pipeline, quick)
-        from resources.mlflow_tracking import tracking_uri
+        from ml_assets.home import tracking_uri
 
         prepared = Prepared.load(home)
         declared = declaration(pipeline)

@@ -138,6 +138,7 @@ def build_tuning_data(pipeline: str, built: Window) -> tuple[pd.DataFrame, str]:
     asset takes them; returns (data, description)."""
     import dagster as dg
 
+    from ml_assets.contract.dagster_terms import asset_key
     from ml_assets.modeling.layer import SPLIT_COLUMN
 
     declared = declaration(pipeline)
@@ -149,7 +150,7 @@ def build_tuning_data(pipeline: str, built: Window) -> tuple[pd.DataFrame, str]:
             f"{declared.prefix}_model",
             instance,
             {"ops": {op(declared, "training_set"): {"config": built.training_config()}}},
-            asset_selection=[declared.key("training_set")],
+            asset_selection=[asset_key(declared, "training_set")],
         )
     frame = result.output_for_node(op(declared, "training_set"))
     # exactly as the hyperparameter_study asset: seeded train sample + all validation rows
@@ -193,7 +194,7 @@ def run_once(
     a journal file of its own)."""
     import optuna
 
-    from ml_assets.modeling.estimators import Features
+    from ml_assets.contract.model_format import Features
     from ml_assets.modeling.study import run_study
     from ml_assets.modeling.trials import StudySettings
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import registry
 from ml_assets.deployment.going_live import undone_on_failure
@@ -13,7 +14,7 @@ def build_rollback_job(declaration: PipelineDeclaration) -> dg.JobDefinition:
     """A job that points ``champion`` back at ``previous_champion`` and reloads the service;
     when the service cannot serve it, the aliases are put back and the job fails."""
     model_name = declaration.model.registered_model_name
-    endpoint_asset = declaration.key("deployed_endpoint")
+    endpoint_asset = asset_key(declaration, "deployed_endpoint")
 
     @dg.op(
         name=f"{declaration.prefix}_restore_previous_champion",

@@ -5,6 +5,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.deployment import staged_rollout
 from resources.mlflow_tracking import MlflowTracking
@@ -29,7 +30,7 @@ def build_rollout_job(declaration: PipelineDeclaration) -> dg.JobDefinition:
     """A job that reads the challenger's live figures from the service and carries out the
     decision, recording it as an observation of ``deployed_endpoint``."""
     model_name = declaration.model.registered_model_name
-    endpoint_asset = declaration.key("deployed_endpoint")
+    endpoint_asset = asset_key(declaration, "deployed_endpoint")
 
     @dg.op(
         name=f"{declaration.prefix}_advance_rollout",

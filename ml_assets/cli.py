@@ -38,8 +38,9 @@ STOP_GRACE_S = 4.0
 def _partition_keys(name: str, start: date | None, end: date | None) -> list[str]:
     """The pipeline's partition keys whose period starts in [start, end]."""
     from ml_assets import pipelines
+    from ml_assets.contract.dagster_terms import partitions_definition
 
-    keys = pipelines.declaration(name).partitions.definition().get_partition_keys()
+    keys = partitions_definition(pipelines.declaration(name).partitions).get_partition_keys()
     return [
         key
         for key in keys
@@ -94,9 +95,10 @@ def first_model_partitions(name: str) -> int:
     """How many first partitions of pipeline ``name`` its first model needs: up to the start of
     the training window, then enough to train, validate and test."""
     from ml_assets import pipelines
+    from ml_assets.contract.dagster_terms import partitions_definition
 
     declared = pipelines.declaration(name)
-    keys = declared.partitions.definition().get_partition_keys()
+    keys = partitions_definition(declared.partitions).get_partition_keys()
     before_window = sum(key < declared.model.training.window_start for key in keys)
     return before_window + declared.model.first_training_partitions
 
@@ -105,6 +107,7 @@ def _seed_landing_zone(partitions: int | None) -> None:
     """Land the first partitions of every pipeline that has nothing landed yet, so its sensor
     has work: ``partitions`` of them, or (None) what its first model needs."""
     from ml_assets import pipelines
+    from ml_assets.contract.dagster_terms import partitions_definition
     from ml_assets.contract.declaration import FilesSource
     from resources.landing_zone import default_landing_zone
 
@@ -117,7 +120,7 @@ def _seed_landing_zone(partitions: int | None) -> None:
             continue
         if count <= 0 or landing.list_files(source.name, source.extension):
             continue
-        keys = declaration.partitions.definition().get_partition_keys()[:count]
+        keys = partitions_definition(declaration.partitions).get_partition_keys()[:count]
         pipelines.load(name).publish(landing, keys)
         print(f"landed {name} {keys[0]}…{keys[-1]} in {landing.url}", flush=True)
 
@@ -146,6 +149,7 @@ def _pipelines(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ml_assets import pipelines
+    from ml_assets.contract.dagster_terms import partitions_definition
     from ml_assets.platform import code_location
 
     problems = {name: problem for name in pipelines.names() if (problem := _load_problem(name))}
@@ -154,7 +158,7 @@ def _pipelines(args: argparse.Namespace) -> int:
             print(problems[name], file=sys.stderr)
             continue
         declared = pipelines.declaration(name)
-        keys = declared.partitions.definition().get_partition_keys()
+        keys = partitions_definition(declared.partitions).get_partition_keys()
         print(
             f"{name:<12} {declared.model.task:<22} {declared.partitions.kind} "
             f"{keys[0]}…{keys[-1]} ({len(keys)})  key prefix {declared.prefix}/  "
@@ -229,13 +233,13 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _mlflow_ui(args: argparse.Namespace) -> int:
-    from resources.mlflow_tracking import local_store, tracking_uri
+    from ml_assets.home import mlflow_store, tracking_uri
 
     uri = tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]  # fmt: skip
     if uri.startswith("sqlite"):
-        command += ["--default-artifact-root", (local_store() / "artifacts").as_uri()]
+        command += ["--default-artifact-root", (mlflow_store() / "artifacts").as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
     os.execvp(command[0], command)  # noqa: S606 (our own argv: this process becomes it)
 
@@ -287,11 +291,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import mlflow
     import uvicorn
 
     from ml_assets import pipelines
-    from ml_assets.home import online_store_url, prediction_log_url
-    from resources.mlflow_tracking import MlflowTracking, tracking_uri
+    from ml_assets.home import online_store_url, prediction_log_url, tracking_uri
     from resources.table_snapshots import TableSnapshots
     from serving.app import create_app
     from serving.settings import NoAdminToken, admin_token
@@ -302,7 +306,7 @@ def _serve(args: argparse.Namespace) -> int:
     except NoAdminToken as error:
         print(f"ml-assets serve: {error}", file=sys.stderr)
         return 2
-    MlflowTracking(tracking_uri=tracking_uri()).use()
+    mlflow.set_tracking_uri(tracking_uri())
     declared = pipelines.declaration(args.pipeline)
     served = served_model(declared, pipelines.serving_hooks(args.pipeline), args.max_batch)
     log_url = None if args.no_prediction_log else prediction_log_url()

@@ -14,6 +14,7 @@ LANDING_ENV_VAR = "ML_ASSETS_LANDING_URL"
 WAREHOUSE_ENV_VAR = "ML_ASSETS_WAREHOUSE_URL"
 ONLINE_STORE_ENV_VAR = "ML_ASSETS_ONLINE_STORE_URL"
 PREDICTION_LOG_ENV_VAR = "ML_ASSETS_PREDICTION_LOG_URL"
+TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,17 @@ def prediction_log_url() -> str:
     """Where the prediction services append what they served: ``$ML_ASSETS_PREDICTION_LOG_URL``
     or ``<home>/prediction_log``."""
     return os.environ.get(PREDICTION_LOG_ENV_VAR) or str(ml_assets_home() / "prediction_log")
+
+
+def mlflow_store() -> Path:
+    """Where the embedded profile keeps MLflow: ``<home>/mlflow``."""
+    return ml_assets_home() / "mlflow"
+
+
+def tracking_uri() -> str:
+    """MLflow's tracking and registry store: ``$MLFLOW_TRACKING_URI``, or a SQLite database under
+    ``<home>/mlflow``."""
+    return os.environ.get(TRACKING_URI_ENV_VAR) or f"sqlite:///{mlflow_store() / 'mlflow.db'}"
 
 
 def dagster_home() -> Path:

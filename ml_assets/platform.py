@@ -8,6 +8,7 @@ import dagster as dg
 
 from jobs.rollback import build_rollback_job
 from jobs.rollout import build_rollout_job
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import SqlSource
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
@@ -36,7 +37,7 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
     prefix = declaration.prefix
     features_schema = column_schema(pipeline.feature_schema)
     reference_tables = dg.AssetSelection.assets(
-        *(declaration.key(s.name) for s in declaration.sources if not s.partitioned)
+        *(asset_key(declaration, s.name) for s in declaration.sources if not s.partitioned)
     )
     layers = dg.AssetSelection.groups(
         *(group(declaration, layer) for layer in (INGEST, CLEAN, FEATURES))

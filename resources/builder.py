@@ -8,17 +8,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
-from ml_assets.home import online_store_url, prediction_log_url, warehouse_url
+from ml_assets.home import online_store_url, prediction_log_url, tracking_uri, warehouse_url
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
-from resources.mlflow_tracking import MlflowTracking, tracking_uri
+from resources.mlflow_tracking import MlflowTracking
 from resources.optuna_storage import default_optuna_storage
 from resources.parquet_io_manager import ParquetIOManager
 from resources.prediction_log_store import PredictionLogStore
 from resources.prediction_services import prediction_services
 from resources.sql_connection import resource_key, sql_connection
-from resources.table_snapshots import TableSnapshotStore
+from resources.table_snapshot_store import TableSnapshotStore
 from resources.warehouse import Warehouse
 
 

@@ -19,21 +19,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ml_assets.home import ml_assets_home
-
 DAGSTER_RUN_TAG = "dagster_run_id"
-TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ID_ENV_VAR = "MLFLOW_EXPERIMENT_ID"
-
-
-def local_store(home: Path | None = None) -> Path:
-    """Where the embedded profile keeps MLflow: ``$ML_ASSETS_HOME/mlflow``."""
-    return (home or ml_assets_home()) / "mlflow"
-
-
-def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, or a SQLite store under ``$ML_ASSETS_HOME/mlflow``."""
-    return os.environ.get(TRACKING_URI_ENV_VAR) or f"sqlite:///{local_store() / 'mlflow.db'}"
 
 
 @contextlib.contextmanager

@@ -2,14 +2,15 @@
 
 A snapshot of ``partition`` lives at ``<base>/<asset key path>/<partition>/<table>.parquet``
 with a ``_SNAPSHOT.json`` manifest written last, so a reader (the serving app, at each reload)
-only ever sees complete snapshots and a crash mid-write leaves the previous one in use.
+only ever sees complete snapshots and a crash mid-write leaves the previous one in use. No
+Dagster here: the services read the snapshots through this; the assets write them through the
+resource that wraps it (``resources.table_snapshot_store``).
 """
 
 import io
 import json
 from collections.abc import Mapping, Sequence
 
-import dagster as dg
 import pandas as pd
 from upath import UPath
 
@@ -57,12 +58,3 @@ class TableSnapshots:
             name: pd.read_parquet(io.BytesIO(read_bytes(folder / f"{name}.parquet")))
             for name in manifest["rows"]
         }
-
-
-class TableSnapshotStore(dg.ConfigurableResource):
-    """Where assets write table snapshots (for example the online feature store)."""
-
-    base_url: str
-
-    def snapshots(self) -> TableSnapshots:
-        return TableSnapshots(self.base_url)

@@ -32,6 +32,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from resources.landing_zone import LandingZone
 
@@ -49,11 +50,13 @@ class LandedSource:
 
 def landed_sources(declaration: PipelineDeclaration) -> list[LandedSource]:
     """Every source of a pipeline that lands files, and the asset that reads it."""
-    partitions = declaration.partitions.definition()
+    partitions = partitions_definition(declaration.partitions)
     return [
         LandedSource(
             folder=source.name,
-            asset_key=declaration.key(f"raw_{source.name}" if source.partitioned else source.name),
+            asset_key=asset_key(
+                declaration, f"raw_{source.name}" if source.partitioned else source.name
+            ),
             partitions_def=partitions if source.partitioned else None,
             extension=source.extension,
         )

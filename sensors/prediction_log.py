@@ -14,6 +14,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from resources.prediction_log_store import PredictionLogStore
 from sensors.landing_zone import contiguous_ranges
@@ -24,8 +25,8 @@ INTERVAL_SECONDS = 30
 def build_prediction_log_sensor(
     declaration: PipelineDeclaration, run_config: dict | None = None
 ) -> dg.SensorDefinition:
-    asset = declaration.key("served_predictions")
-    keys = declaration.partitions.definition().get_partition_keys()
+    asset = asset_key(declaration, "served_predictions")
+    keys = partitions_definition(declaration.partitions).get_partition_keys()
     order = {key: i for i, key in enumerate(keys)}
 
     @dg.sensor(

@@ -14,6 +14,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
 from resources.sql_connection import SqlConnection, resource_key
 from sensors.landing_zone import contiguous_ranges
@@ -42,8 +43,8 @@ def build_sql_source_sensor(
     declaration: PipelineDeclaration, source: SqlSource
 ) -> dg.SensorDefinition:
     connection_key = resource_key(source.connection)
-    raw_key = declaration.key(f"raw_{source.name}")
-    partitions_def = declaration.partitions.definition()
+    raw_key = asset_key(declaration, f"raw_{source.name}")
+    partitions_def = partitions_definition(declaration.partitions)
     lag = timedelta(seconds=source.changed_lag_seconds)
 
     @dg.sensor(

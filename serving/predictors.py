@@ -15,9 +15,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ml_assets.contract.model_format import (
+    ONNX_ARTIFACT,
+    ONNX_DIR,
+    SKOPS_TRUSTED_TYPES,
+    THRESHOLD_TAG,
+    Features,
+    onnx_inputs,
+    onnx_scores_of_inputs,
+    scores,
+)
 from ml_assets.contract.tasks import Task
-from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR, THRESHOLD_TAG
-from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, Features, scores
 
 REVIEWED_TYPES = sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in types})
 
@@ -45,13 +53,9 @@ class OnnxPredictor:
     kind: str = "onnx"
 
     def inputs(self, columns: Mapping[str, np.ndarray]) -> Any:
-        from ml_assets.modeling.onnx_export import onnx_inputs
-
         return onnx_inputs(columns, self.features)
 
     def predict_inputs(self, inputs: Any) -> np.ndarray:
-        from ml_assets.modeling.onnx_export import onnx_scores_of_inputs
-
         return onnx_scores_of_inputs(self.session, inputs, self.task)
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:

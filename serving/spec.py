@@ -12,9 +12,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ml_assets.contract.declaration import Monitoring, PipelineDeclaration, Rollout
+from ml_assets.contract.model_format import Features, model_inputs
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.contract.requests import request_model
-from ml_assets.modeling.estimators import Features, model_inputs
 
 
 def score_field(task: str, prediction: str) -> str:
@@ -71,7 +71,7 @@ def served_model(
 ) -> ServedModel:
     """The champion of ``declaration``'s pipeline, as the prediction service serves it."""
     model, serving = declaration.model, declaration.serving
-    snapshot = declaration.key(serving.snapshot_asset).path if serving.snapshot_asset else None
+    snapshot = declaration.asset_path(serving.snapshot_asset) if serving.snapshot_asset else None
     return ServedModel(
         pipeline=declaration.name,
         registered_model=model.registered_model_name,
@@ -111,11 +111,11 @@ def _partition_dates(declaration: PipelineDeclaration) -> Callable[[str], tuple[
     """The local dates ``[first, end)`` a partition's snapshot covers: the partition's time
     window in the declared time zone, and the days after it whose declared history windows
     end inside it (``features.nearest_days``: a forecast of the day after the last one read)."""
-    partitions = declaration.partitions.definition()
+    partitions = declaration.partitions
     after = dt.timedelta(days=declaration.features.nearest_days)
 
     def dates(key: str) -> tuple[dt.date, dt.date]:
-        window = partitions.time_window_for_partition_key(key)
-        return window.start.date(), window.end.date() + after
+        first, end = partitions.window(key)
+        return first, end + after
 
     return dates

@@ -28,6 +28,7 @@ import pytest
 
 from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.names import ROLLED_BACK, STAGES
 from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
@@ -37,13 +38,13 @@ from ml_assets.home import (
     HOME_ENV_VAR,
     LANDING_ENV_VAR,
     ONLINE_STORE_ENV_VAR,
+    TRACKING_URI_ENV_VAR,
     WAREHOUSE_ENV_VAR,
     warehouse_url,
 )
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES, MODELS
 from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
-from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.optuna_storage import OPTUNA_STORAGE_ENV_VAR
 from resources.parquet_io_manager import read_partition
 from resources.prediction_services import PredictionServices, ServingEndpoint
@@ -187,7 +188,7 @@ class World:
         return self.declaration.deploy.tolerance
 
     def key(self, name: str) -> dg.AssetKey:
-        return self.declaration.key(name)
+        return asset_key(self.declaration, name)
 
     def op(self, name: str) -> str:
         return f"{self.declaration.prefix}__{name}"
@@ -195,7 +196,7 @@ class World:
     def partitions(self) -> list[str]:
         """The landed partitions, in order."""
         first, last = self.setup.landed
-        keys = self.declaration.partitions.definition().get_partition_keys()
+        keys = partitions_definition(self.declaration.partitions).get_partition_keys()
         return [k for k in keys if first <= k <= last]
 
     def materialize(self, selection, assets=None, resources=None, **kwargs):
@@ -261,7 +262,7 @@ def build_world(platform: Platform, name: str) -> World:
     world = World(platform, pipelines.declaration(name))
     declared = world.declaration
     pipelines.load(name).publish(default_landing_zone(), world.partitions())
-    reference = [declared.key(s.name) for s in declared.sources if not s.partitioned]
+    reference = [asset_key(declared, s.name) for s in declared.sources if not s.partitioned]
     if reference:
         assert world.materialize(reference).success
     layers = dg.AssetSelection.groups(
@@ -328,8 +329,7 @@ def log_model(world: World, pipeline, X: pd.DataFrame, trusted, onnx: bytes | No
     import mlflow
     from mlflow.models import infer_signature
 
-    from ml_assets.modeling.artifacts import ONNX_ARTIFACT, ONNX_DIR
-    from ml_assets.modeling.estimators import scores
+    from ml_assets.contract.model_format import ONNX_ARTIFACT, ONNX_DIR, scores
     from ml_assets.modeling.tracking_logs import model_requirements
 
     experiment = world.platform.resources["mlflow"].experiment_id(
@@ -354,7 +354,8 @@ def register_linear(world: World, onnx: bytes | None = None, flip: bool = False)
     that are no model at all) as its own, so it is not the model it was registered with;
     ``flip`` fits it to the opposite target (an hour later, or the other class), so it scores
     well-formed answers that disagree with every real model."""
-    from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
+    from ml_assets.contract.model_format import SKOPS_TRUSTED_TYPES
+    from ml_assets.modeling.estimators import build_pipeline
 
     model = world.declaration.model
     features = world.features()
@@ -382,7 +383,7 @@ def registered_stub(declaration: PipelineDeclaration, version: str) -> dg.Assets
     """``registered_model`` as if the model chain had just registered ``version``."""
 
     @dg.asset(
-        key=declaration.key("registered_model"),
+        key=asset_key(declaration, "registered_model"),
         io_manager_key="json_io_manager",
         group_name=f"{declaration.prefix}_{MODELS}",
     )
@@ -411,10 +412,10 @@ def deploy(
     config.setdefault("staged", False)
     config.setdefault("latency_budget_ms", TEST_LATENCY_BUDGET_MS)
     stub = registered_stub(declaration, version)
-    assets = [a for a in ASSETS if declaration.key("registered_model") not in a.keys]
+    assets = [a for a in ASSETS if asset_key(declaration, "registered_model") not in a.keys]
     return dg.materialize(
         [*assets, stub],
-        selection=[stub.key, declaration.key("deployed_endpoint")],
+        selection=[stub.key, asset_key(declaration, "deployed_endpoint")],
         resources=resources,
         instance=instance,
         run_config={"ops": {f"{declaration.prefix}__deployed_endpoint": {"config": config}}},

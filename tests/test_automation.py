@@ -17,6 +17,7 @@ from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from ml_assets.automation import RANGE_END, RANGE_START
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.data.clean_and_rejected import CLEAN_SCHEMA
 from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 from ml_assets.pipelines.flights import config
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.unit
 
 REFERENCE = dg.AssetSelection.assets(*(key(name) for name in config.REFERENCE_TABLES))
 RAW = dg.AssetSelection.assets(key("raw_flights"), key("raw_weather"))
+DAILY = partitions_definition(config.DECLARATION.partitions)
 DAILY_INGEST_AND_CLEAN = dg.AssetSelection.groups("flights_ingest", "flights_clean") - REFERENCE
 FLIGHTS_CLEAN = dg.AssetSelection.assets(key("flights_clean"), key("flights_rejected"))
 LANDING_RUN = dg.AssetSelection.groups("flights_ingest", "flights_clean", "flights_features")
@@ -100,7 +102,7 @@ class Automation:
             by_days.setdefault(tuple(sorted(days)), []).append(key(name))
         for days, keys in by_days.items():
             window = dg.PartitionKeyRange(days[0], days[-1])
-            assert list(days) == config.DAILY.get_partition_keys_in_range(window), days
+            assert list(days) == DAILY.get_partition_keys_in_range(window), days
             self.materialize(dg.AssetSelection.assets(*keys), days)
 
 

@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from ml_assets.contract.declaration import Threshold
+from ml_assets.contract.model_format import SKOPS_TRUSTED_TYPES, Features, onnx_scores, scores
 from ml_assets.contract.search_space import FamilySpace
-from ml_assets.modeling.estimators import (
-    SKOPS_TRUSTED_TYPES,
-    STATISTICAL,
-    Features,
-    build_pipeline,
-    scores,
-    staged_fits,
-)
+from ml_assets.modeling.estimators import STATISTICAL, build_pipeline, staged_fits
 from ml_assets.modeling.evaluation import scaled_errors
 from ml_assets.modeling.metrics import (
     bar,
@@ -31,7 +25,7 @@ from ml_assets.modeling.metrics import (
     metrics,
     smape,
 )
-from ml_assets.modeling.onnx_export import export_onnx, onnx_scores
+from ml_assets.modeling.onnx_export import export_onnx
 from ml_assets.modeling.plots import (
     confusion_figure,
     precision_recall_figure,

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from ml_assets import pipelines
-from ml_assets.contract.declaration import PipelineDeclaration, RequestField
+from ml_assets.contract.declaration import (
+    CrossValidation,
+    PipelineDeclaration,
+    RequestField,
+    Training,
+    Tuning,
+)
 from ml_assets.contract.loading import DeclarationError, load_declaration
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.contract.requests import EARLIEST_DATE, LATEST_DATE, parse_item, request_model
@@ -475,17 +481,47 @@ def test_the_service_and_the_cleaner_refuse_the_same_values(field: str) -> None:
     assert rejected["rejection_rule"].tolist() == [rule]
 
 
-def test_launchpad_overrides_are_the_declared_models(tmp_path: Path) -> None:
-    """An override is the declared Config class with other values, validated the same way."""
-    from ml_assets.contract.overrides import declared_defaults
+@pytest.mark.parametrize("name", pipelines.names())
+def test_a_partition_window_is_that_of_dagster(name: str) -> None:
+    """The declaration's own partition windows (the services read them without Dagster) are
+    the local dates of Dagster's time windows."""
+    from ml_assets.contract.dagster_terms import partitions_definition
+
+    partitions = pipelines.declaration(name).partitions
+    definition = partitions_definition(partitions)
+    for key in definition.get_partition_keys():
+        window = definition.time_window_for_partition_key(key)
+        assert partitions.window(key) == (window.start.date(), window.end.date())
+
+
+def test_launchpad_overrides_are_the_declared_models() -> None:
+    """The launchpad shows the declared values as defaults; an override of any field, nested
+    sections too, reaches the asset as the declared section with other values, validated the
+    same way."""
+    import dagster as dg
+
+    from ml_assets.contract.dagster_terms import declared_section, run_config
 
     declared = pipelines.declaration("flights").model.tuning
-    config = declared_defaults(declared, "FlightsTuning")
-    assert config().n_trials == declared.n_trials
-    assert config(n_trials=3).workers == declared.workers
-    assert isinstance(config(), type(declared))
+    TuningConfig = run_config(declared, "FlightsTuning")
+    received = []
+
+    @dg.asset
+    def tuned(config: TuningConfig) -> None:
+        received.append(declared_section(config, Tuning))
+
+    folds = {"folds": 3, "horizon_partitions": 7}
+    overrides = {"n_trials": 3, "cross_validation": folds}
+    assert dg.materialize([tuned]).success
+    assert dg.materialize([tuned], run_config={"ops": {"tuned": {"config": overrides}}}).success
+    assert received == [declared, declared.model_copy(update={
+        "n_trials": 3, "cross_validation": CrossValidation(**folds),
+    })]  # fmt: skip
     with pytest.raises(ValueError, match="greater than or equal to 1"):
-        config(n_trials=0)
+        TuningConfig(n_trials=0)
+    TrainingConfig = run_config(pipelines.declaration("flights").model.training, "FlightsTraining")
+    with pytest.raises(ValueError, match="not both"):
+        declared_section(TrainingConfig(horizon_partitions=3, horizon_days=3), Training)
 
 
 # strict request types: a field takes its own JSON type only

@@ -40,19 +40,19 @@ from serving_fixtures import (
 
 from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
+from ml_assets.contract.model_format import ONNX_ARTIFACT
 from ml_assets.contract.requests import parse_item
 from ml_assets.definitions import defs
 from ml_assets.deployment import registry
 from ml_assets.home import (
     HOME_ENV_VAR,
     PROJECT_ROOT,
+    TRACKING_URI_ENV_VAR,
     online_store_url,
     warehouse_url,
 )
-from ml_assets.modeling.artifacts import ONNX_ARTIFACT
 from ml_assets.processes import stop_groups
 from resources.builder import platform_resources
-from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
 from resources.parquet_io_manager import read_partition
 from resources.table_snapshots import TableSnapshots
 from serving.predictors import load_version

@@ -17,6 +17,7 @@ from live import dev_environment, free_port, readme_requests, start_dev, wait_fo
 
 from ml_assets import pipelines
 from ml_assets.cli import first_model_partitions
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.contract.requests import parse_item
 from ml_assets.home import PROJECT_ROOT
 from ml_assets.instance import instance_yaml
@@ -148,6 +149,6 @@ def test_the_readmes_request_asks_about_what_make_run_lands(name: str) -> None:
     parse_item(served.request, request)  # as the service reads a JSON body
     if served.snapshot_dates is None:
         return
-    keys = declared.partitions.definition().get_partition_keys()
+    keys = partitions_definition(declared.partitions).get_partition_keys()
     first, end = served.snapshot_dates(keys[first_model_partitions(name) - 1])
     assert first <= date.fromisoformat(request[served.snapshot_date_field]) < end

@@ -28,6 +28,7 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from pydantic import TypeAdapter
 
+from ml_assets.contract.model_format import Features
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.executor import (
     BROKER_ENV_VAR,
@@ -45,7 +46,6 @@ from ml_assets.home import (
 from ml_assets.instance import POSTGRES_ENV_VAR, instance_yaml
 from ml_assets.modeling import distributed_study
 from ml_assets.modeling.distributed_study import ShareClaims
-from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.study import run_study
 from ml_assets.modeling.trials import StudySettings
 from ml_assets.pipelines.flights.publish import day_keys, publish, source_table

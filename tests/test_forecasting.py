@@ -20,16 +20,16 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_EN
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from pydantic import BaseModel
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.loading import load_declaration
 from ml_assets.contract.names import CHAMPION
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.data.data_layers import partitioned
 from ml_assets.deployment.batch_predictions import build_batch_predictions
-from ml_assets.home import online_store_url
+from ml_assets.home import online_store_url, tracking_uri
 from ml_assets.modeling.assets import build_model_assets
 from resources.builder import platform_resources
-from resources.mlflow_tracking import tracking_uri
 from resources.partition_frames import PartitionStream
 from resources.table_snapshots import TableSnapshots
 from serving.app import create_app
@@ -191,7 +191,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             yield {
                 "declaration": declaration,
                 "study": layer.output_for_node(models[1].node_def.name),
-                "study_metadata": _metadata(layer, declaration.key("hyperparameter_study")),
+                "study_metadata": _metadata(layer, asset_key(declaration, "hyperparameter_study")),
                 "trained": layer.output_for_node(models[2].node_def.name),
                 "evaluation": layer.output_for_node(models[3].node_def.name),
                 "registered": registered,

@@ -15,7 +15,8 @@ from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.landing_zone import LandingZone
 from resources.parquet_io_manager import ParquetIOManager
 from resources.paths import to_upath, write_bytes_atomically
-from resources.table_snapshots import TableSnapshots, TableSnapshotStore
+from resources.table_snapshot_store import TableSnapshotStore
+from resources.table_snapshots import TableSnapshots
 
 pytestmark = pytest.mark.integration
 

@@ -36,6 +36,7 @@ from live import (
 
 from ml_assets import pipelines
 from ml_assets.cli import first_model_partitions
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from resources.table_snapshots import MANIFEST
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,9 +49,9 @@ DATA_ASSETS = {
 }  # fmt: skip
 """The partitioned tables of each pipeline's data layers, one Parquet file per partition."""
 SEEDS = {
-    name: pipelines.declaration(name)
-    .partitions.definition()
-    .get_partition_keys()[: first_model_partitions(name)]
+    name: partitions_definition(pipelines.declaration(name).partitions).get_partition_keys()[
+        : first_model_partitions(name)
+    ]
     for name in DATA_ASSETS
 }
 """What ``make run`` lands on an empty home: what each pipeline's first model needs."""
@@ -62,7 +63,7 @@ BACKFILLED = [name for name in DATA_ASSETS["flights"] if name != "flight_feature
 def _sensor_runs(runs: list[dict], pipeline: str) -> list[tuple[dict, list[str | None]]]:
     """The runs of the pipeline's sensor for what ``ml-assets dev`` landed, each with the
     partitions it covers (None: a reference table); later tests may land more."""
-    keys = pipelines.declaration(pipeline).partitions.definition().get_partition_keys()
+    keys = partitions_definition(pipelines.declaration(pipeline).partitions).get_partition_keys()
     covered = []
     for run in runs:
         if tag(run, "dagster/sensor_name") != f"{pipeline}_landing_zone_sensor":
@@ -170,7 +171,7 @@ def _clean_rows(platform: LivePlatform):
     from resources.parquet_io_manager import read_partition
 
     declaration = pipelines.declaration("flights")
-    requests = declaration.key(declaration.serving.requests_asset)
+    requests = asset_key(declaration, declaration.serving.requests_asset)
     return read_partition(str(platform.home / "warehouse"), requests, SEEDS["flights"][-1])
 
 
@@ -355,7 +356,7 @@ def _carrier_flights(platform: LivePlatform, day: str) -> float:
 
     declaration = pipelines.declaration("flights")
     features = read_partition(
-        str(platform.home / "warehouse"), declaration.key("flight_features"), day
+        str(platform.home / "warehouse"), asset_key(declaration, "flight_features"), day
     )
     return float(features["carrier_flights_7d"].sum())
 

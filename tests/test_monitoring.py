@@ -34,6 +34,7 @@ from serving_fixtures import (
 
 from jobs.rollout import build_rollout_job
 from ml_assets import cli, pipelines
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.names import (
     CANARY,
     FEATURE_DRIFT_CHECK,
@@ -533,7 +534,7 @@ def test_degraded_outcomes_retrain_and_roll_out_a_new_version(
     layers = dg.AssetSelection.groups(
         *(group(declared, layer) for layer in (INGEST, CLEAN, FEATURES))
     )
-    tables = dg.AssetSelection.assets(*(declared.key(s.name) for s in declared.sources
+    tables = dg.AssetSelection.assets(*(asset_key(declared, s.name) for s in declared.sources
                                         if not s.partitioned))  # fmt: skip
     scored = dg.AssetSelection.assets(flights.key("batch_predictions"),
                                       flights.key("served_predictions"))  # fmt: skip

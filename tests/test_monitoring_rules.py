@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from pydantic import BaseModel
 
 from ml_assets import pipelines
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import Rollout
 from ml_assets.contract.names import CANARY, SHADOW
 from ml_assets.contract.prediction_log_layout import COLUMNS, OUTSIDE
@@ -291,26 +292,26 @@ def test_seasonal_features_are_compared_with_the_same_months_and_calendar_ones_n
     march = rows(months[-1], 1000)
 
     @dg.asset(
-        key=declaration.key(model.features_asset),
-        partitions_def=declaration.partitions.definition(),
+        key=asset_key(declaration, model.features_asset),
+        partitions_def=partitions_definition(declaration.partitions),
     )
     def features() -> dict[str, pd.DataFrame]:  # as the platform's IO manager loads partitions
         return {months[-1]: march}
 
-    @dg.asset(key=declaration.key("training_set"))
+    @dg.asset(key=asset_key(declaration, "training_set"))
     def training_set() -> pd.DataFrame:
         return training
 
     result = dg.materialize_to_memory(
         [features, training_set, feature_drift.build(declaration)], partition_key=months[-1]
     )
-    table = result.asset_value(declaration.key("feature_drift"))[months[-1]]
+    table = result.asset_value(asset_key(declaration, "feature_drift"))[months[-1]]
     by_feature = table.set_index("feature")
     assert "hour" not in by_feature.index
     assert by_feature.loc["distance", "reference"] == "train split, month 3"
     assert by_feature.loc["distance", "psi"] < 0.1  # against all three months: several units
     (event,) = [
         e.materialization for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key == declaration.key("feature_drift")
+        if e.materialization.asset_key == asset_key(declaration, "feature_drift")
     ]  # fmt: skip
     assert "hour (declared unwatched)" in event.metadata["unwatched"].value

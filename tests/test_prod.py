@@ -263,7 +263,8 @@ def requests() -> list[dict[str, Any]]:
 def taxi(profile: Profile) -> Iterator[World]:
     """The taxi pipeline on the profile: the platform's resources as its processes build
     them, and a linear model fitted here and registered through the MLflow server."""
-    from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, build_pipeline
+    from ml_assets.contract.model_format import SKOPS_TRUSTED_TYPES
+    from ml_assets.modeling.estimators import build_pipeline
     from ml_assets.pipelines.taxi.features import feature_frame
 
     with pytest.MonkeyPatch.context() as patch:

@@ -10,8 +10,7 @@ import httpx
 import pytest
 from serving_fixtures import free_ports, wait_answering
 
-from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT
-from resources.mlflow_tracking import TRACKING_URI_ENV_VAR
+from ml_assets.home import HOME_ENV_VAR, PROJECT_ROOT, TRACKING_URI_ENV_VAR
 from serving.settings import PRODUCTION, PROFILE_ENV_VAR, TOKEN_ENV_VAR, TOKEN_FILE_ENV_VAR
 
 pytestmark = pytest.mark.integration

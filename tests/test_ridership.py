@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from ml_assets import pipelines
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.names import FEATURE_DRIFT_CHECK
 from ml_assets.contract.requests import parse_item
 from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
@@ -90,12 +91,12 @@ def _online(partition: str, items: list[dict]) -> pd.DataFrame:
 
 
 def _batch(partition: str) -> pd.DataFrame:
-    return read_partition(warehouse_url(), DECLARATION.key(DECLARATION.model.features_asset),
+    return read_partition(warehouse_url(), asset_key(DECLARATION, DECLARATION.model.features_asset),
                           partition)  # fmt: skip
 
 
 def _requests(partition: str) -> list[dict]:
-    clean = read_partition(warehouse_url(), DECLARATION.key("boardings_clean"), partition)
+    clean = read_partition(warehouse_url(), asset_key(DECLARATION, "boardings_clean"), partition)
     return HOOKS.request_items(clean)
 
 
@@ -158,12 +159,12 @@ def _drift(replay: pd.DataFrame, monitoring) -> dict[str, dg.AssetCheckEvaluatio
     train_end = months[-(training.test_partitions + training.validation_partitions)]
     train = replay[replay[PARTITION_COLUMN] < train_end].assign(**{SPLIT_COLUMN: "train"})
 
-    @dg.asset(key=declaration.key(declaration.model.features_asset),
-              partitions_def=declaration.partitions.definition())  # fmt: skip
+    @dg.asset(key=asset_key(declaration, declaration.model.features_asset),
+              partitions_def=partitions_definition(declaration.partitions))  # fmt: skip
     def day_features(context: dg.AssetExecutionContext) -> dict[str, pd.DataFrame]:
         return {k: replay[replay[PARTITION_COLUMN] == k] for k in context.partition_keys}
 
-    @dg.asset(key=declaration.key("training_set"))
+    @dg.asset(key=asset_key(declaration, "training_set"))
     def training_set() -> pd.DataFrame:
         return train
 

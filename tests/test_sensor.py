@@ -20,6 +20,7 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.definitions import defs
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
@@ -98,7 +99,7 @@ def covered(
 ) -> list[tuple[dg.AssetKey, str | None]]:
     """(asset, partition) of every partition of ``assets`` the requests materialize, ranges
     expanded; reference tables (unpartitioned) as partition None."""
-    keys = config.DAILY.get_partition_keys()
+    keys = partitions_definition(config.DECLARATION.partitions).get_partition_keys()
     tables = {key(name) for name in config.REFERENCE_TABLES}
     result = []
     for request in requests:
@@ -479,7 +480,7 @@ from ml_assets.definitions import defs as platform
 from ml_assets.pipelines.flights.assets import data_assets
 from ml_assets.home import online_store_url
 from resources.landing_zone import default_landing_zone
-from resources.table_snapshots import TableSnapshotStore
+from resources.table_snapshot_store import TableSnapshotStore
 
 defs = dg.Definitions(
     assets=data_assets,

@@ -6,6 +6,7 @@ and a re-load never duplicates a row. A server that cannot be reached fails thes
 
 import contextlib
 import copy
+import functools
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -20,6 +21,7 @@ import yaml
 from conftest import _fresh_database
 
 from ml_assets import cli, pipelines
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.sources import landed_assets
@@ -105,7 +107,7 @@ class World:
         return pd.read_parquet(self.home / "warehouse" / "flights" / asset / f"{day}.parquet")
 
     def load(self, keys: list[str]) -> None:
-        key = self.declaration.key
+        key = functools.partial(asset_key, self.declaration)
         references = [key("planes"), key("airports"), key("airlines")]
         assert self.materialize(references).success
         layers = dg.AssetSelection.groups(
@@ -182,7 +184,7 @@ def test_every_raw_materialization_says_what_was_read_and_never_the_secret(
     worlds: dict, databases: dict[str, str]
 ) -> None:
     sql = worlds["sql"]
-    key = sql.declaration.key("raw_flights")
+    key = asset_key(sql.declaration, "raw_flights")
     engine = sa.create_engine(databases["airline"])
     with engine.connect() as connection:
         at_source = dict(
@@ -213,7 +215,7 @@ def test_every_raw_materialization_says_what_was_read_and_never_the_secret(
     assert metadata["source/rows_read"] == metadata["source/rows_in_raw"] == sum(at_source.values())
     assert metadata["source/schema"]["time_hour"] == "timestamp"
     assert metadata["source/seconds"] > 0
-    planes = sql.instance.get_latest_materialization_event(sql.declaration.key("planes"))
+    planes = sql.instance.get_latest_materialization_event(asset_key(sql.declaration, "planes"))
     assert planes.asset_materialization.metadata["source/database"].value == "mysql"
     shown = str([materialization.metadata, planes.asset_materialization.metadata])
     assert databases["airline"] not in shown and "root@" not in shown and "postgres@" not in shown
@@ -228,7 +230,7 @@ def test_the_changes_sensor_requests_exactly_the_partitions_whose_rows_changed(
     declaration = switched_declaration()
     sensor = build_sql_source_sensor(declaration, declaration.source("flights"))
     resources = {"sql_airline": SqlConnection(name="airline", url=databases["airline"])}
-    raw = declaration.key("raw_flights")
+    raw = asset_key(declaration, "raw_flights")
 
     definitions = dg.Definitions(
         assets=[a for a in landed_assets(declaration, SOURCE_SCHEMAS) if a.key == raw],
@@ -283,10 +285,10 @@ def test_a_correction_in_the_database_reaches_its_partition_once(
         ).rowcount
     engine.dispose()
     assert updated >= 1
-    clean = sql.declaration.key("flights_clean")
+    clean = asset_key(sql.declaration, "flights_clean")
     reload = dg.AssetSelection.assets(
-        sql.declaration.key("raw_flights")
-    ) | dg.AssetSelection.assets(clean, sql.declaration.key("flights_rejected"))
+        asset_key(sql.declaration, "raw_flights")
+    ) | dg.AssetSelection.assets(clean, asset_key(sql.declaration, "flights_rejected"))
     for _ in range(2):
         assert sql.materialize(reload, [CORRECTED_DAY]).success
         after = sql.stored("flights_clean", CORRECTED_DAY).sort_values(
@@ -311,7 +313,7 @@ def test_a_column_dropped_at_the_source_fails_the_blocking_check(
     with engine.begin() as connection:
         connection.execute(sa.text("ALTER TABLE flights DROP COLUMN air_time"))
     engine.dispose()
-    key = sql.declaration.key
+    key = functools.partial(asset_key, sql.declaration)
     selection = dg.AssetSelection.assets(
         key("raw_flights"), key("flights_clean"), key("flights_rejected")
     )
@@ -351,13 +353,13 @@ def test_a_connection_from_a_secret_file_and_the_platform_wiring(
     assert {"sql_airline", "sql_fleet"} <= set(definitions.resources)
     sensor = definitions.resolve_sensor_def("flights_landing_zone_sensor")
     watched = sensor.asset_selection.resolve(definitions.resolve_asset_graph())
-    assert declaration.key("raw_weather") in watched
-    assert declaration.key("raw_flights") not in watched
+    assert asset_key(declaration, "raw_weather") in watched
+    assert asset_key(declaration, "raw_flights") not in watched
     changes = definitions.resolve_sensor_def("flights_flights_changes_sensor")
     assert changes.asset_selection.resolve(definitions.resolve_asset_graph()) == {
-        declaration.key("raw_flights")
+        asset_key(declaration, "raw_flights")
     }
-    result = world.materialize([declaration.key("airlines")])
+    result = world.materialize([asset_key(declaration, "airlines")])
     assert result.success
-    airlines = result.asset_value(declaration.key("airlines"))
+    airlines = result.asset_value(asset_key(declaration, "airlines"))
     assert len(airlines) == 16 and "AA" in set(airlines["carrier"])

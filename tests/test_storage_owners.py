@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 LOCATIONS = {
     "warehouse_url", "online_store_url", "prediction_log_url", "landing_zone_url",
-    "ml_assets_home",
+    "ml_assets_home", "tracking_uri",
 }  # fmt: skip
 """``ml_assets.home``'s functions that read a location from the environment."""
 OWNERS = {

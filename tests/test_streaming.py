@@ -12,6 +12,7 @@ import pandera.pandas as pa
 import pytest
 
 from ml_assets import pipelines
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.data.checks import SchemaCheck, schema_outcome
 from ml_assets.home import WAREHOUSE_ENV_VAR
 from ml_assets.pipelines import declaration, names
@@ -27,7 +28,7 @@ RANGES = {"flights": ("2013-01-01", "2013-01-04"), "taxi": ("2022-01-01", "2022-
 
 def _keys(pipeline: str) -> list[str]:
     first, last = RANGES[pipeline]
-    keys = declaration(pipeline).partitions.definition().get_partition_keys()
+    keys = partitions_definition(declaration(pipeline).partitions).get_partition_keys()
     return [key for key in keys if first <= key <= last]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_assets.modeling.estimators import Features
+from ml_assets.contract.model_format import Features
 from ml_assets.modeling.study import run_study
 from ml_assets.modeling.trials import StudySettings, best_configuration
 from ml_assets.pipelines import declaration

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.requests import parse_item, request_model
 from ml_assets.data.clean_and_rejected import EXPORT_SCHEMA, ROWS_CONSERVED
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, REJECTION_RULE
@@ -33,7 +34,7 @@ TRIPS_BY_MONTH = {"2022-01-01": 1644, "2022-02-01": 2036, "2022-03-01": 3142, "2
 MONTHS = list(TRIPS_BY_MONTH)
 FAULTY_MONTH = "2022-02-01"
 RAW, CLEAN, REJECTED, FEATURES = (
-    DECLARATION.key(name)
+    asset_key(DECLARATION, name)
     for name in ("raw_trips", "trips_clean", "trips_rejected", "trip_features")
 )
 

@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 
 from ml_assets import pipelines
-from ml_assets.modeling.artifacts import THRESHOLD_TAG
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
+from ml_assets.contract.model_format import THRESHOLD_TAG
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES
 from ml_assets.platform import pipeline_definitions
 from resources.builder import platform_resources
@@ -31,7 +32,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.ExecuteInProc
         for var in ("ML_ASSETS_LANDING_URL", "ML_ASSETS_WAREHOUSE_URL", "MLFLOW_TRACKING_URI"):
             patch.delenv(var, raising=False)
         pipeline = pipelines.load(NAME)
-        keys = DECLARED.partitions.definition().get_partition_keys()
+        keys = partitions_definition(DECLARED.partitions).get_partition_keys()
         pipeline.publish(default_landing_zone(), keys)
         assets = pipeline_definitions(pipeline).assets
         resources = platform_resources([DECLARED])
@@ -43,7 +44,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.ExecuteInProc
                       "dagster/asset_partition_range_end": keys[-1]},
             ).success  # fmt: skip
             result = dg.materialize(
-                assets, selection=[DECLARED.key(n) for n in MODEL_ASSET_NAMES],
+                assets, selection=[asset_key(DECLARED, n) for n in MODEL_ASSET_NAMES],
                 run_config=TUNING, resources=resources, instance=instance,
             )  # fmt: skip
             try:
@@ -59,7 +60,7 @@ def _output(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     event = next(
         e for e in result.get_asset_materialization_events()
-        if e.asset_key == DECLARED.key(asset)
+        if e.asset_key == asset_key(DECLARED, asset)
     )  # fmt: skip
     return event.materialization.metadata
 

@@ -37,12 +37,15 @@ from ui_flows import (
 
 from ml_assets import pipelines
 from ml_assets.cli import first_model_partitions
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 LAYERS = ("ingest", "clean", "features", "models", "deploy")
-FLIGHT_DAYS = pipelines.declaration("flights").partitions.definition().get_partition_keys()
+FLIGHT_DAYS = partitions_definition(
+    pipelines.declaration("flights").partitions
+).get_partition_keys()
 LAST_SEEDED_DAY = FLIGHT_DAYS[first_model_partitions("flights") - 1]
 """The last day ``ml-assets dev`` lands for flights (its 74th)."""
 BACKFILL_FIRST, BACKFILL_LAST = "2013-03-01", "2013-03-05"

@@ -4,8 +4,10 @@ A declaration says everything the generic platform needs to know about a pipelin
 prefix, partitions and sources with their cleaning rules, its model (task, target, features,
 baseline, split, search space, budget, acceptance bars), what its prediction service accepts
 and the limits of its deploys. The sections a person may override for one run from the
-launchpad (``training``, ``tuning``, ``acceptance``, ``deploy``) are Dagster ``Config`` classes,
-so an override is the same model with other values, never a hand-merged dict.
+launchpad (``training``, ``tuning``, ``acceptance``, ``deploy``) become Dagster run config with
+the declared values as defaults, and an override becomes the same model with other values, never
+a hand-merged dict (``ml_assets.contract.dagster_terms``). No Dagster here: the prediction
+services read declarations too.
 """
 
 import re
@@ -13,9 +15,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import dagster as dg
 from pydantic import (
-    ConfigDict,
     Discriminator,
     Field,
     JsonValue,
@@ -65,7 +65,7 @@ class Partitions(Strict):
         if self.kind == "daily":
             days = [first - timedelta(days=n) for n in range(count, 0, -1)]
         else:
-            days = [_months_before(first, n) for n in range(count, 0, -1)]
+            days = [_months_after(first, -n) for n in range(count, 0, -1)]
         return [day.isoformat() for day in days if day >= self.start]
 
     def key_of(self, day: date) -> str | None:
@@ -74,17 +74,17 @@ class Partitions(Strict):
             return None
         return (day if self.kind == "daily" else day.replace(day=1)).isoformat()
 
-    def definition(self) -> dg.TimeWindowPartitionsDefinition:
-        cls = {"daily": dg.DailyPartitionsDefinition, "monthly": dg.MonthlyPartitionsDefinition}
-        return cls[self.kind](
-            start_date=self.start.isoformat(),
-            end_date=self.end.isoformat(),
-            timezone=self.timezone,
-        )
+    def window(self, key: str) -> tuple[date, date]:
+        """The local dates ``[first, end)`` of the partition ``key``."""
+        first = date.fromisoformat(key)
+        if self.kind == "daily":
+            return first, first + timedelta(days=1)
+        return first, _months_after(first, 1)
 
 
-def _months_before(first: date, months: int) -> date:
-    index = first.year * 12 + first.month - 1 - months
+def _months_after(first: date, months: int) -> date:
+    """The first of the month ``months`` after (before, when negative) the month of ``first``."""
+    index = first.year * 12 + first.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
 
 
@@ -383,10 +383,8 @@ SourceDeclaration = Annotated[
 ingest module in ``ml_assets/data/sources/``."""
 
 
-class Training(dg.Config):
+class Training(Strict):
     """Which feature partitions to train on and how they are split (trailing partitions)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     window_start: str = Field(description="First feature partition key of the training window.")
     window_end: str = Field(description="Last feature partition key of the training window.")
@@ -424,14 +422,12 @@ class Training(dg.Config):
         return self
 
 
-class CrossValidation(dg.Config):
+class CrossValidation(Strict):
     """Rolling (time-series) cross-validation over the train and validation partitions:
     ``folds`` cutoffs, each ``horizon_partitions`` after the one before, the last one's window
     ending with the validation partitions. A fold trains on the partitions before its cutoff
     (all of them, ``expanding``, or the last ``train_partitions``, ``sliding``) and is scored on
     the ``horizon_partitions`` after a gap of ``gap_partitions``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     folds: int = Field(ge=2, le=50, description="Cutoffs, hence scored windows.")
     horizon_partitions: int = Field(ge=1, description="Partitions each fold is scored on.")
@@ -447,10 +443,8 @@ class CrossValidation(dg.Config):
     )
 
 
-class Tuning(dg.Config):
+class Tuning(Strict):
     """The Optuna study's budget, parallelism and randomness."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n_trials: int = Field(ge=1)
     sample_rows: int = Field(
@@ -469,10 +463,8 @@ class Tuning(dg.Config):
     )
 
 
-class Acceptance(dg.Config):
+class Acceptance(Strict):
     """The bars a model must clear, on the acceptance metric, before it is registered."""
-
-    model_config = ConfigDict(extra="forbid")
 
     min_improvement_over_baseline: float = Field(
         description="Relative improvement over the baseline, e.g. 0.02 for 2%."
@@ -482,10 +474,8 @@ class Acceptance(dg.Config):
     )
 
 
-class Deploy(dg.Config):
+class Deploy(Strict):
     """How the live endpoint is verified after it loads a new champion."""
-
-    model_config = ConfigDict(extra="forbid")
 
     smoke_rows: int = Field(default=200, ge=1, description="Held-out rows compared with MLflow.")
     tolerance: float = Field(
@@ -500,12 +490,10 @@ class Deploy(dg.Config):
     )
 
 
-class Rollout(dg.Config):
+class Rollout(Strict):
     """How a new version goes live beside the champion: in shadow (scored and logged, never
     returned), then as a canary (a share of the traffic, sticky per request key), then in full;
     rolled back when its live figures do not hold."""
-
-    model_config = ConfigDict(extra="forbid")
 
     shadow_requests: int = Field(
         default=200, ge=0, description="Requests it scores in shadow before the canary (0: none)."
@@ -896,8 +884,9 @@ class PipelineDeclaration(Strict):
             return None
         return training.horizon_partitions * (1 if self.partitions.kind == "daily" else 31)
 
-    def key(self, name: str) -> dg.AssetKey:
-        return dg.AssetKey([self.prefix, name])
+    def asset_path(self, name: str) -> tuple[str, str]:
+        """The key path of the pipeline's asset ``name``: ``(prefix, name)``."""
+        return (self.prefix, name)
 
     def source(self, name: str) -> FilesSource | SqlSource:
         for source in self.sources:

@@ -10,9 +10,8 @@ features do not have fails when the definitions load, naming the file and the ke
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -20,6 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.loading import DeclarationError, format_errors
+
+if TYPE_CHECKING:  # the services load pipelines' declarations and hooks without Dagster
+    import dagster as dg
 
 
 class Publish(Protocol):
@@ -55,7 +57,7 @@ class Pipeline:
     declaration: PipelineDeclaration
     source_file: Path
     """The declaration file, named in errors."""
-    data_assets: Sequence[dg.AssetsDefinition]
+    data_assets: Sequence["dg.AssetsDefinition"]
     feature_schema: pa.DataFrameSchema
     """Schema of the ``features_asset``: the columns the model and the service may use."""
     publish: Publish
@@ -87,13 +89,13 @@ class Pipeline:
                     f"not among the columns of {model.features_asset} "
                     f"({self.feature_schema.name})"
                 )
-        keys = {key for a in self.data_assets for key in a.keys}
+        keys = {tuple(key.path) for a in self.data_assets for key in a.keys}
         for where, name in (
             ("model.features_asset", model.features_asset),
             ("serving.requests_asset", declared.serving.requests_asset),
             ("serving.snapshot_asset", declared.serving.snapshot_asset),
         ):
-            if name is not None and declared.key(name) not in keys:
+            if name is not None and declared.asset_path(name) not in keys:
                 raise DeclarationError(
                     f"{self.source_file}: {where}: the pipeline has no asset {name!r}"
                 )
@@ -106,11 +108,12 @@ class Pipeline:
         feature schema has."""
         declared, where = self.declaration, f"{self.source_file}: features"
         section = declared.features
-        assets = {key: a for a in self.data_assets for key in a.keys}
-        reading = assets.get(declared.key(declared.model.features_asset))
-        read = set(reading.keys_by_input_name.values()) if reading else set()
+        # each asset and its key, by key path
+        assets = {tuple(key.path): (a, key) for a in self.data_assets for key in a.keys}
+        reading, _ = assets.get(declared.asset_path(declared.model.features_asset), (None, None))
+        read = {tuple(k.path) for k in reading.keys_by_input_name.values()} if reading else set()
         for name in [*([section.input] if section.input else []), *section.history]:
-            if declared.key(name) not in read:
+            if declared.asset_path(name) not in read:
                 raise DeclarationError(
                     f"{where}: {declared.model.features_asset} does not read {name!r}"
                 )
@@ -122,8 +125,8 @@ class Pipeline:
             )
         if section.input is None:
             return
-        key = declared.key(section.input)
-        source = assets[key].metadata_by_key.get(key, {}) if key in assets else {}
+        asset, key = assets.get(declared.asset_path(section.input), (None, None))
+        source = asset.metadata_by_key.get(key, {}) if asset is not None else {}
         schema = source.get("dagster/column_schema")
         if schema is not None:
             have = {column.name for column in schema.columns}

@@ -11,6 +11,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration, Source
 from ml_assets.data.checks import (
     CheckOutcome,
@@ -66,12 +67,15 @@ def clean_assets(
             f"{declaration.name}: the clean function of {source!r} ({clean.__qualname__}) must "
             f"take (raw, day, references, history): {error}"
         ) from None
-    raw_key, clean_key = declaration.key(f"raw_{source}"), declaration.key(f"{source}_clean")
+    raw_key, clean_key = (
+        asset_key(declaration, f"raw_{source}"),
+        asset_key(declaration, f"{source}_clean"),
+    )
     declared = declaration.source(source)
     references = sorted({r.reference_table for r in declared.codes.values() if r.reference_table})
     bar, whole_file = declared.max_rejected_share, declared.whole_file
     window = declared.history_partitions
-    rejected_key = declaration.key(f"{source}_rejected")
+    rejected_key = asset_key(declaration, f"{source}_rejected")
     common = {
         "group_name": group(declaration, CLEAN),
         "code_version": "2",
@@ -98,7 +102,7 @@ def clean_assets(
         },
         ins={
             "raw": dg.AssetIn(raw_key),
-            **{table: dg.AssetIn(declaration.key(table)) for table in references},
+            **{table: dg.AssetIn(asset_key(declaration, table)) for table in references},
         },
         required_resource_keys={"io_manager"} if window else None,
         check_specs=[

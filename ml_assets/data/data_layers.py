@@ -10,6 +10,7 @@ the output. Memory does not grow with the range.
 
 import dagster as dg
 
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 
 INGEST, CLEAN, FEATURES = "ingest", "clean", "features"
@@ -24,7 +25,7 @@ def partitioned(declaration: PipelineDeclaration) -> dict:
     """What every partitioned asset of the pipeline declares: its partitions, single-run
     backfills."""
     return {
-        "partitions_def": declaration.partitions.definition(),
+        "partitions_def": partitions_definition(declaration.partitions),
         "backfill_policy": dg.BackfillPolicy.single_run(),
     }
 
@@ -39,10 +40,10 @@ def partition_check(
     """A check of ``asset`` evaluated per partition."""
     return dg.AssetCheckSpec(
         name,
-        asset=declaration.key(asset),
+        asset=asset_key(declaration, asset),
         description=description,
         blocking=blocking,
-        partitions_def=declaration.partitions.definition(),
+        partitions_def=partitions_definition(declaration.partitions),
     )
 
 

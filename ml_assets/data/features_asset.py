@@ -9,6 +9,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.checks import SchemaCheck, report_per_partition
 from ml_assets.data.data_layers import (
@@ -60,7 +61,7 @@ def features_asset(
         owners=declaration.owners,
         description=description,
         metadata={**table_definition_metadata(schema), **code_reference(features)},
-        ins={upstream: dg.AssetIn(declaration.key(upstream), partition_mapping=mapping)},
+        ins={upstream: dg.AssetIn(asset_key(declaration, upstream), partition_mapping=mapping)},
         check_specs=[
             partition_check(declaration, name, FEATURE_SCHEMA, f"Conforms to {schema.name}.")
         ],

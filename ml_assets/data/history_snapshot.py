@@ -7,10 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.data_layers import FEATURES, group, history_mapping, partitioned
 from ml_assets.data.online_history import snapshot_tables
-from resources.table_snapshots import TableSnapshotStore
+from resources.table_snapshot_store import TableSnapshotStore
 
 
 def history_snapshot_asset(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
@@ -42,7 +43,7 @@ def history_snapshot_asset(declaration: PipelineDeclaration) -> dg.AssetsDefinit
         ),
         ins={
             upstream: dg.AssetIn(
-                declaration.key(upstream), partition_mapping=history_mapping(reach)
+                asset_key(declaration, upstream), partition_mapping=history_mapping(reach)
             )
         },
         automation_condition=refresh_stale_partitions(),

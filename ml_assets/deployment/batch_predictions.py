@@ -5,10 +5,11 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.model_format import model_inputs
 from ml_assets.deployment import registry
 from ml_assets.deployment.layer import common
-from ml_assets.modeling.estimators import model_inputs
 from resources.mlflow_tracking import MlflowTracking
 
 
@@ -47,16 +48,16 @@ def build_batch_predictions(
     prediction = declaration.serving.prediction
 
     @dg.asset(
-        key=declaration.key("batch_predictions"),
+        key=asset_key(declaration, "batch_predictions"),
         description=(
             f"The champion's {prediction} for every row of each {model.features_asset} "
             "partition, with the model version on every row; rescored when the features or "
             "the champion change."
         ),
         kinds={"pandas", "parquet"},
-        ins={"features": dg.AssetIn(declaration.key(model.features_asset))},
-        deps=[declaration.key("deployed_endpoint")],
-        partitions_def=declaration.partitions.definition(),
+        ins={"features": dg.AssetIn(asset_key(declaration, model.features_asset))},
+        deps=[asset_key(declaration, "deployed_endpoint")],
+        partitions_def=partitions_definition(declaration.partitions),
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=refresh_stale_partitions(),
         metadata={"dagster/column_schema": batch_schema(declaration, features_schema)},

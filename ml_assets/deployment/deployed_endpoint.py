@@ -10,15 +10,15 @@ step fails saying what went wrong, so a bad model never serves.
 import dagster as dg
 
 from ml_assets.automation import deploy_new_registrations
-from ml_assets.contract.declaration import PipelineDeclaration
+from ml_assets.contract.dagster_terms import asset_key, declared_section, run_config
+from ml_assets.contract.declaration import Deploy, PipelineDeclaration
+from ml_assets.contract.model_format import model_inputs
 from ml_assets.contract.names import FULL
-from ml_assets.contract.overrides import declared_defaults
 from ml_assets.contract.pipeline import ServingHooks
 from ml_assets.deployment import registry, staged_rollout
 from ml_assets.deployment.going_live import undone_on_failure
 from ml_assets.deployment.layer import common
 from ml_assets.deployment.smoke import smoke_test
-from ml_assets.modeling.estimators import model_inputs
 from resources.mlflow_tracking import MlflowTracking
 from resources.prediction_services import PredictionServices
 from resources.warehouse import Warehouse
@@ -30,12 +30,12 @@ def build_deployed_endpoint(
     """``deployed_endpoint`` of ``declaration``'s pipeline."""
     name = declaration.model.registered_model_name
     inputs = model_inputs(declaration)
-    DeployConfig = declared_defaults(
+    DeployConfig = run_config(
         declaration.deploy, f"{declaration.prefix.title().replace('_', '')}Deploy"
     )
 
     @dg.asset(
-        key=declaration.key("deployed_endpoint"),
+        key=asset_key(declaration, "deployed_endpoint"),
         description=(
             f"The live prediction endpoint of {declaration.name}: the registered version is "
             "loaded and smoke-tested (parity with the registry, latency budget), as the first "
@@ -43,7 +43,7 @@ def build_deployed_endpoint(
             "rollout sensor decides on its live figures); undone when any step fails."
         ),
         kinds={"fastapi", "mlflow"},
-        ins={"registered_model": dg.AssetIn(declaration.key("registered_model"))},
+        ins={"registered_model": dg.AssetIn(asset_key(declaration, "registered_model"))},
         io_manager_key="json_io_manager",
         automation_condition=deploy_new_registrations(),
         **common(declaration),
@@ -56,18 +56,19 @@ def build_deployed_endpoint(
         warehouse: Warehouse,
         registered_model: dict,
     ) -> dg.Output[dict]:
+        deploy = declared_section(config, Deploy)
         mlflow.use()
         endpoint = prediction_services.endpoint(declaration.name)
         version = str(registered_model["version"])
 
         def smoke(served: dict) -> dict:
             return smoke_test(
-                declaration, hooks, inputs, endpoint, served, config, version, warehouse
+                declaration, hooks, inputs, endpoint, served, deploy, version, warehouse
             )
 
         endpoint.ensure_running(context.log)
         champion = registry.aliases(name).champion
-        staged = config.staged and champion not in (None, version)
+        staged = deploy.staged and champion not in (None, version)
         if staged and staged_rollout.first_stage(declaration.rollout) != FULL:
             stage = staged_rollout.start(endpoint, name, version, declaration.rollout)
             served = endpoint.describe() or {}

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_assets.contract.declaration import ModelDeclaration, PipelineDeclaration
+from ml_assets.contract.dagster_terms import asset_key
+from ml_assets.contract.declaration import Deploy, ModelDeclaration, PipelineDeclaration
+from ml_assets.contract.model_format import Features
 from ml_assets.contract.pipeline import ServingHooks
-from ml_assets.modeling.estimators import Features
 from resources.prediction_services import ServingEndpoint
 from resources.warehouse import Warehouse
 from serving.spec import score_field
@@ -30,7 +31,7 @@ def smoke_test(
     features: Features,
     endpoint: ServingEndpoint,
     served: dict,
-    config: Any,
+    config: Deploy,
     version: str,
     warehouse: Warehouse,
 ) -> dict[str, Any]:
@@ -42,9 +43,9 @@ def smoke_test(
     from serving.predictors import load_version
 
     model = declaration.model
-    features_key = declaration.key(model.features_asset)
+    features_key = asset_key(declaration, model.features_asset)
     partition = served.get("snapshot") or latest_partition(declaration, warehouse)
-    requests = warehouse.read(declaration.key(declaration.serving.requests_asset), partition)
+    requests = warehouse.read(asset_key(declaration, declaration.serving.requests_asset), partition)
     rows = warehouse.read(features_key, partition)
     items = hooks.request_items(requests)
     picked = np.random.default_rng(0).permutation(len(items))[: config.smoke_rows]
@@ -116,7 +117,7 @@ def feature_rows(rows: pd.DataFrame, ids: list[str], model: ModelDeclaration) ->
 
 def latest_partition(declaration: PipelineDeclaration, warehouse: Warehouse) -> str:
     """The newest stored partition of the features asset."""
-    stored = warehouse.stored_partitions(declaration.key(declaration.model.features_asset))
+    stored = warehouse.stored_partitions(asset_key(declaration, declaration.model.features_asset))
     if not stored:
         raise SmokeTestFailed(f"no {declaration.model.features_asset} partition is stored")
     return stored[-1]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import dagster as dg
 import pandas as pd
 
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, Rollout
 from ml_assets.contract.names import CANARY, FULL, ROLLED_BACK, ROLLOUT_DECISION, SHADOW
 from ml_assets.deployment import registry
@@ -95,8 +96,8 @@ def outcome_comparison(
     from ml_assets.monitoring.rollout_comparison import compare
 
     model = declaration.model
-    features = declaration.key(model.features_asset)
-    keys = set(declaration.partitions.definition().get_partition_keys())
+    features = asset_key(declaration, model.features_asset)
+    keys = set(partitions_definition(declaration.partitions).get_partition_keys())
     stored = set(warehouse.stored_partitions(features))
     joined = []
     for partition in log.partitions(declaration.name):

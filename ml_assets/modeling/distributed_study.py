@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ml_assets.advisory_locks import session_lock
+from ml_assets.contract.model_format import Features
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import Task
-from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.trials import StudySettings, work
 
 if TYPE_CHECKING:

@@ -5,62 +5,18 @@ probability of the positive class 1. Staged families fit in steps (more boosting
 more trees) so a trial can report intermediate validation scores and be pruned early.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
-
+from ml_assets.contract.model_format import SKOPS_TRUSTED_TYPES, Features
 from ml_assets.contract.tasks import Task
-from ml_assets.modeling.forecasters import FORECAST_TYPES, StatisticalForecaster
+from ml_assets.modeling.forecasters import StatisticalForecaster
 
 STAGES = 4
 """A staged family is fitted in this many growing steps, each reported to the pruner."""
 
-_TREES = ("sklearn.tree._tree.Tree",)
-_HIST_TREES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
-_DTYPE = ("numpy.dtype",)
 STATISTICAL = ("auto_ets", "auto_arima")
 """Families that forecast the target's daily series (``ml_assets.modeling.forecasters``)."""
-SKOPS_TRUSTED_TYPES: dict[tuple[Task, str], tuple[str, ...]] = {
-    ("regression", "hist_gradient_boosting"): _HIST_TREES,
-    ("regression", "random_forest"): (*_DTYPE, *_TREES),
-    ("regression", "ridge"): _DTYPE,
-    ("binary_classification", "hist_gradient_boosting"): _HIST_TREES,
-    ("binary_classification", "random_forest"): (*_DTYPE, *_TREES),
-    ("binary_classification", "logistic_regression"): _DTYPE,
-    ("regression", "auto_ets"): FORECAST_TYPES,
-    ("regression", "auto_arima"): FORECAST_TYPES,
-}
-"""Every (task, family) pipeline this module builds, with the types outside skops' default
-allow-list its saved file contains, as reviewed: scikit-learn's fitted tree structures and numpy
-dtypes (of the imputers). A saved model needing anything else is refused, never unpickled."""
-
-
-@dataclass(frozen=True)
-class Features:
-    categorical: Sequence[str]
-    numeric: Sequence[str]
-    time: str | None = None
-    """The column dating each row, read by statistical families only (None: none declared)."""
-    horizon_days: int | None = None
-    """How far past its training data a statistical family forecasts (the declared horizon)."""
-
-    @property
-    def columns(self) -> list[str]:
-        """What a model is given: the features, then the time column if any."""
-        return [*self.categorical, *self.numeric, *([self.time] if self.time else [])]
-
-
-def model_inputs(declaration) -> Features:
-    """What the model of ``declaration`` (a ``PipelineDeclaration``) reads."""
-    model = declaration.model
-    return Features(
-        categorical=model.categorical,
-        numeric=model.numeric,
-        time=model.time_column,
-        horizon_days=declaration.horizon_days,
-    )
 
 
 def build_pipeline(family: str, params: Mapping[str, Any], features: Features, task: Task):
@@ -142,16 +98,3 @@ def staged_fits(family: str, pipeline, X, y) -> Iterator[int]:
         model.set_params(**{size_param: max(1, round(full * stage / STAGES))})
         pipeline.fit(X, y)
         yield stage - 1
-
-
-def scores(pipeline, X, task: Task) -> np.ndarray:
-    """A fitted pipeline's scores of rows ``X``: the predictions (regression) or the probability
-    of the positive class 1 (binary classification)."""
-    if task == "regression":
-        return np.asarray(pipeline.predict(X), dtype="float64")
-    if task != "binary_classification":
-        raise ValueError(f"unknown task {task!r}")
-    classes = list(pipeline.classes_)
-    if 1 not in classes:
-        raise ValueError(f"the classifier has no positive class 1 (classes: {classes})")
-    return np.asarray(pipeline.predict_proba(X)[:, classes.index(1)], dtype="float64")

@@ -7,8 +7,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ml_assets.contract.model_format import THRESHOLD_TAG
 from ml_assets.contract.names import CHAMPION
-from ml_assets.modeling.artifacts import THRESHOLD_TAG
 from ml_assets.modeling.layer import SPLIT_COLUMN, ModelLayer
 from ml_assets.modeling.plots import markdown_image, new_figure, save_figure
 
@@ -66,7 +66,8 @@ def evaluate(
     """Metrics and plots of the trained model on the test rows; logged to the model's run."""
     import mlflow
 
-    from ml_assets.modeling.estimators import STATISTICAL, scores
+    from ml_assets.contract.model_format import scores
+    from ml_assets.modeling.estimators import STATISTICAL
     from ml_assets.modeling.metrics import metrics
 
     model, task = layer.model, layer.model.task

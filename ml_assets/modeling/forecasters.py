@@ -23,16 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FORECAST_TYPES = ("ml_assets.modeling.forecasters.StatisticalForecaster",)
-"""The types a saved forecaster holds outside skops' default allow-list (reviewed: this class
-holds only strings, numbers and float arrays)."""
 DEFAULT_SEASON_DAYS = 7
 
 
 class StatisticalForecaster:
     """A statistical forecaster of ``family`` (``auto_ets``, ``auto_arima``) with ``params``
     (statsforecast's arguments), reading dates from ``time_column``; scikit-learn's fit/predict
-    protocol, so the study, the registry and the service treat it as any other model."""
+    protocol, so the study, the registry and the service treat it as any other model. The
+    service loads it by its name, which the model format trusts
+    (``ml_assets.contract.model_format.FORECAST_TYPES``): a rename is a change of format."""
 
     def __init__(
         self, family: str, params: Mapping[str, Any], time_column: str, max_horizon_days: int

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import follow_upstream
+from ml_assets.contract.dagster_terms import declared_section
 from ml_assets.contract.declaration import ModelDeclaration, Tuning
 from ml_assets.modeling.folds import Fold, fold_columns, rolling_folds
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
@@ -44,19 +45,20 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         from ml_assets.modeling.tracking_logs import log_study
         from ml_assets.modeling.trials import StudySettings
 
+        tuning = declared_section(config, Tuning)
         base_name = f"{layer.declaration.prefix}-{model.registered_model_name}"
-        study_name = base_name if config.resume else f"{base_name}-{context.run.run_id[:8]}"
+        study_name = base_name if tuning.resume else f"{base_name}-{context.run.run_id[:8]}"
         settings = StudySettings(
             study_name=study_name,
             storage=optuna_storage.for_study(study_name),
-            n_trials=config.n_trials,
-            timeout_seconds=config.timeout_seconds,
-            workers=config.workers,
-            seed=config.seed,
-            n_startup_trials=config.pruner_startup_trials,
-            n_warmup_steps=config.pruner_warmup_steps,
+            n_trials=tuning.n_trials,
+            timeout_seconds=tuning.timeout_seconds,
+            workers=tuning.workers,
+            seed=tuning.seed,
+            n_startup_trials=tuning.pruner_startup_trials,
+            n_warmup_steps=tuning.pruner_warmup_steps,
         )
-        data, folds = study_data(training_set, config, model)
+        data, folds = study_data(training_set, tuning, model)
         # the training data for spawned workers and the plots before they are logged
         with tempfile.TemporaryDirectory(prefix="ml-assets-study-") as folder:
             scratch = Path(folder)

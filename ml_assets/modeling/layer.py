@@ -5,16 +5,11 @@ import functools
 from dataclasses import dataclass
 
 import dagster as dg
+from pydantic import BaseModel
 
-from ml_assets.contract.declaration import (
-    Acceptance,
-    ModelDeclaration,
-    PipelineDeclaration,
-    Training,
-    Tuning,
-)
-from ml_assets.contract.overrides import declared_defaults
-from ml_assets.modeling.estimators import Features, model_inputs
+from ml_assets.contract.dagster_terms import SectionConfig, asset_key, run_config
+from ml_assets.contract.declaration import ModelDeclaration, PipelineDeclaration
+from ml_assets.contract.model_format import Features, model_inputs
 
 MODELS = "models"
 CODE_VERSION = "2"
@@ -48,7 +43,7 @@ class ModelLayer:
         return self.key(self.model.features_asset)
 
     def key(self, name: str) -> dg.AssetKey:
-        return self.declaration.key(name)
+        return asset_key(self.declaration, name)
 
     def common(self) -> dict:
         """What every model-layer asset declares."""
@@ -58,18 +53,17 @@ class ModelLayer:
             "owners": self.declaration.owners,
         }
 
-    def _config(self, declared, kind: str):
-        name = f"{self.declaration.prefix.title().replace('_', '')}{kind}"
-        return declared_defaults(declared, name)
+    def _config(self, declared: BaseModel, kind: str) -> type[SectionConfig]:
+        return run_config(declared, f"{self.declaration.prefix.title().replace('_', '')}{kind}")
 
     @functools.cached_property
-    def training_config(self) -> type[Training]:
+    def training_config(self) -> type[SectionConfig]:
         return self._config(self.model.training, "Training")
 
     @functools.cached_property
-    def tuning_config(self) -> type[Tuning]:
+    def tuning_config(self) -> type[SectionConfig]:
         return self._config(self.model.tuning, "Tuning")
 
     @functools.cached_property
-    def acceptance_config(self) -> type[Acceptance]:
+    def acceptance_config(self) -> type[SectionConfig]:
         return self._config(self.model.acceptance, "Acceptance")

@@ -9,6 +9,8 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import follow_upstream
+from ml_assets.contract.dagster_terms import declared_section
+from ml_assets.contract.declaration import Acceptance
 from ml_assets.modeling.layer import (
     BEATS_BASELINE,
     NOT_WORSE_THAN_CHAMPION,
@@ -64,6 +66,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
     ) -> Iterator:
         from ml_assets.modeling.evaluation import evaluate
 
+        acceptance = declared_section(config, Acceptance)
         with (
             tempfile.TemporaryDirectory(prefix="ml-assets-evaluation-") as plots,
             mlflow.dagster_run(context, model.experiment),
@@ -84,14 +87,14 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
             },
         )
         bar = metric_bar(
-            model.task, metric, scores["baseline"], config.min_improvement_over_baseline
+            model.task, metric, scores["baseline"], acceptance.min_improvement_over_baseline
         )
         yield dg.AssetCheckResult(
             check_name=BEATS_BASELINE,
             passed=not is_better(model.task, metric, bar, scores["model"]),
             description=(
                 f"model {metric} {scores['model']:.4g} vs bar {bar:.4g} (baseline "
-                f"{scores['baseline']:.4g}; {config.min_improvement_over_baseline:.1%} better "
+                f"{scores['baseline']:.4g}; {acceptance.min_improvement_over_baseline:.1%} better "
                 "required)"
             ),
             metadata={
@@ -106,7 +109,7 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
             )
             return
         limit = metric_bar(
-            model.task, metric, scores["champion"], -config.max_regression_vs_champion
+            model.task, metric, scores["champion"], -acceptance.max_regression_vs_champion
         )
         yield dg.AssetCheckResult(
             check_name=NOT_WORSE_THAN_CHAMPION,

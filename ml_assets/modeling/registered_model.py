@@ -3,8 +3,8 @@
 import dagster as dg
 
 from ml_assets.automation import follow_upstream
+from ml_assets.contract.model_format import THRESHOLD_TAG
 from ml_assets.contract.names import CHALLENGER
-from ml_assets.modeling.artifacts import THRESHOLD_TAG
 from ml_assets.modeling.layer import CODE_VERSION, MODEL_ASSET_NAMES, ModelLayer
 from resources.mlflow_tracking import MlflowTracking
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ml_assets.contract.model_format import Features
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import METRICS, Task
-from ml_assets.modeling.estimators import Features
 from ml_assets.modeling.trials import Direction, StudySettings, load_or_create, work
 
 

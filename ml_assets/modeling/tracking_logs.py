@@ -9,8 +9,14 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_assets.modeling.artifacts import FORECASTER_TAG, ONNX_DIR, ONNX_FILE, ONNX_TAG
-from ml_assets.modeling.estimators import SKOPS_TRUSTED_TYPES, STATISTICAL, build_pipeline
+from ml_assets.contract.model_format import (
+    FORECASTER_TAG,
+    ONNX_DIR,
+    ONNX_FILE,
+    ONNX_TAG,
+    SKOPS_TRUSTED_TYPES,
+)
+from ml_assets.modeling.estimators import STATISTICAL, build_pipeline
 from ml_assets.modeling.onnx_export import Exported, export_onnx
 from ml_assets.modeling.plots import markdown_image, save_figure
 from ml_assets.modeling.trials import best_configuration
@@ -105,7 +111,7 @@ def log_fitted_model(
     import skops.io
     from mlflow.models import infer_signature
 
-    from ml_assets.modeling.estimators import scores
+    from ml_assets.contract.model_format import scores
     from ml_assets.modeling.metrics import choose_threshold
 
     model = layer.model

@@ -6,6 +6,8 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import retrain_on_schedule
+from ml_assets.contract.dagster_terms import declared_section
+from ml_assets.contract.declaration import Training
 from ml_assets.contract.names import LIVE_PERFORMANCE_CHECK
 from ml_assets.modeling.layer import PARTITION_COLUMN, SPLIT_COLUMN, ModelLayer
 
@@ -119,7 +121,8 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
     def training_set(
         config: TrainingConfig, features: dict[str, pd.DataFrame]
     ) -> dg.Output[pd.DataFrame]:
-        start, end = config.window_start, config.window_end
+        training = declared_section(config, Training)
+        start, end = training.window_start, training.window_end
         keys = sorted(k for k in features if start <= k <= end)
         if not keys:
             raise dg.Failure(
@@ -139,12 +142,12 @@ def build(layer: ModelLayer) -> dg.AssetsDefinition:
         try:
             frame[SPLIT_COLUMN] = split_by_partition(
                 frame,
-                config.validation_partitions,
-                config.test_partitions,
-                config.min_train_partitions,
-                config.gap_partitions,
-                config.horizon_partitions,
-                config.horizon_days,
+                training.validation_partitions,
+                training.test_partitions,
+                training.min_train_partitions,
+                training.gap_partitions,
+                training.horizon_partitions,
+                training.horizon_days,
                 layer.declaration.partitions.kind,
             )
         except ValueError as error:

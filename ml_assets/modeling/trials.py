@@ -20,9 +20,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ml_assets.contract.model_format import Features, scores
 from ml_assets.contract.search_space import FamilySpace
 from ml_assets.contract.tasks import METRICS, Task
-from ml_assets.modeling.estimators import Features, build_pipeline, scores, staged_fits
+from ml_assets.modeling.estimators import build_pipeline, staged_fits
 from ml_assets.modeling.folds import windows
 from ml_assets.modeling.metrics import metric_value
 

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import Monitoring, PipelineDeclaration
 from ml_assets.contract.names import FEATURE_DRIFT_CHECK
 from ml_assets.data.checks import CheckOutcome, report_per_partition
@@ -44,9 +45,9 @@ SCHEMA = dg.TableSchema(
 
 def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
     model, monitoring = declaration.model, declaration.monitoring
-    key = declaration.key("feature_drift")
+    key = asset_key(declaration, "feature_drift")
     bar = monitoring.max_psi
-    partitions_def = declaration.partitions.definition()
+    partitions_def = partitions_definition(declaration.partitions)
 
     def month_of(partition: str) -> int:
         return partitions_def.time_window_for_partition_key(partition).start.month
@@ -59,8 +60,8 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         ),
         kinds={"pandas", "parquet"},
         ins={
-            "features": dg.AssetIn(declaration.key(model.features_asset)),
-            "training_set": dg.AssetIn(declaration.key("training_set")),
+            "features": dg.AssetIn(asset_key(declaration, model.features_asset)),
+            "training_set": dg.AssetIn(asset_key(declaration, "training_set")),
         },
         check_specs=[
             partition_check(

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.names import LIVE_PERFORMANCE_CHECK
 from ml_assets.data.checks import CheckOutcome, report_per_partition
@@ -113,9 +114,9 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         if model.task == "binary_classification"
         else f"predicted_{declaration.serving.prediction}"
     )
-    key = declaration.key("live_performance")
+    key = asset_key(declaration, "live_performance")
     blocking = monitoring.degradation_check == "blocking"
-    keys = declaration.partitions.definition().get_partition_keys()
+    keys = partitions_definition(declaration.partitions).get_partition_keys()
 
     @dg.asset(
         key=key,
@@ -126,17 +127,17 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         kinds={"pandas", "parquet"},
         ins={
             "outcomes": dg.AssetIn(
-                declaration.key(model.features_asset),
+                asset_key(declaration, model.features_asset),
                 partition_mapping=window,
                 metadata=MAY_BE_MISSING,
             ),
             "batch": dg.AssetIn(
-                declaration.key("batch_predictions"),
+                asset_key(declaration, "batch_predictions"),
                 partition_mapping=window,
                 metadata=MAY_BE_MISSING,
             ),
             "served": dg.AssetIn(
-                declaration.key("served_predictions"),
+                asset_key(declaration, "served_predictions"),
                 partition_mapping=window,
                 metadata=MAY_BE_MISSING,
             ),
@@ -152,7 +153,9 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
             )
         ],
         # served predictions exist only where the service logged some
-        automation_condition=refresh_stale_partitions([declaration.key("served_predictions")]),
+        automation_condition=refresh_stale_partitions(
+            [asset_key(declaration, "served_predictions")]
+        ),
         metadata={"dagster/column_schema": SCHEMA},
         **partitioned(declaration),
         **common(declaration),

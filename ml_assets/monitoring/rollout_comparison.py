@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.automation import summarize_upstream
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.tasks import higher_is_better
 from ml_assets.monitoring.layer import MAY_BE_MISSING, common
@@ -95,7 +96,7 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
     metric = model.live_metric(monitoring)
 
     @dg.asset(
-        key=declaration.key("rollout_comparison"),
+        key=asset_key(declaration, "rollout_comparison"),
         description=(
             f"The {declaration.name} champion and challenger on live outcomes: {metric} with "
             "95% intervals and the paired decision (promote, keep, undecided)."
@@ -103,7 +104,7 @@ def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
         kinds={"pandas"},
         ins={
             "live_performance": dg.AssetIn(
-                declaration.key("live_performance"),
+                asset_key(declaration, "live_performance"),
                 partition_mapping=dg.AllPartitionMapping(),
                 metadata=MAY_BE_MISSING,
             ),

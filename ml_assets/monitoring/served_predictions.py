@@ -10,6 +10,7 @@ the log is written by the services, outside Dagster).
 
 import dagster as dg
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.data_layers import partitioned
 from ml_assets.monitoring.layer import common
@@ -34,7 +35,7 @@ SCHEMA = dg.TableSchema(
 
 def build(declaration: PipelineDeclaration) -> dg.AssetsDefinition:
     @dg.asset(
-        key=declaration.key("served_predictions"),
+        key=asset_key(declaration, "served_predictions"),
         description=(
             f"Every prediction the {declaration.name} service made (champion and challenger, "
             "returned or in shadow), with its request, from the prediction log; each once."

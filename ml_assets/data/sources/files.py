@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import FilesSource, PipelineDeclaration
 from ml_assets.data.checks import CheckOutcome, SchemaCheck, report_per_partition
 from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, parse_landed
@@ -51,7 +52,7 @@ def _raw_asset(
 ) -> dg.AssetsDefinition:
     """``raw_<source>``: each partition's export as landed, every line, every value as text."""
     name = f"raw_{source.name}"
-    key = declaration.key(name)
+    key = asset_key(declaration, name)
 
     @dg.asset(
         **ingest_args(declaration, name, source, schema, {source.format}),

@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration, Source
 from ml_assets.data.checks import CheckOutcome, schema_outcome
 from ml_assets.data.data_layers import INGEST, group
@@ -51,7 +52,10 @@ def reference_check(
 ) -> dg.AssetCheckSpec:
     """The blocking schema check of the reference table ``name``."""
     return dg.AssetCheckSpec(
-        LANDED_FILE_SCHEMA, asset=declaration.key(name), blocking=True, description=schema.name
+        LANDED_FILE_SCHEMA,
+        asset=asset_key(declaration, name),
+        blocking=True,
+        description=schema.name,
     )
 
 

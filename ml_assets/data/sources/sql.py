@@ -23,6 +23,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
 from ml_assets.data.checks import SchemaCheck, report_per_partition
 from ml_assets.data.cleaning import text_frame
@@ -127,9 +128,9 @@ def _raw_asset(
     declaration: PipelineDeclaration, source: SqlSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
     name = f"raw_{source.name}"
-    key = declaration.key(name)
+    key = asset_key(declaration, name)
     connection_key = resource_key(source.connection)
-    partitions_def = declaration.partitions.definition()
+    partitions_def = partitions_definition(declaration.partitions)
 
     @dg.asset(
         **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.automation import refresh_stale_partitions
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.data.checks import SchemaCheck, report_per_partition
 from ml_assets.data.clean_and_rejected import clean_assets
 from ml_assets.data.data_layers import FEATURES, group, partition_check, partitioned
@@ -19,10 +20,15 @@ from ml_assets.pipelines.flights import config, schemas
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import FeatureLookups, lookup_tables
 from resources.partition_frames import PartitionStream
-from resources.table_snapshots import TableSnapshotStore
+from resources.table_snapshot_store import TableSnapshotStore
 
 DECLARATION = config.DECLARATION
-key = DECLARATION.key
+
+
+def key(name: str) -> dg.AssetKey:
+    """The key of flights' asset ``name``."""
+    return asset_key(DECLARATION, name)
+
 
 SOURCE_SCHEMAS = {
     "flights": schemas.RAW_FLIGHTS,

@@ -7,8 +7,6 @@ DECLARATION = declaration("flights")
 KEY_PREFIX = DECLARATION.prefix
 TIMEZONE = DECLARATION.partitions.timezone
 """Local time of the NYC airports: ``year``/``month``/``day``/``hour`` columns are local."""
-DAILY = DECLARATION.partitions.definition()
-"""One partition per scheduled local departure date, 2013-01-01 … 2013-12-31."""
 
 FLIGHTS = DECLARATION.source("flights")
 WEATHER = DECLARATION.source("weather")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.pipelines import declaration
 from resources.landing_zone import LandingZone
 
@@ -39,7 +40,7 @@ def publish(
     """Land one days file per month of ``partition_keys`` (e.g. ``2001-01-01``); the URIs."""
     if fault is not None:
         raise ValueError(f"the ridership publisher lands no faults (asked for {fault!r})")
-    months = DECLARATION.partitions.definition().get_partition_keys()
+    months = partitions_definition(DECLARATION.partitions).get_partition_keys()
     unknown = [key for key in partition_keys if key not in months]
     if unknown:
         raise ValueError(f"no days for {', '.join(unknown)}; the months are {months[0]} … "

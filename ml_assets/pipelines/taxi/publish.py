@@ -13,6 +13,7 @@ from datetime import date
 
 import pandas as pd
 
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.pipelines import declaration
 from ml_assets.pipelines.taxi.cleaning import MONTHS
 from resources.landing_zone import LandingZone
@@ -75,7 +76,7 @@ def publish(
     """Land one trips file per month of ``partition_keys`` (e.g. ``2022-01-01``); the URIs."""
     if fault is not None and fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
-    months = DECLARATION.partitions.definition().get_partition_keys()
+    months = partitions_definition(DECLARATION.partitions).get_partition_keys()
     unknown = [key for key in partition_keys if key not in months]
     if unknown:
         raise ValueError(f"no trips for {', '.join(unknown)}; the months are {', '.join(months)}")
