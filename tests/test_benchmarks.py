@@ -38,6 +38,7 @@ QUICK_RUNS: dict[str, list[str]] = {
     "plausibility": ["plausibility.py", "--quick"],
     "serving-flights": ["serving.py", "--quick", "--pipeline", "flights"],
     "serving-taxi": ["serving.py", "--quick", "--pipeline", "taxi"],
+    "startup": ["startup.py", "--quick"],
     "tuning-flights": ["tuning.py", "--quick", "--pipeline", "flights"],
     "tuning-taxi": ["tuning.py", "--quick", "--pipeline", "taxi"],
 }
@@ -112,6 +113,14 @@ FIGURES: dict[str, list[str]] = {
         r"distance in km on \d+ of \d+ rows: inconsistent:distance rejects \d+ rows",
         r"in Celsius: group_shift:temp rejects \d+ rows \(JFK: median",
         r"in km \(April\): group_shift:distance flags \d+ rows \(Sun Taxi: median",
+    ],
+    "startup": [
+        *(
+            rf"^{side} +{NUMBER} +{NUMBER} +{NUMBER}$"
+            for side in ("bare dagster", r"dagster \+ the pipelines' own", "code location")
+        ),
+        rf"^ratio code location / \(dagster \+ the pipelines' own\): {NUMBER} \(target",
+        r"^heavy libraries the code location loads beyond the pipelines' own: none$",
     ],
     "serving-flights": [*SERVING_FIGURES, r"ours on (onnx|sklearn)", r"snapshot 2013-01-10"],
     "serving-taxi": [*SERVING_FIGURES, r"pyfunc_predict_fn='predict_proba'"],
