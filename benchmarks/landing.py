@@ -24,8 +24,8 @@ the CPU:
 - **a corrected day**: on the same platform, a corrected re-export of the week's first day (some
   of its lines were cut short by the export and are now rejected): from the files in place to
   the ``flight_features`` of the last landed day that reads it as history. The landing sensor's
-  run rewrites the day and its own features; automation must refresh every later day that
-  reads it, once each, and nothing else.
+  run rewrites the day and its own features; the history-refresh sensor must refresh every
+  later day that reads it, once each, and nothing else.
 
 Printed: both year walls and their ratio (target ≤ 3 times), each new day's latency (target
 ≤ 20 s, on the worst day) and the correction's (target ≤ 30 s). A failed or duplicated run, or
@@ -331,7 +331,9 @@ def origin(run: dict) -> str:
     if _tag(run, "dagster/backfill"):
         return "backfill"
     if sensor := _tag(run, "dagster/sensor_name"):
-        return "automation" if sensor == "automation" else "landing sensor"
+        if sensor == "automation":
+            return "automation"
+        return "history refresh" if sensor.endswith("_history_refresh_sensor") else "landing sensor"
     return "other"
 
 
@@ -467,7 +469,13 @@ def new_days(home: Path, count: int, checks: Checks) -> tuple[list[float], float
                 counts[(features, day)] == 1, f"new day {day}: {features} not requested once"
             )
         correction = corrected_day(platform, history[0], [*history, *following], checks)
-        for sensor in (f"{declaration(PIPELINE).prefix}_landing_zone_sensor", "automation"):
+        prefix = declaration(PIPELINE).prefix
+        sensors = (
+            f"{prefix}_landing_zone_sensor",
+            f"{prefix}_history_refresh_sensor",
+            "automation",
+        )
+        for sensor in sensors:
             every, took = platform.tick_times(sensor)
             print(f"  {sensor} ticks: every {every:.1f} s, {took:.2f} s each (medians)")
     return latencies, correction

@@ -1,16 +1,18 @@
 """The platform's automation conditions, in one place: data layers, model layer, deploys."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import dagster as dg
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 
 def refresh_stale_partitions(
-    may_be_missing: Sequence[dg.AssetKey] = (),
+    may_be_missing: Sequence[dg.AssetKey] = (), history_by_sensor: bool = False
 ) -> dg.AutomationCondition:
     """Materialize each partition that is missing or whose upstream or code changed, once it can.
 
@@ -21,7 +23,9 @@ def refresh_stale_partitions(
     - a missing partition is requested once its inputs exist, unless its last run failed (a
       failure waits for a person or for new upstream data, instead of retrying every tick);
     - a partition is requested again when an input partition it reads (itself or as history)
-      is rewritten after it (``ReadsRewrittenInputs``), or when its code_version changes;
+      is rewritten after it (``ReadsRewrittenInputs``), or when its code_version changes; with
+      ``history_by_sensor`` (the data layers), a partition stale only through its history is
+      left to the pipeline's history-refresh sensor, which requests it sooner;
     - never while the partition or an input is in progress, while a run that is not finished
       targets the partition (``TargetedByUnfinishedRun``), while an input is missing (except
       those in ``may_be_missing``: inputs that exist only for some partitions), or while a
@@ -31,9 +35,10 @@ def refresh_stale_partitions(
     deps_missing = condition.any_deps_missing()
     if may_be_missing:
         deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
+    rewritten = ReadsRewrittenInputs(history=not history_by_sensor)
     inputs_rewritten = (
-        condition.any_deps_match(condition.newly_updated()) & ReadsRewrittenInputs()
-    ).since_last_handled() & ReadsRewrittenInputs()
+        condition.any_deps_match(condition.newly_updated()) & rewritten
+    ).since_last_handled() & rewritten
     return (
         (
             (condition.missing() & ~condition.execution_failed())
@@ -50,68 +55,134 @@ def refresh_stale_partitions(
 
 
 class ReadsRewrittenInputs(dg.AutomationCondition):
-    """True for the partitions that read an input partition written after them (or are missing).
+    """True for the partitions that read an input partition written after them (or are
+    missing); without ``history``, only those that read it as their own (``StaleReads.own``).
 
     Dagster's ``any_deps_updated()`` drops an update whenever the run that wrote it also
     targeted the reading asset, in *any* partition (``executed_with_root_target``): a run that
     rewrote a corrected day and that day's features hid the change from the next days' features,
-    which read the day as history. This compares what was written instead: a partition is stale
-    when any partition it reads (through its partition mapping: the day and its history) has a
-    newer materialization than its own. Partitions the same run rewrote after their inputs are
-    not stale, so nothing is run twice.
+    which read the day as history. This compares what was written instead (``stale_reads``);
+    partitions the same run rewrote after their inputs are not stale, so nothing is run twice.
+    The data layers leave the partitions stale only through their history to the history-refresh
+    sensor (``sensors/history_refresh.py``), which requests them as one range run as soon as the
+    rewrite ends, where automation would go through a backfill and its daemon's 30-s loop.
     """
+
+    def __init__(self, history: bool = True) -> None:
+        self.history = history
 
     @property
     def name(self) -> str:
-        return "reads_rewritten_inputs"
+        return "reads_rewritten_inputs" + ("" if self.history else "(own)")
 
     def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
         view, key, partitions_def = context.asset_graph_view, context.key, context.partitions_def
         candidates = context.candidate_subset
         if candidates.is_empty:
             return dg.AutomationResult(context, candidates)
-        parents = view.asset_graph.get(key).parent_keys
-        latest = {parent: _latest_storage_ids(view, parent) for parent in parents}
         if partitions_def is None:
-            written = _latest_storage_ids(view, key).get(None, -1)
-            newer = any(i > written for ids in latest.values() for i in ids.values())
+            parents = view.asset_graph.get(key).parent_keys
+            written = latest_storage_ids(view.instance, view.asset_graph, key).get(None, -1)
+            newer = any(
+                i > written
+                for parent in parents
+                for i in latest_storage_ids(view.instance, view.asset_graph, parent).values()
+            )
             return dg.AutomationResult(context, candidates if newer else context.get_empty_subset())
-
-        own = _latest_storage_ids(view, key)
-        stale = set()
-        for partition in candidates.expensively_compute_partition_keys():
-            written = own.get(partition)
-            if written is None:  # missing: whatever its inputs hold is new to it
-                stale.add(partition)
-                continue
-            single = view.get_subset_from_partition_keys(key, partitions_def, {partition})
-            for parent, ids in latest.items():
-                if not ids or max(ids.values()) <= written:
-                    continue
-                read = view.compute_parent_subset(parent, single)
-                keys = read.expensively_compute_partition_keys() if read.is_partitioned else [None]
-                if any(ids.get(k, -1) > written for k in keys):
-                    stale.add(partition)
-                    break
-        subset = view.get_subset_from_partition_keys(key, partitions_def, stale)
+        stale = stale_reads(
+            view.instance, view.asset_graph, key, candidates.expensively_compute_partition_keys()
+        )
+        found = stale.own | stale.history if self.history else stale.own
+        subset = view.get_subset_from_partition_keys(key, partitions_def, set(found))
         return dg.AutomationResult(context, candidates.compute_intersection(subset))
 
 
-def _latest_storage_ids(view: AssetGraphView, key: dg.AssetKey) -> dict[str | None, int]:
+@dataclass(frozen=True)
+class StaleReads:
+    """The partitions of a partitioned asset that read an input partition written after them."""
+
+    own: frozenset[str]
+    """Missing ones, and those with a newer input they read as their own: their own partition of
+    an input partitioned as they are, or any partition of an input partitioned otherwise (or not
+    at all). Automation refreshes them."""
+    history: frozenset[str]
+    """Those whose only newer inputs are partitions they read as history (other partitions of an
+    input partitioned as they are), with the newest storage id among those: the history-refresh
+    sensor refreshes them."""
+    newest_read: int = -1
+    """The newest storage id among the history inputs of ``history``."""
+
+
+def stale_reads(
+    instance: dg.DagsterInstance, asset_graph: Any, key: dg.AssetKey, partitions: Iterable[str]
+) -> StaleReads:
+    """Which of ``partitions`` of ``key`` read an input partition (through the asset's partition
+    mapping: the partition and its history) written after their own latest materialization."""
+    node = asset_graph.get(key)
+    partitions_def = node.partitions_def
+    own_ids = latest_storage_ids(instance, asset_graph, key)
+    inputs = {
+        parent: latest_storage_ids(instance, asset_graph, parent) for parent in node.parent_keys
+    }
+    own: set[str] = set()
+    history: set[str] = set()
+    newest = -1
+    for partition in partitions:
+        written = own_ids.get(partition)
+        if written is None:  # missing: whatever its inputs hold is new to it
+            own.add(partition)
+            continue
+        through_history = -1
+        for parent, ids in inputs.items():
+            if not ids or max(ids.values()) <= written:
+                continue
+            newer = {
+                k for k in _read(asset_graph, key, parent, partition) if ids.get(k, -1) > written
+            }
+            same = asset_graph.get(parent).partitions_def == partitions_def
+            if newer and (not same or partition in newer):
+                own.add(partition)
+                break
+            if newer:
+                through_history = max(through_history, *(ids[k] for k in newer))
+        else:
+            if through_history >= 0:
+                history.add(partition)
+                newest = max(newest, through_history)
+    return StaleReads(frozenset(own), frozenset(history), newest)
+
+
+def _read(asset_graph: Any, key: dg.AssetKey, parent: dg.AssetKey, partition: str) -> list:
+    """The partitions of ``parent`` that ``partition`` of ``key`` reads (``[None]``: all of an
+    unpartitioned parent)."""
+    parent_def = asset_graph.get(parent).partitions_def
+    if parent_def is None:
+        return [None]
+    partitions_def = asset_graph.get(key).partitions_def
+    result = asset_graph.get_partition_mapping(
+        key, parent
+    ).get_upstream_mapped_partitions_result_for_partitions(
+        partitions_def.subset_with_partition_keys([partition]), partitions_def, parent_def
+    )
+    return list(result.partitions_subset.get_partition_keys())
+
+
+def latest_storage_ids(
+    instance: dg.DagsterInstance, asset_graph: Any, key: dg.AssetKey
+) -> dict[str | None, int]:
     """The storage id of each partition's latest materialization (``None``: unpartitioned)."""
-    if view.asset_graph.get(key).partitions_def is None:
-        record = next(iter(view.instance.get_asset_records([key])), None)
+    if asset_graph.get(key).partitions_def is None:
+        record = next(iter(instance.get_asset_records([key])), None)
         storage_id = record.asset_entry.last_materialization_storage_id if record else None
         return {} if storage_id is None else {None: storage_id}
     return dict(
-        view.instance.get_latest_storage_id_by_partition(
-            key, dg.DagsterEventType.ASSET_MATERIALIZATION
-        )
+        instance.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION)
     )
 
 
 class TargetedByUnfinishedRun(dg.AutomationCondition):
-    """True for the partitions that a queued or running run targets, written yet or not.
+    """True for the partitions that a queued or running run targets, written yet or not
+    (``targeted_partitions``).
 
     ``AutomationCondition.in_progress()`` turns false for a partition as soon as its run has
     written it, while that run goes on writing the others. A tick that reads a long range run's
@@ -119,11 +190,9 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
     writes hundreds while one tick evaluates) would request them a second time; the run's own
     partition tags say what it targets until it ends. A run that ended after the tick began
     still counts: the tick reads the event log as of its start, where that run's last
-    partitions are still missing, while run statuses are read live. A run without an asset
-    selection (a whole asset job, as the UI launches one) targets the assets it planned; an op
-    job plans none. Unpartitioned assets too: a model job launched from the UI that ended while
-    a tick evaluated had its ``registered_model`` requested again (the same model registered
-    twice).
+    partitions are still missing, while run statuses are read live. Unpartitioned assets too: a
+    model job launched from the UI that ended while a tick evaluated had its
+    ``registered_model`` requested again (the same model registered twice).
     """
 
     @property
@@ -131,28 +200,9 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
         return "targeted_by_unfinished_run"
 
     def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
-        from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
-
         view, key, partitions_def = context.asset_graph_view, context.key, context.partitions_def
-        unfinished = view.instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
-        ended_during_tick = view.instance.get_runs(
-            filters=dg.RunsFilter(statuses=FINISHED_STATUSES, updated_after=view.effective_dt)
-        )
-        targeted: set[str] = set()
-        whole = False
-        for run in [*unfinished, *ended_during_tick]:
-            if key not in (run.asset_selection or _planned(view, run.run_id)):
-                continue
-            if partitions_def is None:
-                whole = True
-                break
-            first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-            if first and last:
-                window = dg.PartitionKeyRange(first, last)
-                targeted.update(partitions_def.get_partition_keys_in_range(window))
-            elif partition := run.tags.get("dagster/partition"):
-                targeted.add(partition)
-        if whole:
+        targeted = targeted_partitions(view.instance, key, partitions_def, view.effective_dt)
+        if None in targeted:
             return dg.AutomationResult(context, context.candidate_subset)
         if partitions_def is None or not targeted:
             return dg.AutomationResult(context, context.get_empty_subset())
@@ -160,13 +210,57 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
         return dg.AutomationResult(context, context.candidate_subset.compute_intersection(subset))
 
 
-def _planned(view: AssetGraphView, run_id: str) -> set[dg.AssetKey]:
+def targeted_partitions(
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition | None,
+    ended_after: datetime,
+) -> set[str | None]:
+    """The partitions of ``key`` that a queued or running run, a run that ended after
+    ``ended_after`` or a backfill in progress targets (``None``: the asset as a whole, or all of
+    its partitions). A run without an asset selection (a whole asset job, as the UI launches
+    one) targets the assets it planned; an op job plans none. A backfill targets what it has not
+    materialized yet."""
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+    from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
+
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
+    ended = instance.get_runs(
+        filters=dg.RunsFilter(statuses=FINISHED_STATUSES, updated_after=ended_after)
+    )
+    targeted: set[str | None] = set()
+    for run in [*unfinished, *ended]:
+        if key not in (run.asset_selection or _planned(instance, run.run_id)):
+            continue
+        first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+        partition = run.tags.get("dagster/partition")
+        if partitions_def is None:
+            targeted.add(None)
+        elif first and last:
+            window = dg.PartitionKeyRange(first, last)
+            targeted.update(partitions_def.get_partition_keys_in_range(window))
+        elif partition:
+            targeted.add(partition)
+    backfills = instance.get_backfills(
+        filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
+    )
+    for backfill in backfills:
+        data = backfill.asset_backfill_data
+        if data is None or key not in data.target_subset.asset_keys:
+            continue
+        left = data.target_subset - data.materialized_subset
+        if key in left.non_partitioned_asset_keys:
+            targeted.add(None)
+        elif key in left.partitions_subsets_by_asset_key:
+            targeted.update(left.get_partitions_subset(key).get_partition_keys())
+    return targeted
+
+
+def _planned(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
     """The assets a run without an asset selection (a whole asset job, as the UI launches one)
     planned to materialize."""
-    from dagster import DagsterEventType
-
-    records = view.instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
     ).records
     events = (record.event_log_entry.dagster_event for record in records)
     return {event.asset_key for event in events if event is not None and event.asset_key}

@@ -1,6 +1,6 @@
 """What the platform builds for every pipeline from its declaration: the model, deploy and
-monitor layers, the landing-zone, rollout and prediction-log sensors and the pipeline's jobs;
-and the code location of a set of pipelines, with what they share."""
+monitor layers, the landing-zone, history-refresh, rollout and prediction-log sensors and the
+pipeline's jobs; and the code location of a set of pipelines, with what they share."""
 
 from collections.abc import Sequence
 
@@ -22,6 +22,7 @@ from ml_assets.monitoring.alerts import build_alerts_sensor
 from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.pipelines import serving_hooks
 from resources.builder import platform_resources
+from sensors.history_refresh import build_history_refresh_sensor
 from sensors.landing_zone import build_landing_zone_sensor, landed_sources
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
@@ -76,6 +77,7 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
             build_landing_zone_sensor(
                 f"{prefix}_landing_zone_sensor", landed_sources(declaration), run_config=IN_PROCESS
             ),
+            build_history_refresh_sensor(declaration, run_config=IN_PROCESS),
             *(
                 build_sql_source_sensor(declaration, source)
                 for source in declaration.sources

@@ -17,7 +17,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_
 from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from resources.prediction_log_store import PredictionLogStore
-from sensors.landing_zone import contiguous_ranges
+from sensors.partition_runs import contiguous_ranges
 
 INTERVAL_SECONDS = 30
 

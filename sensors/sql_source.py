@@ -17,7 +17,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_
 from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
 from resources.sql_connection import SqlConnection, resource_key
-from sensors.landing_zone import contiguous_ranges
+from sensors.partition_runs import contiguous_ranges
 
 INTERVAL_SECONDS = 10
 

@@ -1,7 +1,9 @@
 """Automation of the clean and feature layers, evaluated tick by tick against real runs.
 
 Each test materializes the way the platform does (the landing sensor's runs, the runs automation
-would launch) and asks ``evaluate_automation_conditions`` what the next tick would request.
+would launch) and asks ``evaluate_automation_conditions`` what the next tick would request, and
+the history-refresh sensor what it would request (the partitions stale only through the history
+they read).
 """
 
 from collections.abc import Iterator, Sequence
@@ -23,7 +25,9 @@ from ml_assets.data.sources.ingest import LANDED_FILE_SCHEMA
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.publish import day_keys, publish
+from ml_assets.platform import IN_PROCESS
 from resources.landing_zone import LandingZone
+from sensors.history_refresh import build_history_refresh_sensor
 
 pytestmark = pytest.mark.unit
 
@@ -45,14 +49,38 @@ def fast_instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+HISTORY_REFRESH = build_history_refresh_sensor(config.DECLARATION, run_config=IN_PROCESS)
+
+
 class Automation:
-    """Ticks the automation conditions of the data assets, threading the cursor."""
+    """Ticks the automation conditions of the data assets and the history-refresh sensor,
+    threading their cursors."""
 
     def __init__(self, resources: dict, instance: dg.DagsterInstance) -> None:
-        self.defs = dg.Definitions(assets=data_assets, resources=resources)
+        self.defs = dg.Definitions(
+            assets=data_assets, sensors=[HISTORY_REFRESH], resources=resources
+        )
         self.resources = resources
         self.instance = instance
         self.cursor: AssetDaemonCursor | None = None
+        self.sensor_cursor: str | None = None
+
+    def refresh(self) -> list[dg.RunRequest]:
+        """One tick of the history-refresh sensor; its run requests."""
+        context = dg.build_sensor_context(
+            cursor=self.sensor_cursor, instance=self.instance, definitions=self.defs
+        )
+        result = HISTORY_REFRESH.evaluate_tick(context)
+        self.sensor_cursor = result.cursor
+        return list(result.run_requests or [])
+
+    def run(self, request: dg.RunRequest) -> None:
+        """Materialize what a run request of the sensor selects, as the daemon's run would."""
+        start, end = request.tags.get(RANGE_START), request.tags.get(RANGE_END)
+        days = DAILY.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)) if start else []
+        self.materialize(
+            dg.AssetSelection.assets(*request.asset_selection), days or [request.partition_key]
+        )
 
     def tick(self, at: datetime | None = None) -> dict[str, set[str]]:
         """One evaluation (as of ``at``, default now); returns the requested partitions per
@@ -174,21 +202,63 @@ def test_what_a_landing_run_wrote_is_not_requested_again(
 ):
     """The landing sensor writes the raw, clean and feature partitions of what landed in one
     run (a week as one range with its reference tables, then a day): automation requests none of
-    it again. After a corrected re-export of one day, in one run too, it requests exactly the
-    later days' features that read that day as history."""
+    it again. After a corrected re-export of one day, in one run too, the history-refresh sensor
+    requests exactly the later days' features that read that day as history, as one range run,
+    and automation none of them."""
     publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 9)))
     automation.materialize(LANDING_RUN, day_keys(date(2013, 1, 1), date(2013, 1, 8)))
     assert automation.tick() == {}
     automation.materialize(LANDING_RUN - REFERENCE, ["2013-01-09"])
     assert automation.tick() == {}
+    assert automation.refresh() == []
 
     publish(landing_zone, ["2013-01-05"], fault="duplicate-rows")
     automation.materialize(LANDING_RUN - REFERENCE, ["2013-01-05"])
-    requested = automation.tick()
 
-    assert requested == features_requested(*day_keys(date(2013, 1, 6), date(2013, 1, 9)))
-    automation.run_requested(requested)
     assert automation.tick() == {}
+    (request,) = automation.refresh()
+    assert set(request.asset_selection) == {key("flight_features"), key("online_features")}
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2013-01-06", "2013-01-09")
+    assert request.run_config == IN_PROCESS
+    assert automation.refresh() == []  # nothing written since: the same tick is not repeated
+    automation.run(request)
+    assert automation.tick() == {}
+    assert automation.refresh() == []
+
+
+def test_history_refresh_waits_for_the_rewritten_day_and_for_runs_targeting_the_readers(
+    landing_zone: LandingZone, automation: Automation
+):
+    """A rewritten day whose blocking check failed refreshes nothing (as automation's blocking
+    check condition does); the readers wait too while an unfinished run targets them; once both
+    clear, the next tick requests them."""
+    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 4)))
+    automation.materialize(LANDING_RUN, day_keys(date(2013, 1, 1), date(2013, 1, 4)))
+    assert automation.tick() == {}
+    automation.materialize(FLIGHTS_CLEAN, ["2013-01-02"])
+    fail_check(automation.instance, "flights_clean", CLEAN_SCHEMA, "2013-01-02")
+
+    assert automation.refresh() == []
+    assert automation.tick() == {}
+
+    automation.materialize(FLIGHTS_CLEAN, ["2013-01-02"])  # passes its check this time
+    run = automation.instance.create_run_for_job(
+        dg.define_asset_job("readers").resolve(asset_graph=automation.defs.resolve_asset_graph()),
+        asset_selection=frozenset({key("flight_features")}),
+        tags={RANGE_START: "2013-01-03", RANGE_END: "2013-01-04"},
+        status=DagsterRunStatus.STARTED,
+    )
+    # the online snapshots read the day too, and no run targets them
+    (snapshots,) = automation.refresh()
+    assert snapshots.asset_selection == [key("online_features")]
+    automation.run(snapshots)
+
+    automation.instance.report_run_canceled(run)
+    (features,) = automation.refresh()
+    assert features.asset_selection == [key("flight_features")]
+    assert (features.tags[RANGE_START], features.tags[RANGE_END]) == ("2013-01-03", "2013-01-04")
+    # the rewritten day's own features are automation's, in the same ticks
+    assert automation.tick() == {"flight_features": {"2013-01-02"}}
 
 
 def test_partitions_an_unfinished_run_targets_are_not_requested(

@@ -336,12 +336,18 @@ READERS = SEEDS["flights"][41:48]
 """The days whose features read the corrected day as history (the 7 days after it)."""
 
 
-def _runs_per_partition(runs: list[dict], asset: str) -> Counter:
-    """How often ``runs`` targeted each partition of the flights ``asset`` (range or single)."""
-    keys = SEEDS["flights"]
+CORRECTED_MONTH = SEEDS["ridership"][17]
+READER_MONTH = SEEDS["ridership"][18]
+"""The month whose days read the corrected month's last two weeks (lags of 7 and 14 days)."""
+
+
+def _runs_per_partition(runs: list[dict], pipeline: str, asset: str) -> Counter:
+    """How often ``runs`` targeted each partition of the pipeline's ``asset`` (range or
+    single)."""
+    keys = SEEDS[pipeline]
     counted: Counter = Counter()
     for run in runs:
-        if not any(k["path"] == ["flights", asset] for k in run["assetSelection"] or []):
+        if not any(k["path"] == [pipeline, asset] for k in run["assetSelection"] or []):
             continue
         start, end = tag(run, RANGE_START), tag(run, RANGE_END)
         if start and end:
@@ -349,6 +355,22 @@ def _runs_per_partition(runs: list[dict], asset: str) -> Counter:
         elif partition := tag(run, "dagster/partition"):
             counted[partition] += 1
     return counted
+
+
+def _refreshed_once(
+    platform: LivePlatform,
+    before: set[str],
+    pipeline: str,
+    assets: list[str],
+    partitions: list[str],
+) -> None:
+    """Once the platform settles: every run since ``before`` succeeded, and together they
+    targeted each of ``partitions`` of each of the pipeline's ``assets`` once, no other."""
+    wait_for(platform.settled, 600, "the refresh runs to finish")
+    runs = [run for run in platform.runs() if run["runId"] not in before]
+    assert all(run["status"] == "SUCCESS" for run in runs), runs
+    for asset in assets:
+        assert _runs_per_partition(runs, pipeline, asset) == Counter(partitions), asset
 
 
 def _carrier_flights(platform: LivePlatform, day: str) -> float:
@@ -364,8 +386,9 @@ def _carrier_flights(platform: LivePlatform, day: str) -> float:
 def test_a_corrected_day_refreshes_every_day_that_reads_it_once(first_models: FirstModels) -> None:
     """Issue 24: a corrected re-export of one day, landed while the daemon runs, is ingested by
     the landing sensor in one run that also rewrites that day's features (the case Dagster's
-    ``any_deps_updated`` drops); automation then refreshes the features and online snapshots of
-    the 7 days that read the day as history, once each, and nothing else."""
+    ``any_deps_updated`` drops); the history-refresh sensor then refreshes the features and
+    online snapshots of the 7 days that read the day as history, once each, and nothing
+    else."""
     from ml_assets.pipelines.flights.publish import publish
     from resources.landing_zone import LandingZone
 
@@ -386,16 +409,63 @@ def test_a_corrected_day_refreshes_every_day_that_reads_it_once(first_models: Fi
 
     wait_for(lambda: all(refreshed(day) for day in READERS), 360, "the readers' features")
     seconds = time.monotonic() - landed
-    wait_for(platform.settled, 600, "the refresh runs to finish")
     print(f"\ncorrection landed -> last reading day's features refreshed: {seconds:.1f} s")
-
-    runs = [run for run in platform.runs() if run["runId"] not in before]
-    assert all(run["status"] == "SUCCESS" for run in runs), runs
-    # the corrected day (the landing run) and its readers (automation) once each, nothing else
-    for asset in ("flight_features", "online_features"):
-        assert _runs_per_partition(runs, asset) == Counter([CORRECTED_DAY, *READERS]), asset
+    # the corrected day (the landing run) and its readers (the history-refresh sensor) once
+    # each, nothing else
+    _refreshed_once(
+        platform,
+        before,
+        "flights",
+        ["flight_features", "online_features"],
+        [CORRECTED_DAY, *READERS],
+    )
     untouched = set(features) - {CORRECTED_DAY, *READERS}
     assert not any(refreshed(day) for day in untouched)
     assert all((snapshots / d / MANIFEST).stat().st_mtime_ns > m for d, m in snapshot_mtime.items())
     # the rewritten features read the corrected day: its damaged lines are no flights any more
     assert all(_carrier_flights(platform, day) < carrier_flights[day] for day in READERS)
+
+
+def _rides_lag_14(platform: LivePlatform, month: str) -> float:
+    from resources.parquet_io_manager import read_partition
+
+    declaration = pipelines.declaration("ridership")
+    features = read_partition(
+        str(platform.home / "warehouse"), asset_key(declaration, "day_features"), month
+    )
+    return float(features["rides_lag_14"].sum())
+
+
+def test_a_revised_month_refreshes_the_month_that_reads_it_once(
+    first_models: FirstModels,
+) -> None:
+    """Issue 24, the monthly pipeline: a re-export of one month with its last week's counts
+    revised, landed while the daemon runs, rewrites that month's partitions in the landing
+    sensor's run; the history-refresh sensor then refreshes the next month's features and
+    online snapshot, whose lags read those days, once each, and nothing else."""
+    from ml_assets.pipelines.ridership.publish import publish
+    from resources.landing_zone import LandingZone
+
+    platform = first_models.platform
+    wait_for(platform.settled, 600, "the platform to settle before the revision")
+    before = {run["runId"] for run in platform.runs()}
+    features = {p.stem: p.stat().st_mtime_ns for p in platform.files("ridership", "day_features")}
+    lag_sum = _rides_lag_14(platform, READER_MONTH)
+
+    publish(LandingZone(url=str(platform.home / "landing")), [CORRECTED_MONTH], "revised-counts")
+    landed = time.monotonic()
+    path = platform.home / "warehouse" / "ridership" / "day_features" / f"{READER_MONTH}.parquet"
+    wait_for(lambda: path.stat().st_mtime_ns > features[READER_MONTH], 360, "the next month")
+    seconds = time.monotonic() - landed
+    print(f"\nrevision landed -> the next month's features refreshed: {seconds:.1f} s")
+    _refreshed_once(
+        platform,
+        before,
+        "ridership",
+        ["day_features", "recent_days"],
+        [CORRECTED_MONTH, READER_MONTH],
+    )
+    files = {p.stem: p.stat().st_mtime_ns for p in platform.files("ridership", "day_features")}
+    assert {m for m, t in files.items() if t > features[m]} == {CORRECTED_MONTH, READER_MONTH}
+    # the next month's first days read the revised last week, 14 days later, 10% higher
+    assert _rides_lag_14(platform, READER_MONTH) > lag_sum

@@ -33,9 +33,9 @@ from sensors.landing_zone import (
     RANGE_START,
     LandedSource,
     build_landing_zone_sensor,
-    contiguous_ranges,
     landed_sources,
 )
+from sensors.partition_runs import contiguous_ranges
 
 pytestmark = pytest.mark.unit
 

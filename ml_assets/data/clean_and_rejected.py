@@ -10,7 +10,6 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration, Source
 from ml_assets.data.checks import (
@@ -24,7 +23,7 @@ from ml_assets.data.checks import (
     whole_file_outcome,
 )
 from ml_assets.data.cleaning import REJECTION_RULE, Cleaned
-from ml_assets.data.data_layers import CLEAN, group, partition_check, partitioned
+from ml_assets.data.data_layers import CLEAN, group, layer_automation, partition_check, partitioned
 from ml_assets.data.metadata import code_reference, table_definition_metadata
 from ml_assets.data.plausibility import AcceptedHistory, Judgement, stats_columns
 from resources.partition_frames import FrameSpill, PartitionStream
@@ -81,7 +80,7 @@ def clean_assets(
         "code_version": "2",
         "kinds": {"pandas", "parquet"},
         "owners": declaration.owners,
-        "automation_condition": refresh_stale_partitions(),
+        "automation_condition": layer_automation(),
     }
 
     @dg.multi_asset(

@@ -10,6 +10,7 @@ the output. Memory does not grow with the range.
 
 import dagster as dg
 
+from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 
@@ -52,3 +53,9 @@ def history_mapping(partitions: int) -> dg.TimeWindowPartitionMapping:
     return dg.TimeWindowPartitionMapping(
         start_offset=-partitions, end_offset=0, allow_nonexistent_upstream_partitions=True
     )
+
+
+def layer_automation() -> dg.AutomationCondition:
+    """The automation of a data-layer asset: ``refresh_stale_partitions``, leaving the partitions
+    stale only through their history to the pipeline's history-refresh sensor."""
+    return refresh_stale_partitions(history_by_sensor=True)

@@ -8,7 +8,6 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.checks import SchemaCheck, report_per_partition
@@ -16,6 +15,7 @@ from ml_assets.data.data_layers import (
     FEATURES,
     group,
     history_mapping,
+    layer_automation,
     partition_check,
     partitioned,
 )
@@ -65,7 +65,7 @@ def features_asset(
         check_specs=[
             partition_check(declaration, name, FEATURE_SCHEMA, f"Conforms to {schema.name}.")
         ],
-        automation_condition=refresh_stale_partitions(),
+        automation_condition=layer_automation(),
         **partitioned(declaration),
     )
     def feature_rows(context: dg.AssetExecutionContext, **inputs: Mapping[str, pd.DataFrame]):

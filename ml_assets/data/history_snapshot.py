@@ -6,10 +6,15 @@ from collections.abc import Mapping
 import dagster as dg
 import pandas as pd
 
-from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.data.data_layers import FEATURES, group, history_mapping, partitioned
+from ml_assets.data.data_layers import (
+    FEATURES,
+    group,
+    history_mapping,
+    layer_automation,
+    partitioned,
+)
 from ml_assets.data.online_history import snapshot_tables
 from resources.table_snapshot_store import TableSnapshotStore
 
@@ -46,7 +51,7 @@ def history_snapshot_asset(declaration: PipelineDeclaration) -> dg.AssetsDefinit
                 asset_key(declaration, upstream), partition_mapping=history_mapping(reach)
             )
         },
-        automation_condition=refresh_stale_partitions(),
+        automation_condition=layer_automation(),
         **partitioned(declaration),
     )
     def history_snapshot(

@@ -8,11 +8,16 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from ml_assets.automation import refresh_stale_partitions
 from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.data.checks import SchemaCheck, report_per_partition
 from ml_assets.data.clean_and_rejected import clean_assets
-from ml_assets.data.data_layers import FEATURES, group, partition_check, partitioned
+from ml_assets.data.data_layers import (
+    FEATURES,
+    group,
+    layer_automation,
+    partition_check,
+    partitioned,
+)
 from ml_assets.data.features_asset import FEATURE_SCHEMA
 from ml_assets.data.metadata import table_definition_metadata
 from ml_assets.data.sources import landed_assets
@@ -94,7 +99,7 @@ def previous_days(partition_key: str, days: int) -> list[str]:
             DECLARATION, "flight_features", FEATURE_SCHEMA, "Conforms to flight_features."
         )
     ],
-    automation_condition=refresh_stale_partitions(),
+    automation_condition=layer_automation(),
     **partitioned(DECLARATION),
 )
 def flight_features(
@@ -148,7 +153,7 @@ def _history(flights_clean: Mapping[str, pd.DataFrame], day: str) -> pd.DataFram
         "weather_clean": dg.AssetIn(key("weather_clean")),
         "planes": dg.AssetIn(key("planes")),
     },
-    automation_condition=refresh_stale_partitions(),
+    automation_condition=layer_automation(),
     **partitioned(DECLARATION),
 )
 def online_features(

