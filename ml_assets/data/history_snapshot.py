@@ -82,7 +82,7 @@ def history_snapshot_asset(
         snapshots = online_store.snapshots()
         written: dict[str, int] = {}
         for key in context.partition_keys:
-            handed = {}
+            handed: dict[str, pd.DataFrame] = {}
             if ROWS in taken:
                 handed[ROWS] = inputs[upstream][key]
             if HISTORY in taken:
