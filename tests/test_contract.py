@@ -253,6 +253,31 @@ MISTAKES = {
         "monitoring.drift_reference.month",
         "Input should be 'training', 'same_season' or 'none'",
     ),
+    "features read the input twice": (
+        lambda d: d["features"]["reads"].append("flights_clean"),
+        "features",
+        "reads: 'flights_clean' is the input or a parameter the feature function is handed anyway",
+    ),
+    "features read an input named like a parameter": (
+        lambda d: d["features"]["reads"].append("history"),
+        "features",
+        "reads: 'history' is the input or a parameter",
+    ),
+    "features read an input twice": (
+        lambda d: d["features"]["reads"].append("planes"),
+        "features",
+        "reads named more than once: planes",
+    ),
+    "history of a further input": (
+        lambda d: d["features"]["history"].update(weather_clean={"days": 1}),
+        "features",
+        "history: only the history of the input (flights_clean) is read, not of weather_clean",
+    ),
+    "features reads without an input": (
+        lambda d: d["features"].update(input=None, history={}),
+        "features",
+        "name the input whose rows the features are computed from",
+    ),
     "compared predictor named like the model": (
         lambda d: d["model"].update(compare_with={"champion": "route_arr_delay_mean_7d"}),
         "model",
@@ -422,6 +447,39 @@ def test_columns_the_features_lack_fail_at_load(
         _pipeline_with(tmp_path, change)
     assert str(error.value).startswith(f"{tmp_path / 'pipeline.yaml'}: {where}: ")
     assert repr(name) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            lambda d: d["features"]["reads"].append("pilots"),
+            "features: 'pilots' is not an asset of the pipeline",
+        ),
+        (
+            lambda d: d["features"].update(input="nowhere_clean", history={}),
+            "features: 'nowhere_clean' is not an asset of the pipeline",
+        ),
+        (
+            lambda d: d["features"].update(
+                input="planes", reads=["weather_clean"], history={"planes": {"days": 7}}
+            ),
+            "features.history: 'planes' is not partitioned: it has no earlier partitions to read",
+        ),
+        (
+            lambda d: d["features"]["reads"].append("airports"),
+            "features: flight_features does not read 'airports'",
+        ),
+    ],
+)
+def test_features_inputs_the_assets_cannot_give_fail_at_load(
+    tmp_path: Path, change: Callable[[dict], Any], reason: str
+) -> None:
+    """What ``features:`` names (input, reads, history) are assets of the pipeline that its
+    features asset reads, a history that of a partitioned one."""
+    with pytest.raises(DeclarationError) as error:
+        _pipeline_with(tmp_path, change)
+    assert str(error.value) == f"{tmp_path / 'pipeline.yaml'}: {reason}"
 
 
 def test_a_warm_up_item_the_request_model_refuses_fails_at_load(tmp_path: Path) -> None:

@@ -142,9 +142,9 @@ def _assets(path: Path, received: dict[str, list[pd.Timestamp]]) -> list[dg.Asse
             context.partition_keys, lambda key: rows[rows["day"] == pd.Timestamp(key)]
         )
 
-    def feature_frame(current: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-        received[current["day"].iloc[0].date().isoformat()] = sorted(set(history["day"]))
-        return current.drop(columns="day").assign(history_rows=len(history))
+    def feature_frame(rows: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+        received[rows["day"].iloc[0].date().isoformat()] = sorted(set(history["day"]))
+        return rows.drop(columns="day").assign(history_rows=len(history))
 
     features = features_asset(declaration, "rides_clean", feature_frame, SCHEMA, "Ride features.")
     return [rides_clean, features]
@@ -303,6 +303,11 @@ MISTAKES = {
         "features",
         "time feature outputs named more than once: rides_lag_7",
     ),
+    "history of another input": (
+        lambda d: d["features"]["history"].update(weather_clean={"days": 1}),
+        "features",
+        "history: only the history of the input (rides_clean) is read, not of weather_clean",
+    ),
 }
 
 
@@ -345,11 +350,6 @@ def test_the_synthetic_pipeline_loads(tmp_path: Path) -> None:
             "the time features 'rides_lag_1' are not among the columns of ride_features "
             "(ride_features)",
         ),
-        (
-            lambda d: d["features"]["history"].update(weather_clean={"days": 1}),
-            SCHEMA,
-            "ride_features does not read 'weather_clean'",
-        ),
     ],
 )
 def test_features_the_assets_cannot_give_fail_at_load(
@@ -359,3 +359,43 @@ def test_features_the_assets_cannot_give_fail_at_load(
     with pytest.raises(DeclarationError) as error:
         _pipeline(path, schema)
     assert str(error.value) == f"{path}: features: {reason}"
+
+
+def _rows_only(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows
+
+
+def _with_weather(rows: pd.DataFrame, history: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("change", "function", "reason"),
+    [
+        (
+            lambda d: None,
+            _with_weather,
+            "rides: _with_weather takes weather: it is handed rows, history and features.reads "
+            "(none) by parameter name",
+        ),
+        (
+            lambda d: d["features"].update(reads=["weather_clean"]),
+            _rows_only,
+            "rides: _rows_only does not take weather_clean",
+        ),
+        (
+            lambda d: d["features"].update(history={}, lags=[], rolling=[], expanding=[]),
+            lambda rows, history: rows,
+            "rides: <lambda> takes history but features.history declares none",
+        ),
+    ],
+)
+def test_a_feature_function_that_does_not_take_what_is_declared_fails_at_load(
+    tmp_path: Path, change: Callable[[dict], Any], function: Callable, reason: str
+) -> None:
+    """The function is handed its inputs by parameter name: ``rows``, ``history`` (when one is
+    declared) and exactly the declared ``features.reads``."""
+    declaration = load_declaration(_declare(tmp_path / "pipeline.yaml", change))
+    with pytest.raises(ValueError) as error:
+        features_asset(declaration, "rides_clean", function, SCHEMA, "Ride features.")
+    assert str(error.value) == reason

@@ -11,18 +11,21 @@ import pytest
 
 from ml_assets.data.cleaning import parse_landed_csv
 from ml_assets.pipelines.flights import config, schemas
-from ml_assets.pipelines.flights.assets import data_assets, key, previous_days
+from ml_assets.pipelines.flights.assets import data_assets, key
 from ml_assets.pipelines.flights.cleaning import clean_flights, clean_weather
 from ml_assets.pipelines.flights.features import (
     CARRIER,
     ROUTE,
     TARGET,
+    FeatureLookups,
     _local_to_utc_ns,
     build_features,
+    lookup_tables,
     trailing_stats,
 )
 from ml_assets.pipelines.flights.publish import day_keys, publish, reference_tables, source_table
 from resources.landing_zone import LandingZone
+from resources.table_snapshots import TableSnapshots
 
 pytestmark = pytest.mark.unit
 
@@ -129,11 +132,29 @@ def test_trailing_stats_of_no_history_is_empty_with_columns() -> None:
 # leakage
 
 
-def test_previous_days_exclude_the_day_itself() -> None:
-    days = previous_days("2013-01-08", config.TRAILING_DAYS)
+def test_features_read_the_declared_week_and_the_snapshot_only_the_week_before(
+    resources: dict,
+) -> None:
+    """The declared history (``features.history``) is the 7 days before a day: the features
+    asset reads them and the day itself, the online snapshot only the days before (its function
+    takes no ``rows``); the declared reads are the same day's weather and the whole plane table."""
+    graph = dg.Definitions(assets=data_assets, resources=resources).resolve_asset_graph()
+    week = -config.TRAILING_DAYS
 
-    assert days == [f"2013-01-0{d}" for d in range(1, 8)]
-    assert "2013-01-08" not in days
+    for asset, end in (("flight_features", 0), ("online_features", -1)):
+        mapping = graph.get_partition_mapping(key(asset), key("flights_clean"))
+        assert mapping == dg.TimeWindowPartitionMapping(
+            start_offset=week, end_offset=end, allow_nonexistent_upstream_partitions=True
+        )
+        assert graph.get_partition_mapping(key(asset), key("weather_clean")) == (
+            dg.TimeWindowPartitionMapping(start_offset=0, end_offset=0)
+        )
+        assert isinstance(
+            graph.get_partition_mapping(key(asset), key("planes")), dg.AllPartitionMapping
+        )
+        assert set(graph.get(key(asset)).parent_keys) == {
+            key("flights_clean"), key("weather_clean"), key("planes")
+        }  # fmt: skip
 
 
 def test_features_do_not_depend_on_the_days_own_outcomes() -> None:
@@ -320,11 +341,16 @@ def _features_run(resources: dict, instance: dg.DagsterInstance, home: Path) -> 
     return pd.read_parquet(stored)
 
 
-def test_feature_asset_ignores_the_days_own_clean_flights(
-    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+def _range(first: str, last: str) -> dict[str, str]:
+    """The tags of a run over the partitions ``first`` … ``last``."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def _cleaned(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, last: date
 ) -> None:
-    """Through the asset: rewriting the day's stored delays leaves every feature unchanged."""
-    publish(landing_zone, day_keys(date(2013, 1, 1), date(2013, 1, 3)))
+    """The reference tables and the clean days 2013-01-01 … ``last``, through Dagster."""
+    publish(landing_zone, day_keys(date(2013, 1, 1), last))
     references = [key("planes"), key("airports"), key("airlines")]
     references_run = dg.materialize(
         data_assets, selection=references, resources=resources, instance=instance
@@ -334,14 +360,18 @@ def test_feature_asset_ignores_the_days_own_clean_flights(
         data_assets,
         selection=dg.AssetSelection.groups("flights_ingest", "flights_clean")
         - dg.AssetSelection.assets(*references),
-        tags={
-            "dagster/asset_partition_range_start": "2013-01-01",
-            "dagster/asset_partition_range_end": "2013-01-03",
-        },
+        tags=_range("2013-01-01", last.isoformat()),
         resources=resources,
         instance=instance,
     )
     assert upstream.success
+
+
+def test_feature_asset_ignores_the_days_own_clean_flights(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """Through the asset: rewriting the day's stored delays leaves every feature unchanged."""
+    _cleaned(landing_zone, resources, instance, date(2013, 1, 3))
     before = _features_run(resources, instance, home)
     stored = home / "warehouse" / "flights" / "flights_clean" / "2013-01-03.parquet"
     clean = pd.read_parquet(stored)
@@ -354,6 +384,46 @@ def test_feature_asset_ignores_the_days_own_clean_flights(
     past = pd.concat(pd.read_parquet(stored.with_name(f"2013-01-0{d}.parquet")) for d in (1, 2))
     per_carrier = before["carrier"].map(past["carrier"].value_counts()).fillna(0)
     assert (before["carrier_flights_7d"] == per_carrier).all()
+
+
+@pytest.mark.slow
+def test_the_assets_equal_the_feature_code_over_the_declared_inputs(
+    landing_zone: LandingZone, resources: dict, instance: dg.DagsterInstance, home: Path
+) -> None:
+    """``flight_features`` and ``online_features`` of each day, built by the generic factories
+    in one range run, equal ``FeatureLookups`` and ``lookup_tables`` called directly with the
+    day's clean flights, the stored clean flights of the days before (none on the first day),
+    the day's clean weather and the plane table."""
+    days = day_keys(date(2013, 1, 1), date(2013, 1, 10))
+    _cleaned(landing_zone, resources, instance, date(2013, 1, 10))
+    run = dg.materialize(
+        data_assets,
+        selection=[key("flight_features"), key("online_features")],
+        tags=_range(days[0], days[-1]),
+        resources=resources,
+        instance=instance,
+    )
+    assert run.success
+    warehouse = home / "warehouse" / "flights"
+    snapshots = TableSnapshots(resources["online_store"].base_url)
+    planes = pd.read_parquet(warehouse / "planes.parquet")
+
+    def clean(source: str, day: str) -> pd.DataFrame:
+        return pd.read_parquet(warehouse / f"{source}_clean" / f"{day}.parquet")
+
+    for i, day in enumerate(days):
+        before = [clean("flights", d) for d in days[max(0, i - config.TRAILING_DAYS) : i]]
+        history = pd.concat(before, ignore_index=True) if before else clean("flights", day)[:0]
+        tables = lookup_tables(history, clean("weather", day), planes)
+        features = pd.read_parquet(warehouse / "flight_features" / f"{day}.parquet")
+        expected = FeatureLookups(**tables).frame(clean("flights", day))
+        pd.testing.assert_frame_equal(features, expected)
+        snapshot = snapshots.read(key("online_features").path, day)
+        assert list(snapshot) == list(tables)
+        for name, table in tables.items():
+            pd.testing.assert_frame_equal(snapshot[name], table.reset_index(drop=True))
+    assert len(run.get_asset_check_evaluations()) == len(days)
+    assert all(check.passed for check in run.get_asset_check_evaluations())
 
 
 @pytest.mark.parametrize("day", ["2013-03-10", "2013-11-03", "2013-07-04"])

@@ -131,6 +131,10 @@ class Holidays(Strict):
 
 
 HOLIDAY = "holiday"
+ROWS, HISTORY = "rows", "history"
+"""The parameters by which a pipeline's feature and snapshot functions take the partition's
+rows of ``features.input`` and its earlier partitions' rows; ``features.reads`` by their own
+names."""
 
 
 class Features(Strict):
@@ -140,7 +144,11 @@ class Features(Strict):
     input: AssetName | None = None
     """The input asset whose rows the features are computed from (the transforms read it)."""
     history: dict[AssetName, History] = Field(default_factory=dict)
-    """Earlier partitions read per input asset (by name), beside the partition itself."""
+    """Earlier partitions read per input asset (by name), beside the partition itself; only the
+    input's history is read."""
+    reads: list[AssetName] = Field(default_factory=list)
+    """Further inputs of the feature function, each handed to it as the parameter of its name:
+    the same partition of a partitioned asset, an unpartitioned table whole."""
     time: Time | None = None
     lags: list[Lag] = Field(default_factory=list)
     rolling: list[Rolling] = Field(default_factory=list)
@@ -150,8 +158,21 @@ class Features(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Features":
-        if (self.outputs or self.history) and self.input is None:
+        if (self.outputs or self.history or self.reads) and self.input is None:
             raise ValueError("name the input whose rows the features are computed from")
+        unique(self.reads, "reads")
+        for name in self.reads:
+            if name in (self.input, ROWS, HISTORY):
+                raise ValueError(
+                    f"reads: {name!r} is the input or a parameter the feature function is "
+                    f"handed anyway ({ROWS}, {HISTORY})"
+                )
+        others = sorted(set(self.history) - {self.input})
+        if others:
+            raise ValueError(
+                f"history: only the history of the input ({self.input}) is read, not of "
+                f"{', '.join(others)}"
+            )
         if self.outputs and self.time is None:
             raise ValueError("time features need the rows' time column: declare time.column")
         unique(self.calendar, "calendar features")

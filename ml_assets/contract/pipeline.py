@@ -103,16 +103,27 @@ class Pipeline:
         validate_warm_up(self.declaration, self.source_file)
 
     def _check_features(self, feature_columns: set[str]) -> None:
-        """The ``features:`` section against the assets: its input and histories are inputs of
-        the features asset, the transforms read columns the input has and add columns the
-        feature schema has."""
+        """The ``features:`` section against the assets: its input, reads and histories are
+        assets of the pipeline that the features asset reads, a history is that of a partitioned
+        asset, the transforms read columns the input has and add columns the feature schema
+        has."""
         declared, where = self.declaration, f"{self.source_file}: features"
         section = declared.features
         # each asset and its key, by key path
         assets = {tuple(key.path): (a, key) for a in self.data_assets for key in a.keys}
         reading, _ = assets.get(declared.asset_path(declared.model.features_asset), (None, None))
         read = {tuple(k.path) for k in reading.keys_by_input_name.values()} if reading else set()
-        for name in [*([section.input] if section.input else []), *section.history]:
+        named = [*([section.input] if section.input else []), *section.reads, *section.history]
+        for name in named:
+            if declared.asset_path(name) not in assets:
+                raise DeclarationError(f"{where}: {name!r} is not an asset of the pipeline")
+        for name in section.history:
+            if assets[declared.asset_path(name)][0].partitions_def is None:
+                raise DeclarationError(
+                    f"{where}.history: {name!r} is not partitioned: it has no earlier "
+                    "partitions to read"
+                )
+        for name in named:
             if declared.asset_path(name) not in read:
                 raise DeclarationError(
                     f"{where}: {declared.model.features_asset} does not read {name!r}"

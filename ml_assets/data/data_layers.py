@@ -48,10 +48,13 @@ def partition_check(
     )
 
 
-def history_mapping(partitions: int) -> dg.TimeWindowPartitionMapping:
-    """An input read with the ``partitions`` partitions before each partition."""
+def history_mapping(partitions: int, own: bool = True) -> dg.TimeWindowPartitionMapping:
+    """An input read with the ``partitions`` partitions before each partition, and the
+    partition itself unless ``own`` is false."""
     return dg.TimeWindowPartitionMapping(
-        start_offset=-partitions, end_offset=0, allow_nonexistent_upstream_partitions=True
+        start_offset=-partitions,
+        end_offset=0 if own else -1,
+        allow_nonexistent_upstream_partitions=True,
     )
 
 

@@ -33,8 +33,11 @@ WEATHER_MAX_GAP_HOURS = 3
 station's readings of that day when the gap is at most this many hours; longer gaps stay
 empty (models see missing weather, which HistGradientBoosting handles natively)."""
 
-TRAILING_DAYS = 7
-"""Recent-delay features summarise the flights of the previous ``TRAILING_DAYS`` days only."""
+TRAILING_DAYS = DECLARATION.features.history_partitions(
+    DECLARATION.features.input, DECLARATION.partitions.kind
+)
+"""Recent-delay features summarise the flights of the previous ``TRAILING_DAYS`` days only (the
+declared history of the features input, ``flights_clean``)."""
 DELAYED_MINUTES = 15
 """A flight counts as delayed when it arrives more than this many minutes late (FAA definition)."""
 HOLIDAY_COUNTRY = "US"

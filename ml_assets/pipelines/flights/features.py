@@ -268,16 +268,26 @@ class FeatureLookups:
 
 
 def lookup_tables(
-    history: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame
+    history: pd.DataFrame, weather_clean: pd.DataFrame, planes: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
-    """What ``FeatureLookups`` indexes for a day: that day's weather, the plane table, and the
-    recent-delay statistics of ``history`` (the clean flights of the days before)."""
+    """What ``FeatureLookups`` indexes for a day: that day's clean weather, the plane table, and
+    the recent-delay statistics of ``history`` (the clean flights of the days before). The
+    ``online_features`` snapshot of the day, which the platform builds from the declared
+    history and reads (``features:`` in ``pipeline.yaml``)."""
     return {
-        "weather": weather.loc[:, ["origin", "time_hour", *WEATHER_FEATURES, "imputed"]],
+        "weather": weather_clean.loc[:, ["origin", "time_hour", *WEATHER_FEATURES, "imputed"]],
         "planes": planes.loc[:, ["tailnum", "year", "seats", "engines"]],
         "route_stats": trailing_stats(history, ROUTE, "route"),
         "carrier_stats": trailing_stats(history, CARRIER, "carrier"),
     }
+
+
+def feature_frame(
+    rows: pd.DataFrame, history: pd.DataFrame, weather_clean: pd.DataFrame, planes: pd.DataFrame
+) -> pd.DataFrame:
+    """The ``flight_features`` rows of a day's clean flights (``rows``), looked up in that day's
+    ``lookup_tables``: the platform hands it the declared history and reads."""
+    return FeatureLookups(**lookup_tables(history, weather_clean, planes)).frame(rows)
 
 
 def build_features(

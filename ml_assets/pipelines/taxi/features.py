@@ -37,9 +37,10 @@ def feature_columns(rows: Mapping[str, Sequence]) -> dict[str, np.ndarray]:
     return {column: out[column] for column in FEATURE_COLUMNS}
 
 
-def feature_frame(trips: pd.DataFrame) -> pd.DataFrame:
-    """The ``trip_features`` rows of clean ``trips``, in order, with the ``tip`` target."""
-    frame = pd.DataFrame(feature_columns(trips))
+def feature_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``trip_features`` rows of clean trips (``rows``), in order, with the ``tip``
+    target."""
+    frame = pd.DataFrame(feature_columns(rows))
     frame = frame.astype({column: "string" for column in (ID_COLUMN, *CATEGORICAL_FEATURES)})
-    frame[TARGET] = trips[TARGET].to_numpy(dtype=bool).astype(np.int64)
+    frame[TARGET] = rows[TARGET].to_numpy(dtype=bool).astype(np.int64)
     return frame
