@@ -383,49 +383,6 @@ def _carrier_flights(platform: LivePlatform, day: str) -> float:
     return float(features["carrier_flights_7d"].sum())
 
 
-def test_a_corrected_day_refreshes_every_day_that_reads_it_once(first_models: FirstModels) -> None:
-    """Issue 24: a corrected re-export of one day, landed while the daemon runs, is ingested by
-    the landing sensor in one run that also rewrites that day's features (the case Dagster's
-    ``any_deps_updated`` drops); the history-refresh sensor then refreshes the features and
-    online snapshots of the 7 days that read the day as history, once each, and nothing
-    else."""
-    from ml_assets.pipelines.flights.publish import publish
-    from resources.landing_zone import LandingZone
-
-    platform = first_models.platform
-    wait_for(platform.settled, 600, "the platform to settle before the correction")
-    before = {run["runId"] for run in platform.runs()}
-    features = {p.stem: p.stat().st_mtime_ns for p in platform.files("flights", "flight_features")}
-    snapshots = platform.home / "warehouse" / "online" / "flights" / "online_features"
-    snapshot_mtime = {day: (snapshots / day / MANIFEST).stat().st_mtime_ns for day in READERS}
-    carrier_flights = {day: _carrier_flights(platform, day) for day in READERS}
-
-    publish(LandingZone(url=str(platform.home / "landing")), [CORRECTED_DAY], fault="corrupt-lines")
-    landed = time.monotonic()
-
-    def refreshed(day: str) -> bool:
-        path = platform.home / "warehouse" / "flights" / "flight_features" / f"{day}.parquet"
-        return path.stat().st_mtime_ns > features[day]
-
-    wait_for(lambda: all(refreshed(day) for day in READERS), 360, "the readers' features")
-    seconds = time.monotonic() - landed
-    print(f"\ncorrection landed -> last reading day's features refreshed: {seconds:.1f} s")
-    # the corrected day (the landing run) and its readers (the history-refresh sensor) once
-    # each, nothing else
-    _refreshed_once(
-        platform,
-        before,
-        "flights",
-        ["flight_features", "online_features"],
-        [CORRECTED_DAY, *READERS],
-    )
-    untouched = set(features) - {CORRECTED_DAY, *READERS}
-    assert not any(refreshed(day) for day in untouched)
-    assert all((snapshots / d / MANIFEST).stat().st_mtime_ns > m for d, m in snapshot_mtime.items())
-    # the rewritten features read the corrected day: its damaged lines are no flights any more
-    assert all(_carrier_flights(platform, day) < carrier_flights[day] for day in READERS)
-
-
 def _rides_lag_14(platform: LivePlatform, month: str) -> float:
     from resources.parquet_io_manager import read_partition
 
@@ -436,28 +393,57 @@ def _rides_lag_14(platform: LivePlatform, month: str) -> float:
     return float(features["rides_lag_14"].sum())
 
 
-def test_a_revised_month_refreshes_the_month_that_reads_it_once(
+def test_corrections_refresh_every_partition_that_reads_them_once(
     first_models: FirstModels,
 ) -> None:
-    """Issue 24, the monthly pipeline: a re-export of one month with its last week's counts
-    revised, landed while the daemon runs, rewrites that month's partitions in the landing
-    sensor's run; the history-refresh sensor then refreshes the next month's features and
-    online snapshot, whose lags read those days, once each, and nothing else."""
-    from ml_assets.pipelines.ridership.publish import publish
+    """Issue 24, landed together while the daemon runs: a corrected re-export of one flights day
+    and a ridership month re-exported with its last week's counts revised. The landing sensor
+    ingests each in one run that also rewrites that partition's features (the case Dagster's
+    ``any_deps_updated`` drops); each pipeline's history-refresh sensor then refreshes the
+    features and online snapshots of the partitions that read it as history (the 7 days after
+    the day, the month after the month), once each, and nothing else."""
+    from ml_assets.pipelines.flights.publish import publish as publish_flights
+    from ml_assets.pipelines.ridership.publish import publish as publish_ridership
     from resources.landing_zone import LandingZone
 
     platform = first_models.platform
-    wait_for(platform.settled, 600, "the platform to settle before the revision")
+    wait_for(platform.settled, 600, "the platform to settle before the corrections")
     before = {run["runId"] for run in platform.runs()}
-    features = {p.stem: p.stat().st_mtime_ns for p in platform.files("ridership", "day_features")}
+    features = {p.stem: p.stat().st_mtime_ns for p in platform.files("flights", "flight_features")}
+    months = {p.stem: p.stat().st_mtime_ns for p in platform.files("ridership", "day_features")}
+    snapshots = platform.home / "warehouse" / "online" / "flights" / "online_features"
+    snapshot_mtime = {day: (snapshots / day / MANIFEST).stat().st_mtime_ns for day in READERS}
+    carrier_flights = {day: _carrier_flights(platform, day) for day in READERS}
     lag_sum = _rides_lag_14(platform, READER_MONTH)
 
-    publish(LandingZone(url=str(platform.home / "landing")), [CORRECTED_MONTH], "revised-counts")
+    landing = LandingZone(url=str(platform.home / "landing"))
+    publish_flights(landing, [CORRECTED_DAY], fault="corrupt-lines")
+    publish_ridership(landing, [CORRECTED_MONTH], fault="revised-counts")
     landed = time.monotonic()
-    path = platform.home / "warehouse" / "ridership" / "day_features" / f"{READER_MONTH}.parquet"
-    wait_for(lambda: path.stat().st_mtime_ns > features[READER_MONTH], 360, "the next month")
-    seconds = time.monotonic() - landed
-    print(f"\nrevision landed -> the next month's features refreshed: {seconds:.1f} s")
+
+    def refreshed(pipeline: str, asset: str, partition: str, before: dict[str, int]) -> bool:
+        path = platform.home / "warehouse" / pipeline / asset / f"{partition}.parquet"
+        return path.stat().st_mtime_ns > before[partition]
+
+    wait_for(
+        lambda: all(refreshed("flights", "flight_features", d, features) for d in READERS),
+        360,
+        "the readers' features",
+    )
+    print(f"\ncorrected day -> its last reader's features: {time.monotonic() - landed:.1f} s")
+    wait_for(
+        lambda: refreshed("ridership", "day_features", READER_MONTH, months), 360, "next month"
+    )
+    print(f"revised month -> the next month's features: {time.monotonic() - landed:.1f} s")
+    # the corrected partition (the landing run) and its readers (the history-refresh sensor)
+    # once each, nothing else
+    _refreshed_once(
+        platform,
+        before,
+        "flights",
+        ["flight_features", "online_features"],
+        [CORRECTED_DAY, *READERS],
+    )
     _refreshed_once(
         platform,
         before,
@@ -465,7 +451,14 @@ def test_a_revised_month_refreshes_the_month_that_reads_it_once(
         ["day_features", "recent_days"],
         [CORRECTED_MONTH, READER_MONTH],
     )
-    files = {p.stem: p.stat().st_mtime_ns for p in platform.files("ridership", "day_features")}
-    assert {m for m, t in files.items() if t > features[m]} == {CORRECTED_MONTH, READER_MONTH}
-    # the next month's first days read the revised last week, 14 days later, 10% higher
+    untouched = set(features) - {CORRECTED_DAY, *READERS}
+    assert not any(refreshed("flights", "flight_features", d, features) for d in untouched)
+    assert {m for m in months if refreshed("ridership", "day_features", m, months)} == {
+        CORRECTED_MONTH,
+        READER_MONTH,
+    }
+    assert all((snapshots / d / MANIFEST).stat().st_mtime_ns > m for d, m in snapshot_mtime.items())
+    # the rewritten features read the corrected partitions: the day's damaged lines are no
+    # flights any more; the next month's first days read the revised week, 14 days later
+    assert all(_carrier_flights(platform, day) < carrier_flights[day] for day in READERS)
     assert _rides_lag_14(platform, READER_MONTH) > lag_sum
