@@ -331,9 +331,8 @@ def origin(run: dict) -> str:
     if _tag(run, "dagster/backfill"):
         return "backfill"
     if sensor := _tag(run, "dagster/sensor_name"):
-        if sensor == "automation":
-            return "automation"
-        return "history refresh" if sensor.endswith("_history_refresh_sensor") else "landing sensor"
+        shared = ("automation", "history_refresh")
+        return sensor.replace("_", " ") if sensor in shared else "landing sensor"
     return "other"
 
 
@@ -472,7 +471,7 @@ def new_days(home: Path, count: int, checks: Checks) -> tuple[list[float], float
         prefix = declaration(PIPELINE).prefix
         sensors = (
             f"{prefix}_landing_zone_sensor",
-            f"{prefix}_history_refresh_sensor",
+            "history_refresh",
             "automation",
         )
         for sensor in sensors:

@@ -25,7 +25,7 @@ def refresh_stale_partitions(
     - a partition is requested again when an input partition it reads (itself or as history)
       is rewritten after it (``ReadsRewrittenInputs``), or when its code_version changes; with
       ``history_by_sensor`` (the data layers), a partition stale only through its history is
-      left to the pipeline's history-refresh sensor, which requests it sooner;
+      left to the history-refresh sensor, which requests it sooner;
     - never while the partition or an input is in progress, while a run that is not finished
       targets the partition (``TargetedByUnfinishedRun``), while an input is missing (except
       those in ``may_be_missing``: inputs that exist only for some partitions), or while a

@@ -1,6 +1,7 @@
 """What the platform builds for every pipeline from its declaration: the model, deploy and
-monitor layers, the landing-zone, history-refresh, rollout and prediction-log sensors and the
-pipeline's jobs; and the code location of a set of pipelines, with what they share."""
+monitor layers, the landing-zone, rollout and prediction-log sensors and the pipeline's jobs; and
+the code location of a set of pipelines, with what they share (resources, the executor, the
+automation, history-refresh and alerts sensors)."""
 
 from collections.abc import Sequence
 
@@ -77,7 +78,6 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
             build_landing_zone_sensor(
                 f"{prefix}_landing_zone_sensor", landed_sources(declaration), run_config=IN_PROCESS
             ),
-            build_history_refresh_sensor(declaration, run_config=IN_PROCESS),
             *(
                 build_sql_source_sensor(declaration, source)
                 for source in declaration.sources
@@ -112,6 +112,7 @@ def _shared(pipelines: Sequence[Pipeline]) -> dg.Definitions:
                 # conditions of our own (PartitionsMaterialized) run where the code is
                 use_user_code_server=True,
             ),
+            build_history_refresh_sensor([p.declaration for p in pipelines], run_config=IN_PROCESS),
             build_alerts_sensor(),
         ],
     )

@@ -1,5 +1,5 @@
-"""A sensor per pipeline that refreshes the partitions reading a rewritten partition as history,
-as soon as the rewrite is done.
+"""A sensor that refreshes the partitions reading a rewritten partition as history, as soon as
+the rewrite is done.
 
 A corrected day (or month) rewrites that partition's clean and feature layers in one run; the
 later partitions whose data-layer assets read it as history (a 7-day window, the month before)
@@ -79,29 +79,43 @@ def _below(asset_graph: Any, readers: Sequence[dg.AssetKey]) -> list[dg.AssetKey
 
 
 def build_history_refresh_sensor(
-    declaration: PipelineDeclaration, run_config: Mapping[str, Any] | None = None
+    declarations: Sequence[PipelineDeclaration], run_config: Mapping[str, Any] | None = None
 ) -> dg.SensorDefinition:
-    """The pipeline's history-refresh sensor; its runs get ``run_config`` (e.g. in-process: a
-    range of history readers is a few partitions of one or two assets)."""
-    partitions_def = partitions_definition(declaration.partitions)
-    groups = [group(declaration, layer) for layer in (INGEST, CLEAN, FEATURES)]
+    """The code location's history-refresh sensor, over the data layers of ``declarations``;
+    its runs get ``run_config`` (e.g. in-process: a range of history readers is a few partitions
+    of one or two assets). One sensor for every pipeline, as ``automation`` is: a tick's cost is
+    mostly Dagster's own, paid once per daemon loop."""
+    layers = [
+        (
+            partitions_definition(d.partitions),
+            [group(d, layer) for layer in (INGEST, CLEAN, FEATURES)],
+        )
+        for d in declarations
+    ]
 
     @dg.sensor(
-        name=f"{declaration.prefix}_history_refresh_sensor",
-        asset_selection=dg.AssetSelection.groups(*groups),
+        name="history_refresh",
+        asset_selection=dg.AssetSelection.groups(*(g for _, groups in layers for g in groups)),
         minimum_interval_seconds=1,  # every daemon loop
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Refreshes the partitions whose features read a rewritten partition as history (a "
+            "Refreshes the data-layer partitions that read a rewritten partition as history (a "
             "corrected day, late rows), one range run per contiguous range, once the rewrite is "
             "done and its blocking checks passed."
         ),
     )
-    def history_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def history_refresh(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         began = datetime.now(UTC)
         instance, asset_graph = context.instance, context.repository_def.asset_graph
-        readers = history_readers(asset_graph, partitions_def, groups)
-        watched = sorted({*readers, *(p for r in readers for p in asset_graph.get(r).parent_keys)})
+        readers = {
+            id(partitions_def): (
+                partitions_def,
+                history_readers(asset_graph, partitions_def, groups),
+            )
+            for partitions_def, groups in layers
+        }
+        every = [r for _, keys in readers.values() for r in keys]
+        watched = sorted({*every, *(p for r in every for p in asset_graph.get(r).parent_keys)})
         newest = {
             record.asset_entry.asset_key.to_user_string(): (
                 record.asset_entry.last_materialization_storage_id
@@ -112,48 +126,66 @@ def build_history_refresh_sensor(
         if before.get("newest") == newest and not before.get("pending"):
             return dg.SensorResult(skip_reason="Nothing written since the last tick.")
 
-        # what unfinished runs target is read before what was written: a run that ends in
-        # between has then written its partitions, and they are not stale
-        targeted = {r: targeted_partitions(instance, r, partitions_def, began) for r in readers}
-        all_keys = partitions_def.get_partition_keys()
-        stale: dict[str, list[str]] = {}
-        newest_read: dict[str, int] = {}
+        requests: list[dg.RunRequest] = []
         pending = False
-        for reader in readers:
-            found = stale_reads(instance, asset_graph, reader, all_keys)
-            free = [
-                p
-                for p in found.history
-                if p not in targeted[reader]
-                and None not in targeted[reader]
-                and _inputs_ready(instance, asset_graph, reader, p)
-            ]
-            pending |= len(free) < len(found.history)
-            if free:
-                stale[reader.to_user_string()] = free
-                newest_read[reader.to_user_string()] = found.newest_read
-
-        order = {k: i for i, k in enumerate(all_keys)}
-        requests = []
-        for names, keys in shared_ranges(stale, order):
-            in_run = [dg.AssetKey.from_user_string(name) for name in names]
-            below = _below(asset_graph, in_run)
-            downstream = runnable_downstream(context, below, set(in_run), keys, partitions_def)
-            first, last = keys[0], keys[-1]
-            read = max(newest_read[name] for name in names)
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{'+'.join(names)}/{first}...{last}@{read}",
-                    asset_selection=[*in_run, *downstream],
-                    partition_key=first if len(keys) == 1 else None,
-                    tags={RANGE_START: first, RANGE_END: last} if len(keys) > 1 else {},
-                    run_config=dict(run_config or {}),
-                )
-            )
+        for partitions_def, keys in readers.values():
+            waiting = _refresh(context, partitions_def, keys, began, run_config, requests)
+            pending |= waiting
         cursor = json.dumps({"newest": newest, "pending": pending}, sort_keys=True)
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
-    return history_refresh_sensor
+    return history_refresh
+
+
+def _refresh(
+    context: dg.SensorEvaluationContext,
+    partitions_def: dg.PartitionsDefinition,
+    readers: Sequence[dg.AssetKey],
+    began: datetime,
+    run_config: Mapping[str, Any] | None,
+    requests: list[dg.RunRequest],
+) -> bool:
+    """Adds to ``requests`` a range run per contiguous range of the ``readers``' partitions that
+    are stale only through their history and free to run; whether some must wait."""
+    instance, asset_graph = context.instance, context.repository_def.asset_graph
+    # what unfinished runs target is read before what was written: a run that ends in between
+    # has then written its partitions, and they are not stale
+    targeted = {r: targeted_partitions(instance, r, partitions_def, began) for r in readers}
+    all_keys = partitions_def.get_partition_keys()
+    stale: dict[str, list[str]] = {}
+    newest_read: dict[str, int] = {}
+    pending = False
+    for reader in readers:
+        found = stale_reads(instance, asset_graph, reader, all_keys)
+        free = [
+            p
+            for p in found.history
+            if p not in targeted[reader]
+            and None not in targeted[reader]
+            and _inputs_ready(instance, asset_graph, reader, p)
+        ]
+        pending |= len(free) < len(found.history)
+        if free:
+            stale[reader.to_user_string()] = free
+            newest_read[reader.to_user_string()] = found.newest_read
+
+    order = {k: i for i, k in enumerate(all_keys)}
+    for names, keys in shared_ranges(stale, order):
+        in_run = [dg.AssetKey.from_user_string(name) for name in names]
+        below = _below(asset_graph, in_run)
+        downstream = runnable_downstream(context, below, set(in_run), keys, partitions_def)
+        first, last = keys[0], keys[-1]
+        read = max(newest_read[name] for name in names)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{'+'.join(names)}/{first}...{last}@{read}",
+                asset_selection=[*in_run, *downstream],
+                partition_key=first if len(keys) == 1 else None,
+                tags={RANGE_START: first, RANGE_END: last} if len(keys) > 1 else {},
+                run_config=dict(run_config or {}),
+            )
+        )
+    return pending
 
 
 def _inputs_ready(

@@ -49,7 +49,7 @@ def fast_instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-HISTORY_REFRESH = build_history_refresh_sensor(config.DECLARATION, run_config=IN_PROCESS)
+HISTORY_REFRESH = build_history_refresh_sensor([config.DECLARATION], run_config=IN_PROCESS)
 
 
 class Automation:

@@ -60,5 +60,5 @@ def history_mapping(partitions: int, own: bool = True) -> dg.TimeWindowPartition
 
 def layer_automation() -> dg.AutomationCondition:
     """The automation of a data-layer asset: ``refresh_stale_partitions``, leaving the partitions
-    stale only through their history to the pipeline's history-refresh sensor."""
+    stale only through their history to the history-refresh sensor."""
     return refresh_stale_partitions(history_by_sensor=True)
