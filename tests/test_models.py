@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import platform_test_instance
 
 from ml_assets.definitions import defs
 from ml_assets.modeling.layer import MODEL_ASSET_NAMES
@@ -62,7 +63,7 @@ def model_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.Dags
             patch.delenv(var, raising=False)
         first, last = date.fromisoformat(FIRST), date.fromisoformat(LAST)
         publish(default_landing_zone(), day_keys(first, last))
-        with dg.instance_for_test() as instance:
+        with platform_test_instance() as instance:
             resources = _resources()
             assert dg.materialize(data_assets, selection=REFERENCE, resources=resources,
                                   instance=instance).success  # fmt: skip
