@@ -1,6 +1,7 @@
 """Shared fixtures: every test gets its own ``$ML_ASSETS_HOME`` and Dagster instance."""
 
 import contextlib
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from ml_assets import ACKNOWLEDGED_WARNINGS
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
+from ml_assets.instance import embedded_instance_yaml
 from ml_assets.pipelines import declaration, names
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from resources.builder import platform_resources
@@ -46,9 +49,20 @@ def resources(home: Path) -> dict:
     return platform_resources([declaration(name) for name in names()])
 
 
+@contextlib.contextmanager
+def platform_test_instance() -> Iterator[dg.DagsterInstance]:
+    """``dg.instance_for_test`` on the embedded profile's storages (``ml_assets.instance``), as
+    ``make run`` uses them: its event log keeps its connections open, where Dagster's stock one
+    connects anew for each statement (an in-process run's events cost twice the CPU)."""
+    with tempfile.TemporaryDirectory() as folder:
+        overrides = yaml.safe_load(embedded_instance_yaml(Path(folder)))
+        with dg.instance_for_test(temp_dir=folder, overrides=overrides) as instance:
+            yield instance
+
+
 @pytest.fixture
 def instance(home: Path) -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
+    with platform_test_instance() as instance:
         yield instance
 
 

@@ -25,6 +25,7 @@ import dagster as dg
 import httpx
 import pandas as pd
 import pytest
+from conftest import platform_test_instance
 
 from jobs.rollback import build_rollback_job
 from ml_assets import pipelines
@@ -295,7 +296,7 @@ def open_platform(home: Path) -> Iterator[Platform]:
             patch.delenv(var, raising=False)
         for name, port in zip(names, free_ports(len(names)), strict=True):
             patch.setenv(url_env_var(name), f"http://127.0.0.1:{port}")
-        with dg.instance_for_test() as instance:
+        with platform_test_instance() as instance:
             resources = platform_resources([pipelines.declaration(n) for n in names])
             platform = Platform(home, instance, resources)
             try:

@@ -3,13 +3,15 @@ parity and run checks passed) after printing its figures.
 
 The quick modes spend much of their time waiting for processes to start and servers to answer,
 so the selected ones are started side by side when the module's first test runs (under
-pytest-xdist the module's tests all run on one worker: ``tests/tiers.py``). Their processes use
-a bytecode cache in pytest's cache directory (a machine with ``PYTHONDONTWRITEBYTECODE`` set
-would otherwise compile Dagster and MLflow at every process start) and one OpenMP thread per fit
-(spinning OpenMP threads slow a busy machine's fits several-fold); speed is not what these tests
-check. They run at a lower CPU priority (``nice``), so the live tests on the other worker, which
-wait on deadlines, keep their share of the two cores; and outside ``make test``'s line coverage,
-whose tracer would double their work and distort the figures they print.
+pytest-xdist the module's tests all run on one worker: ``tests/tiers.py``). Their processes
+read the bytecode ``make install`` compiled and may write what is missing next to its source
+(``PYTHONDONTWRITEBYTECODE`` unset; a cache folder of their own, ``PYTHONPYCACHEPREFIX``, was
+empty on a fresh clone, and the ten runs, started at once, each compiled Dagster, pandas and
+MLflow again), and they use one OpenMP thread per fit (spinning OpenMP threads slow a busy
+machine's fits several-fold); speed is not what these tests check. They run at a lower CPU
+priority (``nice``), so the live tests on the other worker, which wait on deadlines, keep their
+share of the two cores; and outside ``make test``'s line coverage, whose tracer would double
+their work and distort the figures they print.
 """
 
 import os
@@ -173,7 +175,7 @@ class QuickRun:
             self.process.wait()
 
 
-def _environment(tmp: Path, pycache: Path) -> dict[str, str]:
+def _environment(tmp: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -181,7 +183,6 @@ def _environment(tmp: Path, pycache: Path) -> dict[str, str]:
     }
     env.update(
         TMPDIR=str(tmp),  # the benchmarks' temporary homes land in the test's directory
-        PYTHONPYCACHEPREFIX=str(pycache),
         OMP_NUM_THREADS="1",
         PYTHONWARNINGS="ignore",
     )
@@ -194,7 +195,7 @@ def quick_runs(
 ) -> Iterator[dict[str, QuickRun]]:
     """A ``QuickRun`` per benchmark, the selected ones already started."""
     tmp = tmp_path_factory.mktemp("benchmarks")
-    env = _environment(tmp, request.config.cache.mkdir("benchmark-pycache"))
+    env = _environment(tmp)
     runs = {
         name: QuickRun(
             ["nice", "-n", "10", sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *args],

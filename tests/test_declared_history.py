@@ -15,6 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 import yaml
+from conftest import platform_test_instance
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
@@ -178,7 +179,7 @@ def test_one_run_and_partition_by_partition_agree_with_the_reference(
     received: dict[str, list[pd.Timestamp]] = {}
     assets = _assets(path, received)
     whole_range = {RANGE_START: keys[0], RANGE_END: keys[-1]}
-    with dg.instance_for_test() as instance:
+    with platform_test_instance() as instance:
         clean = dg.materialize(assets[:1], tags=whole_range, resources=resources, instance=instance)
         assert clean.success
         one_run = dg.materialize(

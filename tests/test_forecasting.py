@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import platform_test_instance
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from pydantic import BaseModel
@@ -168,7 +169,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         batch = build_batch_predictions(declaration, FEATURES_SCHEMA)
         resources = platform_resources([declaration])
         everything = [features, *models, batch]
-        with dg.instance_for_test() as instance:
+        with platform_test_instance() as instance:
             assert dg.materialize(
                 everything, selection=[features.key], resources=resources, instance=instance,
                 tags={RANGE_START: MONTHS[0], RANGE_END: MONTHS[-1]},

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from conftest import platform_test_instance
 from pydantic import ValidationError
 
 from ml_assets import pipelines
@@ -67,7 +68,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         layers = dg.AssetSelection.groups(
             *(group(DECLARATION, layer) for layer in (INGEST, CLEAN, FEATURES))
         )
-        with dg.instance_for_test() as instance:
+        with platform_test_instance() as instance:
             result = dg.materialize(
                 list(defs.assets),  # type: ignore[arg-type]
                 selection=layers,

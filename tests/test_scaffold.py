@@ -25,12 +25,14 @@ COPIED = ("ml_assets", "resources", "sensors", "jobs", "serving", "pyproject.tom
 
 
 def _copy_project(root: Path) -> Path:
-    """A copy of the project's code in ``root``."""
+    """A copy of the project's code in ``root``, with the bytecode ``make install`` compiled
+    (times kept, so it stays valid): with ``PYTHONDONTWRITEBYTECODE`` set, each process the
+    tests start would compile the platform again."""
     for name in COPIED:
         source, target = PROJECT_ROOT / name, root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target)
         else:
             shutil.copy(source, target)
     return root

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import _fresh_database
+from conftest import _fresh_database, platform_test_instance
 
 from ml_assets import cli, pipelines
 from ml_assets.contract.dagster_terms import asset_key
@@ -158,7 +158,7 @@ def worlds(databases: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
                 for name in SWITCHED:
                     for landed_file in landing.list_files(name):
                         Path(landed_file.path).unlink()
-            instance = stack.enter_context(dg.instance_for_test())
+            instance = stack.enter_context(platform_test_instance())
             worlds[kind] = World(home, instance, declaration)
             worlds[kind].load(DAYS)
         yield worlds

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import platform_test_instance
 
 from ml_assets import pipelines
 from ml_assets.contract.dagster_terms import asset_key, partitions_definition
@@ -36,7 +37,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.ExecuteInProc
         pipeline.publish(default_landing_zone(), keys)
         assets = pipeline_definitions(pipeline).assets
         resources = platform_resources([DECLARED])
-        with dg.instance_for_test() as instance:
+        with platform_test_instance() as instance:
             layers = dg.AssetSelection.groups("taxi_ingest", "taxi_clean", "taxi_features")
             assert dg.materialize(
                 assets, selection=layers, resources=resources, instance=instance,

@@ -50,6 +50,11 @@ def instance_yaml(dagster_home: Path) -> str:
     laid out as Dagster lays it out by default."""
     if os.environ.get(POSTGRES_ENV_VAR):
         return POSTGRES_INSTANCE
+    return embedded_instance_yaml(dagster_home)
+
+
+def embedded_instance_yaml(dagster_home: Path) -> str:
+    """``dagster.yaml`` of the embedded profile: SQLite files under ``dagster_home``."""
     home = dagster_home.as_posix()
     return "# Embedded profile: SQLite files under DAGSTER_HOME.\n" + _STORAGES.format(
         run_module="dagster._core.storage.runs",
