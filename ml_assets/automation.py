@@ -1,11 +1,13 @@
 """The platform's automation conditions, in one place: data layers, model layer, deploys."""
 
+import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
@@ -124,6 +126,7 @@ def stale_reads(
     inputs = {
         parent: latest_storage_ids(instance, asset_graph, parent) for parent in node.parent_keys
     }
+    newest_input = {parent: max(ids.values(), default=-1) for parent, ids in inputs.items()}
     own: set[str] = set()
     history: set[str] = set()
     newest = -1
@@ -134,7 +137,7 @@ def stale_reads(
             continue
         through_history = -1
         for parent, ids in inputs.items():
-            if not ids or max(ids.values()) <= written:
+            if newest_input[parent] <= written:
                 continue
             newer = {
                 k for k in _read(asset_graph, key, parent, partition) if ids.get(k, -1) > written
@@ -182,7 +185,7 @@ def latest_storage_ids(
 
 class TargetedByUnfinishedRun(dg.AutomationCondition):
     """True for the partitions that a queued or running run targets, written yet or not
-    (``targeted_partitions``).
+    (``UnfinishedWork``).
 
     ``AutomationCondition.in_progress()`` turns false for a partition as soon as its run has
     written it, while that run goes on writing the others. A tick that reads a long range run's
@@ -201,7 +204,7 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
 
     def evaluate(self, context: AutomationContext) -> dg.AutomationResult:
         view, key, partitions_def = context.asset_graph_view, context.key, context.partitions_def
-        targeted = targeted_partitions(view.instance, key, partitions_def, view.effective_dt)
+        targeted = _unfinished_work(view).targeted(key, partitions_def)
         if None in targeted:
             return dg.AutomationResult(context, context.candidate_subset)
         if partitions_def is None or not targeted:
@@ -210,60 +213,85 @@ class TargetedByUnfinishedRun(dg.AutomationCondition):
         return dg.AutomationResult(context, context.candidate_subset.compute_intersection(subset))
 
 
-def targeted_partitions(
-    instance: dg.DagsterInstance,
-    key: dg.AssetKey,
-    partitions_def: dg.PartitionsDefinition | None,
-    ended_after: datetime,
-) -> set[str | None]:
-    """The partitions of ``key`` that a queued or running run, a run that ended after
-    ``ended_after`` or a backfill in progress targets (``None``: the asset as a whole, or all of
-    its partitions). A run without an asset selection (a whole asset job, as the UI launches
-    one) targets the assets it planned; an op job plans none. A backfill targets what it has not
-    materialized yet."""
-    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-    from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
+@dataclass(frozen=True)
+class UnfinishedWork:
+    """The queued and running runs, the runs that ended after a tick began, and the backfills in
+    progress: what still targets partitions. Read once per tick (``read``) and asked for every
+    asset the tick evaluates (``targeted``): three queries a tick instead of three an asset
+    (a fifth of an automation tick's CPU went to them)."""
 
-    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
-    ended = instance.get_runs(
-        filters=dg.RunsFilter(statuses=FINISHED_STATUSES, updated_after=ended_after)
-    )
-    targeted: set[str | None] = set()
-    for run in [*unfinished, *ended]:
-        if key not in (run.asset_selection or _planned(instance, run.run_id)):
-            continue
-        first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-        partition = run.tags.get("dagster/partition")
-        if partitions_def is None:
-            targeted.add(None)
-        elif first and last:
-            window = dg.PartitionKeyRange(first, last)
-            targeted.update(partitions_def.get_partition_keys_in_range(window))
-        elif partition:
-            targeted.add(partition)
-    backfills = instance.get_backfills(
-        filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
-    )
-    for backfill in backfills:
-        data = backfill.asset_backfill_data
-        if data is None or key not in data.target_subset.asset_keys:
-            continue
-        left = data.target_subset - data.materialized_subset
-        if key in left.non_partitioned_asset_keys:
-            targeted.add(None)
-        elif key in left.partitions_subsets_by_asset_key:
-            targeted.update(left.get_partitions_subset(key).get_partition_keys())
-    return targeted
+    instance: dg.DagsterInstance
+    runs: Sequence[Any]
+    backfills: Sequence[Any]
+    planned: dict[str, set[dg.AssetKey]] = field(default_factory=dict)
+    """The assets each run without an asset selection planned, as they are asked for."""
+
+    @classmethod
+    def read(cls, instance: dg.DagsterInstance, ended_after: datetime) -> "UnfinishedWork":
+        from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+        from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
+
+        unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
+        ended = instance.get_runs(
+            filters=dg.RunsFilter(statuses=FINISHED_STATUSES, updated_after=ended_after)
+        )
+        backfills = instance.get_backfills(
+            filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
+        )
+        return cls(instance, [*unfinished, *ended], backfills)
+
+    def targeted(
+        self, key: dg.AssetKey, partitions_def: dg.PartitionsDefinition | None
+    ) -> set[str | None]:
+        """The partitions of ``key`` this work targets (``None``: the asset as a whole). A run
+        without an asset selection (a whole asset job, as the UI launches one) targets the
+        assets it planned; an op job plans none. A backfill targets what it has not
+        materialized yet."""
+        targeted: set[str | None] = set()
+        for run in self.runs:
+            if key not in (run.asset_selection or self._planned(run.run_id)):
+                continue
+            first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+            partition = run.tags.get("dagster/partition")
+            if partitions_def is None:
+                targeted.add(None)
+            elif first and last:
+                window = dg.PartitionKeyRange(first, last)
+                targeted.update(partitions_def.get_partition_keys_in_range(window))
+            elif partition:
+                targeted.add(partition)
+        for backfill in self.backfills:
+            data = backfill.asset_backfill_data
+            if data is None or key not in data.target_subset.asset_keys:
+                continue
+            left = data.target_subset - data.materialized_subset
+            if key in left.non_partitioned_asset_keys:
+                targeted.add(None)
+            elif key in left.partitions_subsets_by_asset_key:
+                targeted.update(left.get_partitions_subset(key).get_partition_keys())
+        return targeted
+
+    def _planned(self, run_id: str) -> set[dg.AssetKey]:
+        if run_id not in self.planned:
+            records = self.instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
+            ).records
+            events = (record.event_log_entry.dagster_event for record in records)
+            self.planned[run_id] = {
+                event.asset_key for event in events if event is not None and event.asset_key
+            }
+        return self.planned[run_id]
 
 
-def _planned(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
-    """The assets a run without an asset selection (a whole asset job, as the UI launches one)
-    planned to materialize."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
-    ).records
-    events = (record.event_log_entry.dagster_event for record in records)
-    return {event.asset_key for event in events if event is not None and event.asset_key}
+_TICKS: "weakref.WeakKeyDictionary[AssetGraphView, UnfinishedWork]" = weakref.WeakKeyDictionary()
+
+
+def _unfinished_work(view: AssetGraphView) -> UnfinishedWork:
+    """The tick's ``UnfinishedWork``: one asset graph view is one tick's evaluation of every
+    asset, as of its ``effective_dt``."""
+    if view not in _TICKS:
+        _TICKS[view] = UnfinishedWork.read(view.instance, view.effective_dt)
+    return _TICKS[view]
 
 
 def all_read_partitions_passed_blocking_checks() -> dg.AutomationCondition:

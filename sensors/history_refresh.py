@@ -26,7 +26,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
-from ml_assets.automation import stale_reads, targeted_partitions
+from ml_assets.automation import UnfinishedWork, stale_reads
 from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
@@ -126,11 +126,13 @@ def build_history_refresh_sensor(
         if before.get("newest") == newest and not before.get("pending"):
             return dg.SensorResult(skip_reason="Nothing written since the last tick.")
 
+        # what unfinished runs target is read before what was written: a run that ends in
+        # between has then written its partitions, and they are not stale
+        work = UnfinishedWork.read(instance, began)
         requests: list[dg.RunRequest] = []
         pending = False
         for partitions_def, keys in readers.values():
-            waiting = _refresh(context, partitions_def, keys, began, run_config, requests)
-            pending |= waiting
+            pending |= _refresh(context, partitions_def, keys, work, run_config, requests)
         cursor = json.dumps({"newest": newest, "pending": pending}, sort_keys=True)
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
@@ -141,16 +143,14 @@ def _refresh(
     context: dg.SensorEvaluationContext,
     partitions_def: dg.PartitionsDefinition,
     readers: Sequence[dg.AssetKey],
-    began: datetime,
+    work: UnfinishedWork,
     run_config: Mapping[str, Any] | None,
     requests: list[dg.RunRequest],
 ) -> bool:
     """Adds to ``requests`` a range run per contiguous range of the ``readers``' partitions that
     are stale only through their history and free to run; whether some must wait."""
     instance, asset_graph = context.instance, context.repository_def.asset_graph
-    # what unfinished runs target is read before what was written: a run that ends in between
-    # has then written its partitions, and they are not stale
-    targeted = {r: targeted_partitions(instance, r, partitions_def, began) for r in readers}
+    targeted = {r: work.targeted(r, partitions_def) for r in readers}
     all_keys = partitions_def.get_partition_keys()
     stale: dict[str, list[str]] = {}
     newest_read: dict[str, int] = {}
