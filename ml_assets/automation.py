@@ -140,7 +140,9 @@ def stale_reads(
             if newest_input[parent] <= written:
                 continue
             newer = {
-                k for k in _read(asset_graph, key, parent, partition) if ids.get(k, -1) > written
+                k
+                for k in read_partitions(asset_graph, key, parent, partition)
+                if ids.get(k, -1) > written
             }
             same = asset_graph.get(parent).partitions_def == partitions_def
             if newer and (not same or partition in newer):
@@ -155,7 +157,9 @@ def stale_reads(
     return StaleReads(frozenset(own), frozenset(history), newest)
 
 
-def _read(asset_graph: Any, key: dg.AssetKey, parent: dg.AssetKey, partition: str) -> list:
+def read_partitions(
+    asset_graph: Any, key: dg.AssetKey, parent: dg.AssetKey, partition: str
+) -> list[str | None]:
     """The partitions of ``parent`` that ``partition`` of ``key`` reads (``[None]``: all of an
     unpartitioned parent)."""
     parent_def = asset_graph.get(parent).partitions_def

@@ -26,7 +26,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
-from ml_assets.automation import UnfinishedWork, stale_reads
+from ml_assets.automation import UnfinishedWork, read_partitions, stale_reads
 from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
@@ -193,18 +193,9 @@ def _inputs_ready(
 ) -> bool:
     """Every input partition that ``partition`` of ``key`` reads is materialized, not being
     written, and passed its blocking checks."""
-    partitions_def = asset_graph.get(key).partitions_def
-    subset = partitions_def.subset_with_partition_keys([partition])
     for parent in asset_graph.get(key).parent_keys:
-        parent_def = asset_graph.get(parent).partitions_def
-        if parent_def is None:
-            needed = None
-        else:
-            mapping = asset_graph.get_partition_mapping(key, parent)
-            result = mapping.get_upstream_mapped_partitions_result_for_partitions(
-                subset, partitions_def, parent_def
-            )
-            needed = set(result.partitions_subset.get_partition_keys())
+        read = read_partitions(asset_graph, key, parent, partition)
+        needed = None if asset_graph.get(parent).partitions_def is None else set(read)
         if not ready(instance, asset_graph, parent, needed):
             return False
     return True
