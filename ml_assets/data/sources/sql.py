@@ -14,8 +14,9 @@ when the definitions load). Rows are stored as text, as a file's would be, so th
 cleaning rules and checks apply whatever the kind.
 """
 
+import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -49,12 +50,12 @@ def asset(
 
 def read_table(
     engine: Any, source: SqlSource, window: tuple[datetime, datetime] | None = None
-) -> tuple[Any, dict[str, str]]:
+) -> tuple[Iterator[Any], Callable[[], dict[str, str]]]:
     """The rows of ``source``'s table (those whose cursor falls in ``window``: start included,
-    end not), ordered by the cursor and the key, as an Arrow table typed as the database gives
-    them (None: no rows), and the columns' types as dlt saw them."""
+    end not), ordered by the cursor and the key, as Arrow tables of up to ``chunk_rows`` rows
+    typed as the database gives them, streamed from one query; and, once they are read, the
+    columns' types as dlt saw them."""
     import dlt
-    import pyarrow
     from dlt.sources.sql_database import sql_table
 
     schema_name, _, table = source.table.rpartition(".")
@@ -75,18 +76,123 @@ def read_table(
         incremental=incremental,
         included_columns=source.columns or None,
         backend="pyarrow",
+        chunk_size=source.chunk_rows,
         table_adapter_callback=_floats_as_floats,
         # in a stable order: the same rows give the same partition, whatever their storage
         query_adapter_callback=lambda query, table: query.order_by(
             *(table.c[name] for name in order if name in table.c)
         ),
     )
-    chunks = list(resource)
-    seen = resource.compute_table_schema()["columns"]
-    types = {name: column.get("data_type", "?") for name, column in seen.items()}
-    if not chunks:
-        return None, types
-    return pyarrow.concat_tables(chunks, promote_options="default"), types
+
+    def types() -> dict[str, str]:
+        seen = resource.compute_table_schema()["columns"]
+        return {name: column.get("data_type", "?") for name, column in seen.items()}
+
+    return iter(resource), types
+
+
+def split_by_window(chunks: Iterator[Any], cursor: str, ends: list[datetime]) -> Iterator[Any]:
+    """The rows of consecutive windows, one Arrow table (None: no rows) per window end in
+    ``ends``, from ``chunks`` ordered by ``cursor``: a row before ``ends[i]`` and not before
+    ``ends[i - 1]`` is window ``i``'s. A window is yielded once a later row or the last chunk
+    shows it is complete."""
+    import pyarrow
+
+    chunk = None
+    for end in ends:
+        pieces = []
+        while True:
+            if chunk is None or chunk.num_rows == 0:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                continue
+            inside = _rows_before(chunk.column(cursor), end)
+            pieces.append(chunk.slice(0, inside))
+            chunk = chunk.slice(inside)
+            if chunk.num_rows:  # the rest is a later window's
+                break
+        rows = [piece for piece in pieces if piece.num_rows]
+        yield pyarrow.concat_tables(rows, promote_options="default") if rows else None
+
+
+def _rows_before(values: Any, end: datetime) -> int:
+    """How many of the ordered cursor ``values`` come before ``end``: compared as instants
+    where the database keeps a time zone, else as the wall-clock times (or dates) of the
+    partitions' time zone."""
+    import pyarrow
+    import pyarrow.compute as pc
+
+    kind = values.type
+    if pyarrow.types.is_timestamp(kind) and kind.tz is None:
+        bound = pyarrow.scalar(end.replace(tzinfo=None), type=kind)
+    elif pyarrow.types.is_date(kind):
+        bound = pyarrow.scalar(end.date(), type=kind)
+    else:
+        bound = pyarrow.scalar(end).cast(kind)
+    return pc.sum(pc.less(values, bound)).as_py() or 0
+
+
+class RangeRead:
+    """The rows of consecutive partition windows (None: the whole table, as one) read with one
+    streamed query, resumed at the window being read when the connection breaks (a restarted
+    or killed server), up to the source's ``retries`` times with a doubling pause; windows
+    already yielded are not read again."""
+
+    def __init__(self, engine: Any, source: SqlSource, windows: list[Any] | None) -> None:
+        self.engine, self.source, self.windows = engine, source, windows
+        self.retried = 0
+        """Connections lost and resumed."""
+        self.types: dict[str, str] = {}
+        """The columns' types as dlt saw them (once the first window is read)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        done = 0
+        while True:
+            try:
+                for rows in self._read(done):
+                    done += 1
+                    yield rows
+                return
+            except Exception as error:
+                if not _disconnected(error) or self.retried >= self.source.retries:
+                    raise
+                self.retried += 1
+            # the broken connection's cursor goes now, not at a random later moment: pymysql's
+            # finalizer raises on a closed socket (once, inside a compile, a SystemError)
+            gc.collect()
+            time.sleep(0.5 * 2 ** (self.retried - 1))
+
+    def _read(self, done: int) -> Iterator[Any]:
+        """The windows from the ``done``-th on, from a new query."""
+        import pyarrow
+
+        if self.windows is None:
+            chunks, types = read_table(self.engine, self.source)
+            read = [chunk for chunk in chunks if chunk.num_rows]
+            self.types = types()
+            yield pyarrow.concat_tables(read, promote_options="default") if read else None
+            return
+        rest = self.windows[done:]
+        chunks, types = read_table(self.engine, self.source, (rest[0].start, rest[-1].end))
+        ends = [window.end for window in rest]
+        for rows in split_by_window(chunks, self.source.cursor_column or "", ends):
+            self.types = self.types or types()
+            yield rows
+
+
+def _disconnected(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it wraps: dlt wraps a resource's errors) is a lost or
+    refused connection: SQLAlchemy's ``OperationalError``, or a disconnect it detected."""
+    import sqlalchemy
+
+    while error is not None:
+        if isinstance(error, sqlalchemy.exc.OperationalError) or (
+            isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _floats_as_floats(table: Any) -> None:
@@ -152,12 +258,16 @@ def _raw_asset(
         engine = _engine(connection)
         shown = _source_metadata(source, connection)
         landed_schema = SchemaCheck(schema)
+        keys = context.partition_keys
+        windows = [partitions_def.time_window_for_partition_key(k) for k in keys]
+        ranged = RangeRead(engine, source, windows)
+        windows_read = iter(ranged)
         reads: dict[str, dict[str, Any]] = {}
 
         def read(partition_key: str) -> pd.DataFrame:
-            window = partitions_def.time_window_for_partition_key(partition_key)
+            window = windows[len(reads)]  # the stream asks for the keys in order
             started = time.perf_counter()
-            rows, types = read_table(engine, source, (window.start, window.end))
+            rows = next(windows_read)
             frame = _as_raw(
                 rows, [c for c in source.columns if rows is None or c in rows.column_names]
             )
@@ -167,26 +277,25 @@ def _raw_asset(
                 "source/rows_read": 0 if rows is None else rows.num_rows,
                 "source/rows_in_raw": len(frame),
                 "source/seconds": round(time.perf_counter() - started, 3),
-                "source/schema": dg.MetadataValue.json(types),
             }
             return frame
 
         def summary() -> dict[str, Any]:
+            read_in_all = {
+                "source/schema": dg.MetadataValue.json(ranged.types),
+                "source/retries": ranged.retried,
+            }
             if len(reads) == 1:
-                return {**shown, **next(iter(reads.values()))}
-            first, last = (
-                partitions_def.time_window_for_partition_key(k) for k in (keys[0], keys[-1])
-            )
+                return {**shown, **next(iter(reads.values())), **read_in_all}
             return {
                 **shown,
-                "source/window": f"[{first.start.isoformat()}, {last.end.isoformat()})",
+                "source/window": f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})",
                 "source/rows_read": sum(r["source/rows_read"] for r in reads.values()),
                 "source/rows_in_raw": sum(r["source/rows_in_raw"] for r in reads.values()),
                 "source/seconds": round(sum(r["source/seconds"] for r in reads.values()), 3),
-                "source/schema": reads[keys[-1]]["source/schema"],
+                **read_in_all,
             }
 
-        keys = context.partition_keys
         try:
             yield dg.Output(PartitionStream(keys, read, metadata=summary))
         finally:
@@ -219,18 +328,20 @@ def _reference_asset(
         connection: SqlConnection = getattr(context.resources, connection_key)
         engine = _engine(connection)
         started = time.perf_counter()
+        whole = RangeRead(engine, source, None)
         try:
-            rows, types = read_table(engine, source)
+            rows = next(iter(whole))
         finally:
             engine.dispose()
-        frame = pd.DataFrame(columns=list(types)) if rows is None else rows.to_pandas()
+        frame = pd.DataFrame(columns=list(whole.types)) if rows is None else rows.to_pandas()
         yield dg.Output(
             frame,
             metadata={
                 **_source_metadata(source, connection),
                 "source/rows_read": len(frame),
                 "source/seconds": round(time.perf_counter() - started, 3),
-                "source/schema": dg.MetadataValue.json(types),
+                "source/schema": dg.MetadataValue.json(whole.types),
+                "source/retries": whole.retried,
             },
         )
         yield reference_check_result(schema, frame)
