@@ -16,7 +16,8 @@
   ``ML_ASSETS_EXECUTOR=celery`` profile);
 - ``ml-assets prod up | down | status`` starts, stops or checks the production profile on
   this machine (``ml_assets.prod``);
-- ``ml-assets new-pipeline NAME`` writes a runnable skeleton of a new pipeline.
+- ``ml-assets new-pipeline NAME [--source files|sql]`` writes a runnable skeleton of a new
+  pipeline whose source is of that kind.
 """
 
 import argparse
@@ -348,7 +349,7 @@ def _new_pipeline(args: argparse.Namespace) -> int:
     from ml_assets.scaffold import write_pipeline
 
     try:
-        written = write_pipeline(args.name, force=args.force)
+        written = write_pipeline(args.name, force=args.force, source=args.source)
     except (ValueError, FileExistsError) as error:
         print(f"ml-assets new-pipeline: {error}", file=sys.stderr)
         return 2
@@ -364,6 +365,8 @@ def parser() -> argparse.ArgumentParser:
     from serving.settings import DEFAULT_HOST
 
     registered = pipelines.names()
+    from ml_assets.scaffold import SOURCE_KINDS
+
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
 
@@ -438,6 +441,12 @@ def parser() -> argparse.ArgumentParser:
     new = commands.add_parser("new-pipeline", help="write a runnable skeleton of a new pipeline")
     new.add_argument("name", help="the pipeline's name: lower case letters, digits, _")
     new.add_argument("--force", action="store_true", help="overwrite an existing skeleton")
+    new.add_argument(
+        "--source",
+        choices=list(SOURCE_KINDS),
+        default="files",
+        help="the kind of its source: files in the landing zone, or a database table (sql)",
+    )
     new.set_defaults(run=_new_pipeline)
 
     return parser

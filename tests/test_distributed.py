@@ -350,7 +350,7 @@ def _backfill_until_clean_step_runs(
     _land_and_build_references(launcher, bucket, WEEK)
     run = _backfill(launcher, WEEK)
     with _launcher_instance(launcher, monkeypatch) as instance:
-        _worker_of_step(instance, WEEK[0], "clean_flights")
+        _worker_of_step(instance, WEEK[0], "flights__clean_flights")
     return run
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import pytest_plugins
 
 from ml_assets.home import PROJECT_ROOT
@@ -64,6 +65,9 @@ def _run(project: Path, *command: str, timeout: float = 300) -> subprocess.Compl
 
 
 def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
+    """A skeleton of each source kind (``demo``: files, ``demo_sql``: a PostgreSQL table)
+    loads with the platform's and materializes end to end, to a served prediction, by its own
+    generated test (both run in one pytest)."""
     written = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo")
     assert written.returncode == 0, written.stderr
     package = project / "ml_assets" / "pipelines" / "demo"
@@ -74,10 +78,17 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
     assert (project / "tests" / "test_demo_pipeline.py").is_file()
     again = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo")
     assert again.returncode != 0 and "exists; pass --force" in again.stderr
+    sql = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo_sql", "--source", "sql")
+    assert sql.returncode == 0, sql.stderr
+    declared = yaml.safe_load((project / "ml_assets/pipelines/demo_sql/pipeline.yaml").read_text())
+    assert declared["sources"][0]["kind"] == "sql"
+    assert (project / "ml_assets" / "pipelines" / "demo_sql" / "database.py").is_file()
 
     listed = _run(project, "-m", "ml_assets.cli", "pipelines")
     assert listed.returncode == 0, listed.stderr
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(["demo", *names()])
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(
+        ["demo", "demo_sql", *names()]
+    )
 
     validated = _run(
         project, "-m", "dagster", "definitions", "validate", "-m", "ml_assets.definitions"
@@ -85,9 +96,15 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
     tested = _run(project, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                  "tests/test_demo_pipeline.py", timeout=600)  # fmt: skip
+                  "tests/test_demo_pipeline.py", "tests/test_demo_sql_pipeline.py",
+                  timeout=600)  # fmt: skip
     assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
-    assert "1 passed" in tested.stdout
+    assert "2 passed" in tested.stdout
+
+
+def test_an_unknown_source_kind_is_refused(project: Path) -> None:
+    refused = _run(project, "-m", "ml_assets.cli", "new-pipeline", "other", "--source", "ftp")
+    assert refused.returncode != 0 and "invalid choice: 'ftp'" in refused.stderr
 
 
 def test_a_bad_name_is_refused(project: Path) -> None:

@@ -274,6 +274,12 @@ class Source(Strict):
                 raise ValueError(f"group_shift {column}: grouped by the column itself")
         return self
 
+    @property
+    def history_partitions(self) -> int:
+        """The accepted partitions before a partition that its plausibility rules read."""
+        rules = [*self.consistent_by.values(), *self.group_shift.values()]
+        return max((rule.history_partitions for rule in rules), default=0)
+
     def nulls(self, column: str) -> list[str]:
         """The values read as missing in ``column``."""
         return self.null_tokens_by_column.get(column, self.null_tokens)
@@ -285,12 +291,6 @@ class FilesSource(Source):
 
     kind: Literal["files"] = "files"
     format: Literal["csv", "parquet"] = "csv"
-
-    @property
-    def history_partitions(self) -> int:
-        """The accepted partitions before a partition that its plausibility rules read."""
-        rules = [*self.consistent_by.values(), *self.group_shift.values()]
-        return max((rule.history_partitions for rule in rules), default=0)
 
     @property
     def extension(self) -> str:

@@ -84,7 +84,7 @@ def clean_assets(
     }
 
     @dg.multi_asset(
-        name=f"clean_{source}",
+        name=f"{declaration.prefix}__clean_{source}",
         outs={
             "clean": dg.AssetOut(
                 key=clean_key,

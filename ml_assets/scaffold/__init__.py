@@ -1,32 +1,84 @@
-"""``ml-assets new-pipeline NAME``: a runnable skeleton of a new pipeline.
+"""``ml-assets new-pipeline NAME [--source KIND]``: a runnable skeleton of a new pipeline.
 
 The skeleton is a working pipeline on a small sample it writes (a daily regression on
 synthetic events), with every file a real pipeline has: the declaration, a publisher, cleaning
 rules, schemas, features, the serving hooks, the definitions and a test that materializes it
-end to end. A user replaces the sample and the rules with their own; nothing is forked.
+end to end. Its source is of the kind asked for (``SOURCE_KINDS``): the kind's keys in the
+declaration, what puts the sample where the source reads it (files in the landing zone, rows
+in a database table) and how the test does so. A user replaces the sample and the rules with
+their own; nothing is forked.
 """
 
 import re
 import string
+from dataclasses import dataclass
 from pathlib import Path
 
 from ml_assets.home import PROJECT_ROOT
-from ml_assets.pipelines import PIPELINES_DIR, names
 
 TEMPLATES = Path(__file__).with_name("templates")
 SAMPLE_DAYS, ROWS_PER_DAY = 42, 60
 FIRST_DAY = "2024-01-01"
 
 
-def _files(name: str) -> dict[Path, str]:
-    """Template file name → where it goes."""
+@dataclass(frozen=True)
+class SourceKind:
+    """What a skeleton whose source is of one kind adds to the common templates: more
+    templates (in ``templates/<kind>/``) and the values of the common ones' placeholders."""
+
+    rows_from: str
+    """How the source's rows reach the platform, in the source's description."""
+    source_keys: str = ""
+    """The kind's keys of the ``events`` source in the declaration (YAML lines)."""
+    wiring_imports: str = ""
+    wiring: str = ""
+    """``Pipeline`` arguments (and their imports) for what the kind adds."""
+    test_fixtures: str = ""
+    test_imports: str = "from resources.landing_zone import default_landing_zone\n"
+    test_publish: str = "    pipeline.publish(default_landing_zone(), keys)\n"
+    """How the generated test puts the sample where the source reads it."""
+
+
+SOURCE_KINDS = {
+    "files": SourceKind(rows_from="export landed them"),
+    "sql": SourceKind(
+        rows_from="database holds them",
+        source_keys=(
+            "    kind: sql\n"
+            "    connection: ${name}_db        # its URL: ML_ASSETS_SQL_${NAME}_DB_URL\n"
+            "    table: events\n"
+            "    cursor_column: day             # places a row in its partition\n"
+        ),
+        wiring_imports="from ml_assets.pipelines.$name.database import publish_to_databases\n",
+        wiring="    publish_to_databases=publish_to_databases,\n",
+        test_fixtures=", postgres_url: str",
+        test_imports="from ml_assets.pipelines.$name.database import CONNECTION\n"
+        "from resources.sql_connection import url_variable\n",
+        test_publish=(
+            "    monkeypatch.setenv(url_variable(CONNECTION), postgres_url)  # a fresh database\n"
+            "    pipeline.publish_to_databases(lambda _: postgres_url, keys)\n"
+        ),
+    ),
+}
+"""The kinds ``--source`` offers; a new kind adds its entry (and its templates)."""
+KIND_FIELDS = ("source_keys", "wiring_imports", "wiring", "test_fixtures", "test_imports",
+               "test_publish")  # fmt: skip
+
+
+def _files(name: str, source: str) -> dict[Path, Path]:
+    """Template → where it goes: the common templates, then the kind's."""
+    from ml_assets.pipelines import PIPELINES_DIR
+
     package = PIPELINES_DIR / name
     placed = {
-        template.name.removesuffix(".tmpl"): package / template.name.removesuffix(".tmpl")
-        for template in TEMPLATES.glob("*.tmpl")
+        template: package / template.name.removesuffix(".tmpl")
+        for folder in (TEMPLATES, TEMPLATES / source)
+        for template in sorted(folder.glob("*.tmpl"))
     }
-    placed["test_pipeline.py"] = PROJECT_ROOT / "tests" / f"test_{name}_pipeline.py"
-    return {TEMPLATES / f"{source}.tmpl": target for source, target in placed.items()}
+    placed[TEMPLATES / "test_pipeline.py.tmpl"] = (
+        PROJECT_ROOT / "tests" / f"test_{name}_pipeline.py"
+    )
+    return placed
 
 
 def sample_csv(seed: int = 0) -> str:
@@ -55,15 +107,30 @@ def sample_csv(seed: int = 0) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-def write_pipeline(name: str, force: bool = False) -> list[Path]:
-    """Write the skeleton of pipeline ``name``; returns the files written."""
+def write_pipeline(name: str, force: bool = False, source: str = "files") -> list[Path]:
+    """Write the skeleton of pipeline ``name`` reading a source of kind ``source``; returns the
+    files written."""
+    from ml_assets.pipelines import PIPELINES_DIR, names
+
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"{name!r}: a pipeline name is lower case letters, digits and _")
+    if source not in SOURCE_KINDS:
+        raise ValueError(f"{source!r}: a source kind is one of {', '.join(SOURCE_KINDS)}")
     if name in names() and not force:
         raise FileExistsError(f"pipeline {name!r} exists; pass --force to overwrite it")
-    values = {"name": name, "Name": name.title().replace("_", ""), "first_day": FIRST_DAY}
+    names_of = {"name": name, "NAME": name.upper(), "Name": name.title().replace("_", "")}
+    kind = SOURCE_KINDS[source]
+    values = {
+        **names_of,
+        "first_day": FIRST_DAY,
+        **{
+            field: string.Template(getattr(kind, field)).substitute(names_of)
+            for field in KIND_FIELDS
+        },
+        "rows_from": kind.rows_from,
+    }
     written = []
-    for template, target in _files(name).items():
+    for template, target in _files(name, source).items():
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(string.Template(template.read_text()).substitute(values))
         written.append(target)
