@@ -2,9 +2,10 @@
 
 - ``ml-assets pipelines`` lists the registered pipelines, each validated as a definitions load
   validates it (exit 1, naming the file, key and reason, when one does not load);
-- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND] [--to sql]`` lands a
-  pipeline's exports for the partitions in [start, end] (all of them by default), or writes
-  them into the databases its upstream keeps them in;
+- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND] [--to sql|rest]``
+  lands a pipeline's exports for the partitions in [start, end] (all of them by default), or
+  writes them into the databases its upstream keeps them in, or serves them through its
+  upstream's API until stopped;
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
   partitions of every pipeline whose landing zone is empty), and stops them and the prediction
   services they started when it is stopped;
@@ -66,6 +67,8 @@ def _publish(args: argparse.Namespace) -> int:
         return 2
     if args.to == "sql":
         return _publish_to_databases(pipeline, keys)
+    if args.to == "rest":
+        return _publish_to_api(pipeline, keys)
     landing = default_landing_zone()
     written = pipeline.publish(landing, keys, fault=args.fault)
     print(f"landed {len(written)} files of {args.pipeline} ({keys[0]}…{keys[-1]}) in {landing.url}")
@@ -88,6 +91,36 @@ def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
 
     rows = pipeline.publish_to_databases(url_of, keys)
     print(f"wrote {rows} rows of {name} ({keys[0]}…{keys[-1]}) into its databases")
+    return 0
+
+
+def _publish_to_api(pipeline: Any, keys: list[str]) -> int:
+    from resources.rest_connection import variable
+    from resources.secrets import read_secret
+
+    name = pipeline.declaration.name
+    if pipeline.publish_to_api is None:
+        print(f"{name} has no upstream API; publish its files", file=sys.stderr)
+        return 2
+
+    def settings_of(connection: str) -> tuple[str, str]:
+        url = os.environ.get(variable(connection, "URL"))
+        token = read_secret(
+            os.environ.get(variable(connection, "TOKEN")),
+            os.environ.get(variable(connection, "TOKEN_FILE")),
+        )
+        if not url or not token:
+            raise SystemExit(
+                f"set {variable(connection, 'URL')} (where to serve, http://127.0.0.1:PORT) and "
+                f"{variable(connection, 'TOKEN')} (or ..._TOKEN_FILE) to serve the {connection} API"
+            )
+        return url, token
+
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # waited for below, not raised
+    with pipeline.publish_to_api(settings_of, keys) as api:
+        print(f"serving {name} ({keys[0]}…{keys[-1]}) at {api.url}; stop with Ctrl-C", flush=True)
+        signal.sigwait(stops)
     return 0
 
 
@@ -379,10 +412,11 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--fault", help="land damaged files, for testing bad input")
     publish.add_argument(
         "--to",
-        choices=["landing", "sql"],
+        choices=["landing", "sql", "rest"],
         default="landing",
         help="the landing zone (files), or the databases the upstream keeps its data in "
-        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL)",
+        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL), or its API, served until "
+        "stopped (rest: at ML_ASSETS_REST_<NAME>_URL with ML_ASSETS_REST_<NAME>_TOKEN)",
     )
     publish.set_defaults(run=_publish)
 

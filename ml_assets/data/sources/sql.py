@@ -23,19 +23,16 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
-from ml_assets.data.checks import SchemaCheck, report_per_partition
-from ml_assets.data.cleaning import text_frame
-from ml_assets.data.data_layers import partition_check, partitioned
+from ml_assets.data.data_layers import partitioned
 from ml_assets.data.sources.ingest import (
-    LANDED_FILE_SCHEMA,
     ingest_args,
-    min_rows_outcome,
+    raw_text,
+    read_partitions,
     reference_check,
     reference_check_result,
+    rows_check,
 )
-from resources.partition_frames import PartitionStream
 from resources.sql_connection import SqlConnection, resource_key
 
 
@@ -99,16 +96,6 @@ def _floats_as_floats(table: Any) -> None:
             column.type = sa.Numeric(asdecimal=False)
 
 
-def _as_raw(rows: Any, columns: list[str]) -> pd.DataFrame:
-    """A window's rows as raw text, the declared ``columns`` first (an empty window: no rows,
-    every declared column)."""
-    if rows is None:
-        return text_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in columns}))
-    # whole numbers stay whole where a column has nulls (as text "517", never "517.0")
-    frame = text_frame(rows.to_pandas(integer_object_nulls=True))
-    return frame[[*columns, *(c for c in frame.columns if c not in columns)]]
-
-
 def _source_metadata(source: SqlSource, connection: SqlConnection) -> dict[str, Any]:
     return {
         "source/kind": "sql",
@@ -128,21 +115,11 @@ def _raw_asset(
     declaration: PipelineDeclaration, source: SqlSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
     name = f"raw_{source.name}"
-    key = asset_key(declaration, name)
     connection_key = resource_key(source.connection)
-    partitions_def = partitions_definition(declaration.partitions)
 
     @dg.asset(
         **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),
-        check_specs=[
-            partition_check(
-                declaration,
-                name,
-                LANDED_FILE_SCHEMA,
-                "The rows have every declared column"
-                + (f" and are at least {source.min_rows}." if source.min_rows else "."),
-            )
-        ],
+        check_specs=[rows_check(declaration, source)],
         required_resource_keys={connection_key},
         pool=connection_key,
         **partitioned(declaration),
@@ -150,55 +127,25 @@ def _raw_asset(
     def raw(context: dg.AssetExecutionContext) -> Iterator:
         connection: SqlConnection = getattr(context.resources, connection_key)
         engine = _engine(connection)
-        shown = _source_metadata(source, connection)
-        landed_schema = SchemaCheck(schema)
-        reads: dict[str, dict[str, Any]] = {}
 
-        def read(partition_key: str) -> pd.DataFrame:
-            window = partitions_def.time_window_for_partition_key(partition_key)
-            started = time.perf_counter()
+        def read(partition_key: str, window: dg.TimeWindow) -> tuple[pd.DataFrame, dict]:
             rows, types = read_table(engine, source, (window.start, window.end))
-            frame = _as_raw(
-                rows, [c for c in source.columns if rows is None or c in rows.column_names]
+            # whole numbers stay whole where a column has nulls (as text "517", never "517.0")
+            frame = raw_text(
+                None if rows is None else rows.to_pandas(integer_object_nulls=True),
+                [c for c in source.columns if rows is None or c in rows.column_names],
             )
-            landed_schema.add(partition_key, frame)
-            reads[partition_key] = {
-                "source/window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            figures = {
                 "source/rows_read": 0 if rows is None else rows.num_rows,
-                "source/rows_in_raw": len(frame),
-                "source/seconds": round(time.perf_counter() - started, 3),
                 "source/schema": dg.MetadataValue.json(types),
             }
-            return frame
+            return frame, figures
 
-        def summary() -> dict[str, Any]:
-            if len(reads) == 1:
-                return {**shown, **next(iter(reads.values()))}
-            first, last = (
-                partitions_def.time_window_for_partition_key(k) for k in (keys[0], keys[-1])
-            )
-            return {
-                **shown,
-                "source/window": f"[{first.start.isoformat()}, {last.end.isoformat()})",
-                "source/rows_read": sum(r["source/rows_read"] for r in reads.values()),
-                "source/rows_in_raw": sum(r["source/rows_in_raw"] for r in reads.values()),
-                "source/seconds": round(sum(r["source/seconds"] for r in reads.values()), 3),
-                "source/schema": reads[keys[-1]]["source/schema"],
-            }
-
-        keys = context.partition_keys
+        shown = _source_metadata(source, connection)
         try:
-            yield dg.Output(PartitionStream(keys, read, metadata=summary))
+            yield from read_partitions(context, declaration, source, schema, shown, read)
         finally:
             engine.dispose()
-        outcomes = {
-            k: min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows)
-            for k, outcome in landed_schema.outcomes().items()
-        }
-        yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
-        if len(keys) > 1:  # each partition's own figures, beside the run's totals
-            for partition_key, figures in reads.items():
-                yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
 
     return raw
 
