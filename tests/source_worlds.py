@@ -25,6 +25,18 @@ from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
 
 FLIGHTS_YAML = yaml.safe_load(pipelines.declaration_path("flights").read_text())
+REST_WEATHER = {
+    "kind": "rest",
+    "connection": "weather_api",
+    "path": "/v1/weather/hourly",
+    "records": "data",
+    "paginator": {"type": "page_number", "total_path": "meta.total_pages"},
+    "params": {"per_page": 24},
+    "window_params": {"start": "start", "end": "end"},
+    "rate_limit_per_second": 20,
+}
+"""What the flights declaration says to read its weather from the weather provider's API (it
+allows 25 requests a second; 20 are declared)."""
 
 
 def switched_declaration(switched: dict[str, dict[str, Any]]) -> PipelineDeclaration:

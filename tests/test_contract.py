@@ -15,6 +15,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
+from source_worlds import REST_WEATHER
 
 from ml_assets import pipelines
 from ml_assets.contract.declaration import (
@@ -373,16 +374,6 @@ MISTAKES = {
 }
 
 
-REST_WEATHER = {
-    "kind": "rest",
-    "connection": "weather_api",
-    "path": "/v1/weather/hourly",
-    "records": "data",
-    "paginator": {"type": "page_number", "total_path": "meta.total_pages"},
-    "window_params": {"start": "start", "end": "end"},
-    "rate_limit_per_second": 20,
-}
-"""The weather source switched to the rest kind (``test_rest_source``'s, without its options)."""
 REST_MISTAKES = {
     "no path": (lambda s: s.pop("path"), "sources.1.path", "required"),
     "no rate limit": (

@@ -14,14 +14,18 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pandera.pandas as pa
 import pytest
-from source_worlds import World, loaded_worlds, switched_declaration
+from source_worlds import REST_WEATHER, World, loaded_worlds, switched_declaration
 
 from ml_assets import pipelines
+from ml_assets.contract.declaration import RestSource
+from ml_assets.data.sources import rest
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.publish import WEATHER_API_RATE, day_keys, source_table
 from ml_assets.pipelines.flights.weather_api import WeatherApi
 from ml_assets.platform import code_location
+from resources.rest_connection import rest_connection
 
 pytestmark = pytest.mark.integration
 
@@ -30,21 +34,13 @@ SPARE_DAYS = ["2013-01-04", "2013-01-05"]
 """Published by the API, loaded by no world: a failed load must leave them unwritten."""
 TOKEN = "test-token-7f3a"
 WEATHER_REST = {
-    "kind": "rest",
-    "connection": "weather_api",
-    "path": "/v1/weather/hourly",
-    "records": "data",
-    "paginator": {"type": "page_number", "total_path": "meta.total_pages"},
-    "params": {"per_page": 24},
-    "window_params": {"start": "start", "end": "end"},
-    "rate_limit_per_second": 20,
+    **REST_WEATHER,
     "max_retries": 3,
     "backoff_seconds": 0.05,
     "max_backoff_seconds": 2,
     "timeout_seconds": 2,
 }
-"""What the flights declaration says to read its weather from the API (the provider allows 25
-requests a second; 20 are declared); nothing else changes. Short waits keep the tests fast."""
+"""The weather read from the API, with short waits to keep the tests fast."""
 PAGES = 3
 """A day's weather: up to 3 stations x 24 hours (some hours missing), 24 records a page."""
 LATE_S = 0.02
@@ -341,3 +337,32 @@ def test_the_platform_wiring(worlds: dict) -> None:
     watched = sensor.asset_selection.resolve(graph)
     assert rest.key("raw_flights") in watched and rest.key("raw_weather") not in watched
     assert graph.get(rest.key("raw_weather")).pools == {"rest_weather_api"}
+
+
+def test_a_reference_table_is_read_whole(api: WeatherApi) -> None:
+    """A source declared ``partitioned: false`` is every page of its path (here a day's
+    weather, its window in fixed params), typed as the JSON gives it, and checked."""
+    source = RestSource.model_validate(
+        {
+            **WEATHER_REST,
+            "name": "weather_day",
+            "description": "The weather of one day, as a table.",
+            "partitioned": False,
+            "window_params": None,
+            "params": {
+                "per_page": 30,
+                "start": "2013-01-02T00:00-05:00",
+                "end": "2013-01-03T00:00-05:00",
+            },
+        }
+    )
+    schema = pa.DataFrameSchema({"origin": pa.Column(str), "temp": pa.Column(float)})
+    table = rest.asset(pipelines.declaration("flights"), source, schema)
+    result = dg.materialize([table], resources={"rest_weather_api": rest_connection("weather_api")})
+    frame = result.asset_value(table.key)
+    assert len(frame) == weather_rows("2013-01-02") == 72
+    assert frame["temp"].dtype == float and frame["year"].dtype == "int64"
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    figures = read_figures(result)
+    assert figures["source/pages"] == len(api.log) == 3 and figures["source/rows_read"] == 72

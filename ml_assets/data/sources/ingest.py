@@ -158,3 +158,51 @@ def read_partitions(
     if len(keys) > 1:  # each partition's own figures, beside the run's totals
         for partition_key, figures in reads.items():
             yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
+
+
+def connected_args(
+    declaration: PipelineDeclaration,
+    name: str,
+    source: Source,
+    schema: pa.DataFrameSchema,
+    kinds: set[str],
+    connection_key: str,
+) -> dict:
+    """What an asset reading ``source`` through its connection (the resource
+    ``connection_key``) declares: the connection, and its pool (runs of one connection can be
+    held to one at a time: ``dagster instance concurrency set <connection_key> 1``)."""
+    return {
+        **ingest_args(declaration, name, source, schema, kinds),
+        "required_resource_keys": {connection_key},
+        "pool": connection_key,
+    }
+
+
+ReadTable = Callable[[Any], tuple[pd.DataFrame, dict[str, Any]]]
+"""``(connection)``: the whole reference table, typed as its source gives it, and what reading
+it took (its ``source/…`` metadata)."""
+
+
+def connected_reference(
+    declaration: PipelineDeclaration,
+    source: Source,
+    schema: pa.DataFrameSchema,
+    kinds: set[str],
+    connection_key: str,
+    read: ReadTable,
+) -> dg.AssetsDefinition:
+    """The reference table ``source`` (``partitioned: false``), read whole through its
+    connection by ``read``, and its blocking schema check."""
+
+    @dg.asset(
+        **connected_args(declaration, source.name, source, schema, kinds, connection_key),
+        check_specs=[reference_check(declaration, source.name, schema)],
+    )
+    def reference(context: dg.AssetExecutionContext) -> Iterator:
+        started = time.perf_counter()
+        frame, metadata = read(getattr(context.resources, connection_key))
+        seconds = round(time.perf_counter() - started, 3)
+        yield dg.Output(frame, metadata={**metadata, "source/seconds": seconds})
+        yield reference_check_result(schema, frame)
+
+    return reference

@@ -43,14 +43,16 @@ from ml_assets.contract.declaration import (
 )
 from ml_assets.data.data_layers import partitioned
 from ml_assets.data.sources.ingest import (
-    ingest_args,
+    connected_args,
+    connected_reference,
     raw_text,
     read_partitions,
-    reference_check,
-    reference_check_result,
     rows_check,
 )
 from resources.rest_connection import RestConnection, resource_key
+
+KINDS = {"rest", "dlt"}
+"""What the kind's assets read with (their Dagster kinds)."""
 
 
 def asset(
@@ -309,10 +311,8 @@ def _raw_asset(
     connection_key = resource_key(source.connection)
 
     @dg.asset(
-        **ingest_args(declaration, f"raw_{source.name}", source, schema, {"rest", "dlt"}),
+        **connected_args(declaration, f"raw_{source.name}", source, schema, KINDS, connection_key),
         check_specs=[rows_check(declaration, source)],
-        required_resource_keys={connection_key},
-        pool=connection_key,
         **partitioned(declaration),
     )
     def raw(context: dg.AssetExecutionContext) -> Iterator:
@@ -334,30 +334,15 @@ def _raw_asset(
 def _reference_asset(
     declaration: PipelineDeclaration, source: RestSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
-    name = source.name
-    connection_key = resource_key(source.connection)
-
-    @dg.asset(
-        **ingest_args(declaration, name, source, schema, {"rest", "dlt"}),
-        check_specs=[reference_check(declaration, name, schema)],
-        required_resource_keys={connection_key},
-        pool=connection_key,
-    )
-    def reference(context: dg.AssetExecutionContext) -> Iterator:
-        connection: RestConnection = getattr(context.resources, connection_key)
-        started = time.perf_counter()
+    def read(connection: RestConnection) -> tuple[pd.DataFrame, dict[str, Any]]:
         loaded = read_pages(connection, source, Throttle(source.rate_limit_per_second))
         rows, types = as_frame(loaded.records)
         frame = pd.DataFrame(columns=source.columns) if rows is None else rows.infer_objects()
-        yield dg.Output(
-            frame,
-            metadata={
-                **_source_metadata(source, connection),
-                **loaded.figures(),
-                "source/seconds": round(time.perf_counter() - started, 3),
-                "source/schema": dg.MetadataValue.json(types),
-            },
-        )
-        yield reference_check_result(schema, frame)
+        return frame, {
+            **_source_metadata(source, connection),
+            **loaded.figures(),
+            "source/schema": dg.MetadataValue.json(types),
+        }
 
-    return reference
+    connection_key = resource_key(source.connection)
+    return connected_reference(declaration, source, schema, KINDS, connection_key, read)

@@ -14,7 +14,6 @@ when the definitions load). Rows are stored as text, as a file's would be, so th
 cleaning rules and checks apply whatever the kind.
 """
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -26,14 +25,16 @@ import pandera.pandas as pa
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
 from ml_assets.data.data_layers import partitioned
 from ml_assets.data.sources.ingest import (
-    ingest_args,
+    connected_args,
+    connected_reference,
     raw_text,
     read_partitions,
-    reference_check,
-    reference_check_result,
     rows_check,
 )
 from resources.sql_connection import SqlConnection, resource_key
+
+KINDS = {"sql", "dlt"}
+"""What the kind's assets read with (their Dagster kinds)."""
 
 
 def asset(
@@ -114,14 +115,11 @@ def _engine(connection: SqlConnection) -> Any:
 def _raw_asset(
     declaration: PipelineDeclaration, source: SqlSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
-    name = f"raw_{source.name}"
     connection_key = resource_key(source.connection)
 
     @dg.asset(
-        **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),
+        **connected_args(declaration, f"raw_{source.name}", source, schema, KINDS, connection_key),
         check_specs=[rows_check(declaration, source)],
-        required_resource_keys={connection_key},
-        pool=connection_key,
         **partitioned(declaration),
     )
     def raw(context: dg.AssetExecutionContext) -> Iterator:
@@ -153,33 +151,18 @@ def _raw_asset(
 def _reference_asset(
     declaration: PipelineDeclaration, source: SqlSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
-    name = source.name
-    connection_key = resource_key(source.connection)
-
-    @dg.asset(
-        **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),
-        check_specs=[reference_check(declaration, name, schema)],
-        required_resource_keys={connection_key},
-        pool=connection_key,
-    )
-    def reference(context: dg.AssetExecutionContext) -> Iterator:
-        connection: SqlConnection = getattr(context.resources, connection_key)
+    def read(connection: SqlConnection) -> tuple[pd.DataFrame, dict[str, Any]]:
         engine = _engine(connection)
-        started = time.perf_counter()
         try:
             rows, types = read_table(engine, source)
         finally:
             engine.dispose()
         frame = pd.DataFrame(columns=list(types)) if rows is None else rows.to_pandas()
-        yield dg.Output(
-            frame,
-            metadata={
-                **_source_metadata(source, connection),
-                "source/rows_read": len(frame),
-                "source/seconds": round(time.perf_counter() - started, 3),
-                "source/schema": dg.MetadataValue.json(types),
-            },
-        )
-        yield reference_check_result(schema, frame)
+        return frame, {
+            **_source_metadata(source, connection),
+            "source/rows_read": len(frame),
+            "source/schema": dg.MetadataValue.json(types),
+        }
 
-    return reference
+    connection_key = resource_key(source.connection)
+    return connected_reference(declaration, source, schema, KINDS, connection_key, read)
