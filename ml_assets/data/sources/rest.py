@@ -63,12 +63,17 @@ def asset(
     return (_raw_asset if source.partitioned else _reference_asset)(declaration, source, schema)
 
 
+MARGIN = 0.02
+"""How far below the declared rate requests are spaced, so that the jitter of their arrival
+never shows the API more than the declared rate in any second."""
+
+
 class Throttle:
-    """Request starts at least ``1 / per_second`` seconds apart, none before a ``Retry-After``
-    has passed."""
+    """Request starts at least ``1 / per_second`` seconds apart (and ``MARGIN`` more), none
+    before a ``Retry-After`` has passed."""
 
     def __init__(self, per_second: float) -> None:
-        self.interval = 1 / per_second
+        self.interval = (1 + MARGIN) / per_second
         self._next = 0.0
         self._lock = threading.Lock()
 
