@@ -43,7 +43,7 @@ def rest_rate(quick: bool) -> dict[str, Any]:
         from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS
         from ml_assets.pipelines.flights.publish import WEATHER_API, day_keys
         from resources.builder import platform_resources
-        from resources.rest_connection import variable
+        from resources.rest_connection import token_variable, url_variable
 
         keys = day_keys(date(2013, 1, 1), date(2013, 1, 1) + timedelta(days=days - 1))
         flights = pipelines.load("flights")
@@ -65,8 +65,8 @@ def rest_rate(quick: bool) -> dict[str, Any]:
         assets = [a for a in landed_assets(declaration, SOURCE_SCHEMAS) if raw in a.keys]
         assert flights.publish_to_api is not None
         with flights.publish_to_api(lambda name: ("http://127.0.0.1:0", TOKEN), keys) as api:
-            os.environ[variable(WEATHER_API, "URL")] = api.url
-            os.environ[variable(WEATHER_API, "TOKEN")] = TOKEN
+            os.environ[url_variable(WEATHER_API)] = api.url
+            os.environ[token_variable(WEATHER_API)] = TOKEN
             started = time.perf_counter()
             result = dg.materialize(
                 assets,

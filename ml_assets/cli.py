@@ -95,7 +95,7 @@ def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
 
 
 def _publish_to_api(pipeline: Any, keys: list[str]) -> int:
-    from resources.rest_connection import variable
+    from resources.rest_connection import token_file_variable, token_variable, url_variable
     from resources.secrets import read_secret
 
     name = pipeline.declaration.name
@@ -104,15 +104,15 @@ def _publish_to_api(pipeline: Any, keys: list[str]) -> int:
         return 2
 
     def settings_of(connection: str) -> tuple[str, str]:
-        url = os.environ.get(variable(connection, "URL"))
+        url = os.environ.get(url_variable(connection))
         token = read_secret(
-            os.environ.get(variable(connection, "TOKEN")),
-            os.environ.get(variable(connection, "TOKEN_FILE")),
+            os.environ.get(token_variable(connection)),
+            os.environ.get(token_file_variable(connection)),
         )
         if not url or not token:
             raise SystemExit(
-                f"set {variable(connection, 'URL')} (where to serve, http://127.0.0.1:PORT) and "
-                f"{variable(connection, 'TOKEN')} (or ..._TOKEN_FILE) to serve the {connection} API"
+                f"set {url_variable(connection)} (where to serve, http://127.0.0.1:PORT) and "
+                f"{token_variable(connection)} (or ..._TOKEN_FILE) to serve the {connection} API"
             )
         return url, token
 

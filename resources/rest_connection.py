@@ -21,10 +21,16 @@ def resource_key(connection: str) -> str:
     return f"{PREFIX}{connection}"
 
 
-def variable(connection: str, setting: str) -> str:
-    """The environment variable of a connection's ``setting`` (``URL``, ``TOKEN``,
-    ``TOKEN_FILE``)."""
-    return f"ML_ASSETS_REST_{connection.upper()}_{setting}"
+def url_variable(connection: str) -> str:
+    return f"ML_ASSETS_REST_{connection.upper()}_URL"
+
+
+def token_variable(connection: str) -> str:
+    return f"ML_ASSETS_REST_{connection.upper()}_TOKEN"
+
+
+def token_file_variable(connection: str) -> str:
+    return f"ML_ASSETS_REST_{connection.upper()}_TOKEN_FILE"
 
 
 class RestConnection(dg.ConfigurableResource):
@@ -39,8 +45,7 @@ class RestConnection(dg.ConfigurableResource):
     def base_url(self) -> str:
         """The API's base URL: pass it to the client, never show it (it may hold a key)."""
         if not self.url:
-            setting = variable(self.name, "URL")
-            raise dg.Failure(f"connection {self.name!r} has no URL: set {setting}")
+            raise dg.Failure(f"connection {self.name!r} has no URL: set {url_variable(self.name)}")
         return self.url
 
     def secret_token(self) -> str | None:
@@ -53,8 +58,8 @@ def rest_connection(name: str) -> RestConnection:
     token from the secret file when ``..._TOKEN_FILE`` is set, else from ``..._TOKEN`` when
     that is set."""
     token = {}
-    if os.environ.get(variable(name, "TOKEN_FILE")):
-        token = {"token_file": dg.EnvVar(variable(name, "TOKEN_FILE"))}
-    elif os.environ.get(variable(name, "TOKEN")):
-        token = {"token": dg.EnvVar(variable(name, "TOKEN"))}
-    return RestConnection(name=name, url=dg.EnvVar(variable(name, "URL")), **token)
+    if os.environ.get(token_file_variable(name)):
+        token = {"token_file": dg.EnvVar(token_file_variable(name))}
+    elif os.environ.get(token_variable(name)):
+        token = {"token": dg.EnvVar(token_variable(name))}
+    return RestConnection(name=name, url=dg.EnvVar(url_variable(name)), **token)

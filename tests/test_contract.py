@@ -400,8 +400,8 @@ REST_MISTAKES = {
         lambda s: s.update(token="s3cret"),
         "sources.1",
         "token: a connection is named, never written inline (its URL and secret would be in "
-        "the declaration): name it, e.g. 'connection: weather_api', and give its base URL as "
-        "ML_ASSETS_REST_WEATHER_API_URL and its token as ML_ASSETS_REST_WEATHER_API_TOKEN",
+        "the declaration): name it, e.g. 'connection: vendor_api', and give its base URL as "
+        "ML_ASSETS_REST_VENDOR_API_URL and its token as ML_ASSETS_REST_VENDOR_API_TOKEN",
     ),
     "base URL inline": (
         lambda s: s.update(base_url="https://api.example.com"),

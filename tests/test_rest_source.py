@@ -8,7 +8,8 @@ counted from the API's own request log."""
 import contextlib
 import itertools
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from source_worlds import REST_WEATHER, World, loaded_worlds, switched_declarati
 from ml_assets import pipelines
 from ml_assets.contract.declaration import RestSource
 from ml_assets.data.sources import rest
+from ml_assets.data.sources.rest import retry_after_seconds
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.publish import WEATHER_API_RATE, day_keys, source_table
 from ml_assets.pipelines.flights.weather_api import WeatherApi
@@ -366,3 +368,16 @@ def test_a_reference_table_is_read_whole(api: WeatherApi) -> None:
     assert check.passed
     figures = read_figures(result)
     assert figures["source/pages"] == len(api.log) == 3 and figures["source/rows_read"] == 72
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), ("0.5", 0.5), (None, 0.0), ("-3", 0.0), ("inf", 0.0), ("soon", 0.0)],
+)
+def test_retry_after_in_seconds(header: str | None, seconds: float) -> None:
+    assert retry_after_seconds(header) == seconds
+
+
+def test_retry_after_as_an_http_date() -> None:
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert 28 < retry_after_seconds(format_datetime(later, usegmt=True)) <= 30

@@ -458,12 +458,12 @@ class RestSource(ConnectedSource):
 
     kind: Literal["rest"]
     SETTINGS_EXAMPLE = (
-        "name it, e.g. 'connection: weather_api', and give its base URL as "
-        "ML_ASSETS_REST_WEATHER_API_URL and its token as ML_ASSETS_REST_WEATHER_API_TOKEN, or in "
-        "the secret file named by ML_ASSETS_REST_WEATHER_API_TOKEN_FILE"
+        "name it, e.g. 'connection: vendor_api', and give its base URL as "
+        "ML_ASSETS_REST_VENDOR_API_URL and its token as ML_ASSETS_REST_VENDOR_API_TOKEN, or in "
+        "the secret file named by ML_ASSETS_REST_VENDOR_API_TOKEN_FILE"
     )
     path: str
-    """The endpoint's path below the connection's base URL (``/v1/weather/hourly``)."""
+    """The endpoint's path below the connection's base URL (``/v2/readings``)."""
     records: str
     """The JSON path of the records in a response (``data``, ``results.items``; ``$``: the
     response is the list of records)."""

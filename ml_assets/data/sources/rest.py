@@ -21,6 +21,7 @@ JSON), so the same cleaning rules and checks apply whatever the kind.
 """
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -96,7 +97,8 @@ def retry_after_seconds(value: str | None) -> float:
     if not value:
         return 0.0
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
     except ValueError:
         from email.utils import parsedate_to_datetime
 
