@@ -116,11 +116,16 @@ def _publish_to_api(pipeline: Any, keys: list[str]) -> int:
             )
         return url, token
 
+    api = pipeline.publish_to_api(settings_of, keys)
     stops = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # waited for below, not raised
-    with pipeline.publish_to_api(settings_of, keys) as api:
-        print(f"serving {name} ({keys[0]}…{keys[-1]}) at {api.url}; stop with Ctrl-C", flush=True)
-        signal.sigwait(stops)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # waited for below, not raised
+    try:
+        with api:
+            served = f"{name} ({keys[0]}…{keys[-1]}) at {api.url}"
+            print(f"serving {served}; stop with Ctrl-C", flush=True)
+            signal.sigwait(stops)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return 0
 
 

@@ -7,6 +7,13 @@ counted from the API's own request log."""
 
 import contextlib
 import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
@@ -19,7 +26,7 @@ import pandera.pandas as pa
 import pytest
 from source_worlds import REST_WEATHER, World, loaded_worlds, switched_declaration
 
-from ml_assets import pipelines
+from ml_assets import cli, pipelines
 from ml_assets.contract.declaration import RestSource
 from ml_assets.data.sources import rest
 from ml_assets.data.sources.rest import retry_after_seconds
@@ -381,3 +388,39 @@ def test_retry_after_in_seconds(header: str | None, seconds: float) -> None:
 def test_retry_after_as_an_http_date() -> None:
     later = datetime.now(UTC) + timedelta(seconds=30)
     assert 28 < retry_after_seconds(format_datetime(later, usegmt=True)) <= 30
+
+
+def test_the_publisher_serves_the_api_until_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ml-assets publish flights --to rest`` serves the days' weather at the connection's URL
+    with its token (the secret file's) and stops cleanly on SIGTERM; without a token it says
+    what to set."""
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN)
+    env = {
+        **os.environ,
+        "ML_ASSETS_REST_WEATHER_API_URL": "http://127.0.0.1:0",
+        "ML_ASSETS_REST_WEATHER_API_TOKEN_FILE": str(secret),
+    }
+    env.pop("ML_ASSETS_REST_WEATHER_API_TOKEN", None)
+    command = [sys.executable, "-m", "ml_assets.cli", "publish", "flights", "--to", "rest"]
+    days = ["--start", DAYS[0], "--end", DAYS[0]]
+    with subprocess.Popen([*command, *days], env=env, stdout=subprocess.PIPE, text=True) as served:
+        try:
+            line = served.stdout.readline()  # type: ignore[union-attr]
+            url = re.search(r"at (http://127\.0\.0\.1:\d+);", line).group(1)  # type: ignore[union-attr]
+            query = "start=2013-01-01T00:00:00-05:00&end=2013-01-02T00:00:00-05:00&per_page=100"
+            request = urllib.request.Request(
+                f"{url}/v1/weather/hourly?{query}", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                page = json.load(answer)
+            assert len(page["data"]) == page["meta"]["total"] == weather_rows(DAYS[0])
+        finally:
+            served.send_signal(signal.SIGTERM)
+        assert served.wait(timeout=20) == 0
+    monkeypatch.delenv("ML_ASSETS_REST_WEATHER_API_TOKEN", raising=False)
+    with pytest.raises(SystemExit, match=r"set ML_ASSETS_REST_WEATHER_API_URL .* and "
+                       r"ML_ASSETS_REST_WEATHER_API_TOKEN \(or ..._TOKEN_FILE\)"):  # fmt: skip
+        cli.main(["publish", "flights", "--to", "rest", *days])
