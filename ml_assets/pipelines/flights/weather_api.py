@@ -48,6 +48,8 @@ class Faults:
     stall_seconds: float = 2.0
     malformed_pages: set[int] = field(default_factory=set)
     """Pages answered with JSON cut short."""
+    rate_limit: float | None = None
+    """A lower rate limit than the API's own (a busy day at the provider)."""
 
 
 @dataclass(frozen=True)
@@ -165,10 +167,12 @@ class WeatherApi:
             headers["Link"] = f'<{PATH}?{urlencode(following)}>; rel="next"'
         return 200, headers, _json({"data": chunk, "meta": meta}), page
 
+    @property
+    def _limit(self) -> float:
+        return self.faults.rate_limit or self.rate_limit
+
     def _take_token(self, now: float) -> bool:
-        self._tokens = min(
-            self.rate_limit, self._tokens + (now - self._filled_at) * self.rate_limit
-        )
+        self._tokens = min(self._limit, self._tokens + (now - self._filled_at) * self._limit)
         self._filled_at = now
         if self._tokens < 1:
             return False
@@ -177,7 +181,7 @@ class WeatherApi:
 
     def _wait(self) -> int:
         """Whole seconds until the bucket holds a request again."""
-        return max(1, math.ceil((1 - self._tokens) / self.rate_limit))
+        return max(1, math.ceil((1 - self._tokens) / self._limit))
 
 
 def _offset(params: dict[str, str], size: int) -> int:
