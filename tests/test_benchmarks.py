@@ -36,6 +36,7 @@ QUICK_RUNS: dict[str, list[str]] = {
     "backfill": ["backfill.py", "--quick"],
     "distributed": ["distributed.py", "--quick"],
     "forecasting": ["forecasting.py", "--quick"],
+    "ingestion": ["ingestion.py", "--quick"],
     "landing": ["landing.py", "--quick"],
     "plausibility": ["plausibility.py", "--quick"],
     "serving-flights": ["serving.py", "--quick", "--pipeline", "flights"],
@@ -97,6 +98,14 @@ FIGURES: dict[str, list[str]] = {
         ),
         r"^auto_ets parity: saved vs statsforecast max abs difference 0$",
         rf"^fold 2: auto_ets MAE {NUMBER}, seasonal naive MAE {NUMBER}, MASE {NUMBER}$",
+    ],
+    "ingestion": [
+        rf"^platform +10 +(\d+) +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
+        rf"^COPY -> Arrow +10 +(\d+) +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
+        rf"^platform read \(dlt query, rows as text\) s {NUMBER}: \d+ rows/s$",
+        rf"^rows/s platform / COPY: {NUMBER} \(target",
+        rf"^peak PSS MB: {NUMBER} \(target",
+        rf"^peak PSS range / quarter: {NUMBER} \(target",
     ],
     "landing": [
         rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",

@@ -16,9 +16,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import _fresh_database
+from conftest import _fresh_database, platform_test_instance
 from source_worlds import FLIGHTS_YAML, World, loaded_worlds
 from source_worlds import switched_declaration as switched
+from tcp_fault_proxy import TcpFaultProxy
 
 from ml_assets import cli, pipelines
 from ml_assets.contract.dagster_terms import asset_key
@@ -51,8 +52,10 @@ SWITCHED = {
 changes (weather stays files)."""
 
 
-def switched_declaration() -> PipelineDeclaration:
-    return switched(SWITCHED)
+def switched_declaration(**flights: Any) -> PipelineDeclaration:
+    """The flights declaration reading its sources from the databases; ``flights``: more keys
+    of the flights source."""
+    return switched({**SWITCHED, "flights": {**SWITCHED["flights"], **flights}})
 
 
 @contextlib.contextmanager
@@ -234,6 +237,46 @@ def test_a_correction_in_the_database_reaches_its_partition_once(
         changed = after["air_time"].fillna(-1) != before["air_time"].fillna(-1)
         assert changed.sum() == updated
         assert (after.loc[changed, "air_time"] - before.loc[changed, "air_time"]).eq(-1).all()
+
+
+def test_a_server_lost_mid_read_is_reconnected_and_each_row_loaded_once(
+    worlds: dict, databases: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL goes away in the middle of a three-day range (streamed 400 rows at a time) and
+    MariaDB's connection is killed in the middle of the planes: each read reconnects once and
+    resumes (the range at the day it was reading), and every row is in raw exactly once, as
+    the uncut load holds them. The cut is a proxy in front of each real server closing both
+    sides mid-reply, as a restarted or killed server does."""
+    proxies = {"airline": TcpFaultProxy(5432), "fleet": TcpFaultProxy(3306)}
+    for name, proxy in proxies.items():
+        url = databases[name].replace(f":{proxy.upstream[1]}/", f":{proxy.port}/")
+        monkeypatch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
+    declaration = switched_declaration(chunk_rows=400)
+    key = functools.partial(asset_key, declaration)
+    proxies["airline"].cut_after(200_000)
+    proxies["fleet"].cut_after(100_000)
+    with platform_test_instance() as instance:
+        world = World(tmp_path, instance, declaration)
+        assert world.materialize([key("planes")]).success
+        assert world.materialize([key("raw_flights")], DAYS).success
+        for asset in ("planes", "raw_flights"):
+            event = instance.get_latest_materialization_event(key(asset))
+            assert event.asset_materialization.metadata["source/retries"].value == 1, asset
+        # loaded again, uncut (nothing twice): the resumed query read less than a whole range
+        assert world.materialize([key("raw_flights")], DAYS).success
+        cut, resumed, whole = proxies["airline"].server_bytes
+        assert cut < whole and resumed < 0.9 * whole
+    for proxy in proxies.values():
+        assert proxy.cuts == 1
+        proxy.close()
+    uncut = worlds["sql"]
+    for day in DAYS:
+        pd.testing.assert_frame_equal(
+            world.stored("raw_flights", day), uncut.stored("raw_flights", day), obj=day
+        )
+    planes = pd.read_parquet(tmp_path / "warehouse" / "flights" / "planes.parquet")
+    assert len(planes) == len(planes.drop_duplicates()) == 3322
 
 
 def test_a_column_dropped_at_the_source_fails_the_blocking_check(

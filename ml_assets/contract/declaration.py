@@ -365,6 +365,12 @@ class SqlSource(ConnectedSource):
     changed_lag_seconds: float = Field(default=60, ge=0)
     """How late a write may commit after the time it was stamped with: each look reaches this
     far back (a change seen twice runs once)."""
+    chunk_rows: int = Field(default=50_000, ge=1)
+    """Rows fetched at a time: a run's range is read with one streamed query, this many rows in
+    memory at once (with the partition being written)."""
+    retries: int = Field(default=3, ge=0)
+    """How many times a lost connection (a restarted or killed server) is reconnected, with a
+    doubling pause from 0.5 s; the read resumes at the partition it was reading."""
 
     @model_validator(mode="after")
     def _window(self) -> "SqlSource":

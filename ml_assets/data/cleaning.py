@@ -141,9 +141,24 @@ def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def _as_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Values as the text an export would hold (floats in their shortest exact form, bytes
     decoded as UTF-8), and which values are bytes that are not UTF-8 (left empty)."""
+    fine = pd.Series(False, index=values.index, dtype=bool)
+    if values.dtype.kind in "iub":  # whole numbers and booleans, never missing: exact as text
+        return values.astype(str).astype("string"), fine
+    objects = values.astype(object).where(values.notna(), None).tolist()
+    if any(isinstance(value, bytes) for value in objects):
+        return _decoded(objects, values.index)
+    text = [
+        None if value is None else repr(value) if isinstance(value, float) else str(value)
+        for value in objects
+    ]
+    return pd.Series(text, index=values.index, dtype="string"), fine
+
+
+def _decoded(objects: list[object], index: pd.Index) -> tuple[pd.Series, pd.Series]:
+    """``_as_text`` of values among which some are bytes."""
     text: list[str | None] = []
     undecodable: list[bool] = []
-    for value in values.astype(object).where(values.notna(), None):
+    for value in objects:
         if isinstance(value, bytes):
             try:
                 value = value.decode("utf-8")
@@ -156,8 +171,8 @@ def _as_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
             None if value is None else repr(value) if isinstance(value, float) else str(value)
         )
     return (
-        pd.Series(text, index=values.index, dtype="string"),
-        pd.Series(undecodable, index=values.index, dtype=bool),
+        pd.Series(text, index=index, dtype="string"),
+        pd.Series(undecodable, index=index, dtype=bool),
     )
 
 

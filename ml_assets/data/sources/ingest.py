@@ -109,10 +109,12 @@ def read_partitions(
     schema: pa.DataFrameSchema,
     shown: Mapping[str, Any],
     read: ReadWindow,
+    read_in_all: Callable[[], Mapping[str, Any]] = dict,
 ) -> Iterator:
     """What the raw asset of ``source`` yields for its run's partitions: their frames, each read
-    by ``read`` when the IO manager writes it (a partition whose read fails is not written),
-    with ``shown`` (what is read, never a secret) and the run's figures as metadata; then each
+    by ``read`` in key order when the IO manager writes it (a partition whose read fails is not
+    written), with ``shown`` (what is read, never a secret), the partitions' figures over the
+    run and ``read_in_all()`` (figures of the run's read as a whole) as metadata; then each
     partition's blocking schema check and, in a range run, each partition's own figures as an
     observation."""
     key = asset_key(declaration, f"raw_{source.name}")
@@ -136,7 +138,7 @@ def read_partitions(
     def summary() -> dict[str, Any]:
         last = reads[keys[-1]]
         if len(reads) == 1:
-            return {**shown, **last}
+            return {**shown, **last, **read_in_all()}
         first = partitions_def.time_window_for_partition_key(keys[0])
         end = partitions_def.time_window_for_partition_key(keys[-1]).end
         counts = {
@@ -146,7 +148,7 @@ def read_partitions(
         }
         counts["source/seconds"] = round(counts["source/seconds"], 3)
         window = f"[{first.start.isoformat()}, {end.isoformat()})"
-        return {**shown, **last, **counts, "source/window": window}
+        return {**shown, **last, **counts, "source/window": window, **read_in_all()}
 
     keys = context.partition_keys
     yield dg.Output(PartitionStream(keys, produce, metadata=summary))
