@@ -39,7 +39,7 @@ from resources.rest_connection import rest_connection
 pytestmark = pytest.mark.integration
 
 DAYS = day_keys(date(2013, 1, 1), date(2013, 1, 3))
-SPARE_DAYS = ["2013-01-04", "2013-01-05"]
+SPARE_DAYS = ["2013-01-04", "2013-01-05", "2013-01-06"]
 """Published by the API, loaded by no world: a failed load must leave them unwritten."""
 TOKEN = "test-token-7f3a"
 WEATHER_REST = {
@@ -99,13 +99,14 @@ def clean_api(api: WeatherApi) -> None:
 
 
 def load_raw(
-    world: World, day: str, raise_on_error: bool = True, **changes: Any
+    world: World, days: str | list[str], raise_on_error: bool = True, **changes: Any
 ) -> dg.ExecuteInProcessResult:
-    """Materialize ``raw_weather`` of ``day`` in ``world``'s home, the weather source declared
-    with ``changes``."""
+    """Materialize ``raw_weather`` of ``days`` (one run) in ``world``'s home, the weather
+    source declared with ``changes``."""
     declaration = switched_declaration({"weather": {**WEATHER_REST, **changes}})
     variant = World(world.home, world.instance, declaration)
-    return variant.materialize([variant.key("raw_weather")], [day], raise_on_error)
+    keys = [days] if isinstance(days, str) else days
+    return variant.materialize([variant.key("raw_weather")], keys, raise_on_error)
 
 
 def read_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
@@ -264,32 +265,36 @@ def test_retries_end_at_the_declared_bound(worlds: dict, api: WeatherApi) -> Non
     the page, and nothing of the day is written."""
     rest = worlds["rest"]
     api.faults.fail_every = 1
-    result = load_raw(rest, SPARE_DAYS[1], raise_on_error=False, max_retries=2)
+    result = load_raw(rest, SPARE_DAYS[2], raise_on_error=False, max_retries=2)
     assert not result.success
     assert [(r.page, r.status) for r in api.log] == [(1, 500)] * 3
     message = failure(result)
     assert "weather: page 1 of /v1/weather/hourly?" in message
     assert "after 3 requests" in message and "500 Server Error" in message
-    assert not rest.path("raw_weather", SPARE_DAYS[1]).exists()
+    assert not rest.path("raw_weather", SPARE_DAYS[2]).exists()
 
 
 def test_a_page_of_broken_json_fails_naming_it_then_the_next_run_loads_the_day_once(
     worlds: dict, api: WeatherApi
 ) -> None:
+    """Two days in one run, page 2 of the second broken JSON: the run fails naming that page,
+    the first day written whole, nothing of the second; the next run loads the second whole,
+    once."""
     rest = worlds["rest"]
-    day = SPARE_DAYS[0]
-    api.faults.malformed_pages = {2}
-    result = load_raw(rest, day, raise_on_error=False)
+    first, second = SPARE_DAYS[:2]
+    api.faults.malformed_requests = {PAGES + 2}
+    result = load_raw(rest, [first, second], raise_on_error=False)
     assert not result.success
     message = failure(result)
     assert "weather: page 2 of /v1/weather/hourly?" in message and "page=2" in message
-    assert "the answer is not JSON" in message
-    assert [(r.page, r.status) for r in api.log] == [(1, 200), (2, 200)]  # not retried
-    assert not rest.path("raw_weather", day).exists()  # nothing of the day written
+    assert f"start={second}T" in message and "the answer is not JSON" in message
+    assert [r.page for r in api.log] == [1, 2, 3, 1, 2]  # not retried
+    assert len(rest.stored("raw_weather", first)) == weather_rows(first) > 60
+    assert not rest.path("raw_weather", second).exists()  # nothing of the day written
     api.reset()
-    figures = read_figures(load_raw(rest, day))
-    raw = rest.stored("raw_weather", day)
-    assert len(raw) == figures["source/rows_read"] == weather_rows(day) > 60
+    figures = read_figures(load_raw(rest, second))
+    raw = rest.stored("raw_weather", second)
+    assert len(raw) == figures["source/rows_read"] == weather_rows(second) > 60
     assert not raw.duplicated(["origin", "time_hour"]).any()
     assert [r.page for r in api.log] == [1, 2, 3]
 

@@ -13,7 +13,7 @@ with the next page's URL in a ``Link: <…>; rel="next"`` header. Values are typ
 (numbers, text, ``null`` for a missing one). Without ``Authorization: Bearer <token>`` it
 answers 401; past its rate limit (a bucket of ``rate_limit`` requests refilled at
 ``rate_limit`` a second) 429 with ``Retry-After``. ``faults`` switches on what real APIs do
-(a burst of 429s, intermittent 500s, a page that stalls, a page of broken JSON), and ``log``
+(a burst of 429s, intermittent 500s, a page that stalls, an answer of broken JSON), and ``log``
 keeps every request as it arrived, for tests to count.
 """
 
@@ -46,8 +46,8 @@ class Faults:
     stall_pages: dict[int, int] = field(default_factory=dict)
     """Page number → how many more times it stalls ``stall_seconds`` before answering."""
     stall_seconds: float = 2.0
-    malformed_pages: set[int] = field(default_factory=set)
-    """Pages answered with JSON cut short."""
+    malformed_requests: set[int] = field(default_factory=set)
+    """Requests (the n-th since the last reset, from 1) answered with JSON cut short."""
     rate_limit: float | None = None
     """A lower rate limit than the API's own (a busy day at the provider)."""
 
@@ -145,7 +145,7 @@ class WeatherApi:
         if faults.stall_pages.get(page, 0) > 0:
             faults.stall_pages[page] -= 1
             return 0, {}, b"", page  # the handler stalls, then answers nothing
-        if page in faults.malformed_pages:
+        if len(self.log) + 1 in faults.malformed_requests:
             return 200, {}, b'{"data": [{"origin": "EWR", "year": 2013, "month":', page
         selected = [
             self.records[i]
