@@ -2,9 +2,10 @@
 
 - ``ml-assets pipelines`` lists the registered pipelines, each validated as a definitions load
   validates it (exit 1, naming the file, key and reason, when one does not load);
-- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND] [--to sql]`` lands a
-  pipeline's exports for the partitions in [start, end] (all of them by default), or writes
-  them into the databases its upstream keeps them in;
+- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND] [--to sql|rest]``
+  lands a pipeline's exports for the partitions in [start, end] (all of them by default), or
+  writes them into the databases its upstream keeps them in, or serves them through its
+  upstream's API until stopped;
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
   partitions of every pipeline whose landing zone is empty), and stops them and the prediction
   services they started when it is stopped;
@@ -67,6 +68,8 @@ def _publish(args: argparse.Namespace) -> int:
         return 2
     if args.to == "sql":
         return _publish_to_databases(pipeline, keys)
+    if args.to == "rest":
+        return _publish_to_api(pipeline, keys)
     landing = default_landing_zone()
     written = pipeline.publish(landing, keys, fault=args.fault)
     print(f"landed {len(written)} files of {args.pipeline} ({keys[0]}…{keys[-1]}) in {landing.url}")
@@ -89,6 +92,41 @@ def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
 
     rows = pipeline.publish_to_databases(url_of, keys)
     print(f"wrote {rows} rows of {name} ({keys[0]}…{keys[-1]}) into its databases")
+    return 0
+
+
+def _publish_to_api(pipeline: Any, keys: list[str]) -> int:
+    from resources.rest_connection import token_file_variable, token_variable, url_variable
+    from resources.secrets import read_secret
+
+    name = pipeline.declaration.name
+    if pipeline.publish_to_api is None:
+        print(f"{name} has no upstream API; publish its files", file=sys.stderr)
+        return 2
+
+    def settings_of(connection: str) -> tuple[str, str]:
+        url = os.environ.get(url_variable(connection))
+        token = read_secret(
+            os.environ.get(token_variable(connection)),
+            os.environ.get(token_file_variable(connection)),
+        )
+        if not url or not token:
+            raise SystemExit(
+                f"set {url_variable(connection)} (where to serve, http://127.0.0.1:PORT) and "
+                f"{token_variable(connection)} (or ..._TOKEN_FILE) to serve the {connection} API"
+            )
+        return url, token
+
+    api = pipeline.publish_to_api(settings_of, keys)
+    stops = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # waited for below, not raised
+    try:
+        with api:
+            served = f"{name} ({keys[0]}…{keys[-1]}) at {api.url}"
+            print(f"serving {served}; stop with Ctrl-C", flush=True)
+            signal.sigwait(stops)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return 0
 
 
@@ -382,10 +420,11 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--fault", help="land damaged files, for testing bad input")
     publish.add_argument(
         "--to",
-        choices=["landing", "sql"],
+        choices=["landing", "sql", "rest"],
         default="landing",
         help="the landing zone (files), or the databases the upstream keeps its data in "
-        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL)",
+        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL), or its API, served until "
+        "stopped (rest: at ML_ASSETS_REST_<NAME>_URL with ML_ASSETS_REST_<NAME>_TOKEN)",
     )
     publish.set_defaults(run=_publish)
 

@@ -7,7 +7,7 @@ wiring a user gets, pointed at the test's own ``$ML_ASSETS_HOME``.
 from collections.abc import Sequence
 from typing import Any
 
-from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
+from ml_assets.contract.declaration import PipelineDeclaration, RestSource, SqlSource
 from ml_assets.home import online_store_url, prediction_log_url, tracking_uri, warehouse_url
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
@@ -17,6 +17,8 @@ from resources.optuna_storage import default_optuna_storage
 from resources.parquet_io_manager import ParquetIOManager
 from resources.prediction_log_store import PredictionLogStore
 from resources.prediction_services import prediction_services
+from resources.rest_connection import resource_key as rest_key
+from resources.rest_connection import rest_connection
 from resources.sql_connection import resource_key, sql_connection
 from resources.table_snapshot_store import TableSnapshotStore
 from resources.warehouse import Warehouse
@@ -24,12 +26,15 @@ from resources.warehouse import Warehouse
 
 def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, Any]:
     """Every resource the platform's assets, sensors and jobs use, for ``pipelines``: one
-    connection per database their sql sources name, shared by every source that names it."""
-    connections = sorted(
-        {s.connection for p in pipelines for s in p.sources if isinstance(s, SqlSource)}
-    )
+    connection per database their sql sources name and per API their rest sources name, shared
+    by every source that names it."""
+
+    def connections(kind: type) -> list[str]:
+        return sorted({s.connection for p in pipelines for s in p.sources if isinstance(s, kind)})
+
     return {
-        **{resource_key(name): sql_connection(name) for name in connections},
+        **{resource_key(name): sql_connection(name) for name in connections(SqlSource)},
+        **{rest_key(name): rest_connection(name) for name in connections(RestSource)},
         "io_manager": ParquetIOManager(base_url=warehouse_url()),
         "json_io_manager": JsonIOManager(base_url=warehouse_url()),
         "landing_zone": default_landing_zone(),

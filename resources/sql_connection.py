@@ -8,9 +8,10 @@ never appears in metadata or logs: ``ML_ASSETS_SQL_<NAME>_URL`` gives it, or
 """
 
 import os
-from pathlib import Path
 
 import dagster as dg
+
+from resources.secrets import read_secret
 
 PREFIX = "sql_"
 
@@ -38,10 +39,9 @@ class SqlConnection(dg.ConfigurableResource):
 
     def secret_url(self) -> str:
         """The SQLAlchemy URL, with its credentials: pass it to the driver, never show it."""
-        if self.url_file:
-            return Path(self.url_file).read_text().strip()
-        if self.url:
-            return self.url
+        url = read_secret(self.url, self.url_file)
+        if url:
+            return url
         raise dg.Failure(
             f"connection {self.name!r} has no URL: set {url_variable(self.name)}, or "
             f"{url_file_variable(self.name)} to a file that holds it"

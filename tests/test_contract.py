@@ -15,6 +15,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
+from source_worlds import REST_WEATHER
 
 from ml_assets import pipelines
 from ml_assets.contract.declaration import (
@@ -325,7 +326,7 @@ MISTAKES = {
                 lambda s: s.update(kind="kafka"),
                 "sources.0",
                 "Input tag 'kafka' found using _kind() does not match any of the expected tags: "
-                "'files', 'sql'",
+                "'files', 'sql', 'rest'",
             ),
             "no connection": (lambda s: s.pop("connection"), "sources.0.connection", "required"),
             "no key": (
@@ -371,6 +372,104 @@ MISTAKES = {
         }.items()
     },
 }
+
+
+REST_MISTAKES = {
+    "no path": (lambda s: s.pop("path"), "sources.1.path", "required"),
+    "no rate limit": (
+        lambda s: s.pop("rate_limit_per_second"),
+        "sources.1.rate_limit_per_second",
+        "required",
+    ),
+    "no window": (
+        lambda s: s.pop("window_params"),
+        "sources.1",
+        "a partitioned rest source names its window_params",
+    ),
+    "no key": (
+        lambda s: s.pop("key"),
+        "sources.1",
+        "a partitioned rest source declares its columns and its key",
+    ),
+    "a window on a reference table": (
+        lambda s: s.update(partitioned=False),
+        "sources.1",
+        "a reference table (partitioned: false) has no window_params",
+    ),
+    "token inline": (
+        lambda s: s.update(token="s3cret"),
+        "sources.1",
+        "token: a connection is named, never written inline (its URL and secret would be in "
+        "the declaration): name it, e.g. 'connection: vendor_api', and give its base URL as "
+        "ML_ASSETS_REST_VENDOR_API_URL and its token as ML_ASSETS_REST_VENDOR_API_TOKEN",
+    ),
+    "base URL inline": (
+        lambda s: s.update(base_url="https://api.example.com"),
+        "sources.1",
+        "base_url: a connection is named, never written inline",
+    ),
+    "an API key among the params": (
+        lambda s: s.update(params={"api_key": "s3cret", "per_page": 24}),
+        "sources.1",
+        "params api_key: a connection is named, never written inline",
+    ),
+    "a URL as path": (
+        lambda s: s.update(path="https://api.example.com/v1/weather"),
+        "sources.1.path",
+        "path 'https://api.example.com/v1/weather' is a URL: give the path below the "
+        "connection's base URL",
+    ),
+    "a query in the path": (
+        lambda s: s.update(path="/v1/weather?per_page=24"),
+        "sources.1.path",
+        "is not a URL path (no query: give params)",
+    ),
+    "the window among the params": (
+        lambda s: s.update(params={"start": "2013-01-01"}),
+        "sources.1",
+        "params start: passed the window by window_params",
+    ),
+    "unknown paginator": (
+        lambda s: s.update(paginator={"type": "next_token"}),
+        "sources.1.paginator",
+        "Input tag 'next_token' found using 'type' does not match any of the expected tags: "
+        "'page_number', 'offset', 'cursor', 'link_header'",
+    ),
+    "offset without a limit": (
+        lambda s: s.update(paginator={"type": "offset"}),
+        "sources.1.paginator.offset.limit",
+        "required",
+    ),
+    "a connection as URL": (
+        lambda s: s.update(connection="https://token@api.example.com"),
+        "sources.1.connection",
+        "a connection is named, never written inline",
+    ),
+    "no rate": (
+        lambda s: s.update(rate_limit_per_second=0),
+        "sources.1.rate_limit_per_second",
+        "greater than 0",
+    ),
+    "a first wait longer than the longest": (
+        lambda s: s.update(backoff_seconds=10, max_backoff_seconds=5),
+        "sources.1",
+        "backoff_seconds is longer than max_backoff_seconds",
+    ),
+}
+"""Mistakes in a rest source: each a clear load error naming the key."""
+MISTAKES.update(
+    {
+        f"rest source: {what}": (lambda d, c=change: _rest_weather(d, c), where, reason)
+        for what, (change, where, reason) in REST_MISTAKES.items()
+    }
+)
+
+
+def _rest_weather(data: dict, change: Callable[[dict], Any]) -> None:
+    """The weather source switched to the rest kind, then changed by ``change``."""
+    weather = data["sources"][1]
+    weather.update(REST_WEATHER)
+    change(weather)
 
 
 def _sql_flights(data: dict, change: Callable[[dict], Any]) -> None:
@@ -691,6 +790,20 @@ def test_a_date_field_takes_any_iso_date_string_in_its_range(day: date) -> None:
     assert _with("flights", field, day.isoformat()).date == day  # type: ignore[attr-defined]
     with pytest.raises(ValidationError):
         _with("flights", field, datetime.combine(day, time()).isoformat())
+
+
+def test_a_rest_source_maps_its_paginator_and_window(tmp_path: Path) -> None:
+    declared = load_declaration(_declare(tmp_path, lambda d: _rest_weather(d, lambda s: None)))
+    weather = declared.source("weather")
+    assert (weather.kind, weather.connection, weather.path) == (
+        "rest",
+        "weather_api",
+        REST_WEATHER["path"],
+    )
+    assert weather.paginator.type == "page_number" and weather.paginator.base_page == 1
+    assert weather.window_params.format == "datetime"
+    assert (weather.max_retries, weather.timeout_seconds) == (5, 30)
+    assert weather.history_partitions == 28  # its rules' history, whatever the kind
 
 
 def test_a_source_is_files_unless_it_names_another_kind(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ correction made in the database reaches its partition when that partition is loa
 and a re-load never duplicates a row. A server that cannot be reached fails these tests."""
 
 import contextlib
-import copy
 import functools
 import uuid
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import yaml
 from conftest import _fresh_database, platform_test_instance
+from source_worlds import FLIGHTS_YAML, World, loaded_worlds
+from source_worlds import switched_declaration as switched
 from tcp_fault_proxy import TcpFaultProxy
 
 from ml_assets import cli, pipelines
@@ -26,13 +26,11 @@ from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.sources import landed_assets
-from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
-from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS, data_assets, landed
+from ml_assets.home import HOME_ENV_VAR
+from ml_assets.pipelines.flights.assets import SOURCE_SCHEMAS
 from ml_assets.pipelines.flights.publish import day_keys, publish
 from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
 from ml_assets.platform import code_location
-from resources.builder import platform_resources
-from resources.landing_zone import default_landing_zone
 from resources.sql_connection import SqlConnection
 from sensors.sql_source import RANGE_END, RANGE_START, build_sql_source_sensor
 
@@ -52,18 +50,12 @@ SWITCHED = {
 }  # fmt: skip
 """What the flights declaration says to read its sources from the databases: nothing else
 changes (weather stays files)."""
-FLIGHTS_YAML = yaml.safe_load(pipelines.declaration_path("flights").read_text())
 
 
 def switched_declaration(**flights: Any) -> PipelineDeclaration:
     """The flights declaration reading its sources from the databases; ``flights``: more keys
     of the flights source."""
-    data = copy.deepcopy(FLIGHTS_YAML)
-    for source in data["sources"]:
-        source.update(SWITCHED.get(source["name"], {}))
-        if source["name"] == "flights":
-            source.update(flights)
-    return PipelineDeclaration.model_validate(data)
+    return switched({**SWITCHED, "flights": {**SWITCHED["flights"], **flights}})
 
 
 @contextlib.contextmanager
@@ -78,49 +70,6 @@ def _fresh_mariadb() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE {name}"))
         admin.dispose()
-
-
-class World:
-    """One home, instance, set of assets and resources: the files pipeline or the switched one."""
-
-    def __init__(self, home: Path, instance: dg.DagsterInstance, declaration: PipelineDeclaration):
-        self.home, self.instance, self.declaration = home, instance, declaration
-        ingest = landed_assets(declaration, SOURCE_SCHEMAS)
-        self.assets = [*ingest, *(a for a in data_assets if a not in landed)]
-        self.resources = platform_resources([declaration])
-
-    def materialize(
-        self, selection: Any, keys: list[str] | None = None, raise_on_error: bool = True
-    ) -> dg.ExecuteInProcessResult:
-        tags = {}
-        if keys and len(keys) > 1:
-            tags = {
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[-1],
-            }
-        return dg.materialize(
-            self.assets,
-            selection=selection,
-            partition_key=keys[0] if keys and len(keys) == 1 else None,
-            tags=tags,
-            resources=self.resources,
-            instance=self.instance,
-            raise_on_error=raise_on_error,
-        )
-
-    def stored(self, asset: str, day: str) -> pd.DataFrame:
-        return pd.read_parquet(self.home / "warehouse" / "flights" / asset / f"{day}.parquet")
-
-    def load(self, keys: list[str]) -> None:
-        key = functools.partial(asset_key, self.declaration)
-        references = [key("planes"), key("airports"), key("airlines")]
-        assert self.materialize(references).success
-        layers = dg.AssetSelection.groups(
-            "flights_ingest", "flights_clean"
-        ) - dg.AssetSelection.assets(*references)
-        assert self.materialize(
-            layers | dg.AssetSelection.assets(key("flight_features")), keys
-        ).success
 
 
 @pytest.fixture(scope="module")
@@ -146,27 +95,9 @@ def worlds(databases: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     """The same days loaded twice: from the landed files, and from the databases."""
     with contextlib.ExitStack() as stack:
         patch = stack.enter_context(pytest.MonkeyPatch.context())
-        for variable in (LANDING_ENV_VAR, WAREHOUSE_ENV_VAR, ONLINE_STORE_ENV_VAR):
-            patch.delenv(variable, raising=False)
         for name, url in databases.items():
             patch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
-        worlds = {}
-        for kind, declaration in (
-            ("files", pipelines.declaration("flights")),
-            ("sql", switched_declaration()),
-        ):
-            home = tmp_path_factory.mktemp(kind)
-            patch.setenv(HOME_ENV_VAR, str(home))
-            landing = default_landing_zone()
-            publish(landing, DAYS)
-            if kind == "sql":  # only the weather is read from files
-                for name in SWITCHED:
-                    for landed_file in landing.list_files(name):
-                        Path(landed_file.path).unlink()
-            instance = stack.enter_context(platform_test_instance())
-            worlds[kind] = World(home, instance, declaration)
-            worlds[kind].load(DAYS)
-        yield worlds
+        yield loaded_worlds(stack, tmp_path_factory, "sql", SWITCHED, DAYS)
 
 
 def test_the_databases_give_the_same_clean_and_feature_rows_as_the_files(worlds: dict) -> None:

@@ -12,7 +12,7 @@ services read declarations too.
 
 import re
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -284,6 +284,12 @@ class Source(Strict):
         """The values read as missing in ``column``."""
         return self.null_tokens_by_column.get(column, self.null_tokens)
 
+    @property
+    def history_partitions(self) -> int:
+        """The accepted partitions before a partition that its plausibility rules read."""
+        rules = [*self.consistent_by.values(), *self.group_shift.values()]
+        return max((rule.history_partitions for rule in rules), default=0)
+
 
 class FilesSource(Source):
     """A landing-zone folder an upstream system exports to: one file per partition (named by
@@ -297,15 +303,51 @@ class FilesSource(Source):
         return f".{self.format}"
 
 
-SECRET_KEYS = {"url", "dsn", "credentials", "user", "username", "password", "host", "port"}
-NAMED_CONNECTION_ONLY = (
-    "a connection is named, never written inline (its URL and secret would be in the "
-    "declaration): name it, e.g. 'connection: warehouse', and give its URL as "
-    "ML_ASSETS_SQL_WAREHOUSE_URL or in the secret file named by ML_ASSETS_SQL_WAREHOUSE_URL_FILE"
-)
+SECRET_KEYS = {
+    "url", "base_url", "dsn", "credentials", "user", "username", "password", "host", "port",
+    "token", "api_key", "apikey", "secret", "auth", "authorization", "headers",
+}  # fmt: skip
+"""Keys that would put where a source lives, or its secret, in the declaration."""
 
 
-class SqlSource(Source):
+class ConnectedSource(Source):
+    """A source reached through a named connection whose URL and secrets the platform's
+    resources hold (``ML_ASSETS_<KIND>_<CONNECTION>_…`` variables or secret files), never the
+    declaration: a URL, token or password written inline fails at load."""
+
+    connection: str
+    """The connection's name (lower case, ``_``): the same name in every source it serves."""
+
+    SETTINGS_EXAMPLE: ClassVar[str]
+    """Where a connection of the kind gets its settings, for the error of one written inline."""
+
+    @classmethod
+    def named_connection_only(cls) -> str:
+        """Why a secret written inline fails, and what to write instead."""
+        return (
+            "a connection is named, never written inline (its URL and secret would be in the "
+            f"declaration): {cls.SETTINGS_EXAMPLE}"
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        inline = sorted(set(data) & SECRET_KEYS) if isinstance(data, dict) else []
+        if inline:
+            raise ValueError(f"{', '.join(inline)}: {cls.named_connection_only()}")
+        return data
+
+    @field_validator("connection")
+    @classmethod
+    def _named(cls, connection: str) -> str:
+        if re.search(r"://|@|[:/;=]", connection):
+            raise ValueError(f"connection: {cls.named_connection_only()}")
+        if not re.fullmatch(NAME, connection):
+            raise ValueError(f"connection {connection!r} is not a name ({NAME})")
+        return connection
+
+
+class SqlSource(ConnectedSource):
     """A table in a PostgreSQL or MySQL/MariaDB database, read with dlt's ``sql_database``.
 
     The database is reached through a named connection whose URL and credentials the
@@ -315,8 +357,10 @@ class SqlSource(Source):
     """
 
     kind: Literal["sql"]
-    connection: str
-    """The connection's name (lower case, ``_``): the same name in every source of the database."""
+    SETTINGS_EXAMPLE = (
+        "name it, e.g. 'connection: warehouse', and give its URL as ML_ASSETS_SQL_WAREHOUSE_URL "
+        "or in the secret file named by ML_ASSETS_SQL_WAREHOUSE_URL_FILE"
+    )
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
     """``table`` or ``schema.table``."""
     cursor_column: str | None = None
@@ -333,23 +377,6 @@ class SqlSource(Source):
     retries: int = Field(default=3, ge=0)
     """How many times a lost connection (a restarted or killed server) is reconnected, with a
     doubling pause from 0.5 s; the read resumes at the partition it was reading."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_secrets(cls, data: Any) -> Any:
-        inline = sorted(set(data) & SECRET_KEYS) if isinstance(data, dict) else []
-        if inline:
-            raise ValueError(f"{', '.join(inline)}: {NAMED_CONNECTION_ONLY}")
-        return data
-
-    @field_validator("connection")
-    @classmethod
-    def _named(cls, connection: str) -> str:
-        if re.search(r"://|@|[:/;=]", connection):
-            raise ValueError(f"connection: {NAMED_CONNECTION_ONLY}")
-        if not re.fullmatch(NAME, connection):
-            raise ValueError(f"connection {connection!r} is not a name ({NAME})")
-        return connection
 
     @model_validator(mode="after")
     def _window(self) -> "SqlSource":
@@ -373,6 +400,136 @@ class SqlSource(Source):
         return self
 
 
+class PageNumberPaging(Strict):
+    """Pages numbered in a query parameter (``?page=2``)."""
+
+    type: Literal["page_number"]
+    page_param: str = "page"
+    base_page: int = Field(default=1, ge=0)
+    """The number of the first page."""
+    total_path: str | None = None
+    """The JSON path of the number of pages in a response; none: the first empty page ends."""
+
+
+class OffsetPaging(Strict):
+    """Records skipped and taken in query parameters (``?offset=100&limit=50``)."""
+
+    type: Literal["offset"]
+    limit: int = Field(gt=0)
+    """The records a page asks for."""
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_path: str | None = None
+    """The JSON path of the number of records in a response; none: the first empty page ends."""
+
+
+class CursorPaging(Strict):
+    """An opaque cursor from each response, sent back for the next page (``?cursor=…``)."""
+
+    type: Literal["cursor"]
+    cursor_path: str
+    """The JSON path of the next page's cursor in a response (missing or null: the last page)."""
+    cursor_param: str = "cursor"
+
+
+class LinkHeaderPaging(Strict):
+    """The next page's URL in the response's ``Link`` header (RFC 8288, as GitHub pages)."""
+
+    type: Literal["link_header"]
+    rel: str = "next"
+
+
+Paging = Annotated[
+    PageNumberPaging | OffsetPaging | CursorPaging | LinkHeaderPaging, Field(discriminator="type")
+]
+
+
+class WindowParams(Strict):
+    """The query parameters a partition's window is passed in."""
+
+    start: str
+    """The parameter given the window's start (included)."""
+    end: str | None = None
+    """The parameter given the window's end (excluded); none: the API takes the start only."""
+    format: Literal["datetime", "date"] = "datetime"
+    """``datetime``: ISO 8601 with the partitions' UTC offset (``2013-01-01T00:00:00-05:00``);
+    ``date``: the local date (``2013-01-01``)."""
+
+
+class RestSource(ConnectedSource):
+    """A paged JSON API, read with dlt's REST client.
+
+    The API is reached through a named connection: its base URL
+    (``ML_ASSETS_REST_<CONNECTION>_URL``) and bearer token (``..._TOKEN``, or ``..._TOKEN_FILE``
+    naming a secret file) are the platform's resources', never the declaration's. A partition
+    asks ``path`` for its window in the declared ``window_params`` and reads every page; the
+    requests keep under ``rate_limit_per_second`` before the API has to say so, and throttled
+    (429, honouring ``Retry-After``), failed (5xx) or timed-out requests are retried with
+    exponential backoff up to ``max_retries`` times.
+    """
+
+    kind: Literal["rest"]
+    SETTINGS_EXAMPLE = (
+        "name it, e.g. 'connection: vendor_api', and give its base URL as "
+        "ML_ASSETS_REST_VENDOR_API_URL and its token as ML_ASSETS_REST_VENDOR_API_TOKEN, or in "
+        "the secret file named by ML_ASSETS_REST_VENDOR_API_TOKEN_FILE"
+    )
+    path: str
+    """The endpoint's path below the connection's base URL (``/v2/readings``)."""
+    records: str
+    """The JSON path of the records in a response (``data``, ``results.items``; ``$``: the
+    response is the list of records)."""
+    paginator: Paging
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Query parameters every request sends (a page size); never a secret."""
+    window_params: WindowParams | None = None
+    """How a partition asks for its window (required when partitioned)."""
+    rate_limit_per_second: float = Field(gt=0)
+    """The most requests a second the API is sent, retries included."""
+    max_retries: int = Field(default=5, ge=0, le=20)
+    """Retries of one request (429, 5xx, a timeout or a dropped connection) before the run
+    fails."""
+    backoff_seconds: float = Field(default=1, gt=0)
+    """The first wait before a retry, doubled at each retry of the same request."""
+    max_backoff_seconds: float = Field(default=60, gt=0)
+    """The longest wait before a retry (a ``Retry-After`` is honoured even when longer)."""
+    timeout_seconds: float = Field(default=30, gt=0)
+    """How long a request may take to answer before it is retried."""
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        if "://" in path or path.startswith("//"):
+            raise ValueError(
+                f"path {path!r} is a URL: give the path below the connection's base URL, which "
+                "the environment gives (ML_ASSETS_REST_<CONNECTION>_URL)"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_\-./~]*", path):
+            raise ValueError(f"path {path!r} is not a URL path (no query: give params)")
+        return path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RestSource":
+        secret = sorted(set(self.params) & SECRET_KEYS)
+        if secret:
+            raise ValueError(f"params {', '.join(secret)}: {self.named_connection_only()}")
+        if self.backoff_seconds > self.max_backoff_seconds:
+            raise ValueError("backoff_seconds is longer than max_backoff_seconds")
+        if not self.partitioned:
+            if self.window_params is not None:
+                raise ValueError("a reference table (partitioned: false) has no window_params")
+            return self
+        if self.window_params is None:
+            raise ValueError("a partitioned rest source names its window_params")
+        if not self.columns or not self.key:
+            raise ValueError("a partitioned rest source declares its columns and its key")
+        window = [self.window_params.start, self.window_params.end]
+        taken = sorted(set(self.params) & set(window))
+        if taken:
+            raise ValueError(f"params {', '.join(taken)}: passed the window by window_params")
+        return self
+
+
 def _kind(value: Any) -> str:
     """A source's kind; a source that names none is files (the landing zone)."""
     if isinstance(value, dict):
@@ -380,9 +537,11 @@ def _kind(value: Any) -> str:
     return getattr(value, "kind", "files")
 
 
-SOURCE_KINDS = ("files", "sql")
+SOURCE_KINDS = ("files", "sql", "rest")
 SourceDeclaration = Annotated[
-    Annotated[FilesSource, Tag("files")] | Annotated[SqlSource, Tag("sql")],
+    Annotated[FilesSource, Tag("files")]
+    | Annotated[SqlSource, Tag("sql")]
+    | Annotated[RestSource, Tag("rest")],
     Discriminator(_kind),
 ]
 """A source of any kind, told apart by its ``kind``; a new kind adds its model here and its
@@ -894,7 +1053,7 @@ class PipelineDeclaration(Strict):
         """The key path of the pipeline's asset ``name``: ``(prefix, name)``."""
         return (self.prefix, name)
 
-    def source(self, name: str) -> FilesSource | SqlSource:
+    def source(self, name: str) -> FilesSource | SqlSource | RestSource:
         for source in self.sources:
             if source.name == name:
                 return source

@@ -8,6 +8,7 @@ features do not have fails when the definitions load, naming the file and the ke
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +35,11 @@ class Publish(Protocol):
 PublishToDatabases = Callable[[Callable[[str], str], Sequence[str]], int]
 """``(url_of, partition_keys)``: write the rows of ``partition_keys`` into the databases an
 upstream keeps them in, each reached by ``url_of(connection name)``; the rows written."""
+
+PublishToApi = Callable[[Callable[[str], tuple[str, str]], Sequence[str]], AbstractContextManager]
+"""``(settings_of, partition_keys)``: the API an upstream serves the rows of ``partition_keys``
+through, at the URL and with the bearer token ``settings_of(connection name)`` gives; it serves
+while it is entered."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class Pipeline:
     """Kinds of damage ``publish`` can land, for testing bad input."""
     publish_to_databases: PublishToDatabases | None = None
     """Where the upstream keeps its data in databases (``ml-assets publish --to sql``)."""
+    publish_to_api: PublishToApi | None = None
+    """The API the upstream serves its data through (``ml-assets publish --to rest``)."""
 
     def __post_init__(self) -> None:
         declared = self.declaration

@@ -1,15 +1,22 @@
-"""What the assets of every source kind share: their definition arguments and the checks of
-what landed (the schema check of a raw partition or a reference table)."""
+"""What the assets of every source kind share: their definition arguments, the checks of
+what landed (the schema check of a raw partition or a reference table) and, for the kinds that
+read their rows from where they live (a database, an API), how a run reads its partitions."""
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_assets.contract.dagster_terms import asset_key
+from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, Source
-from ml_assets.data.checks import CheckOutcome, schema_outcome
-from ml_assets.data.data_layers import INGEST, group
+from ml_assets.data.checks import CheckOutcome, SchemaCheck, report_per_partition, schema_outcome
+from ml_assets.data.cleaning import text_frame
+from ml_assets.data.data_layers import INGEST, group, partition_check
 from ml_assets.data.metadata import table_definition_metadata
+from resources.partition_frames import PartitionStream
 
 LANDED_FILE_SCHEMA = "landed_file_schema"
 
@@ -68,3 +75,136 @@ def reference_check_result(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> d
         description=outcome.description,
         metadata=outcome.metadata,
     )
+
+
+def rows_check(declaration: PipelineDeclaration, source: Source) -> dg.AssetCheckSpec:
+    """The blocking schema check of each raw partition of a source read where its rows live."""
+    return partition_check(
+        declaration,
+        f"raw_{source.name}",
+        LANDED_FILE_SCHEMA,
+        "The rows have every declared column"
+        + (f" and are at least {source.min_rows}." if source.min_rows else "."),
+    )
+
+
+def raw_text(rows: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    """Rows read from where they live (None: none) as raw text, as an export would hold them,
+    the declared ``columns`` first (no rows: every declared column, empty)."""
+    if rows is None:
+        return text_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in columns}))
+    frame = text_frame(rows)
+    return frame[[*columns, *(c for c in frame.columns if c not in columns)]]
+
+
+ReadWindow = Callable[[str, dg.TimeWindow], tuple[pd.DataFrame, dict[str, Any]]]
+"""``(partition_key, window)``: the partition's raw rows and what reading them took (its
+``source/…`` metadata: rows read, pages, retries, the schema seen, …)."""
+
+
+def read_partitions(
+    context: dg.AssetExecutionContext,
+    declaration: PipelineDeclaration,
+    source: Source,
+    schema: pa.DataFrameSchema,
+    shown: Mapping[str, Any],
+    read: ReadWindow,
+    read_in_all: Callable[[], Mapping[str, Any]] = dict,
+) -> Iterator:
+    """What the raw asset of ``source`` yields for its run's partitions: their frames, each read
+    by ``read`` in key order when the IO manager writes it (a partition whose read fails is not
+    written), with ``shown`` (what is read, never a secret), the partitions' figures over the
+    run and ``read_in_all()`` (figures of the run's read as a whole) as metadata; then each
+    partition's blocking schema check and, in a range run, each partition's own figures as an
+    observation."""
+    key = asset_key(declaration, f"raw_{source.name}")
+    partitions_def = partitions_definition(declaration.partitions)
+    landed_schema = SchemaCheck(schema)
+    reads: dict[str, dict[str, Any]] = {}
+
+    def produce(partition_key: str) -> pd.DataFrame:
+        window = partitions_def.time_window_for_partition_key(partition_key)
+        started = time.perf_counter()
+        frame, figures = read(partition_key, window)
+        landed_schema.add(partition_key, frame)
+        reads[partition_key] = {
+            "source/window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            **figures,
+            "source/rows_in_raw": len(frame),
+            "source/seconds": round(time.perf_counter() - started, 3),
+        }
+        return frame
+
+    def summary() -> dict[str, Any]:
+        last = reads[keys[-1]]
+        if len(reads) == 1:
+            return {**shown, **last, **read_in_all()}
+        first = partitions_def.time_window_for_partition_key(keys[0])
+        end = partitions_def.time_window_for_partition_key(keys[-1]).end
+        counts = {
+            name: sum(r[name] for r in reads.values())
+            for name, value in last.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+        counts["source/seconds"] = round(counts["source/seconds"], 3)
+        window = f"[{first.start.isoformat()}, {end.isoformat()})"
+        return {**shown, **last, **counts, "source/window": window, **read_in_all()}
+
+    keys = context.partition_keys
+    yield dg.Output(PartitionStream(keys, produce, metadata=summary))
+    outcomes = {
+        k: min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows)
+        for k, outcome in landed_schema.outcomes().items()
+    }
+    yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
+    if len(keys) > 1:  # each partition's own figures, beside the run's totals
+        for partition_key, figures in reads.items():
+            yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
+
+
+def connected_args(
+    declaration: PipelineDeclaration,
+    name: str,
+    source: Source,
+    schema: pa.DataFrameSchema,
+    kinds: set[str],
+    connection_key: str,
+) -> dict:
+    """What an asset reading ``source`` through its connection (the resource
+    ``connection_key``) declares: the connection, and its pool (runs of one connection can be
+    held to one at a time: ``dagster instance concurrency set <connection_key> 1``)."""
+    return {
+        **ingest_args(declaration, name, source, schema, kinds),
+        "required_resource_keys": {connection_key},
+        "pool": connection_key,
+    }
+
+
+ReadTable = Callable[[Any], tuple[pd.DataFrame, dict[str, Any]]]
+"""``(connection)``: the whole reference table, typed as its source gives it, and what reading
+it took (its ``source/…`` metadata)."""
+
+
+def connected_reference(
+    declaration: PipelineDeclaration,
+    source: Source,
+    schema: pa.DataFrameSchema,
+    kinds: set[str],
+    connection_key: str,
+    read: ReadTable,
+) -> dg.AssetsDefinition:
+    """The reference table ``source`` (``partitioned: false``), read whole through its
+    connection by ``read``, and its blocking schema check."""
+
+    @dg.asset(
+        **connected_args(declaration, source.name, source, schema, kinds, connection_key),
+        check_specs=[reference_check(declaration, source.name, schema)],
+    )
+    def reference(context: dg.AssetExecutionContext) -> Iterator:
+        started = time.perf_counter()
+        frame, metadata = read(getattr(context.resources, connection_key))
+        seconds = round(time.perf_counter() - started, 3)
+        yield dg.Output(frame, metadata={**metadata, "source/seconds": seconds})
+        yield reference_check_result(schema, frame)
+
+    return reference

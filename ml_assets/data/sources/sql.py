@@ -24,20 +24,20 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_assets.contract.dagster_terms import asset_key, partitions_definition
+from ml_assets.contract.dagster_terms import partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
-from ml_assets.data.checks import SchemaCheck, report_per_partition
-from ml_assets.data.cleaning import text_frame
-from ml_assets.data.data_layers import partition_check, partitioned
+from ml_assets.data.data_layers import partitioned
 from ml_assets.data.sources.ingest import (
-    LANDED_FILE_SCHEMA,
-    ingest_args,
-    min_rows_outcome,
-    reference_check,
-    reference_check_result,
+    connected_args,
+    connected_reference,
+    raw_text,
+    read_partitions,
+    rows_check,
 )
-from resources.partition_frames import PartitionStream
 from resources.sql_connection import SqlConnection, resource_key
+
+KINDS = {"sql", "dlt"}
+"""What the kind's assets read with (their Dagster kinds)."""
 
 
 def asset(
@@ -205,16 +205,6 @@ def _floats_as_floats(table: Any) -> None:
             column.type = sa.Numeric(asdecimal=False)
 
 
-def _as_raw(rows: Any, columns: list[str]) -> pd.DataFrame:
-    """A window's rows as raw text, the declared ``columns`` first (an empty window: no rows,
-    every declared column)."""
-    if rows is None:
-        return text_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in columns}))
-    # whole numbers stay whole where a column has nulls (as text "517", never "517.0")
-    frame = text_frame(rows.to_pandas(integer_object_nulls=True))
-    return frame[[*columns, *(c for c in frame.columns if c not in columns)]]
-
-
 def _source_metadata(source: SqlSource, connection: SqlConnection) -> dict[str, Any]:
     return {
         "source/kind": "sql",
@@ -233,81 +223,43 @@ def _engine(connection: SqlConnection) -> Any:
 def _raw_asset(
     declaration: PipelineDeclaration, source: SqlSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
-    name = f"raw_{source.name}"
-    key = asset_key(declaration, name)
     connection_key = resource_key(source.connection)
     partitions_def = partitions_definition(declaration.partitions)
 
     @dg.asset(
-        **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),
-        check_specs=[
-            partition_check(
-                declaration,
-                name,
-                LANDED_FILE_SCHEMA,
-                "The rows have every declared column"
-                + (f" and are at least {source.min_rows}." if source.min_rows else "."),
-            )
-        ],
-        required_resource_keys={connection_key},
-        pool=connection_key,
+        **connected_args(declaration, f"raw_{source.name}", source, schema, KINDS, connection_key),
+        check_specs=[rows_check(declaration, source)],
         **partitioned(declaration),
     )
     def raw(context: dg.AssetExecutionContext) -> Iterator:
         connection: SqlConnection = getattr(context.resources, connection_key)
         engine = _engine(connection)
-        shown = _source_metadata(source, connection)
-        landed_schema = SchemaCheck(schema)
-        keys = context.partition_keys
-        windows = [partitions_def.time_window_for_partition_key(k) for k in keys]
+        windows = [partitions_def.time_window_for_partition_key(k) for k in context.partition_keys]
         ranged = RangeRead(engine, source, windows)
         windows_read = iter(ranged)
-        reads: dict[str, dict[str, Any]] = {}
 
-        def read(partition_key: str) -> pd.DataFrame:
-            window = windows[len(reads)]  # the stream asks for the keys in order
-            started = time.perf_counter()
-            rows = next(windows_read)
-            frame = _as_raw(
-                rows, [c for c in source.columns if rows is None or c in rows.column_names]
+        def read(partition_key: str, window: dg.TimeWindow) -> tuple[pd.DataFrame, dict]:
+            rows = next(windows_read)  # the stream asks for the windows in order
+            # whole numbers stay whole where a column has nulls (as text "517", never "517.0")
+            frame = raw_text(
+                None if rows is None else rows.to_pandas(integer_object_nulls=True),
+                [c for c in source.columns if rows is None or c in rows.column_names],
             )
-            landed_schema.add(partition_key, frame)
-            reads[partition_key] = {
-                "source/window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
-                "source/rows_read": 0 if rows is None else rows.num_rows,
-                "source/rows_in_raw": len(frame),
-                "source/seconds": round(time.perf_counter() - started, 3),
-            }
-            return frame
+            return frame, {"source/rows_read": 0 if rows is None else rows.num_rows}
 
-        def summary() -> dict[str, Any]:
-            read_in_all = {
+        def read_in_all() -> dict[str, Any]:
+            return {
                 "source/schema": dg.MetadataValue.json(ranged.types),
                 "source/retries": ranged.retried,
             }
-            if len(reads) == 1:
-                return {**shown, **next(iter(reads.values())), **read_in_all}
-            return {
-                **shown,
-                "source/window": f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})",
-                "source/rows_read": sum(r["source/rows_read"] for r in reads.values()),
-                "source/rows_in_raw": sum(r["source/rows_in_raw"] for r in reads.values()),
-                "source/seconds": round(sum(r["source/seconds"] for r in reads.values()), 3),
-                **read_in_all,
-            }
 
+        shown = _source_metadata(source, connection)
         try:
-            yield dg.Output(PartitionStream(keys, read, metadata=summary))
+            yield from read_partitions(
+                context, declaration, source, schema, shown, read, read_in_all
+            )
         finally:
             engine.dispose()
-        outcomes = {
-            k: min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows)
-            for k, outcome in landed_schema.outcomes().items()
-        }
-        yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
-        if len(keys) > 1:  # each partition's own figures, beside the run's totals
-            for partition_key, figures in reads.items():
-                yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
 
     return raw
 
@@ -315,35 +267,20 @@ def _raw_asset(
 def _reference_asset(
     declaration: PipelineDeclaration, source: SqlSource, schema: pa.DataFrameSchema
 ) -> dg.AssetsDefinition:
-    name = source.name
-    connection_key = resource_key(source.connection)
-
-    @dg.asset(
-        **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),
-        check_specs=[reference_check(declaration, name, schema)],
-        required_resource_keys={connection_key},
-        pool=connection_key,
-    )
-    def reference(context: dg.AssetExecutionContext) -> Iterator:
-        connection: SqlConnection = getattr(context.resources, connection_key)
+    def read(connection: SqlConnection) -> tuple[pd.DataFrame, dict[str, Any]]:
         engine = _engine(connection)
-        started = time.perf_counter()
         whole = RangeRead(engine, source, None)
         try:
             rows = next(iter(whole))
         finally:
             engine.dispose()
         frame = pd.DataFrame(columns=list(whole.types)) if rows is None else rows.to_pandas()
-        yield dg.Output(
-            frame,
-            metadata={
-                **_source_metadata(source, connection),
-                "source/rows_read": len(frame),
-                "source/seconds": round(time.perf_counter() - started, 3),
-                "source/schema": dg.MetadataValue.json(whole.types),
-                "source/retries": whole.retried,
-            },
-        )
-        yield reference_check_result(schema, frame)
+        return frame, {
+            **_source_metadata(source, connection),
+            "source/rows_read": len(frame),
+            "source/schema": dg.MetadataValue.json(whole.types),
+            "source/retries": whole.retried,
+        }
 
-    return reference
+    connection_key = resource_key(source.connection)
+    return connected_reference(declaration, source, schema, KINDS, connection_key, read)

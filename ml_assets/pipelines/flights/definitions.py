@@ -4,7 +4,12 @@ from ml_assets.contract.pipeline import Pipeline
 from ml_assets.pipelines import declaration_path
 from ml_assets.pipelines.flights import config
 from ml_assets.pipelines.flights.assets import data_assets
-from ml_assets.pipelines.flights.publish import FAULTS, publish, publish_to_databases
+from ml_assets.pipelines.flights.publish import (
+    FAULTS,
+    publish,
+    publish_to_api,
+    publish_to_databases,
+)
 from ml_assets.pipelines.flights.schemas import FLIGHT_FEATURES
 
 PIPELINE = Pipeline(
@@ -15,4 +20,5 @@ PIPELINE = Pipeline(
     publish=publish,
     faults=tuple(FAULTS),
     publish_to_databases=publish_to_databases,
+    publish_to_api=publish_to_api,
 )

