@@ -1,5 +1,6 @@
-"""Ingestion from a database: the flights from PostgreSQL into raw partitions through the
-platform, beside the fastest plain reader of the same rows, in the same run.
+"""Ingestion: the flights from PostgreSQL into raw partitions through the platform, beside the
+fastest plain reader of the same rows, in the same run; the weather from a rate-limited REST
+API at the rate it declares.
 
 Run as ``.venv/bin/python benchmarks/ingestion.py [--quick]`` from the project root (needs the
 machine's PostgreSQL on 127.0.0.1:5432, as the tests do). On a temporary ``$ML_ASSETS_HOME``
@@ -20,6 +21,11 @@ their rows/s compared (target: the platform at least half the reader's), and the
 peak memory over its process tree (PSS) compared with 600 MB and with its quarter's (at most
 1.3 times). Every row the database holds for the range must be in raw once (counted in the
 database and in the Parquet files), else the exit code is 1; a missed target is reported.
+
+**REST** (``_rest_ingestion.rest_rate``): the flights publisher's weather API serves the real
+hourly weather; ``raw_weather`` of a month (quick: three days) with its source switched to
+``kind: rest`` declaring 20 requests a second: the rate the API saw (its request log's arrival
+times) against the declared one, target within 10% below it and no second above it.
 ``--quick`` does it over ten days (three, then ten): the same code, for the test suite.
 """
 
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from _common import BIN, Checks, benchmark_home, enter_home, load_average, partition_keys, target
 from _process_tree import Measured, run_measured
+from _rest_ingestion import rest_rate
 
 if TYPE_CHECKING:
     from ml_assets.contract.declaration import PipelineDeclaration
@@ -218,7 +225,22 @@ def main() -> int:
         with admin.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
         admin.dispose()
+    _report_rest(rest_rate(args.quick), checks, args.quick)
     return checks.report()
+
+
+def _report_rest(rest: dict, checks: Checks, quick: bool) -> None:
+    """The REST side's line: the rate the API saw against the declared one."""
+    checks.require(rest["rows"] > 0 and rest["throttled"] == 0, f"REST load: {rest}")
+    print(
+        f"REST: {rest['requests']} requests for {rest['partitions']} days, {rest['rows']} rows, "
+        f"{rest['run_seconds']} s; {rest['achieved_per_second']} requests/s against "
+        f"{rest['declared_per_second']:g} declared; busiest second {rest['busiest_second']}"
+    )
+    share, busiest = rest["achieved_share"], rest["busiest_second"]
+    never_above = "never above" if busiest <= rest["declared_per_second"] else "ABOVE in a second"
+    note = f"; {never_above}" + (" (quick: the year's targets)" if quick else "")
+    print(target("REST requests/s achieved / declared", share, 0.9, False, "0.9") + note)
 
 
 def _report(runs: dict[str, Measured], copy: Measured, rows: int, days: int, quick: bool) -> None:

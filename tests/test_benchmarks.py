@@ -106,6 +106,8 @@ FIGURES: dict[str, list[str]] = {
         rf"^rows/s platform / COPY: {NUMBER} \(target",
         rf"^peak PSS MB: {NUMBER} \(target",
         rf"^peak PSS range / quarter: {NUMBER} \(target",
+        rf"^REST: \d+ requests for 3 days, \d+ rows, {NUMBER} s; {NUMBER} requests/s against 20",
+        rf"^REST requests/s achieved / declared: {NUMBER} \(target .*; never above",
     ],
     "landing": [
         rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",

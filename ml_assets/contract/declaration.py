@@ -284,12 +284,6 @@ class Source(Strict):
         """The values read as missing in ``column``."""
         return self.null_tokens_by_column.get(column, self.null_tokens)
 
-    @property
-    def history_partitions(self) -> int:
-        """The accepted partitions before a partition that its plausibility rules read."""
-        rules = [*self.consistent_by.values(), *self.group_shift.values()]
-        return max((rule.history_partitions for rule in rules), default=0)
-
 
 class FilesSource(Source):
     """A landing-zone folder an upstream system exports to: one file per partition (named by
@@ -374,7 +368,7 @@ class SqlSource(ConnectedSource):
     chunk_rows: int = Field(default=50_000, ge=1)
     """Rows fetched at a time: a run's range is read with one streamed query, this many rows in
     memory at once (with the partition being written)."""
-    retries: int = Field(default=3, ge=0)
+    max_retries: int = Field(default=3, ge=0)
     """How many times a lost connection (a restarted or killed server) is reconnected, with a
     doubling pause from 0.5 s; the read resumes at the partition it was reading."""
 

@@ -136,7 +136,7 @@ def _rows_before(values: Any, end: datetime) -> int:
 class RangeRead:
     """The rows of consecutive partition windows (None: the whole table, as one) read with one
     streamed query, resumed at the window being read when the connection breaks (a restarted
-    or killed server), up to the source's ``retries`` times with a doubling pause; windows
+    or killed server), up to the source's ``max_retries`` times with a doubling pause; windows
     already yielded are not read again."""
 
     def __init__(self, engine: Any, source: SqlSource, windows: list[Any] | None) -> None:
@@ -155,7 +155,7 @@ class RangeRead:
                     yield rows
                 return
             except Exception as error:
-                if not _disconnected(error) or self.retried >= self.source.retries:
+                if not _disconnected(error) or self.retried >= self.source.max_retries:
                     raise
                 self.retried += 1
             # the broken connection's cursor goes now, not at a random later moment: pymysql's
