@@ -279,6 +279,53 @@ def test_a_server_lost_mid_read_is_reconnected_and_each_row_loaded_once(
     assert len(planes) == len(planes.drop_duplicates()) == 3322
 
 
+def test_a_type_changed_at_the_source_warns_or_fails_as_declared(
+    worlds: dict, databases: dict[str, str]
+) -> None:
+    """A column's type changes in the database since the last load: under ``warn`` (the
+    default) the partition loads, its check passes and shows the change; under ``fail`` the
+    blocking check fails naming it and the clean layer is not run on the partition."""
+    sql = worlds["sql"]
+    key = functools.partial(asset_key, sql.declaration)
+    engine = sa.create_engine(databases["airline"])
+
+    def retype(column: str, kind: str) -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    f"ALTER TABLE flights ALTER COLUMN {column} TYPE {kind} USING {column}::{kind}"
+                )
+            )
+
+    def check_of(result: dg.ExecuteInProcessResult) -> Any:
+        (check,) = [
+            e for e in result.get_asset_check_evaluations() if e.asset_key == key("raw_flights")
+        ]
+        return check
+
+    try:
+        retype("air_time", "text")
+        warned = sql.materialize([key("raw_flights")], [DAYS[-1]])
+        check = check_of(warned)
+        assert check.passed and "changed air_time: bigint -> text" in check.description
+        assert check.metadata["schema_drift"].value == ["changed air_time: bigint -> text"]
+
+        retype("distance", "text")
+        strict = World(sql.home, sql.instance, switched_declaration(on_schema_drift="fail"))
+        layers = [key("raw_flights"), key("flights_clean"), key("flights_rejected")]
+        failed = strict.materialize(layers, [DAYS[-1]], raise_on_error=False)
+        check = check_of(failed)
+        assert not check.passed and "changed distance: bigint -> text" in check.description
+        assert "air_time" not in check.description  # seen at the last load: no change now
+        assert {m.asset_key for m in failed.get_asset_materialization_events()} == {
+            key("raw_flights")
+        }
+    finally:
+        retype("air_time", "integer")
+        retype("distance", "integer")
+        engine.dispose()
+
+
 def test_a_column_dropped_at_the_source_fails_the_blocking_check(
     worlds: dict, databases: dict[str, str]
 ) -> None:

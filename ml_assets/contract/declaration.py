@@ -238,6 +238,12 @@ class Source(Strict):
     without rows); fewer fail the blocking ``landed_file_schema`` check. 0: an empty partition
     is data."""
     whole_file: WholeFile = Field(default_factory=WholeFile)
+    on_schema_drift: Literal["warn", "fail"] = "warn"
+    """What a change of the source's schema does (a database table or an API read where its
+    rows live): a column it adds beyond the declared ones, or a type it changes since the last
+    load, is accepted with a warning (the difference in the check's metadata and the run's
+    log) or fails the partition's blocking ``landed_file_schema`` check, the difference shown.
+    A declared column the source drops always fails it."""
     consistent_by: dict[str, ConsistentBy] = Field(default_factory=dict)
     """Columns that a key determines, with their rule (a plausibility rule, see
     ``ConsistentBy``)."""

@@ -13,7 +13,7 @@ import pandera.pandas as pa
 from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, Source
 from ml_assets.data.checks import CheckOutcome, SchemaCheck, report_per_partition, schema_outcome
-from ml_assets.data.cleaning import text_frame
+from ml_assets.data.cleaning import PARSE_ERROR, RAW_TEXT, text_frame
 from ml_assets.data.data_layers import INGEST, group, partition_check
 from ml_assets.data.metadata import table_definition_metadata
 from resources.partition_frames import PartitionStream
@@ -121,12 +121,18 @@ def read_partitions(
     partitions_def = partitions_definition(declaration.partitions)
     landed_schema = SchemaCheck(schema)
     reads: dict[str, dict[str, Any]] = {}
+    drifts: dict[str, list[str]] = {}
+    previous = _last_schema(context, key)
 
     def produce(partition_key: str) -> pd.DataFrame:
         window = partitions_def.time_window_for_partition_key(partition_key)
         started = time.perf_counter()
         frame, figures = read(partition_key, window)
         landed_schema.add(partition_key, frame)
+        seen = figures.get("source/schema") or read_in_all().get("source/schema")
+        drifts[partition_key] = schema_drift(source.columns, frame, previous, _json(seen))
+        if drifts[partition_key]:
+            figures = {**figures, "source/schema_drift": "; ".join(drifts[partition_key])}
         reads[partition_key] = {
             "source/window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
             **figures,
@@ -153,13 +159,70 @@ def read_partitions(
     keys = context.partition_keys
     yield dg.Output(PartitionStream(keys, produce, metadata=summary))
     outcomes = {
-        k: min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows)
+        k: drift_outcome(
+            min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows),
+            drifts[k],
+            source.on_schema_drift,
+        )
         for k, outcome in landed_schema.outcomes().items()
     }
+    if any(drifts.values()):
+        changes = sorted({change for found in drifts.values() for change in found})
+        context.log.warning(f"{source.name}: the source's schema changed: {'; '.join(changes)}")
     yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
     if len(keys) > 1:  # each partition's own figures, beside the run's totals
         for partition_key, figures in reads.items():
             yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
+
+
+def schema_drift(
+    declared: list[str],
+    frame: pd.DataFrame,
+    previous: Mapping[str, str] | None,
+    seen: Mapping[str, str] | None,
+) -> list[str]:
+    """How a partition's source schema differs from what is expected of it: each column the
+    rows hold beyond the ``declared`` ones (``added <column>``) and each column whose type,
+    as the source gave it (``seen``), differs from the last load's (``previous``)."""
+    known = set(declared) | {PARSE_ERROR, RAW_TEXT}
+    added = [f"added {c}" for c in frame.columns if declared and c not in known]
+    if not previous or not seen:
+        return added
+    changed = [
+        f"changed {c}: {previous[c]} -> {kind}"
+        for c, kind in seen.items()
+        if c in previous and previous[c] != kind
+    ]
+    return added + changed
+
+
+def drift_outcome(outcome: CheckOutcome, drift: list[str], policy: str) -> CheckOutcome:
+    """``outcome`` with the schema ``drift`` shown, failed as well under the ``fail`` policy."""
+    if not drift:
+        return outcome
+    shown = f"schema drift at the source ({policy}): {'; '.join(drift)}"
+    passed = outcome.passed and policy == "warn"
+    description = shown if outcome.passed else f"{outcome.description}; {shown}"
+    return CheckOutcome(
+        passed=passed,
+        description=description,
+        metadata={**outcome.metadata, "schema_drift": dg.MetadataValue.json(drift)},
+        severity=outcome.severity,
+    )
+
+
+def _last_schema(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, str] | None:
+    """The source's column types at the asset's last load (its ``source/schema``), if any."""
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    return _json(event.asset_materialization.metadata.get("source/schema"))
+
+
+def _json(value: Any) -> dict[str, str] | None:
+    """A ``source/schema`` metadata value as a mapping (it is stored as JSON metadata)."""
+    data = getattr(value, "data", value)
+    return data if isinstance(data, dict) else None
 
 
 def connected_args(
