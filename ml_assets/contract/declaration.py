@@ -12,7 +12,7 @@ services read declarations too.
 
 import re
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -298,25 +298,53 @@ class FilesSource(Source):
 
 
 SECRET_KEYS = {"url", "dsn", "credentials", "user", "username", "password", "host", "port"}
-NAMED_CONNECTION_ONLY = (
-    "a connection is named, never written inline (its URL and secret would be in the "
-    "declaration): name it, e.g. 'connection: warehouse', and give its URL as "
-    "ML_ASSETS_SQL_WAREHOUSE_URL or in the secret file named by ML_ASSETS_SQL_WAREHOUSE_URL_FILE"
-)
 
 
-class SqlSource(Source):
+def _named_connection_only(kind: str) -> str:
+    return (
+        "a connection is named, never written inline (its URL and secret would be in the "
+        "declaration): name it, e.g. 'connection: warehouse', and give its URL as "
+        f"ML_ASSETS_{kind.upper()}_WAREHOUSE_URL or in the secret file named by "
+        f"ML_ASSETS_{kind.upper()}_WAREHOUSE_URL_FILE"
+    )
+
+
+class ConnectedSource(Source):
+    """A source reached through a named connection whose URL and credentials the platform's
+    resources hold (``ML_ASSETS_<KIND>_<CONNECTION>_URL``, or ``..._URL_FILE`` naming a secret
+    file), never the declaration."""
+
+    connection: str
+    """The connection's name (lower case, ``_``): the same name in every source it serves."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        inline = sorted(set(data) & SECRET_KEYS) if isinstance(data, dict) else []
+        if inline:
+            kind = str(data.get("kind", ""))
+            raise ValueError(f"{', '.join(inline)}: {_named_connection_only(kind)}")
+        return data
+
+    @field_validator("connection")
+    @classmethod
+    def _named(cls, connection: str) -> str:
+        if re.search(r"://|@|[:/;=]", connection):
+            (kind,) = get_args(cls.model_fields["kind"].annotation)
+            raise ValueError(f"connection: {_named_connection_only(kind)}")
+        if not re.fullmatch(NAME, connection):
+            raise ValueError(f"connection {connection!r} is not a name ({NAME})")
+        return connection
+
+
+class SqlSource(ConnectedSource):
     """A table in a PostgreSQL or MySQL/MariaDB database, read with dlt's ``sql_database``.
 
-    The database is reached through a named connection whose URL and credentials the
-    platform's resources hold (``ML_ASSETS_SQL_<CONNECTION>_URL``, or ``..._URL_FILE`` naming
-    a secret file), never the declaration. A partition reads the rows whose ``cursor_column``
-    falls in its window (its start included, its end not, in the partitions' time zone).
+    A partition reads the rows whose ``cursor_column`` falls in its window (its start
+    included, its end not, in the partitions' time zone).
     """
 
     kind: Literal["sql"]
-    connection: str
-    """The connection's name (lower case, ``_``): the same name in every source of the database."""
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
     """``table`` or ``schema.table``."""
     cursor_column: str | None = None
@@ -327,23 +355,6 @@ class SqlSource(Source):
     changed_lag_seconds: float = Field(default=60, ge=0)
     """How late a write may commit after the time it was stamped with: each look reaches this
     far back (a change seen twice runs once)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_secrets(cls, data: Any) -> Any:
-        inline = sorted(set(data) & SECRET_KEYS) if isinstance(data, dict) else []
-        if inline:
-            raise ValueError(f"{', '.join(inline)}: {NAMED_CONNECTION_ONLY}")
-        return data
-
-    @field_validator("connection")
-    @classmethod
-    def _named(cls, connection: str) -> str:
-        if re.search(r"://|@|[:/;=]", connection):
-            raise ValueError(f"connection: {NAMED_CONNECTION_ONLY}")
-        if not re.fullmatch(NAME, connection):
-            raise ValueError(f"connection {connection!r} is not a name ({NAME})")
-        return connection
 
     @model_validator(mode="after")
     def _window(self) -> "SqlSource":
@@ -367,6 +378,48 @@ class SqlSource(Source):
         return self
 
 
+class StreamSource(ConnectedSource):
+    """Events on a RabbitMQ stream queue (``x-queue-type: stream``), each a JSON object whose
+    fields are the columns; ``event_time`` places an event in its partition.
+
+    A run reads the stream's high watermark when it starts, consumes at most ``batch_size``
+    events up to it (never more than ``prefetch`` unacknowledged), writes the raw partitions
+    the events belong to (each the partition's earlier raw plus its new events, deduplicated by
+    the key) and only then records its offsets, so a run that dies in between is replayed.
+    """
+
+    kind: Literal["stream"]
+    queue: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    """The stream queue's name."""
+    event_time: str
+    """The field (among the columns) holding when the event happened: an ISO 8601 date-time
+    (without an offset: in the partitions' time zone) or seconds since the epoch."""
+    late_events: Literal["reopen", "reject"] = "reopen"
+    """An event for a partition that was already closed (written after the stream had carried
+    an event of a later partition): ``reopen`` adds it to the partition, which is written
+    again; ``reject`` leaves the partition as it is and keeps the event's offset, key and
+    reason in the metadata."""
+    prefetch: int = Field(default=500, ge=1, le=10_000)
+    """The most events the broker sends before the consumer acknowledges them."""
+    batch_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    """The most events one run consumes; a longer backlog is consumed by the runs after it."""
+
+    @model_validator(mode="after")
+    def _events(self) -> "StreamSource":
+        if not self.partitioned:
+            raise ValueError("a stream source is partitioned (its events are placed by time)")
+        if not self.columns or not self.key:
+            raise ValueError("a stream source declares its columns and its key")
+        if self.event_time not in self.columns:
+            raise ValueError(
+                f"event_time {self.event_time!r} is not among the columns "
+                f"({', '.join(self.columns)})"
+            )
+        if self.prefetch > self.batch_size:
+            raise ValueError(f"prefetch ({self.prefetch}) exceeds batch_size ({self.batch_size})")
+        return self
+
+
 def _kind(value: Any) -> str:
     """A source's kind; a source that names none is files (the landing zone)."""
     if isinstance(value, dict):
@@ -374,9 +427,11 @@ def _kind(value: Any) -> str:
     return getattr(value, "kind", "files")
 
 
-SOURCE_KINDS = ("files", "sql")
+SOURCE_KINDS = ("files", "sql", "stream")
 SourceDeclaration = Annotated[
-    Annotated[FilesSource, Tag("files")] | Annotated[SqlSource, Tag("sql")],
+    Annotated[FilesSource, Tag("files")]
+    | Annotated[SqlSource, Tag("sql")]
+    | Annotated[StreamSource, Tag("stream")],
     Discriminator(_kind),
 ]
 """A source of any kind, told apart by its ``kind``; a new kind adds its model here and its
@@ -888,7 +943,7 @@ class PipelineDeclaration(Strict):
         """The key path of the pipeline's asset ``name``: ``(prefix, name)``."""
         return (self.prefix, name)
 
-    def source(self, name: str) -> FilesSource | SqlSource:
+    def source(self, name: str) -> FilesSource | SqlSource | StreamSource:
         for source in self.sources:
             if source.name == name:
                 return source

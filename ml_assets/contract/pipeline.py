@@ -36,6 +36,11 @@ PublishToDatabases = Callable[[Callable[[str], str], Sequence[str]], int]
 upstream keeps them in, each reached by ``url_of(connection name)``; the rows written."""
 
 
+PublishToStream = Callable[..., int]
+"""``(url_of, partition_keys, queue=...)``: publish the rows of ``partition_keys`` as events on
+the stream ``queue`` (the publisher's own by default) of the broker ``url_of`` names; how many."""
+
+
 @dataclass(frozen=True)
 class ServingHooks:
     """How the prediction service turns request items into the model's feature columns,
@@ -65,6 +70,8 @@ class Pipeline:
     """Kinds of damage ``publish`` can land, for testing bad input."""
     publish_to_databases: PublishToDatabases | None = None
     """Where the upstream keeps its data in databases (``ml-assets publish --to sql``)."""
+    publish_to_stream: PublishToStream | None = None
+    """Where the upstream sends its rows as events (``ml-assets publish --to stream``)."""
 
     def __post_init__(self) -> None:
         declared = self.declaration

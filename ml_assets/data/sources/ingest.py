@@ -1,14 +1,17 @@
 """What the assets of every source kind share: their definition arguments and the checks of
 what landed (the schema check of a raw partition or a reference table)."""
 
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
 from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration, Source
-from ml_assets.data.checks import CheckOutcome, schema_outcome
-from ml_assets.data.data_layers import INGEST, group
+from ml_assets.data.checks import CheckOutcome, SchemaCheck, report_per_partition, schema_outcome
+from ml_assets.data.data_layers import INGEST, group, partition_check
 from ml_assets.data.metadata import table_definition_metadata
 
 LANDED_FILE_SCHEMA = "landed_file_schema"
@@ -45,6 +48,42 @@ def min_rows_outcome(outcome: CheckOutcome, rows: int, min_rows: int) -> CheckOu
         description=few if outcome.passed else f"{few}; {outcome.description}",
         metadata={**outcome.metadata, "rows": rows, "min_rows": min_rows},
     )
+
+
+ROWS_IN_RAW = "source/rows_in_raw"
+
+
+def landed_rows_check(
+    declaration: PipelineDeclaration, name: str, source: Source
+) -> dg.AssetCheckSpec:
+    """The blocking schema check of the raw partitions a source read (not a file) gives."""
+    return partition_check(
+        declaration,
+        name,
+        LANDED_FILE_SCHEMA,
+        "The rows have every declared column"
+        + (f" and are at least {source.min_rows}." if source.min_rows else "."),
+    )
+
+
+def report_landed_rows(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    landed_schema: SchemaCheck,
+    reads: Mapping[str, Mapping[str, Any]],
+    min_rows: int,
+) -> Iterator:
+    """The ``landed_rows_check`` of each partition of the run, and, when it wrote several,
+    each partition's own figures (``reads``, with its ``ROWS_IN_RAW``) as an observation beside
+    the run's totals."""
+    outcomes = {
+        k: min_rows_outcome(outcome, reads[k][ROWS_IN_RAW], min_rows)
+        for k, outcome in landed_schema.outcomes().items()
+    }
+    yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
+    if len(reads) > 1:
+        for partition_key, figures in reads.items():
+            yield dg.AssetObservation(key, partition=partition_key, metadata=dict(figures))
 
 
 def reference_check(

@@ -25,15 +25,16 @@ import pandera.pandas as pa
 
 from ml_assets.contract.dagster_terms import asset_key, partitions_definition
 from ml_assets.contract.declaration import PipelineDeclaration, SqlSource
-from ml_assets.data.checks import SchemaCheck, report_per_partition
+from ml_assets.data.checks import SchemaCheck
 from ml_assets.data.cleaning import text_frame
-from ml_assets.data.data_layers import partition_check, partitioned
+from ml_assets.data.data_layers import partitioned
 from ml_assets.data.sources.ingest import (
-    LANDED_FILE_SCHEMA,
+    ROWS_IN_RAW,
     ingest_args,
-    min_rows_outcome,
+    landed_rows_check,
     reference_check,
     reference_check_result,
+    report_landed_rows,
 )
 from resources.partition_frames import PartitionStream
 from resources.sql_connection import SqlConnection, resource_key
@@ -134,15 +135,7 @@ def _raw_asset(
 
     @dg.asset(
         **ingest_args(declaration, name, source, schema, {"sql", "dlt"}),
-        check_specs=[
-            partition_check(
-                declaration,
-                name,
-                LANDED_FILE_SCHEMA,
-                "The rows have every declared column"
-                + (f" and are at least {source.min_rows}." if source.min_rows else "."),
-            )
-        ],
+        check_specs=[landed_rows_check(declaration, name, source)],
         required_resource_keys={connection_key},
         pool=connection_key,
         **partitioned(declaration),
@@ -165,7 +158,7 @@ def _raw_asset(
             reads[partition_key] = {
                 "source/window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
                 "source/rows_read": 0 if rows is None else rows.num_rows,
-                "source/rows_in_raw": len(frame),
+                ROWS_IN_RAW: len(frame),
                 "source/seconds": round(time.perf_counter() - started, 3),
                 "source/schema": dg.MetadataValue.json(types),
             }
@@ -181,7 +174,7 @@ def _raw_asset(
                 **shown,
                 "source/window": f"[{first.start.isoformat()}, {last.end.isoformat()})",
                 "source/rows_read": sum(r["source/rows_read"] for r in reads.values()),
-                "source/rows_in_raw": sum(r["source/rows_in_raw"] for r in reads.values()),
+                ROWS_IN_RAW: sum(r[ROWS_IN_RAW] for r in reads.values()),
                 "source/seconds": round(sum(r["source/seconds"] for r in reads.values()), 3),
                 "source/schema": reads[keys[-1]]["source/schema"],
             }
@@ -191,14 +184,7 @@ def _raw_asset(
             yield dg.Output(PartitionStream(keys, read, metadata=summary))
         finally:
             engine.dispose()
-        outcomes = {
-            k: min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows)
-            for k, outcome in landed_schema.outcomes().items()
-        }
-        yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
-        if len(keys) > 1:  # each partition's own figures, beside the run's totals
-            for partition_key, figures in reads.items():
-                yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
+        yield from report_landed_rows(context, key, landed_schema, reads, source.min_rows)
 
     return raw
 
