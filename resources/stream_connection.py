@@ -210,7 +210,13 @@ class StreamConnection(NamedConnection):
                     time.sleep(0.5)
 
             def still_held() -> None:
-                channel.queue_declare(f"{queue}.consumer-lock", passive=True)
+                try:
+                    channel.queue_declare(f"{queue}.consumer-lock", passive=True)
+                except (*_errors(), amqp.exceptions.ChannelError) as error:
+                    raise dg.Failure(
+                        f"lost the lock of {queue!r} ({error!r}: the broker restarted or the "
+                        "connection was cut): nothing was written, the next run replays"
+                    ) from error
 
             yield still_held
 
