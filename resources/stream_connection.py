@@ -31,6 +31,8 @@ QUIET_S = 0.2
 READ_TIMEOUT_S = 30.0
 """A read that expects more and gets nothing for this long reconnects."""
 LOCK_WAIT_S = 600.0
+CONFIRM_WINDOW = 1000
+"""Messages a publisher sends ahead of the broker's confirmations."""
 
 
 def resource_key(connection: str) -> str:
@@ -88,19 +90,22 @@ class StreamRead:
             channel.basic_qos(0, self.prefetch, False)
             buffer: deque = deque()
             channel.basic_consume(self.queue, callback=buffer.append, arguments={OFFSET: position})
+            unacknowledged, tag = 0, None
             while position <= self.last:
                 if not buffer:
                     connection.drain_events(timeout=READ_TIMEOUT_S)
-                tag = None
                 while buffer and position <= self.last:
                     message = buffer.popleft()
                     tag, offset = message.delivery_tag, message.headers[OFFSET]
+                    unacknowledged += 1
                     if offset >= position:  # a read starts at its offset's chunk
                         position = offset + 1
                         if offset <= self.last:
                             yield offset, _as_bytes(message.body)
-                if tag is not None:  # what was read: the broker may send more
+                # acknowledged in bulk, by half a prefetch: the broker sends the next ones
+                if tag is not None and unacknowledged * 2 >= self.prefetch:
                     channel.basic_ack(tag, multiple=True)
+                    unacknowledged = 0
 
 
 def _as_bytes(body: Any) -> bytes:
@@ -143,18 +148,26 @@ class StreamConnection(NamedConnection):
 
     def publish(self, queue: str, bodies: Iterable[bytes]) -> int:
         """Append ``bodies`` to the stream ``queue`` (created if missing), in order, each
-        confirmed by the broker before this returns; how many."""
+        confirmed by the broker before this returns (at most ``CONFIRM_WINDOW`` awaiting their
+        confirmation at a time); how many."""
         import amqp
 
-        with self.open("publisher") as (_, channel):
+        with self.open("publisher") as (connection, channel):
             _declare(channel, queue)
             channel.confirm_select()
+            confirms = _Confirms()
+            channel.events["basic_ack"].add(confirms.ack)
+            channel.events["basic_nack"].add(confirms.nack)
             published = 0
             for body in bodies:
-                channel.basic_publish_confirm(
+                channel.basic_publish(
                     amqp.Message(body, delivery_mode=2), exchange="", routing_key=queue
                 )
                 published += 1
+                while published - confirms.upto >= CONFIRM_WINDOW:
+                    connection.drain_events(timeout=READ_TIMEOUT_S)
+            while confirms.upto < published:
+                connection.drain_events(timeout=READ_TIMEOUT_S)
             return published
 
     def watermark(self, queue: str) -> int:
@@ -219,6 +232,27 @@ class StreamConnection(NamedConnection):
                     ) from error
 
             yield still_held
+
+
+class _Confirms:
+    """The broker's confirmations of a channel's publishes: ``upto``, the delivery tag up to
+    which every message is confirmed."""
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self._single: set[int] = set()
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self.upto = max(self.upto, tag)
+        else:
+            self._single.add(tag)
+        while self.upto + 1 in self._single:
+            self.upto += 1
+            self._single.discard(self.upto)
+
+    def nack(self, tag: int, multiple: bool) -> None:
+        raise dg.Failure(f"the broker refused the message {tag} (nack): publish it again")
 
 
 def _declare(channel: Any, queue: str) -> None:

@@ -6,108 +6,38 @@ exactly the partitions new events belong to. A broker that cannot be reached fai
 """
 
 import contextlib
-import copy
 import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
-import yaml
 from conftest import platform_test_instance
+from stream_fixtures import (
+    BROKER,
+    URL_VARIABLE,
+    World,
+    broker,
+    stream_declaration,
+    stream_queue,
+)
 
 from ml_assets import cli, pipelines
-from ml_assets.contract.dagster_terms import asset_key
-from ml_assets.contract.declaration import PipelineDeclaration
-from ml_assets.data.sources import landed_assets
 from ml_assets.data.sources.stream import NEXT_OFFSET, STREAM_FROM_TAG
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
-from ml_assets.pipelines.taxi.assets import data_assets
 from ml_assets.pipelines.taxi.publish import (
     EVENT_TIME,
     STREAM_CONNECTION,
     publish,
     publish_to_stream,
 )
-from ml_assets.pipelines.taxi.schemas import RAW_TRIPS
-from resources.builder import platform_resources
 from resources.landing_zone import default_landing_zone
-from resources.stream_connection import StreamConnection
 from sensors.stream_source import RANGE_END, RANGE_START, build_stream_source_sensor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
-"""The machine's RabbitMQ (guest). ``.ci/run`` starts it when it is down."""
-URL_VARIABLE = f"ML_ASSETS_STREAM_{STREAM_CONNECTION.upper()}_URL"
 MONTHS = ["2022-01-01", "2022-02-01", "2022-03-01", "2022-04-01"]
-TAXI_YAML = yaml.safe_load(pipelines.declaration_path("taxi").read_text())
-
-
-def stream_declaration(queue: str, **changes: Any) -> PipelineDeclaration:
-    """The taxi declaration with its trips read from the stream ``queue``: nothing else changes
-    but the event time the events carry, a column of their own."""
-    data = copy.deepcopy(TAXI_YAML)
-    trips = data["sources"][0]
-    trips.pop("format")
-    trips.update(
-        kind="stream",
-        connection=STREAM_CONNECTION,
-        queue=queue,
-        event_time=EVENT_TIME,
-        columns=[*trips["columns"], EVENT_TIME],
-        **changes,
-    )
-    return PipelineDeclaration.model_validate(data)
-
-
-@contextlib.contextmanager
-def stream_queue() -> Iterator[str]:
-    """A stream queue of this test's own on the machine's RabbitMQ, deleted afterwards."""
-    queue = f"test-trips-{uuid.uuid4().hex[:8]}"
-    broker = StreamConnection(name=STREAM_CONNECTION, url=BROKER)
-    broker.declare(queue)
-    try:
-        yield queue
-    finally:
-        with broker.open("cleanup") as (_, channel):
-            channel.queue_delete(queue)
-
-
-class World:
-    """One home, instance, set of taxi assets and resources."""
-
-    def __init__(self, home: Path, instance: dg.DagsterInstance, declaration: PipelineDeclaration):
-        self.home, self.instance, self.declaration = home, instance, declaration
-        self.raw = asset_key(declaration, "raw_trips")
-        ingest = landed_assets(declaration, {"trips": RAW_TRIPS})
-        self.assets = [*ingest, *(a for a in data_assets if self.raw not in a.keys)]
-        self.resources = platform_resources([declaration])
-
-    def materialize(self, selection: Any, keys: list[str]) -> dg.ExecuteInProcessResult:
-        tags = {}
-        if len(keys) > 1:
-            tags = {RANGE_START: keys[0], RANGE_END: keys[-1]}
-        return dg.materialize(
-            self.assets,
-            selection=selection,
-            partition_key=keys[0] if len(keys) == 1 else None,
-            tags=tags,
-            resources=self.resources,
-            instance=self.instance,
-        )
-
-    def stored(self, asset: str, month: str) -> pd.DataFrame:
-        return pd.read_parquet(self.home / "warehouse" / "taxi" / asset / f"{month}.parquet")
-
-    def materialization(self, month: str) -> dict[str, Any]:
-        (record,) = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=self.raw, asset_partitions=[month]), limit=1
-        ).records
-        return {k: v.value for k, v in record.asset_materialization.metadata.items()}
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +69,7 @@ def worlds(queue: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
                 publish(default_landing_zone(), MONTHS)
             instance = stack.enter_context(platform_test_instance())
             world = worlds[kind] = World(home, instance, declaration)
-            assert world.materialize(dg.AssetSelection.all(), MONTHS).success
+            assert world.materialize(MONTHS, dg.AssetSelection.all()).success
         yield worlds
 
 
@@ -188,25 +118,6 @@ def test_every_raw_materialization_says_what_was_read_and_never_the_secret(
     assert rows == 10_000
 
 
-def test_a_replayed_or_republished_event_never_doubles_a_row(
-    worlds: dict[str, World], queue: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Loading April again reads nothing new; April published again (its trips appended to the
-    stream a second time) leaves it with its rows once, and the offsets move past them."""
-    stream = worlds["stream"]
-    monkeypatch.setenv(HOME_ENV_VAR, str(stream.home))
-    april = MONTHS[-1]
-    before = stream.stored("raw_trips", april)
-    again = publish_to_stream(lambda _: BROKER, [april], queue=queue)
-    for _ in range(2):
-        assert stream.materialize(dg.AssetSelection.assets(stream.raw), [april]).success
-        after = stream.stored("raw_trips", april)
-        pd.testing.assert_frame_equal(after, before)
-    metadata = stream.materialization(april)
-    assert metadata[NEXT_OFFSET] == 10_000 + again
-    assert metadata["source/offset_range"] == f"[{10_000 + again}, {10_000 + again - 1}]"
-
-
 def test_the_sensor_requests_exactly_the_partitions_new_events_belong_to(
     worlds: dict[str, World], queue: str
 ) -> None:
@@ -217,7 +128,7 @@ def test_the_sensor_requests_exactly_the_partitions_new_events_belong_to(
     declaration = stream.declaration
     sensor = build_stream_source_sensor(declaration, declaration.source("trips"))
     resources = {
-        "stream_city": StreamConnection(name=STREAM_CONNECTION, url=BROKER),
+        "stream_city": broker(),
         "warehouse": stream.resources["warehouse"],
     }
     definitions = dg.Definitions(
@@ -241,7 +152,27 @@ def test_the_sensor_requests_exactly_the_partitions_new_events_belong_to(
     assert tick(stream.instance, first.cursor).run_requests == []
     trip = {"trip_id": 99_001, "tip": "yes", "distance": 1.5, "company": "other", "local": "no",
             "dow": "Tue", "month": "Mar", "hour": 9, EVENT_TIME: "2022-03-15T09:30:00"}  # fmt: skip
-    StreamConnection(name=STREAM_CONNECTION, url=BROKER).publish(queue, [json.dumps(trip).encode()])
+    broker().publish(queue, [json.dumps(trip).encode()])
     (march,) = tick(stream.instance, first.cursor).run_requests
     assert march.partition_key == MONTHS[2] and RANGE_START not in march.tags
     assert STREAM_FROM_TAG not in march.tags
+
+
+def test_a_replayed_or_republished_event_never_doubles_a_row(
+    worlds: dict[str, World], queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading April again reads nothing new; April published again (its trips appended to the
+    stream a second time) leaves it with its rows once, and the offsets move past them."""
+    stream = worlds["stream"]
+    monkeypatch.setenv(HOME_ENV_VAR, str(stream.home))
+    april = MONTHS[-1]
+    before = stream.stored("raw_trips", april)
+    start = broker().watermark(queue) + 1
+    again = publish_to_stream(lambda _: BROKER, [april], queue=queue)
+    for _ in range(2):
+        assert stream.materialize([april]).success
+        after = stream.stored("raw_trips", april)
+        pd.testing.assert_frame_equal(after, before)
+    metadata = stream.materialization(april)
+    assert metadata[NEXT_OFFSET] == start + again
+    assert metadata["source/offset_range"] == f"[{start + again}, {start + again - 1}]"
