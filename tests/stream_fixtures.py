@@ -1,9 +1,8 @@
-"""What the stream tests share: the machine's RabbitMQ, a stream queue of a test's own, the taxi
-declaration switched to read its trips from a stream, and a world that materializes its raw
-trips (``tests/test_stream_source.py``, ``tests/test_stream_faults.py``)."""
+"""What the stream tests share (``tests/test_stream_source.py``, ``test_stream_faults.py``): the
+machine's RabbitMQ, a stream queue of a test's own, and a world of the taxi declaration switched
+to read its trips from a stream (``stream_declaration``) that materializes its raw trips."""
 
 import contextlib
-import copy
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,14 +10,12 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-import yaml
 
-from ml_assets import pipelines
 from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.data.sources import landed_assets
 from ml_assets.pipelines.taxi.assets import data_assets
-from ml_assets.pipelines.taxi.publish import EVENT_TIME, STREAM_CONNECTION
+from ml_assets.pipelines.taxi.publish import STREAM_CONNECTION
 from ml_assets.pipelines.taxi.schemas import RAW_TRIPS
 from resources.builder import platform_resources
 from resources.stream_connection import StreamConnection
@@ -27,24 +24,6 @@ from sensors.stream_source import RANGE_END, RANGE_START
 BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
 """The machine's RabbitMQ (guest). ``.ci/run`` starts it when it is down."""
 URL_VARIABLE = f"ML_ASSETS_STREAM_{STREAM_CONNECTION.upper()}_URL"
-TAXI_YAML = yaml.safe_load(pipelines.declaration_path("taxi").read_text())
-
-
-def stream_declaration(queue: str, **changes: Any) -> PipelineDeclaration:
-    """The taxi declaration with its trips read from the stream ``queue``: nothing else changes
-    but the event time the events carry, a column of their own."""
-    data = copy.deepcopy(TAXI_YAML)
-    trips = data["sources"][0]
-    trips.pop("format")
-    trips.update(
-        kind="stream",
-        connection=STREAM_CONNECTION,
-        queue=queue,
-        event_time=EVENT_TIME,
-        columns=[*trips["columns"], EVENT_TIME],
-        **changes,
-    )
-    return PipelineDeclaration.model_validate(data)
 
 
 def broker(url: str = BROKER) -> StreamConnection:

@@ -10,9 +10,10 @@ import signal
 import sys
 
 import dagster as dg
-from stream_fixtures import World, stream_declaration
+from stream_fixtures import World
 
 from ml_assets.home import warehouse_url
+from ml_assets.pipelines.taxi.publish import stream_declaration
 from resources.parquet_io_manager import ParquetIOManager
 
 

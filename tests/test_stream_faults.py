@@ -17,12 +17,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from stream_fixtures import URL_VARIABLE, World, broker, stream_declaration, stream_queue
+from stream_fixtures import URL_VARIABLE, World, broker, stream_queue
 from tcp_cut_proxy import CutProxy
 
 from ml_assets.data.sources.stream import CLOSED_AT, NEXT_OFFSET
 from ml_assets.instance import embedded_instance_yaml
-from ml_assets.pipelines.taxi.publish import trip_events
+from ml_assets.pipelines.taxi.publish import stream_declaration, trip_events
 from sensors.stream_source import build_stream_source_sensor
 
 pytestmark = [pytest.mark.integration]

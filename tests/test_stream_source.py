@@ -19,7 +19,6 @@ from stream_fixtures import (
     URL_VARIABLE,
     World,
     broker,
-    stream_declaration,
     stream_queue,
 )
 
@@ -31,6 +30,7 @@ from ml_assets.pipelines.taxi.publish import (
     STREAM_CONNECTION,
     publish,
     publish_to_stream,
+    stream_declaration,
 )
 from resources.landing_zone import default_landing_zone
 from sensors.stream_source import RANGE_END, RANGE_START, build_stream_source_sensor

@@ -11,11 +11,13 @@ import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from ml_assets.contract.dagster_terms import partitions_definition
+from ml_assets.contract.declaration import PipelineDeclaration
 from ml_assets.pipelines import declaration
 from ml_assets.pipelines.taxi.cleaning import MONTHS
 from resources.landing_zone import LandingZone
@@ -141,3 +143,21 @@ def publish_to_stream(
 
     broker = StreamConnection(name=STREAM_CONNECTION, url=url_of(STREAM_CONNECTION))
     return broker.publish(queue, trip_events(partition_keys))
+
+
+def stream_declaration(queue: str = STREAM_QUEUE, **changes: Any) -> PipelineDeclaration:
+    """The taxi declaration with its trips read from the city's stream ``queue`` (its source
+    changed by ``changes`` too, e.g. ``late_events``): nothing else changes but the event time
+    the events carry, a column of their own."""
+    data = DECLARATION.model_dump(mode="json", exclude_unset=True)
+    trips = data["sources"][0]
+    trips.pop("format")
+    trips.update(
+        kind="stream",
+        connection=STREAM_CONNECTION,
+        queue=queue,
+        event_time=EVENT_TIME,
+        columns=[*TRIPS.columns, EVENT_TIME],
+        **changes,
+    )
+    return PipelineDeclaration.model_validate(data)
