@@ -47,7 +47,7 @@ def stream_rate(quick: bool) -> dict[str, Any]:
     from resources.builder import platform_resources
     from resources.stream_connection import StreamConnection
 
-    variable = f"ML_ASSETS_STREAM_{STREAM_CONNECTION.upper()}_URL"
+    variable = StreamConnection.url_variable(STREAM_CONNECTION)
     url = os.environ.get(variable, LOCAL_BROKER)
     queue = f"benchmark-trips-{uuid.uuid4().hex[:8]}"
     declaration = stream_declaration(queue)

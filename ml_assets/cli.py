@@ -75,14 +75,14 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _url_of(kind: str) -> Any:
-    """A connection's URL by name, from the environment (``ML_ASSETS_<KIND>_<NAME>_URL``)."""
-    from resources.named_connection import url_variable
+def _url_of(kind: Any) -> Any:
+    """The URL of a connection of ``kind`` (a ``NamedConnection`` class) by name, from the
+    environment."""
 
     def url_of(connection: str) -> str:
-        url = os.environ.get(url_variable(kind, connection))
+        url = os.environ.get(kind.url_variable(connection))
         if not url:
-            raise SystemExit(f"set {url_variable(kind, connection)} to the {connection} URL")
+            raise SystemExit(f"set {kind.url_variable(connection)} to the {connection} URL")
         return url
 
     return url_of
@@ -93,7 +93,9 @@ def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
     if pipeline.publish_to_databases is None:
         print(f"{name} has no publisher to databases; publish its files", file=sys.stderr)
         return 2
-    rows = pipeline.publish_to_databases(_url_of("sql"), keys)
+    from resources.sql_connection import SqlConnection
+
+    rows = pipeline.publish_to_databases(_url_of(SqlConnection), keys)
     print(f"wrote {rows} rows of {name} ({keys[0]}…{keys[-1]}) into its databases")
     return 0
 
@@ -104,7 +106,9 @@ def _publish_to_stream(pipeline: Any, keys: list[str], queue: str | None) -> int
         print(f"{name} has no publisher to a stream; publish its files", file=sys.stderr)
         return 2
     where = {"queue": queue} if queue else {}
-    events = pipeline.publish_to_stream(_url_of("stream"), keys, **where)
+    from resources.stream_connection import StreamConnection
+
+    events = pipeline.publish_to_stream(_url_of(StreamConnection), keys, **where)
     print(f"published {events} events of {name} ({keys[0]}…{keys[-1]}) to its stream")
     return 0
 

@@ -2,8 +2,8 @@
 name a declaration uses, and a URL holding the credentials that comes from the environment or
 a secret file, never from a declaration, and never appears in metadata or logs.
 
-``ML_ASSETS_<KIND>_<NAME>_URL`` gives the URL of the connection ``name`` of a kind (``SQL``,
-``STREAM``), or ``ML_ASSETS_<KIND>_<NAME>_URL_FILE`` names a file that holds it (a mounted
+Each kind names its two variables (``ML_ASSETS_SQL_<NAME>_URL`` gives the URL of the sql
+connection ``<name>``, ``ML_ASSETS_SQL_<NAME>_URL_FILE`` names a file that holds it: a mounted
 secret).
 """
 
@@ -14,19 +14,13 @@ from typing import ClassVar, TypeVar
 import dagster as dg
 
 
-def url_variable(kind: str, connection: str) -> str:
-    return f"ML_ASSETS_{kind.upper()}_{connection.upper()}_URL"
-
-
-def url_file_variable(kind: str, connection: str) -> str:
-    return f"{url_variable(kind, connection)}_FILE"
-
-
 class NamedConnection(dg.ConfigurableResource):
     """One named connection: its URL, given directly or as the path of a secret file holding it."""
 
-    KIND: ClassVar[str]
-    """What it connects to (``sql``, ``stream``): the resource key's prefix and the variables'."""
+    URL_VARIABLE: ClassVar[str]
+    """The variable holding the URL of the connection ``<NAME>`` (its name in upper case)."""
+    URL_FILE_VARIABLE: ClassVar[str]
+    """The variable naming a file that holds it."""
 
     name: str
     """The connection's name, as sources name it (safe to show)."""
@@ -40,9 +34,17 @@ class NamedConnection(dg.ConfigurableResource):
         if self.url:
             return self.url
         raise dg.Failure(
-            f"connection {self.name!r} has no URL: set {url_variable(self.KIND, self.name)}, or "
-            f"{url_file_variable(self.KIND, self.name)} to a file that holds it"
+            f"connection {self.name!r} has no URL: set {self.url_variable(self.name)}, or "
+            f"{self.url_file_variable(self.name)} to a file that holds it"
         )
+
+    @classmethod
+    def url_variable(cls, name: str) -> str:
+        return cls.URL_VARIABLE.replace("<NAME>", name.upper())
+
+    @classmethod
+    def url_file_variable(cls, name: str) -> str:
+        return cls.URL_FILE_VARIABLE.replace("<NAME>", name.upper())
 
 
 Connection = TypeVar("Connection", bound=NamedConnection)
@@ -51,7 +53,7 @@ Connection = TypeVar("Connection", bound=NamedConnection)
 def from_environment(kind: type[Connection], name: str) -> Connection:
     """The connection ``name`` of ``kind`` as the environment configures it: from a secret file
     when ``..._URL_FILE`` is set, else from ``..._URL`` (read when a run starts)."""
-    file_variable = url_file_variable(kind.KIND, name)
+    file_variable = kind.url_file_variable(name)
     if os.environ.get(file_variable):
         return kind(name=name, url_file=dg.EnvVar(file_variable))
-    return kind(name=name, url=dg.EnvVar(url_variable(kind.KIND, name)))
+    return kind(name=name, url=dg.EnvVar(kind.url_variable(name)))

@@ -6,7 +6,6 @@ credentials, so it comes from ``ML_ASSETS_SQL_<NAME>_URL`` or the secret file na
 ``ML_ASSETS_SQL_<NAME>_URL_FILE`` (``resources.named_connection``).
 """
 
-from resources import named_connection
 from resources.named_connection import NamedConnection, from_environment
 
 PREFIX = "sql_"
@@ -17,14 +16,11 @@ def resource_key(connection: str) -> str:
     return f"{PREFIX}{connection}"
 
 
-def url_variable(connection: str) -> str:
-    return named_connection.url_variable(SqlConnection.KIND, connection)
-
-
 class SqlConnection(NamedConnection):
     """One database."""
 
-    KIND = "sql"
+    URL_VARIABLE = "ML_ASSETS_SQL_<NAME>_URL"
+    URL_FILE_VARIABLE = "ML_ASSETS_SQL_<NAME>_URL_FILE"
 
     def dialect(self) -> str:
         """The database's kind (``postgresql``, ``mysql``), safe to show."""

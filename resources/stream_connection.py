@@ -115,7 +115,8 @@ def _as_bytes(body: Any) -> bytes:
 class StreamConnection(NamedConnection):
     """One RabbitMQ broker (``amqp://user:password@host:port/vhost``)."""
 
-    KIND = "stream"
+    URL_VARIABLE = "ML_ASSETS_STREAM_<NAME>_URL"
+    URL_FILE_VARIABLE = "ML_ASSETS_STREAM_<NAME>_URL_FILE"
 
     @contextlib.contextmanager
     def open(self, purpose: str) -> Iterator[tuple[Any, Any]]:

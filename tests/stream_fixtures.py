@@ -23,7 +23,7 @@ from sensors.stream_source import RANGE_END, RANGE_START
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
 """The machine's RabbitMQ (guest). ``.ci/run`` starts it when it is down."""
-URL_VARIABLE = f"ML_ASSETS_STREAM_{STREAM_CONNECTION.upper()}_URL"
+URL_VARIABLE = StreamConnection.url_variable(STREAM_CONNECTION)
 
 
 def broker(url: str = BROKER) -> StreamConnection:
