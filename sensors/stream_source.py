@@ -36,8 +36,9 @@ from resources.stream_connection import StreamConnection, resource_key
 from sensors.partition_runs import contiguous_ranges
 
 INTERVAL_SECONDS = 5
-SCAN_LIMIT = 200_000
-"""The most events one tick reads; a longer backlog is read by the ticks after it."""
+SCAN_LIMIT = 50_000
+"""The most events one tick reads (about 10 s of reading); a longer backlog is read by the
+ticks after it."""
 STREAM_TAG = "ml_assets/stream"
 """Tags the runs the sensor requests: ``<prefix>/<source>``."""
 

@@ -8,6 +8,7 @@ exactly the partitions new events belong to. A broker that cannot be reached fai
 import contextlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,6 +24,7 @@ from stream_fixtures import (
 )
 
 from ml_assets import cli, pipelines
+from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.sources.stream import NEXT_OFFSET, STREAM_FROM_TAG
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
 from ml_assets.pipelines.taxi.publish import (
@@ -32,6 +34,8 @@ from ml_assets.pipelines.taxi.publish import (
     publish_to_stream,
     stream_declaration,
 )
+from ml_assets.pipelines.taxi.schemas import TRIP_FEATURES
+from ml_assets.platform import code_location
 from resources.landing_zone import default_landing_zone
 from sensors.stream_source import RANGE_END, RANGE_START, build_stream_source_sensor
 
@@ -176,3 +180,35 @@ def test_a_replayed_or_republished_event_never_doubles_a_row(
     metadata = stream.materialization(april)
     assert metadata[NEXT_OFFSET] == start + again
     assert metadata["source/offset_range"] == f"[{start + again}, {start + again - 1}]"
+
+
+def test_a_broker_url_from_a_secret_file_and_the_platform_wiring(
+    queue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code location loads with a stream source (one connection resource per broker, the
+    stream sensor on the raw trips, no landing sensor target for them), and the broker's URL may
+    come from a secret file."""
+    secret = tmp_path / "city-url"
+    secret.write_text(BROKER + "\n")
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
+    monkeypatch.delenv(URL_VARIABLE, raising=False)
+    monkeypatch.setenv(f"{URL_VARIABLE}_FILE", str(secret))
+    declaration = stream_declaration(queue)
+    world = World(tmp_path, dg.DagsterInstance.ephemeral(), declaration)
+    pipeline = Pipeline(
+        declaration=declaration,
+        source_file=pipelines.declaration_path("taxi"),
+        data_assets=world.assets,
+        feature_schema=TRIP_FEATURES,
+        publish=publish,
+    )
+    definitions = code_location([pipeline])
+    dg.Definitions.validate_loadable(definitions)
+    graph = definitions.resolve_asset_graph()
+    landing = definitions.resolve_sensor_def("taxi_landing_zone_sensor")
+    assert world.raw not in landing.asset_selection.resolve(graph)
+    stream = definitions.resolve_sensor_def("taxi_trips_stream_sensor")
+    assert stream.asset_selection.resolve(graph) == {world.raw}
+    with dg.build_resources({"city": definitions.resources["stream_city"]}) as built:
+        assert built.city.url_file == str(secret)
+        assert built.city.watermark(queue) >= 9_999
