@@ -1,16 +1,19 @@
 """A sensor per stream source: it notices events on the stream and requests runs of exactly
-the raw partitions they belong to.
+the raw partitions they belong to, with the clean and feature partitions those alone determine.
 
 Each tick reads the stream's high watermark and the events up to it that it has not seen (their
 event time only: nothing is written), placing each in its partition; a partition whose newest
 event is past its committed offset (``stream/next_offset`` of its latest materialization) is
-pending, and the pending partitions are requested as runs of contiguous ranges. Each run
+pending, and the pending partitions are requested as runs of contiguous ranges, each also
+materializing the downstream partitions whose every input the run writes or is ready before it
+(as the landing-zone sensor's runs do: ``sensors/partition_runs.py``). Each run
 consumes from its partitions' committed offsets to the watermark it reads when it starts, so a
 run that failed leaves its partitions pending and any later run of them replays the events.
 While a run it requested is unfinished, it requests nothing more (the next tick does). Late
 events of closed partitions under ``late_events: reject`` and events that belong to no
 partition are recorded on the raw asset as observations with their reasons, and request
-nothing. Automation then brings the clean and feature partitions up to date.
+nothing. Automation brings up to date what a run could not include (the partitions that read the
+written ones as history: the history-refresh sensor).
 """
 
 import json
@@ -33,9 +36,10 @@ from ml_assets.data.sources.stream import (
     read_event,
 )
 from resources.stream_connection import StreamConnection, resource_key
-from sensors.partition_runs import contiguous_ranges
+from sensors.partition_runs import contiguous_ranges, downstream_closure, runnable_downstream
 
-INTERVAL_SECONDS = 5
+INTERVAL_SECONDS = 1
+"""Every daemon loop (5 s): a tick costs a watermark read (0.2 s) when nothing is new."""
 SCAN_LIMIT = 50_000
 """The most events one tick reads (about 10 s of reading); a longer backlog is read by the
 ticks after it."""
@@ -46,17 +50,17 @@ STREAM_TAG = "ml_assets/stream"
 def build_stream_source_sensor(
     declaration: PipelineDeclaration, source: StreamSource, run_config: dict | None = None
 ) -> dg.SensorDefinition:
+    """The sensor of ``source``; ``run_config`` is given to its runs of one partition."""
     connection_key = resource_key(source.connection)
     raw_key = asset_key(declaration, f"raw_{source.name}")
-    order = {
-        k: i
-        for i, k in enumerate(partitions_definition(declaration.partitions).get_partition_keys())
-    }
+    partitions_def = partitions_definition(declaration.partitions)
+    order = {k: i for i, k in enumerate(partitions_def.get_partition_keys())}
     stream_tag = {STREAM_TAG: f"{declaration.prefix}/{source.name}"}
 
     @dg.sensor(
         name=f"{declaration.prefix}_{source.name}_stream_sensor",
-        asset_selection=dg.AssetSelection.assets(raw_key),
+        # what the events determine lies downstream of the raw asset
+        asset_selection=dg.AssetSelection.assets(raw_key).downstream(),
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys={connection_key},
@@ -102,6 +106,7 @@ def build_stream_source_sensor(
             filters=dg.RunsFilter(tags=stream_tag, statuses=NOT_FINISHED_STATUSES), limit=1
         )
         requests = []
+        closure = downstream_closure(context.repository_def.asset_graph, {raw_key}, partitions_def)
         for group in [] if busy else contiguous_ranges(pending, order):
             tags = dict(stream_tag)
             if len(group) > 1:
@@ -114,9 +119,13 @@ def build_stream_source_sensor(
             requests.append(
                 dg.RunRequest(
                     run_key=f"{source.name}/{group[0]}...{group[-1]}:{start}-{newest}",
-                    asset_selection=[raw_key],
+                    asset_selection=[
+                        raw_key,
+                        *runnable_downstream(context, closure, {raw_key}, group, partitions_def),
+                    ],
                     partition_key=group[0] if len(group) == 1 else None,
-                    run_config=run_config or {},
+                    # a range's steps run side by side under the code location's executor
+                    run_config=(run_config or {}) if len(group) == 1 else {},
                     tags=tags,
                 )
             )

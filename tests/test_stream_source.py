@@ -135,11 +135,7 @@ def test_the_sensor_requests_exactly_the_partitions_new_events_belong_to(
         "stream_city": broker(),
         "warehouse": stream.resources["warehouse"],
     }
-    definitions = dg.Definitions(
-        assets=[a for a in stream.assets if stream.raw in a.keys],
-        sensors=[sensor],
-        resources=resources,
-    )
+    definitions = dg.Definitions(assets=stream.assets, sensors=[sensor], resources=resources)
 
     def tick(instance: dg.DagsterInstance, cursor: str | None) -> Any:
         with dg.build_sensor_context(
@@ -152,6 +148,9 @@ def test_the_sensor_requests_exactly_the_partitions_new_events_belong_to(
     (request,) = first.run_requests
     assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (MONTHS[0], MONTHS[-1])
     assert request.tags[STREAM_FROM_TAG] == "0"
+    # the run brings what the four months alone determine: their clean and feature partitions
+    names = {key.path[-1] for key in request.asset_selection}
+    assert names == {"raw_trips", "trips_clean", "trips_rejected", "trip_features"}
     # the same events, where their partitions were written: nothing is pending any more
     assert tick(stream.instance, first.cursor).run_requests == []
     trip = {"trip_id": 99_001, "tip": "yes", "distance": 1.5, "company": "other", "local": "no",
@@ -159,6 +158,7 @@ def test_the_sensor_requests_exactly_the_partitions_new_events_belong_to(
     broker().publish(queue, [json.dumps(trip).encode()])
     (march,) = tick(stream.instance, first.cursor).run_requests
     assert march.partition_key == MONTHS[2] and RANGE_START not in march.tags
+    assert {key.path[-1] for key in march.asset_selection} == names
     assert STREAM_FROM_TAG not in march.tags
 
 
