@@ -20,6 +20,7 @@ import pytest
 from stream_fixtures import URL_VARIABLE, World, broker, stream_queue
 from tcp_cut_proxy import CutProxy
 
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.data.sources.stream import CLOSED_AT, NEXT_OFFSET
 from ml_assets.instance import embedded_instance_yaml
 from ml_assets.pipelines.taxi.publish import stream_declaration, trip_events
@@ -181,3 +182,58 @@ def test_a_late_event_reopens_its_partition_or_is_rejected_with_its_reason(
     assert ("reopened" if policy == "reopen" else "rejected") in metadata["source/late"]
     assert metadata[NEXT_OFFSET] == january + february + 1
     assert len(world.stored("raw_trips", FEBRUARY)) == february
+
+
+def test_events_that_belong_to_no_partition_are_counted_and_never_written(
+    home: Path, instance: dg.DagsterInstance, queue: str
+) -> None:
+    """Not JSON, no event time, a time outside the partitions: counted and listed with their
+    reasons by the run and by the sensor, never written; January's trips are. A field missing
+    from an event is a missing value (the cleaning rejects the row); missing from every event of
+    a partition, it fails the partition's blocking check, as a file without the column would."""
+    declaration = stream_declaration(queue)
+    world = World(home, instance, declaration)
+    trips = _trips(JANUARY, 50)
+    first = json.loads(trips[0])
+    unplaced = [
+        b"\x00 not json",
+        json.dumps({k: v for k, v in first.items() if k != "started_at"}).encode(),
+        json.dumps({**first, "trip_id": 1, "started_at": "2023-06-01T10:00:00"}).encode(),
+    ]
+    broker().publish(queue, [*trips, *unplaced])
+    assert world.materialize([JANUARY]).success
+    _exactly_once(world, JANUARY, 50)
+    metadata = world.materialization(JANUARY)
+    assert metadata["source/events_read"] == 53 and metadata["source/unplaced_events"] == 3
+    for reason in ("unreadable: not JSON", "no_event_time: started_at=None", "outside_partitions"):
+        assert reason in metadata["source/unplaced"]
+    sensor = build_stream_source_sensor(declaration, declaration.source("trips"))
+    resources = {"stream_city": broker(), "warehouse": world.resources["warehouse"]}
+    definitions = dg.Definitions(assets=world.assets, sensors=[sensor], resources=resources)
+    with dg.build_sensor_context(
+        instance=instance, resources=resources, definitions=definitions
+    ) as context:
+        tick = sensor.evaluate_tick(context)
+    assert tick.run_requests == []
+    (observation,) = tick.asset_events
+    assert observation.partition is None
+    assert observation.metadata["source/rejected_events"].value == 3
+    # a field gone from one event: its value is missing, and the cleaning rejects the row
+    (trip,) = [json.loads(event) for event in _more_january(1)]
+    broker().publish(
+        queue, [json.dumps({k: v for k, v in trip.items() if k != "company"}).encode()]
+    )
+    clean = [world.raw, *(asset_key(declaration, n) for n in ("trips_clean", "trips_rejected"))]
+    assert world.materialize([JANUARY], dg.AssetSelection.assets(*clean)).success
+    rejected = world.stored("trips_rejected", JANUARY)
+    assert rejected["trip_id"].tolist() == [str(trip["trip_id"])]
+    assert len(world.stored("trips_clean", JANUARY)) == 50
+    # a field gone from every event of a partition: its blocking check fails, naming it
+    february = [
+        {k: v for k, v in json.loads(e).items() if k != "company"} for e in _trips(FEBRUARY, 5)
+    ]
+    broker().publish(queue, [json.dumps(event).encode() for event in february])
+    result = world.materialize([FEBRUARY], dg.AssetSelection.assets(*clean), raise_on_error=False)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_key == world.raw]
+    assert not check.passed and "company" in str(check.metadata)
+    assert not any(m.asset_key != world.raw for m in result.get_asset_materialization_events())

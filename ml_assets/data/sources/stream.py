@@ -162,7 +162,8 @@ def consume(
     if batch.last < first:
         batch.closed_at = {p: s.closed_at for p, s in state.items()}
         return batch
-    later_at: dict[str, int] = {}
+    later_at: dict[str, int] = {}  # where the stream first carried a later partition's event
+    highest = -1  # the latest partition (its index) the read has seen
     read = connection.read(source.queue, first, batch.last, source.prefetch)
     for offset, body in read:
         event = read_event(offset, body, source, partitions)
@@ -172,9 +173,11 @@ def consume(
         if event.partition is None:
             batch.unplaced.append(event)
             continue
-        for p in state:
-            if order[event.partition] > order[p]:
-                later_at.setdefault(p, offset)
+        if order[event.partition] > highest:
+            highest = order[event.partition]
+            for p in state:
+                if order[p] < highest:
+                    later_at.setdefault(p, offset)
         if event.partition not in state:
             continue
         own = state[event.partition]
