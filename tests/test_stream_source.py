@@ -24,6 +24,7 @@ from stream_fixtures import (
 )
 
 from ml_assets import cli, pipelines
+from ml_assets.contract.dagster_terms import asset_key
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.sources.stream import NEXT_OFFSET, STREAM_FROM_TAG
 from ml_assets.home import HOME_ENV_VAR, LANDING_ENV_VAR, ONLINE_STORE_ENV_VAR, WAREHOUSE_ENV_VAR
@@ -208,7 +209,8 @@ def test_a_broker_url_from_a_secret_file_and_the_platform_wiring(
     landing = definitions.resolve_sensor_def("taxi_landing_zone_sensor")
     assert world.raw not in landing.asset_selection.resolve(graph)
     stream = definitions.resolve_sensor_def("taxi_trips_stream_sensor")
-    assert stream.asset_selection.resolve(graph) == {world.raw}
+    features = asset_key(declaration, "trip_features")
+    assert {world.raw, features} <= stream.asset_selection.resolve(graph)
     with dg.build_resources({"city": definitions.resources["stream_city"]}) as built:
         assert built.city.url_file == str(secret)
         assert built.city.watermark(queue) >= 9_999
