@@ -2,10 +2,11 @@
 
 - ``ml-assets pipelines`` lists the registered pipelines, each validated as a definitions load
   validates it (exit 1, naming the file, key and reason, when one does not load);
-- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND] [--to sql|rest]``
-  lands a pipeline's exports for the partitions in [start, end] (all of them by default), or
-  writes them into the databases its upstream keeps them in, or serves them through its
-  upstream's API until stopped;
+- ``ml-assets publish PIPELINE [--start DATE] [--end DATE] [--fault KIND]
+  [--to sql|rest|stream] [--queue QUEUE]`` lands a pipeline's exports for the partitions in
+  [start, end] (all of them by default), or writes them into the databases its upstream keeps
+  them in, or serves them through its upstream's API until stopped, or publishes them as events
+  on the stream its upstream sends them to;
 - ``ml-assets dev`` starts the Dagster UI and daemon on the embedded defaults (landing the first
   partitions of every pipeline whose landing zone is empty), and stops them and the prediction
   services they started when it is stopped;
@@ -70,27 +71,35 @@ def _publish(args: argparse.Namespace) -> int:
         return _publish_to_databases(pipeline, keys)
     if args.to == "rest":
         return _publish_to_api(pipeline, keys)
+    if args.to == "stream":
+        return _publish_to_stream(pipeline, keys, args.queue)
     landing = default_landing_zone()
     written = pipeline.publish(landing, keys, fault=args.fault)
     print(f"landed {len(written)} files of {args.pipeline} ({keys[0]}…{keys[-1]}) in {landing.url}")
     return 0
 
 
-def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
-    from resources.sql_connection import url_variable
+def _url_of(kind: Any) -> Any:
+    """The URL of a connection of ``kind`` (a ``NamedConnection`` class) by name, from the
+    environment."""
 
+    def url_of(connection: str) -> str:
+        url = os.environ.get(kind.url_variable(connection))
+        if not url:
+            raise SystemExit(f"set {kind.url_variable(connection)} to the {connection} URL")
+        return url
+
+    return url_of
+
+
+def _publish_to_databases(pipeline: Any, keys: list[str]) -> int:
     name = pipeline.declaration.name
     if pipeline.publish_to_databases is None:
         print(f"{name} has no publisher to databases; publish its files", file=sys.stderr)
         return 2
+    from resources.sql_connection import SqlConnection
 
-    def url_of(connection: str) -> str:
-        url = os.environ.get(url_variable(connection))
-        if not url:
-            raise SystemExit(f"set {url_variable(connection)} to the {connection} database's URL")
-        return url
-
-    rows = pipeline.publish_to_databases(url_of, keys)
+    rows = pipeline.publish_to_databases(_url_of(SqlConnection), keys)
     print(f"wrote {rows} rows of {name} ({keys[0]}…{keys[-1]}) into its databases")
     return 0
 
@@ -127,6 +136,19 @@ def _publish_to_api(pipeline: Any, keys: list[str]) -> int:
             signal.sigwait(stops)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return 0
+
+
+def _publish_to_stream(pipeline: Any, keys: list[str], queue: str | None) -> int:
+    name = pipeline.declaration.name
+    if pipeline.publish_to_stream is None:
+        print(f"{name} has no publisher to a stream; publish its files", file=sys.stderr)
+        return 2
+    where = {"queue": queue} if queue else {}
+    from resources.stream_connection import StreamConnection
+
+    events = pipeline.publish_to_stream(_url_of(StreamConnection), keys, **where)
+    print(f"published {events} events of {name} ({keys[0]}…{keys[-1]}) to its stream")
     return 0
 
 
@@ -420,12 +442,14 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--fault", help="land damaged files, for testing bad input")
     publish.add_argument(
         "--to",
-        choices=["landing", "sql", "rest"],
+        choices=["landing", "sql", "rest", "stream"],
         default="landing",
-        help="the landing zone (files), or the databases the upstream keeps its data in "
-        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL), or its API, served until "
-        "stopped (rest: at ML_ASSETS_REST_<NAME>_URL with ML_ASSETS_REST_<NAME>_TOKEN)",
+        help="the landing zone (files), the databases the upstream keeps its data in "
+        "(sql: each connection's URL from ML_ASSETS_SQL_<NAME>_URL), its API, served until "
+        "stopped (rest: at ML_ASSETS_REST_<NAME>_URL with ML_ASSETS_REST_<NAME>_TOKEN), or the "
+        "stream it sends events to (stream: the broker's URL from ML_ASSETS_STREAM_<NAME>_URL)",
     )
+    publish.add_argument("--queue", help="the stream queue (--to stream; default: the pipeline's)")
     publish.set_defaults(run=_publish)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on embedded defaults")

@@ -1,7 +1,7 @@
 """What the platform builds for every pipeline from its declaration: the model, deploy and
-monitor layers, the landing-zone, rollout and prediction-log sensors and the pipeline's jobs; and
-the code location of a set of pipelines, with what they share (resources, the executor, the
-automation, history-refresh and alerts sensors)."""
+monitor layers, the landing-zone, sql-source, stream-source, rollout and prediction-log sensors
+and the pipeline's jobs; and the code location of a set of pipelines, with what they share
+(resources, the executor, the automation, history-refresh and alerts sensors)."""
 
 from collections.abc import Sequence
 
@@ -10,7 +10,7 @@ import dagster as dg
 from jobs.rollback import build_rollback_job
 from jobs.rollout import build_rollout_job
 from ml_assets.contract.dagster_terms import asset_key
-from ml_assets.contract.declaration import SqlSource
+from ml_assets.contract.declaration import SqlSource, StreamSource
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.data.data_layers import CLEAN, FEATURES, INGEST, group
 from ml_assets.data.metadata import column_schema
@@ -28,6 +28,7 @@ from sensors.landing_zone import build_landing_zone_sensor, landed_sources
 from sensors.prediction_log import build_prediction_log_sensor
 from sensors.rollout import build_rollout_sensor
 from sensors.sql_source import build_sql_source_sensor
+from sensors.stream_source import build_stream_source_sensor
 
 IN_PROCESS = one_step_run_config()
 """Run config of one-step runs, which gain nothing from step processes."""
@@ -82,6 +83,11 @@ def pipeline_definitions(pipeline: Pipeline) -> dg.Definitions:
                 build_sql_source_sensor(declaration, source)
                 for source in declaration.sources
                 if isinstance(source, SqlSource) and source.changed_column
+            ),
+            *(
+                build_stream_source_sensor(declaration, source, run_config=IN_PROCESS)
+                for source in declaration.sources
+                if isinstance(source, StreamSource)
             ),
             build_rollout_sensor(declaration),
             build_prediction_log_sensor(declaration, run_config=IN_PROCESS),

@@ -7,8 +7,14 @@ wiring a user gets, pointed at the test's own ``$ML_ASSETS_HOME``.
 from collections.abc import Sequence
 from typing import Any
 
-from ml_assets.contract.declaration import PipelineDeclaration, RestSource, SqlSource
+from ml_assets.contract.declaration import (
+    PipelineDeclaration,
+    RestSource,
+    SqlSource,
+    StreamSource,
+)
 from ml_assets.home import online_store_url, prediction_log_url, tracking_uri, warehouse_url
+from resources import rest_connection, sql_connection, stream_connection
 from resources.alert_webhook import AlertWebhook, alert_webhook_url
 from resources.json_io_manager import JsonIOManager
 from resources.landing_zone import default_landing_zone
@@ -17,24 +23,27 @@ from resources.optuna_storage import default_optuna_storage
 from resources.parquet_io_manager import ParquetIOManager
 from resources.prediction_log_store import PredictionLogStore
 from resources.prediction_services import prediction_services
-from resources.rest_connection import resource_key as rest_key
-from resources.rest_connection import rest_connection
-from resources.sql_connection import resource_key, sql_connection
 from resources.table_snapshot_store import TableSnapshotStore
 from resources.warehouse import Warehouse
 
 
 def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, Any]:
     """Every resource the platform's assets, sensors and jobs use, for ``pipelines``: one
-    connection per database their sql sources name and per API their rest sources name, shared
-    by every source that names it."""
-
-    def connections(kind: type) -> list[str]:
-        return sorted({s.connection for p in pipelines for s in p.sources if isinstance(s, kind)})
-
+    connection per database their sql sources name, per API their rest sources name and per
+    broker their stream sources name, shared by every source that names it."""
     return {
-        **{resource_key(name): sql_connection(name) for name in connections(SqlSource)},
-        **{rest_key(name): rest_connection(name) for name in connections(RestSource)},
+        **{
+            sql_connection.resource_key(name): sql_connection.sql_connection(name)
+            for name in _connections(pipelines, SqlSource)
+        },
+        **{
+            rest_connection.resource_key(name): rest_connection.rest_connection(name)
+            for name in _connections(pipelines, RestSource)
+        },
+        **{
+            stream_connection.resource_key(name): stream_connection.stream_connection(name)
+            for name in _connections(pipelines, StreamSource)
+        },
         "io_manager": ParquetIOManager(base_url=warehouse_url()),
         "json_io_manager": JsonIOManager(base_url=warehouse_url()),
         "landing_zone": default_landing_zone(),
@@ -46,3 +55,8 @@ def platform_resources(pipelines: Sequence[PipelineDeclaration]) -> dict[str, An
         "alert_webhook": AlertWebhook(url=alert_webhook_url()),
         "warehouse": Warehouse(base_url=warehouse_url()),
     }
+
+
+def _connections(pipelines: Sequence[PipelineDeclaration], kind: type) -> list[str]:
+    """The connections the sources of ``kind`` name."""
+    return sorted({s.connection for p in pipelines for s in p.sources if isinstance(s, kind)})

@@ -371,6 +371,53 @@ MISTAKES = {
             ),
         }.items()
     },
+    **{
+        f"stream source: {what}": (lambda d, c=change: _stream_flights(d, c), where, reason)
+        for what, (change, where, reason) in {
+            "event time not a column": (
+                lambda s: s.update(event_time="arrived_at"),
+                "sources.0",
+                "event_time 'arrived_at' is not among the columns (year, month, day,",
+            ),
+            "no event time": (lambda s: s.pop("event_time"), "sources.0.event_time", "required"),
+            "no queue": (lambda s: s.pop("queue"), "sources.0.queue", "required"),
+            "no key": (
+                lambda s: s.pop("key"),
+                "sources.0",
+                "a stream source declares its columns and its key",
+            ),
+            "a reference table": (
+                lambda s: s.update(partitioned=False),
+                "sources.0",
+                "a stream source is partitioned",
+            ),
+            "an unknown late-event policy": (
+                lambda s: s.update(late_events="drop"),
+                "sources.0.late_events",
+                "Input should be 'reopen' or 'reject'",
+            ),
+            "prefetch beyond the batch": (
+                lambda s: s.update(prefetch=500, batch_size=100),
+                "sources.0",
+                "prefetch (500) exceeds batch_size (100)",
+            ),
+            "unbounded prefetch": (
+                lambda s: s.update(prefetch=1_000_000),
+                "sources.0.prefetch",
+                "less than or equal to 10000",
+            ),
+            "broker URL inline": (
+                lambda s: s.update(connection="amqp://guest:guest@broker:5672/%2F"),
+                "sources.0.connection",
+                "give its URL as ML_ASSETS_STREAM_EVENTS_URL",
+            ),
+            "password inline": (
+                lambda s: s.update(password="s3cret"),
+                "sources.0",
+                "password: a connection is named, never written inline",
+            ),
+        }.items()
+    },
 }
 
 
@@ -470,6 +517,14 @@ def _rest_weather(data: dict, change: Callable[[dict], Any]) -> None:
     weather = data["sources"][1]
     weather.update(REST_WEATHER)
     change(weather)
+
+
+def _stream_flights(data: dict, change: Callable[[dict], Any]) -> None:
+    """The flights source switched to the stream kind, then changed by ``change``."""
+    flights = data["sources"][0]
+    flights.pop("format", None)
+    flights.update(kind="stream", connection="airline", queue="flights", event_time="time_hour")
+    change(flights)
 
 
 def _sql_flights(data: dict, change: Callable[[dict], Any]) -> None:
@@ -812,3 +867,13 @@ def test_a_source_is_files_unless_it_names_another_kind(tmp_path: Path) -> None:
     assert (flights.kind, flights.connection, flights.table) == ("sql", "airline", "flights")
     assert flights.cursor_column == "time_hour" and flights.key == FLIGHTS["sources"][0]["key"]
     assert (weather.kind, weather.extension) == ("files", ".csv")
+
+
+def test_a_stream_source_loads_with_its_bounds_and_late_event_policy(tmp_path: Path) -> None:
+    declared = load_declaration(
+        _declare(tmp_path, lambda d: _stream_flights(d, lambda s: s.update(late_events="reject")))
+    )
+    flights = declared.source("flights")
+    assert (flights.kind, flights.connection, flights.queue) == ("stream", "airline", "flights")
+    assert (flights.event_time, flights.late_events) == ("time_hour", "reject")
+    assert (flights.prefetch, flights.batch_size) == (500, 100_000)

@@ -530,6 +530,52 @@ class RestSource(ConnectedSource):
         return self
 
 
+class StreamSource(ConnectedSource):
+    """Events on a RabbitMQ stream queue (``x-queue-type: stream``), each a JSON object whose
+    fields are the columns; ``event_time`` places an event in its partition.
+
+    A run reads the stream's high watermark when it starts, consumes at most ``batch_size``
+    events up to it (never more than ``prefetch`` unacknowledged), writes the raw partitions
+    the events belong to (each the partition's earlier raw plus its new events, deduplicated by
+    the key) and only then records its offsets, so a run that dies in between is replayed.
+    """
+
+    kind: Literal["stream"]
+    SETTINGS_EXAMPLE = (
+        "name it, e.g. 'connection: events', and give its URL as ML_ASSETS_STREAM_EVENTS_URL "
+        "or in the secret file named by ML_ASSETS_STREAM_EVENTS_URL_FILE"
+    )
+    queue: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    """The stream queue's name."""
+    event_time: str
+    """The field (among the columns) holding when the event happened: an ISO 8601 date-time
+    (without an offset: in the partitions' time zone) or seconds since the epoch."""
+    late_events: Literal["reopen", "reject"] = "reopen"
+    """An event for a partition that was already closed (written after the stream had carried
+    an event of a later partition): ``reopen`` adds it to the partition, which is written
+    again; ``reject`` leaves the partition as it is and keeps the event's offset, key and
+    reason in the metadata."""
+    prefetch: int = Field(default=500, ge=1, le=10_000)
+    """The most events the broker sends before the consumer acknowledges them."""
+    batch_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    """The most events one run consumes; a longer backlog is consumed by the runs after it."""
+
+    @model_validator(mode="after")
+    def _events(self) -> "StreamSource":
+        if not self.partitioned:
+            raise ValueError("a stream source is partitioned (its events are placed by time)")
+        if not self.columns or not self.key:
+            raise ValueError("a stream source declares its columns and its key")
+        if self.event_time not in self.columns:
+            raise ValueError(
+                f"event_time {self.event_time!r} is not among the columns "
+                f"({', '.join(self.columns)})"
+            )
+        if self.prefetch > self.batch_size:
+            raise ValueError(f"prefetch ({self.prefetch}) exceeds batch_size ({self.batch_size})")
+        return self
+
+
 def _kind(value: Any) -> str:
     """A source's kind; a source that names none is files (the landing zone)."""
     if isinstance(value, dict):
@@ -537,11 +583,12 @@ def _kind(value: Any) -> str:
     return getattr(value, "kind", "files")
 
 
-SOURCE_KINDS = ("files", "sql", "rest")
+SOURCE_KINDS = ("files", "sql", "rest", "stream")
 SourceDeclaration = Annotated[
     Annotated[FilesSource, Tag("files")]
     | Annotated[SqlSource, Tag("sql")]
-    | Annotated[RestSource, Tag("rest")],
+    | Annotated[RestSource, Tag("rest")]
+    | Annotated[StreamSource, Tag("stream")],
     Discriminator(_kind),
 ]
 """A source of any kind, told apart by its ``kind``; a new kind adds its model here and its
@@ -1053,7 +1100,7 @@ class PipelineDeclaration(Strict):
         """The key path of the pipeline's asset ``name``: ``(prefix, name)``."""
         return (self.prefix, name)
 
-    def source(self, name: str) -> FilesSource | SqlSource | RestSource:
+    def source(self, name: str) -> FilesSource | SqlSource | RestSource | StreamSource:
         for source in self.sources:
             if source.name == name:
                 return source

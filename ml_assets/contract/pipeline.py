@@ -42,6 +42,11 @@ through, at the URL and with the bearer token ``settings_of(connection name)`` g
 while it is entered."""
 
 
+PublishToStream = Callable[..., int]
+"""``(url_of, partition_keys, queue=...)``: publish the rows of ``partition_keys`` as events on
+the stream ``queue`` (the publisher's own by default) of the broker ``url_of`` names; how many."""
+
+
 @dataclass(frozen=True)
 class ServingHooks:
     """How the prediction service turns request items into the model's feature columns,
@@ -73,6 +78,8 @@ class Pipeline:
     """Where the upstream keeps its data in databases (``ml-assets publish --to sql``)."""
     publish_to_api: PublishToApi | None = None
     """The API the upstream serves its data through (``ml-assets publish --to rest``)."""
+    publish_to_stream: PublishToStream | None = None
+    """Where the upstream sends its rows as events (``ml-assets publish --to stream``)."""
 
     def __post_init__(self) -> None:
         declared = self.declaration

@@ -53,9 +53,9 @@ SOURCE_KINDS = {
         wiring="    publish_to_databases=publish_to_databases,\n",
         test_fixtures=", postgres_url: str",
         test_imports="from ml_assets.pipelines.$name.database import CONNECTION\n"
-        "from resources.sql_connection import url_variable\n",
+        "from resources.sql_connection import SqlConnection\n",
         test_publish=(
-            "    monkeypatch.setenv(url_variable(CONNECTION), postgres_url)  # a fresh database\n"
+            "    monkeypatch.setenv(SqlConnection.url_variable(CONNECTION), postgres_url)\n"
             "    pipeline.publish_to_databases(lambda _: postgres_url, keys)\n"
         ),
     ),

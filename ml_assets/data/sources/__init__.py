@@ -1,4 +1,4 @@
-"""Ingest by source kind: one module per kind (``files``, ``sql``, ``rest``), each with
+"""Ingest by source kind: one module per kind (``files``, ``sql``, ``rest``, ``stream``), each
 ``asset(declaration, source, schema)`` building the asset that reads a source of that kind
 into its raw partitions, or its reference table. The source's declared ``kind`` picks the
 module; a new kind is its declaration model (``ml_assets.contract.declaration``) plus a module

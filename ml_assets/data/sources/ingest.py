@@ -54,6 +54,38 @@ def min_rows_outcome(outcome: CheckOutcome, rows: int, min_rows: int) -> CheckOu
     )
 
 
+ROWS_IN_RAW = "source/rows_in_raw"
+
+
+def report_landed_rows(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    landed_schema: SchemaCheck,
+    reads: Mapping[str, Mapping[str, Any]],
+    source: Source,
+    drifts: Mapping[str, list[str]] | None = None,
+) -> Iterator:
+    """The ``rows_check`` of each partition of the run (with its schema drift, if any, under
+    the source's policy), and, when it wrote several, each partition's own figures (``reads``,
+    with its ``ROWS_IN_RAW``) as an observation beside the run's totals."""
+    drifts = drifts or {}
+    outcomes = {
+        k: drift_outcome(
+            min_rows_outcome(outcome, reads[k][ROWS_IN_RAW], source.min_rows),
+            drifts.get(k, []),
+            source.on_schema_drift,
+        )
+        for k, outcome in landed_schema.outcomes().items()
+    }
+    if any(drifts.values()):
+        changes = sorted({change for found in drifts.values() for change in found})
+        context.log.warning(f"{source.name}: the source's schema changed: {'; '.join(changes)}")
+    yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
+    if len(reads) > 1:
+        for partition_key, figures in reads.items():
+            yield dg.AssetObservation(key, partition=partition_key, metadata=dict(figures))
+
+
 def reference_check(
     declaration: PipelineDeclaration, name: str, schema: pa.DataFrameSchema
 ) -> dg.AssetCheckSpec:
@@ -136,7 +168,7 @@ def read_partitions(
         reads[partition_key] = {
             "source/window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
             **figures,
-            "source/rows_in_raw": len(frame),
+            ROWS_IN_RAW: len(frame),
             "source/seconds": round(time.perf_counter() - started, 3),
         }
         return frame
@@ -158,21 +190,7 @@ def read_partitions(
 
     keys = context.partition_keys
     yield dg.Output(PartitionStream(keys, produce, metadata=summary))
-    outcomes = {
-        k: drift_outcome(
-            min_rows_outcome(outcome, reads[k]["source/rows_in_raw"], source.min_rows),
-            drifts[k],
-            source.on_schema_drift,
-        )
-        for k, outcome in landed_schema.outcomes().items()
-    }
-    if any(drifts.values()):
-        changes = sorted({change for found in drifts.values() for change in found})
-        context.log.warning(f"{source.name}: the source's schema changed: {'; '.join(changes)}")
-    yield from report_per_partition(context, key, LANDED_FILE_SCHEMA, outcomes)
-    if len(keys) > 1:  # each partition's own figures, beside the run's totals
-        for partition_key, figures in reads.items():
-            yield dg.AssetObservation(key, partition=partition_key, metadata=figures)
+    yield from report_landed_rows(context, key, landed_schema, reads, source, drifts)
 
 
 def schema_drift(

@@ -3,7 +3,7 @@
 from ml_assets.contract.pipeline import Pipeline
 from ml_assets.pipelines import declaration, declaration_path
 from ml_assets.pipelines.taxi.assets import data_assets
-from ml_assets.pipelines.taxi.publish import FAULTS, publish
+from ml_assets.pipelines.taxi.publish import FAULTS, publish, publish_to_stream
 from ml_assets.pipelines.taxi.schemas import TRIP_FEATURES
 
 PIPELINE = Pipeline(
@@ -13,4 +13,5 @@ PIPELINE = Pipeline(
     feature_schema=TRIP_FEATURES,
     publish=publish,
     faults=tuple(FAULTS),
+    publish_to_stream=publish_to_stream,
 )
