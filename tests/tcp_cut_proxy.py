@@ -15,6 +15,8 @@ class CutProxy:
         self.upstream = (host, port)
         self.cuts = 0
         """Connections cut so far."""
+        self.server_bytes: list[int] = []
+        """Bytes received from the server, per connection in the order they were accepted."""
         self._after: int | None = None
         self._every = False
         self._lock = threading.Lock()
@@ -51,16 +53,22 @@ class CutProxy:
             server = socket.create_connection(self.upstream)
             with self._lock:
                 self._pairs.append((client, server))
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+                self.server_bytes.append(0)
+                index = len(self.server_bytes) - 1
+            threading.Thread(target=self._pump, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, index), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket, from_server: bool) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, server: int | None) -> None:
+        """Relay ``source`` to ``target``; ``server``: the index of the connection whose server
+        side ``source`` is."""
         received = 0
         try:
             while data := source.recv(65536):
                 target.sendall(data)
                 received += len(data)
-                if from_server and self._due(received):
+                if server is not None:
+                    self.server_bytes[server] = received
+                if server is not None and self._due(received):
                     self._cut(source, target)
                     return
         except OSError:

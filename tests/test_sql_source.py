@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from conftest import _fresh_database, platform_test_instance
 from source_worlds import FLIGHTS_YAML, World, loaded_worlds
 from source_worlds import switched_declaration as switched
-from tcp_fault_proxy import TcpFaultProxy
+from tcp_cut_proxy import CutProxy
 
 from ml_assets import cli, pipelines
 from ml_assets.contract.dagster_terms import asset_key
@@ -247,16 +247,20 @@ def test_a_server_lost_mid_read_is_reconnected_and_each_row_loaded_once(
     resumes (the range at the day it was reading), and every row is in raw exactly once, as
     the uncut load holds them. The cut is a proxy in front of each real server closing both
     sides mid-reply, as a restarted or killed server does."""
-    proxies = {"airline": TcpFaultProxy(5432), "fleet": TcpFaultProxy(3306)}
-    for name, proxy in proxies.items():
-        url = databases[name].replace(f":{proxy.upstream[1]}/", f":{proxy.port}/")
-        monkeypatch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
-    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
-    declaration = switched_declaration(chunk_rows=400)
-    key = functools.partial(asset_key, declaration)
-    proxies["airline"].cut_after(200_000)
-    proxies["fleet"].cut_after(100_000)
-    with platform_test_instance() as instance:
+    with (
+        CutProxy("127.0.0.1", 5432) as postgres,
+        CutProxy("127.0.0.1", 3306) as mariadb,
+        platform_test_instance() as instance,
+    ):
+        proxies = {"airline": postgres, "fleet": mariadb}
+        for name, proxy in proxies.items():
+            url = databases[name].replace(f":{proxy.upstream[1]}/", f":{proxy.port}/")
+            monkeypatch.setenv(f"ML_ASSETS_SQL_{name.upper()}_URL", url)
+        monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path))
+        declaration = switched_declaration(chunk_rows=400)
+        key = functools.partial(asset_key, declaration)
+        postgres.cut_after(200_000)
+        mariadb.cut_after(100_000)
         world = World(tmp_path, instance, declaration)
         assert world.materialize([key("planes")]).success
         assert world.materialize([key("raw_flights")], DAYS).success
@@ -265,11 +269,9 @@ def test_a_server_lost_mid_read_is_reconnected_and_each_row_loaded_once(
             assert event.asset_materialization.metadata["source/retries"].value == 1, asset
         # loaded again, uncut (nothing twice): the resumed query read less than a whole range
         assert world.materialize([key("raw_flights")], DAYS).success
-        cut, resumed, whole = proxies["airline"].server_bytes
+        cut, resumed, whole = postgres.server_bytes
         assert cut < whole and resumed < 0.9 * whole
-    for proxy in proxies.values():
-        assert proxy.cuts == 1
-        proxy.close()
+        assert postgres.cuts == mariadb.cuts == 1
     uncut = worlds["sql"]
     for day in DAYS:
         pd.testing.assert_frame_equal(
