@@ -65,9 +65,9 @@ def _run(project: Path, *command: str, timeout: float = 300) -> subprocess.Compl
 
 
 def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
-    """A skeleton of each source kind (``demo``: files, ``demo_sql``: a PostgreSQL table)
-    loads with the platform's and materializes end to end, to a served prediction, by its own
-    generated test (both run in one pytest)."""
+    """A skeleton of each source kind (``demo``: files, ``demo_sql``: a PostgreSQL table,
+    ``demo_rest``: a paged API it serves) loads with the platform's and materializes end to
+    end, to a served prediction, by its own generated test (all three run in one pytest)."""
     written = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo")
     assert written.returncode == 0, written.stderr
     package = project / "ml_assets" / "pipelines" / "demo"
@@ -83,11 +83,16 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
     declared = yaml.safe_load((project / "ml_assets/pipelines/demo_sql/pipeline.yaml").read_text())
     assert declared["sources"][0]["kind"] == "sql"
     assert (project / "ml_assets" / "pipelines" / "demo_sql" / "database.py").is_file()
+    rest = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo_rest", "--source", "rest")
+    assert rest.returncode == 0, rest.stderr
+    declared = yaml.safe_load((project / "ml_assets/pipelines/demo_rest/pipeline.yaml").read_text())
+    assert declared["sources"][0]["kind"] == "rest"
+    assert (project / "ml_assets" / "pipelines" / "demo_rest" / "events_api.py").is_file()
 
     listed = _run(project, "-m", "ml_assets.cli", "pipelines")
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(
-        ["demo", "demo_sql", *names()]
+        ["demo", "demo_rest", "demo_sql", *names()]
     )
 
     validated = _run(
@@ -97,9 +102,9 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
 
     tested = _run(project, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                   "tests/test_demo_pipeline.py", "tests/test_demo_sql_pipeline.py",
-                  timeout=600)  # fmt: skip
+                  "tests/test_demo_rest_pipeline.py", timeout=900)  # fmt: skip
     assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
-    assert "2 passed" in tested.stdout
+    assert "3 passed" in tested.stdout
 
 
 def test_an_unknown_source_kind_is_refused(project: Path) -> None:

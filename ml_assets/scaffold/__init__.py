@@ -5,8 +5,8 @@ synthetic events), with every file a real pipeline has: the declaration, a publi
 rules, schemas, features, the serving hooks, the definitions and a test that materializes it
 end to end. Its source is of the kind asked for (``SOURCE_KINDS``): the kind's keys in the
 declaration, what puts the sample where the source reads it (files in the landing zone, rows
-in a database table) and how the test does so. A user replaces the sample and the rules with
-their own; nothing is forked.
+in a database table, pages of an API) and how the test does so. A user replaces the sample and
+the rules with their own; nothing is forked.
 """
 
 import re
@@ -33,11 +33,30 @@ class SourceKind:
     wiring_imports: str = ""
     wiring: str = ""
     """``Pipeline`` arguments (and their imports) for what the kind adds."""
-    test_fixtures: str = ""
+    test_std_imports: str = ""
     test_imports: str = "from resources.landing_zone import default_landing_zone\n"
+    test_helpers: str = ""
+    test_fixtures: str = ""
     test_publish: str = "    pipeline.publish(default_landing_zone(), keys)\n"
-    """How the generated test puts the sample where the source reads it."""
+    """How the generated test puts the sample where the source reads it (its imports, code
+    before the test, the test's fixtures and its lines)."""
 
+
+REST_TEST_API = '''TOKEN = "test-token"
+
+
+@pytest.fixture
+def events_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The upstream API serving every day of the sample at a free port, where the source's
+    connection points (its URL and token in the environment)."""
+    pipeline = pipelines.load(NAME)
+    keys = partitions_definition(pipeline.declaration.partitions).get_partition_keys()
+    with pipeline.publish_to_api(lambda _: ("http://127.0.0.1:0", TOKEN), keys) as api:
+        monkeypatch.setenv(url_variable(CONNECTION), api.url)
+        monkeypatch.setenv(token_variable(CONNECTION), TOKEN)
+        yield
+'''
+"""The rest skeleton's test serves the sample through its API while it runs."""
 
 SOURCE_KINDS = {
     "files": SourceKind(rows_from="export landed them"),
@@ -59,10 +78,31 @@ SOURCE_KINDS = {
             "    pipeline.publish_to_databases(lambda _: postgres_url, keys)\n"
         ),
     ),
+    "rest": SourceKind(
+        rows_from="API serves them",
+        source_keys=(
+            "    kind: rest\n"
+            "    connection: ${name}_api       # ML_ASSETS_REST_${NAME}_API_URL and _TOKEN\n"
+            "    path: /v1/events\n"
+            "    records: data                  # where an answer's records are\n"
+            "    paginator: {type: page_number, total_path: meta.total_pages}\n"
+            "    params: {per_page: 50}         # sent with every request: a day is 2 pages\n"
+            "    window_params: {start: start, end: end}   # a day's events: [start, end)\n"
+            "    rate_limit_per_second: 20      # the API allows 25\n"
+        ),
+        wiring_imports="from ml_assets.pipelines.$name.events_api import publish_to_api\n",
+        wiring="    publish_to_api=publish_to_api,\n",
+        test_std_imports="from collections.abc import Iterator\n",
+        test_imports="from ml_assets.pipelines.$name.events_api import CONNECTION\n"
+        "from resources.rest_connection import token_variable, url_variable\n",
+        test_helpers=REST_TEST_API,
+        test_fixtures=", events_api: None",
+        test_publish="",
+    ),
 }
 """The kinds ``--source`` offers; a new kind adds its entry (and its templates)."""
-KIND_FIELDS = ("source_keys", "wiring_imports", "wiring", "test_fixtures", "test_imports",
-               "test_publish")  # fmt: skip
+KIND_FIELDS = ("source_keys", "wiring_imports", "wiring", "test_std_imports", "test_imports",
+               "test_helpers", "test_fixtures", "test_publish")  # fmt: skip
 
 
 def _files(name: str, source: str) -> dict[Path, Path]:

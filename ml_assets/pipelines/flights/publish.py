@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -270,11 +269,4 @@ def publish_to_api(
     wanted = {(str(day.year), str(day.month), str(day.day)) for day in days}
     columns = (weather["year"], weather["month"], weather["day"])
     published = weather[[day in wanted for day in zip(*columns, strict=True)]]
-    address = urlsplit(url)
-    return WeatherApi(
-        published.reset_index(drop=True),
-        token,
-        WEATHER_API_RATE,
-        host=address.hostname or "127.0.0.1",
-        port=address.port or 0,
-    )
+    return WeatherApi(published, url, token, WEATHER_API_RATE)
