@@ -18,7 +18,7 @@
   ``ML_ASSETS_EXECUTOR=celery`` profile);
 - ``ml-assets prod up | down | status`` starts, stops or checks the production profile on
   this machine (``ml_assets.prod``);
-- ``ml-assets new-pipeline NAME [--source files|sql|rest]`` writes a runnable skeleton of a
+- ``ml-assets new-pipeline NAME [--source files|sql|rest|stream]`` writes a runnable skeleton of a
   new pipeline whose source is of that kind.
 """
 
@@ -508,8 +508,8 @@ def parser() -> argparse.ArgumentParser:
         "--source",
         choices=list(SOURCE_KINDS),
         default="files",
-        help="the kind of its source: files in the landing zone, a database table (sql) or a "
-        "paged JSON API (rest)",
+        help="the kind of its source: files in the landing zone, a database table (sql), a "
+        "paged JSON API (rest) or events on a RabbitMQ stream (stream)",
     )
     new.set_defaults(run=_new_pipeline)
 

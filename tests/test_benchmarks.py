@@ -108,6 +108,7 @@ FIGURES: dict[str, list[str]] = {
         rf"^peak PSS range / quarter: {NUMBER} \(target",
         rf"^REST: \d+ requests for 3 days, \d+ rows, {NUMBER} s; {NUMBER} requests/s against 20",
         rf"^REST requests/s achieved / declared: {NUMBER} \(target .*; never above",
+        r"^stream: 3680 events; published \d+ events/s, into raw \d+ events/s, end to end \d+",
     ],
     "landing": [
         rf"^daemon wall s \(10 days landed at once\) +{NUMBER}$",

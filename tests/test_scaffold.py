@@ -64,10 +64,15 @@ def _run(project: Path, *command: str, timeout: float = 300) -> subprocess.Compl
     )  # fmt: skip
 
 
+KIND_MODULES = {"sql": "database.py", "rest": "events_api.py", "stream": "events_stream.py"}
+"""Each source kind but files, and the module its skeleton adds (what plays its upstream)."""
+
+
 def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
     """A skeleton of each source kind (``demo``: files, ``demo_sql``: a PostgreSQL table,
-    ``demo_rest``: a paged API it serves) loads with the platform's and materializes end to
-    end, to a served prediction, by its own generated test (all three run in one pytest)."""
+    ``demo_rest``: a paged API it serves, ``demo_stream``: events on a RabbitMQ stream) loads
+    with the platform's and materializes end to end, to a served prediction, by its own
+    generated test (all run in one pytest)."""
     written = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo")
     assert written.returncode == 0, written.stderr
     package = project / "ml_assets" / "pipelines" / "demo"
@@ -78,21 +83,20 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
     assert (project / "tests" / "test_demo_pipeline.py").is_file()
     again = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo")
     assert again.returncode != 0 and "exists; pass --force" in again.stderr
-    sql = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo_sql", "--source", "sql")
-    assert sql.returncode == 0, sql.stderr
-    declared = yaml.safe_load((project / "ml_assets/pipelines/demo_sql/pipeline.yaml").read_text())
-    assert declared["sources"][0]["kind"] == "sql"
-    assert (project / "ml_assets" / "pipelines" / "demo_sql" / "database.py").is_file()
-    rest = _run(project, "-m", "ml_assets.cli", "new-pipeline", "demo_rest", "--source", "rest")
-    assert rest.returncode == 0, rest.stderr
-    declared = yaml.safe_load((project / "ml_assets/pipelines/demo_rest/pipeline.yaml").read_text())
-    assert declared["sources"][0]["kind"] == "rest"
-    assert (project / "ml_assets" / "pipelines" / "demo_rest" / "events_api.py").is_file()
+    for kind, module in KIND_MODULES.items():
+        made = _run(
+            project, "-m", "ml_assets.cli", "new-pipeline", f"demo_{kind}", "--source", kind
+        )
+        assert made.returncode == 0, made.stderr
+        package = project / "ml_assets" / "pipelines" / f"demo_{kind}"
+        assert yaml.safe_load((package / "pipeline.yaml").read_text())["sources"][0]["kind"] == kind
+        assert (package / module).is_file()
+    skeletons = ["demo", *(f"demo_{kind}" for kind in KIND_MODULES)]
 
     listed = _run(project, "-m", "ml_assets.cli", "pipelines")
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()] == sorted(
-        ["demo", "demo_rest", "demo_sql", *names()]
+        [*skeletons, *names()]
     )
 
     validated = _run(
@@ -100,11 +104,10 @@ def test_new_pipeline_writes_a_runnable_skeleton(project: Path) -> None:
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
-    tested = _run(project, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                  "tests/test_demo_pipeline.py", "tests/test_demo_sql_pipeline.py",
-                  "tests/test_demo_rest_pipeline.py", timeout=900)  # fmt: skip
+    tests = [f"tests/test_{name}_pipeline.py" for name in skeletons]
+    tested = _run(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, timeout=900)
     assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
-    assert "3 passed" in tested.stdout
+    assert f"{len(skeletons)} passed" in tested.stdout
 
 
 def test_an_unknown_source_kind_is_refused(project: Path) -> None:

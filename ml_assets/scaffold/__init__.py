@@ -58,6 +58,26 @@ def events_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 '''
 """The rest skeleton's test serves the sample through its API while it runs."""
 
+STREAM_TEST_BROKER = '''BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
+"""The machine's RabbitMQ (guest)."""
+
+
+@pytest.fixture
+def events_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh stream queue of the source's name on the broker its connection points at."""
+    monkeypatch.setenv(StreamConnection.url_variable(CONNECTION), BROKER)
+    broker = StreamConnection(name=CONNECTION, url=BROKER)
+
+    def delete() -> None:
+        with broker.open("test") as (_, channel):
+            channel.queue_delete(QUEUE)
+
+    delete()  # a stream an earlier run left
+    yield
+    delete()
+'''
+"""The stream skeleton's test publishes the sample to a fresh stream queue."""
+
 SOURCE_KINDS = {
     "files": SourceKind(rows_from="export landed them"),
     "sql": SourceKind(
@@ -98,6 +118,23 @@ SOURCE_KINDS = {
         test_helpers=REST_TEST_API,
         test_fixtures=", events_api: None",
         test_publish="",
+    ),
+    "stream": SourceKind(
+        rows_from="system sends them, as events",
+        source_keys=(
+            "    kind: stream\n"
+            "    connection: ${name}_broker    # its URL: ML_ASSETS_STREAM_${NAME}_BROKER_URL\n"
+            "    queue: ${name}-events\n"
+            "    event_time: day                # places an event in its partition\n"
+        ),
+        wiring_imports="from ml_assets.pipelines.$name.events_stream import publish_to_stream\n",
+        wiring="    publish_to_stream=publish_to_stream,\n",
+        test_std_imports="from collections.abc import Iterator\n",
+        test_imports="from ml_assets.pipelines.$name.events_stream import CONNECTION, QUEUE\n"
+        "from resources.stream_connection import StreamConnection\n",
+        test_helpers=STREAM_TEST_BROKER,
+        test_fixtures=", events_stream: None",
+        test_publish="    pipeline.publish_to_stream(lambda _: BROKER, keys)\n",
     ),
 }
 """The kinds ``--source`` offers; a new kind adds its entry (and its templates)."""
