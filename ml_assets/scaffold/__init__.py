@@ -87,6 +87,7 @@ SOURCE_KINDS = {
             "    connection: ${name}_db        # its URL: ML_ASSETS_SQL_${NAME}_DB_URL\n"
             "    table: events\n"
             "    cursor_column: day             # places a row in its partition\n"
+            "    changed_column: updated_at     # set on every write: new rows are noticed\n"
         ),
         wiring_imports="from ml_assets.pipelines.$name.database import publish_to_databases\n",
         wiring="    publish_to_databases=publish_to_databases,\n",

@@ -14,7 +14,6 @@ when the definitions load). Rows are stored as text, as a file's would be, so th
 cleaning rules and checks apply whatever the kind.
 """
 
-import gc
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -158,9 +157,6 @@ class RangeRead:
                 if not _disconnected(error) or self.retried >= self.source.max_retries:
                     raise
                 self.retried += 1
-            # the broken connection's cursor goes now, not at a random later moment: pymysql's
-            # finalizer raises on a closed socket (once, inside a compile, a SystemError)
-            gc.collect()
             time.sleep(0.5 * 2 ** (self.retried - 1))
 
     def _read(self, done: int) -> Iterator[Any]:
@@ -217,7 +213,13 @@ def _source_metadata(source: SqlSource, connection: SqlConnection) -> dict[str, 
 def _engine(connection: SqlConnection) -> Any:
     import sqlalchemy
 
-    return sqlalchemy.create_engine(connection.secret_url(), pool_pre_ping=True)
+    engine = sqlalchemy.create_engine(connection.secret_url(), pool_pre_ping=True)
+    if engine.dialect.name == "mysql":
+        # buffered results: pymysql's streaming cursor cannot be cleaned up once its connection
+        # broke (its finalizer raises whenever the collector meets it; once inside a compile,
+        # as a SystemError), so a MySQL query's rows are held in memory (PostgreSQL streams)
+        engine.dialect.supports_server_side_cursors = False
+    return engine
 
 
 def _raw_asset(
