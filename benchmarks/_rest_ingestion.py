@@ -7,6 +7,8 @@ switched to the ``rest`` kind, declaring 20 requests a second and small pages, l
 ``raw_weather`` partitions in one single-run backfill, as the platform's assets and resources
 do. The rate is measured where it matters, at the API: its request log's arrival times. Target:
 within 10% below the declared rate, and never above it (no second holds more requests).
+``benchmarks/ingestion.py`` reports it (the suite runs its ``--quick``); run alone as
+``.venv/bin/python benchmarks/_rest_ingestion.py [--quick]`` it prints the figures.
 """
 
 import itertools
@@ -98,3 +100,9 @@ def rest_rate(quick: bool) -> dict[str, Any]:
         "target_met": 0.9 <= achieved / DECLARED_PER_SECOND <= 1
         and _busiest_second(arrivals) <= DECLARED_PER_SECOND,
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(rest_rate(quick="--quick" in sys.argv))

@@ -2,7 +2,8 @@
 as events on a RabbitMQ stream queue of its own, then read into their raw monthly partitions by
 the platform's raw asset (the taxi declaration switched to the stream kind), every event in
 raw once. A library, not a benchmark (hence the leading underscore): the ingestion benchmark
-calls ``stream_rate`` in its own quick mode or full.
+calls ``stream_rate`` in its own quick mode or full (the suite runs its ``--quick``); run alone
+as ``.venv/bin/python benchmarks/_stream_ingestion.py [--quick]`` it prints the figures.
 
 The broker is ``$ML_ASSETS_STREAM_CITY_URL`` (default: the local RabbitMQ as guest).
 """
