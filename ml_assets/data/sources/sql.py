@@ -1,7 +1,7 @@
 """The ``sql`` kind: a table in PostgreSQL or MySQL/MariaDB, read with dlt's ``sql_database``.
 
-A partition's load reads the rows whose cursor column falls in the partition's window, passed
-to dlt as ``initial_value``/``end_value`` (start included, end not): stateless, so any
+A load reads the rows whose cursor column falls in its partitions' window, passed to dlt as
+``initial_value``/``end_value`` (start included, end not): stateless, so any
 partition can be loaded again or backfilled in any order, and a row corrected in the database
 reaches its partition when that partition is loaded again. The raw layer is the destination:
 each partition is written whole by the IO manager and replaces what was there (a
@@ -9,9 +9,11 @@ delete-insert by partition), so a re-run never duplicates a row. No dlt pipeline
 state or working folder) is involved, so loads of one source can run side by side; the
 source's pool (``sql_<connection>``) bounds them when the database must be spared.
 
-A fresh dlt resource is built for every partition of every run (dlt is imported then, not
-when the definitions load). Rows are stored as text, as a file's would be, so the same
-cleaning rules and checks apply whatever the kind.
+A run reads its whole range with one query (``RangeRead``), ``chunk_rows`` at a time, cut into
+its partitions by the cursor as the rows arrive; a fresh dlt resource is built for every run
+and after a lost connection (dlt is imported then, not when the definitions load). Rows are
+stored as text, as a file's would be, so the same cleaning rules and checks apply whatever the
+kind.
 """
 
 import time
